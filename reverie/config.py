@@ -1,0 +1,116 @@
+"""One settings tree: REVERIE_* environment variables, an optional YAML file, then defaults.
+
+The YAML file is `$REVERIE_CONFIG` when set, else `$REVERIE_HOME/config.yaml` when it exists.
+Environment variables win over the file.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+
+def _default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "reverie"
+
+
+def _yaml_file() -> Path | None:
+    explicit = os.environ.get("REVERIE_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"REVERIE_CONFIG points to {path}, which is not a file")
+        return path
+    home = Path(os.environ.get("REVERIE_HOME") or _default_home()).expanduser()
+    candidate = home / "config.yaml"
+    return candidate if candidate.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Every knob of Reverie. Each field is also the env var REVERIE_<FIELD>."""
+
+    model_config = SettingsConfigDict(env_prefix="REVERIE_", extra="forbid", validate_default=True)
+
+    home: Path = Field(default_factory=_default_home, description="Directory holding all state: graph, vectors, model caches, checkpoints.")
+    qdrant_url: str | None = Field(default=None, description="Qdrant server URL; when unset the embedded store under `home` is used.")
+    qdrant_api_key: str | None = Field(default=None, description="API key for the Qdrant server, if it needs one.")
+    address: str | None = Field(default=None, description="Ray cluster address to connect to; unset starts a local single-node Ray.")
+
+    # linking and retrieval
+    link_top_k: int = Field(default=5, ge=1, le=100, description="Entities the vector search returns per question.")
+    link_min_score: float = Field(default=0.45, ge=-1.0, le=1.0, description="Cosine similarity below which a vector hit is not a link.")
+    max_subgraph_nodes: int = Field(default=20000, ge=10, description="Cap on the nodes of a retrieved subgraph.")
+
+    # dreams
+    branches: int = Field(default=64, ge=1, le=4096, description="Dream rollouts per question.")
+    hops: int = Field(default=3, ge=1, le=6, description="Maximum hops per rollout.")
+    rollouts_per_task: int = Field(default=32, ge=1, description="Rollouts batched into one Ray remote task.")
+    walker_temperature: float = Field(default=0.1, gt=0.0, description="Softmax temperature of the embedding-guided walker over cosine scores.")
+    stop_bias: float = Field(default=-0.1, description="Score of the stop action relative to edge scores (cosine units).")
+    walker_inverse_bias: float = Field(default=-0.3, description="Score added to hops against a fact's stored direction (cosine units).")
+    alternatives: int = Field(default=3, ge=0, le=20, description="Runner-up answers reported with their chains.")
+
+    # LLM
+    llm_backends: list[Literal["local", "ollama"]] = Field(default=["local"], description="Fallback chain, tried in order.")
+    ollama_host: str = Field(default="http://127.0.0.1:11434", description="Ollama server for the 'ollama' backend.")
+    ollama_model: str = Field(default="llama3.2", description="Model name on the Ollama server.")
+    ollama_timeout_s: float = Field(default=30.0, gt=0, description="Seconds before an Ollama call counts as failed.")
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 is greedy.")
+    top_k: int = Field(default=40, ge=1, description="Top-k sampling when temperature > 0.")
+    max_new_tokens: int = Field(default=48, ge=1, le=1024, description="Tokens the LLM may generate per answer.")
+
+    # serving
+    host: str = Field(default="127.0.0.1", description="Interface the HTTP server binds.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP server.")
+    api_key: str | None = Field(default=None, description="When set, HTTP requests need `Authorization: Bearer <key>`.")
+
+    @field_validator("home")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return Path(value).expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_path = _yaml_file()
+        if yaml_path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+        return tuple(sources)
+
+    # derived locations, all under home
+    @property
+    def graph_dir(self) -> Path:
+        return self.home / "graph"
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.home / "qdrant"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.home / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def offline_hub() -> None:
+    """No network at run time: every model comes from an installed package."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,33 @@
+"""Errors a user can cause. Each carries the HTTP status it maps to; the CLI prints one line and exits 2."""
+from __future__ import annotations
+
+
+class ReverieError(Exception):
+    """Bad input or a state the user can fix; never a bug."""
+
+    status = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self):  # keeps the subclass and message across Ray's pickling
+        return (type(self), (self.message,))
+
+
+class IngestError(ReverieError):
+    """A malformed line or file; the message starts with file:line."""
+
+
+class DatasetNotFoundError(ReverieError):
+    status = 404
+
+
+class NoMatchError(ReverieError):
+    """No entity in the graph matches the question."""
+
+    status = 422
+
+
+class EmptyGraphError(ReverieError):
+    status = 409

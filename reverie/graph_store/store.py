@@ -1,0 +1,437 @@
+"""The Graph RAG store: a typed networkx graph, its vectors, and a Qdrant index over them.
+
+State on disk, all under `settings.home`:
+- `graph/snapshot.npz`: the source of truth: entities, relations, triples and their vectors, in one
+  file written to a temporary name and renamed into place, so a reader sees the old or the new
+  graph, never half of one.
+- `qdrant/`: the embedded Qdrant index for entity linking (or a Qdrant server by URL). It is
+  written after the snapshot; on start-up an index whose point counts disagree with the snapshot
+  is rebuilt from it, so a crash between the two writes heals itself.
+The embedded Qdrant store takes a file lock, so exactly one process (one Ray actor) owns a store.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from reverie.config import Settings
+from reverie.errors import EmptyGraphError, NoMatchError, ReverieError
+from reverie.graph_store.subgraph import Subgraph
+from reverie.schemas import Entity, GraphStats, LinkedEntity, Triple
+
+ENTITIES = "entities"
+RELATIONS = "relations"
+_POINT_NS = uuid.UUID("6f1c1d1e-5d2b-4c8e-9a47-3f1f0e2b7a10")
+_WORD = re.compile(r"[^a-z0-9]+")
+_MAX_PHRASE_WORDS = 8
+
+
+def edge_id(head: str, relation: str, tail: str) -> str:
+    return hashlib.sha1(f"{head}\t{relation}\t{tail}".encode()).hexdigest()[:16]
+
+
+def display(name: str) -> str:
+    """How a name reads: dataset names use underscores (`amino_acid`, `_hypernym`)."""
+    return name.replace("_", " ").strip()
+
+
+def entity_text(entity: Entity) -> str:
+    text = display(entity.name)
+    return f"{text}: {entity.description}" if entity.description else text
+
+
+def relation_texts(relation: str) -> tuple[str, str]:
+    """Texts embedded for a relation walked forward and against its direction."""
+    label = display(relation)
+    return label, f"inverse of {label}"
+
+
+def normalise(text: str) -> str:
+    return _WORD.sub(" ", text.lower()).strip()
+
+
+@dataclass
+class IngestPlan:
+    """What an ingest adds: computed before anything is written, encoded, then applied."""
+
+    entities: list[Entity] = field(default_factory=list)   # new or changed entities
+    relations: list[str] = field(default_factory=list)     # new relations
+    triples: list[Triple] = field(default_factory=list)    # new triples
+    triples_read: int = 0
+
+    @property
+    def entity_texts(self) -> list[str]:
+        return [entity_text(e) for e in self.entities]
+
+    @property
+    def relation_texts(self) -> list[str]:
+        return [t for r in self.relations for t in relation_texts(r)]
+
+
+class GraphStore:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.dim = 384
+        self.snapshot_path = settings.graph_dir / "snapshot.npz"
+        self._clear()
+        self._load_snapshot()
+        self.qdrant = self._open_qdrant()
+        self._sync_index()
+
+    # ---------- persistence ----------
+    def _clear(self) -> None:
+        self.graph = nx.MultiDiGraph()
+        self._entities: list[Entity] = []
+        self._entity_index: dict[str, int] = {}
+        self._relations: list[str] = []
+        self._relation_index: dict[str, int] = {}
+        self._triples: list[Triple] = []
+        self._triple_index: set[str] = set()
+        self._heads = np.zeros(0, np.int64)
+        self._rels = np.zeros(0, np.int64)
+        self._tails = np.zeros(0, np.int64)
+        self._entity_vecs = np.zeros((0, self.dim), np.float32)
+        self._relation_vecs = np.zeros((0, 2, self.dim), np.float32)
+        self._csr: tuple[np.ndarray, ...] | None = None
+        self._phrases: dict[str, list[int]] | None = None
+
+    def _load_snapshot(self) -> None:
+        if not self.snapshot_path.is_file():
+            return
+        with np.load(self.snapshot_path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+            entity_vecs = data["entity_vecs"]
+            relation_vecs = data["relation_vecs"]
+        entities = [Entity(**e) for e in meta["entities"]]
+        triples = [Triple(head=h, relation=r, tail=t, source=s, confidence=c) for h, r, t, s, c in meta["triples"]]
+        self._add(entities, meta["relations"], triples, entity_vecs, relation_vecs)
+
+    def _write_snapshot(self) -> None:
+        meta = {
+            "entities": [e.model_dump() for e in self._entities],
+            "relations": self._relations,
+            "triples": [[t.head, t.relation, t.tail, t.source, t.confidence] for t in self._triples],
+        }
+        self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.snapshot_path.with_name(f".snapshot-{uuid.uuid4().hex}.npz")
+        try:
+            with open(tmp, "wb") as handle:
+                np.savez(
+                    handle,
+                    meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                    entity_vecs=self._entity_vecs,
+                    relation_vecs=self._relation_vecs,
+                )
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.snapshot_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _open_qdrant(self):
+        from qdrant_client import QdrantClient
+
+        if self.settings.qdrant_url:
+            return QdrantClient(url=self.settings.qdrant_url, api_key=self.settings.qdrant_api_key)
+        self.settings.qdrant_path.mkdir(parents=True, exist_ok=True)
+        try:
+            return QdrantClient(path=str(self.settings.qdrant_path))
+        except RuntimeError as exc:  # the embedded store's lock: another process owns it
+            raise ReverieError(
+                f"the vector store at {self.settings.qdrant_path} is in use by another process ({exc}); "
+                "stop it, or point REVERIE_HOME elsewhere"
+            ) from None
+
+    def _sync_index(self) -> None:
+        """Make the Qdrant index agree with the snapshot (rebuild after a crash or a lost index)."""
+        from qdrant_client import models
+
+        for name, count in ((ENTITIES, len(self._entities)), (RELATIONS, len(self._relations))):
+            exists = self.qdrant.collection_exists(name)
+            if exists and self.qdrant.count(name, exact=True).count == count:
+                continue
+            if exists:
+                self.qdrant.delete_collection(name)
+            self.qdrant.create_collection(name, vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE))
+            if name == ENTITIES:
+                self._upsert_entities(self._entities, self._entity_vecs)
+            else:
+                self._upsert_relations(self._relations, self._relation_vecs[:, 0])
+
+    def _upsert_entities(self, entities: list[Entity], vecs: np.ndarray) -> None:
+        payloads = [{"name": e.name, "type": e.type, "description": e.description} for e in entities]
+        self._upsert(ENTITIES, [e.name for e in entities], vecs, payloads)
+
+    def _upsert_relations(self, relations: list[str], vecs: np.ndarray) -> None:
+        self._upsert(RELATIONS, relations, vecs, [{"name": r} for r in relations])
+
+    def _upsert(self, collection: str, names: list[str], vecs: np.ndarray, payloads: list[dict]) -> None:
+        from qdrant_client import models
+
+        for start in range(0, len(names), 2048):
+            stop = start + 2048
+            self.qdrant.upsert(
+                collection,
+                points=models.Batch(
+                    ids=[str(uuid.uuid5(_POINT_NS, n)) for n in names[start:stop]],
+                    vectors=vecs[start:stop].tolist(),
+                    payloads=payloads[start:stop],
+                ),
+                wait=True,
+            )
+
+    def close(self) -> None:
+        self.qdrant.close()
+
+    # ---------- ingest ----------
+    def plan(self, triples: list[Triple], entities: list[Entity] | None = None) -> IngestPlan:
+        """What these facts add to the graph; re-ingesting the same facts plans nothing."""
+        plan = IngestPlan(triples_read=len(triples))
+        planned: dict[str, Entity] = {}
+        for entity in entities or []:
+            known = self._entity_index.get(entity.name)
+            if known is None or self._entities[known] != entity:
+                planned[entity.name] = entity
+        new_relations: dict[str, None] = {}
+        seen: set[str] = set()
+        for triple in triples:
+            key = edge_id(triple.head, triple.relation, triple.tail)
+            if key in self._triple_index or key in seen:
+                continue
+            seen.add(key)
+            plan.triples.append(triple)
+            for name in (triple.head, triple.tail):
+                if name not in self._entity_index and name not in planned:
+                    planned[name] = Entity(name=name)
+            if triple.relation not in self._relation_index:
+                new_relations[triple.relation] = None
+        plan.entities = list(planned.values())
+        plan.relations = list(new_relations)
+        return plan
+
+    def apply(self, plan: IngestPlan, entity_vecs: np.ndarray, relation_vecs: np.ndarray) -> None:
+        """Add a plan with its vectors (relation_vecs: forward and inverse text of each relation, interleaved)."""
+        entity_vecs = np.asarray(entity_vecs, np.float32).reshape(len(plan.entities), self.dim)
+        relation_vecs = np.asarray(relation_vecs, np.float32).reshape(len(plan.relations), 2, self.dim)
+        try:
+            self._apply_in_memory(plan, entity_vecs, relation_vecs)
+            self._write_snapshot()
+        except BaseException:
+            # The disk still holds the old graph; make memory agree with it again.
+            self._clear()
+            self._load_snapshot()
+            raise
+        # The index follows the snapshot; see the module docstring.
+        if plan.entities:
+            self._upsert_entities(plan.entities, entity_vecs)
+        if plan.relations:
+            self._upsert_relations(plan.relations, relation_vecs[:, 0])
+
+    def _apply_in_memory(self, plan: IngestPlan, entity_vecs: np.ndarray, relation_vecs: np.ndarray) -> None:
+        for entity, vec in zip(plan.entities, entity_vecs):
+            idx = self._entity_index.get(entity.name)
+            if idx is not None:  # an existing entity with new attributes: update in place
+                self._entities[idx] = entity
+                self._entity_vecs[idx] = vec
+                self.graph.nodes[entity.name].update(entity.model_dump())
+        fresh = [(e, v) for e, v in zip(plan.entities, entity_vecs) if e.name not in self._entity_index]
+        self._add(
+            [e for e, _ in fresh],
+            plan.relations,
+            plan.triples,
+            np.stack([v for _, v in fresh]) if fresh else np.zeros((0, self.dim), np.float32),
+            relation_vecs,
+        )
+
+    def _add(self, entities, relations, triples, entity_vecs, relation_vecs) -> None:
+        for entity in entities:
+            self._entity_index[entity.name] = len(self._entities)
+            self._entities.append(entity)
+            self.graph.add_node(entity.name, **entity.model_dump())
+        for relation in relations:
+            self._relation_index[relation] = len(self._relations)
+            self._relations.append(relation)
+        self._entity_vecs = np.concatenate([self._entity_vecs, np.asarray(entity_vecs, np.float32)])
+        self._relation_vecs = np.concatenate([self._relation_vecs, np.asarray(relation_vecs, np.float32).reshape(-1, 2, self.dim)])
+        heads, rels, tails = [], [], []
+        for triple in triples:
+            key = edge_id(triple.head, triple.relation, triple.tail)
+            self._triple_index.add(key)
+            self._triples.append(triple)
+            self.graph.add_edge(triple.head, triple.tail, key=key, relation=triple.relation, source=triple.source, confidence=triple.confidence)
+            heads.append(self._entity_index[triple.head])
+            rels.append(self._relation_index[triple.relation])
+            tails.append(self._entity_index[triple.tail])
+        self._heads = np.concatenate([self._heads, np.asarray(heads, np.int64)])
+        self._rels = np.concatenate([self._rels, np.asarray(rels, np.int64)])
+        self._tails = np.concatenate([self._tails, np.asarray(tails, np.int64)])
+        self._csr = None
+        self._phrases = None
+
+    # ---------- reading ----------
+    def stats(self) -> GraphStats:
+        return GraphStats(entities=len(self._entities), relations=len(self._relations), triples=len(self._triples))
+
+    def has_entity(self, name: str) -> bool:
+        return name in self._entity_index
+
+    def get_entity(self, name: str) -> Entity | None:
+        idx = self._entity_index.get(name)
+        return None if idx is None else self._entities[idx]
+
+    def neighbours(self, name: str) -> list[Triple]:
+        """Every stored triple that touches an entity, outgoing first."""
+        if name not in self._entity_index:
+            raise ReverieError(f"no entity named {name!r}")
+        out = [self._triple_at(name, v, d) for _, v, d in self.graph.out_edges(name, data=True)]
+        inc = [self._triple_at(u, name, d) for u, _, d in self.graph.in_edges(name, data=True)]
+        return out + inc
+
+    @staticmethod
+    def _triple_at(head: str, tail: str, data: dict) -> Triple:
+        return Triple(head=head, relation=data["relation"], tail=tail, source=data["source"], confidence=data["confidence"])
+
+    def _require_graph(self) -> None:
+        if not self._triples:
+            raise EmptyGraphError("the knowledge graph is empty: run `reverie ingest --dataset world` (or another dataset) first")
+
+    # ---------- linking ----------
+    def _phrase_index(self) -> dict[str, list[int]]:
+        if self._phrases is None:
+            phrases: dict[str, list[int]] = {}
+            for idx, entity in enumerate(self._entities):
+                key = normalise(display(entity.name))
+                if key and len(key.split()) <= _MAX_PHRASE_WORDS:
+                    phrases.setdefault(key, []).append(idx)
+            self._phrases = phrases
+        return self._phrases
+
+    def link(self, question: str, question_vec: np.ndarray, top_k: int, min_score: float) -> list[LinkedEntity]:
+        """Entities the question mentions: exact phrase matches (longest first), then vector hits."""
+        self._require_graph()
+        phrases = self._phrase_index()
+        words = normalise(question).split()
+        taken = [False] * len(words)
+        linked: dict[str, LinkedEntity] = {}
+        for size in range(min(_MAX_PHRASE_WORDS, len(words)), 0, -1):
+            for start in range(len(words) - size + 1):
+                if any(taken[start : start + size]):
+                    continue
+                for idx in phrases.get(" ".join(words[start : start + size]), []):
+                    entity = self._entities[idx]
+                    linked.setdefault(entity.name, LinkedEntity(name=entity.name, type=entity.type, score=1.0, how="exact"))
+                    taken[start : start + size] = [True] * size
+        hits = self.qdrant.query_points(ENTITIES, query=np.asarray(question_vec, np.float32).tolist(), limit=top_k, with_payload=True).points
+        for hit in hits:
+            name = hit.payload["name"]
+            if hit.score >= min_score and name in self._entity_index and name not in linked:
+                linked[name] = LinkedEntity(name=name, type=hit.payload.get("type", "entity"), score=float(hit.score), how="vector")
+        if not linked:
+            best = f" (closest: {hits[0].payload['name']!r} at {hits[0].score:.2f})" if hits else ""
+            raise NoMatchError(f"no entity in the graph matches the question{best}")
+        return list(linked.values())
+
+    # ---------- retrieval ----------
+    def _full_csr(self) -> tuple[np.ndarray, ...]:
+        """Walkable edges of the whole graph, inverse edges included, sorted by source."""
+        if self._csr is None:
+            num_rel = len(self._relations)
+            num_triples = len(self._triples)
+            src = np.concatenate([self._heads, self._tails])
+            dst = np.concatenate([self._tails, self._heads])
+            rel = np.concatenate([self._rels, self._rels + num_rel])
+            ref = np.concatenate([np.arange(num_triples), np.arange(num_triples)])
+            order = np.argsort(src, kind="stable")
+            indptr = np.zeros(len(self._entities) + 1, np.int64)
+            np.cumsum(np.bincount(src, minlength=len(self._entities)), out=indptr[1:])
+            self._csr = (indptr, dst[order], rel[order], ref[order])
+        return self._csr
+
+    def neighbourhood(self, seeds: list[str], hops: int, max_nodes: int, sample_seed: int = 0) -> np.ndarray:
+        """Global ids of the nodes within `hops` of the seeds, seeds first.
+
+        Breadth-first; a layer that would pass max_nodes is sampled uniformly (seeded), so a hub
+        entity yields a fair sample of its neighbourhood rather than its lowest ids."""
+        rng = np.random.default_rng(sample_seed)
+        indptr, dst, _, _ = self._full_csr()
+        seen = np.zeros(len(self._entities), bool)
+        frontier = np.asarray([self._entity_index[s] for s in seeds], np.int64)
+        seen[frontier] = True
+        order = [frontier]
+        total = len(frontier)
+        for _ in range(hops):
+            if total >= max_nodes or frontier.size == 0:
+                break
+            starts, stops = indptr[frontier], indptr[frontier + 1]
+            lengths = stops - starts
+            idx = np.repeat(stops - lengths.cumsum(), lengths) + np.arange(lengths.sum())
+            nxt = np.unique(dst[idx])
+            nxt = nxt[~seen[nxt]]
+            if len(nxt) > max_nodes - total:
+                nxt = np.sort(rng.choice(nxt, max_nodes - total, replace=False))
+            seen[nxt] = True
+            order.append(nxt)
+            total += len(nxt)
+            frontier = nxt
+        return np.concatenate(order)
+
+    def retrieve(self, seeds: list[str], seed_weights: list[float], hops: int, max_nodes: int) -> Subgraph:
+        """The k-hop subgraph around the seeds, as CSR arrays with the vectors the walker needs."""
+        self._require_graph()
+        unknown = [s for s in seeds if s not in self._entity_index]
+        if unknown:
+            raise ReverieError(f"unknown seed entities: {unknown}")
+        nodes = self.neighbourhood(seeds, hops, max_nodes)
+        local = np.full(len(self._entities), -1, np.int64)
+        local[nodes] = np.arange(len(nodes))
+        indptr, dst, rel, ref = self._full_csr()
+        starts, stops = indptr[nodes], indptr[nodes + 1]
+        lengths = stops - starts
+        idx = np.repeat(stops - lengths.cumsum(), lengths) + np.arange(lengths.sum())
+        src_local = np.repeat(np.arange(len(nodes)), lengths)
+        keep = local[dst[idx]] >= 0
+        idx, src_local = idx[keep], src_local[keep]
+        sub_indptr = np.zeros(len(nodes) + 1, np.int64)
+        np.cumsum(np.bincount(src_local, minlength=len(nodes)), out=sub_indptr[1:])
+        triple_ids, edge_refs = np.unique(ref[idx], return_inverse=True)
+        weights = np.asarray(seed_weights, np.float64)
+        return Subgraph(
+            node_names=[self._entities[i].name for i in nodes],
+            node_types=[self._entities[i].type for i in nodes],
+            node_vecs=self._entity_vecs[nodes],
+            indptr=sub_indptr,
+            targets=local[dst[idx]],
+            relations=rel[idx],
+            edge_refs=edge_refs.reshape(-1),
+            rel_names=list(self._relations),
+            rel_vecs=np.concatenate([self._relation_vecs[:, 0], self._relation_vecs[:, 1]]),
+            edge_ids=[edge_id(self._triples[i].head, self._triples[i].relation, self._triples[i].tail) for i in triple_ids],
+            edge_sources=[self._triples[i].source for i in triple_ids],
+            seeds=local[[self._entity_index[s] for s in seeds]],
+            seed_weights=weights / weights.sum(),
+        )
+
+    def random_walks(self, starts: list[str], length: int, seed: int = 0) -> list[list[Triple]]:
+        """Uniform random walks over stored edges (forward and inverse), one per start."""
+        indptr, dst, rel, ref = self._full_csr()
+        rng = np.random.default_rng(seed)
+        walks = []
+        for start in starts:
+            node, walk = self._entity_index[start], []
+            for _ in range(length):
+                lo, hi = indptr[node], indptr[node + 1]
+                if lo == hi:
+                    break
+                k = rng.integers(lo, hi)
+                walk.append(self._triples[ref[k]])
+                node = dst[k]
+            walks.append(walk)
+        return walks

@@ -1,0 +1,37 @@
+"""LLM backends that put an answer into words: the bundled SmolLM2, an Ollama server, and a
+fallback chain over them. No Ray here; Ray actors elsewhere host these objects.
+
+Importing this package is cheap: transformers loads with the local model, on its first use.
+"""
+from reverie.llm.chain import BackendUnavailable, FallbackChain, LLMBackend, StreamedAnswer, build_chain
+from reverie.llm.local import LocalLLM, bundled_gguf_path
+from reverie.llm.ollama_backend import OllamaLLM
+from reverie.llm.verbalize import (
+    TEMPLATE_BACKEND,
+    build_prompt,
+    first_sentence,
+    grounded_sentence,
+    step_fact,
+    stream_verbalize,
+    template_sentence,
+    verbalize,
+)
+
+__all__ = [
+    "TEMPLATE_BACKEND",
+    "BackendUnavailable",
+    "FallbackChain",
+    "LLMBackend",
+    "LocalLLM",
+    "OllamaLLM",
+    "StreamedAnswer",
+    "build_chain",
+    "build_prompt",
+    "bundled_gguf_path",
+    "first_sentence",
+    "grounded_sentence",
+    "step_fact",
+    "stream_verbalize",
+    "template_sentence",
+    "verbalize",
+]

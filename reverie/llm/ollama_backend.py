@@ -1,0 +1,74 @@
+"""An Ollama server as an LLM backend, through the official `ollama` client."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import ollama
+
+from reverie.llm.chain import BackendUnavailable
+
+# What a server that is down, slow, or lacking the model raises. The client turns a refused
+# connection into ConnectionError only outside streaming; timeouts and streamed connects surface
+# as httpx errors; a missing model is a ResponseError (404).
+_UNAVAILABLE = (ConnectionError, httpx.TransportError, ollama.ResponseError)
+
+
+class OllamaLLM:
+    name = "ollama"
+
+    def __init__(self, host: str, model: str, timeout_s: float):
+        self.host = host
+        self.model = model
+        self.timeout_s = timeout_s
+        self._client = ollama.Client(host=host, timeout=timeout_s)
+
+    def _request(self, prompt: str, system: str | None, temperature: float, top_k: int,
+                 max_new_tokens: int, seed: int | None) -> dict[str, Any]:
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": prompt})
+        options: dict[str, Any] = {"temperature": temperature, "top_k": top_k, "num_predict": max_new_tokens}
+        if seed is not None:
+            options["seed"] = seed
+        return {"model": self.model, "messages": messages, "options": options}
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailable:
+        detail = str(exc) or type(exc).__name__
+        return BackendUnavailable(f"Ollama at {self.host} (model {self.model!r}) is unavailable: {detail}")
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        system: str | None = None,
+        temperature: float,
+        top_k: int,
+        max_new_tokens: int,
+        seed: int | None = None,
+    ) -> str:
+        request = self._request(prompt, system, temperature, top_k, max_new_tokens, seed)
+        try:
+            response = self._client.chat(**request, stream=False)
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+        return response.message.content or ""
+
+    def stream(
+        self,
+        prompt: str,
+        *,
+        system: str | None = None,
+        temperature: float,
+        top_k: int,
+        max_new_tokens: int,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """Pieces of the reply; nothing is sent until the first piece is asked for."""
+        request = self._request(prompt, system, temperature, top_k, max_new_tokens, seed)
+        try:
+            for part in self._client.chat(**request, stream=True):
+                if part.message.content:
+                    yield part.message.content
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc

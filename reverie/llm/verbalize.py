@@ -1,0 +1,144 @@
+"""One answer sentence from a reasoning chain, said by an LLM and checked against the chain.
+
+The bundled 135M model is fluent but unreliable: it rambles past one sentence, invents facts, and
+sometimes denies the very answer it was given. So only its first sentence is kept, and only when
+that sentence names the answer and adds no denial the chain lacks; otherwise a sentence built
+from the chain itself is returned, with backend "template".
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from reverie.llm.chain import BackendUnavailable, FallbackChain, StreamedAnswer
+from reverie.schemas import Chain, Step
+
+if TYPE_CHECKING:
+    from reverie.config import Settings
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_BACKEND = "template"
+
+# A sentence ends at . ! or ? followed by a space or the end; "3.5" does not end one.
+_FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(?=\s|$)", re.S)
+_NEGATION = re.compile(r"\b(no|not|never|cannot|none)\b|n['’]t\b", re.I)
+_INVERSE_PREFIX = "inverse of "
+
+
+def step_fact(step: Step) -> str:
+    """The stored fact behind a step, as "what action result".
+
+    A step walked against the stored direction states the stored fact, result first, so the
+    text never claims the reverse relation (e.g. "glass made of glass cup").
+    """
+    if not step.inverse:
+        return f"{step.what} {step.action} {step.result}"
+    relation = step.action
+    if relation.startswith(_INVERSE_PREFIX):
+        relation = relation[len(_INVERSE_PREFIX):]
+    return f"{step.result} {relation} {step.what}"
+
+
+def build_prompt(question: str, chain: Chain) -> tuple[str, str]:
+    """(system, user) messages: the chain's facts and answer in the system, the question as user.
+
+    This layout made SmolLM2-135M state the answer most often among the layouts tried.
+    """
+    facts = " ".join(f"{step_fact(step)}." for step in chain.steps)
+    system = (
+        f"Facts: {facts}\n"
+        f"Answer the user's question in one sentence, using the facts. The answer is: {chain.answer}."
+    )
+    return system, question
+
+
+def template_sentence(question: str, chain: Chain) -> str:
+    """A sentence made from the chain alone: the answer, then each fact that leads to it."""
+    answer = chain.answer[:1].upper() + chain.answer[1:]
+    facts = [step_fact(step) for step in chain.steps]
+    if not facts:
+        return f"{answer}."
+    if len(facts) == 1:
+        return f"{answer} — because {facts[0]}."
+    return f"{answer} — because " + "; ".join(facts[:-1]) + f"; and {facts[-1]}."
+
+
+def first_sentence(text: str) -> str:
+    text = text.strip()
+    match = _FIRST_SENTENCE.match(text)
+    sentence = match.group(1) if match else text.split("\n", 1)[0]
+    return sentence.strip().strip('"').strip()
+
+
+def grounded_sentence(text: str, question: str, chain: Chain) -> str | None:
+    """The first sentence of a model's reply when the chain supports it, else None.
+
+    Supported means: it names the answer more often than the question does (a sentence that only
+    repeats "rubber ball" has not said "rubber"), and it has no negation unless the chain has one
+    (the model likes to answer "No, it does not ...").
+    """
+    sentence = first_sentence(text)
+    answer = chain.answer.lower()
+    if not sentence or sentence.lower().count(answer) <= question.lower().count(answer):
+        return None
+    chain_text = " ".join([step_fact(step) for step in chain.steps] + [chain.answer])
+    if _NEGATION.search(sentence) and not _NEGATION.search(chain_text):
+        return None
+    return sentence
+
+
+def verbalize(
+    question: str, chain: Chain, llm_chain: FallbackChain, settings: Settings, seed: int | None = None
+) -> tuple[str, str]:
+    """(sentence, backend): the model's grounded first sentence, else the template sentence.
+
+    When every backend is unavailable the template answers too, so a question still gets a reply;
+    the backend "template" says so.
+    """
+    system, user = build_prompt(question, chain)
+    try:
+        text, backend = llm_chain.generate(
+            user, system=system, temperature=settings.temperature, top_k=settings.top_k,
+            max_new_tokens=settings.max_new_tokens, seed=seed,
+        )
+    except BackendUnavailable as exc:
+        log.warning("no LLM could verbalize; using the template: %s", exc)
+        return template_sentence(question, chain), TEMPLATE_BACKEND
+    sentence = grounded_sentence(text, question, chain)
+    if sentence is None:
+        log.info("%s reply not grounded in the chain, using the template: %r", backend, text)
+        return template_sentence(question, chain), TEMPLATE_BACKEND
+    return sentence, backend
+
+
+def stream_verbalize(
+    question: str, chain: Chain, llm_chain: FallbackChain, settings: Settings, seed: int | None = None
+) -> StreamedAnswer:
+    """The model's reply as it is written, with its backend once the first piece arrives.
+
+    These are the raw pieces, not grounded: the check needs the whole sentence, and the pieces
+    are already sent by then. A caller that needs the checked sentence passes the finished
+    `.text` to `grounded_sentence` (None means: use `template_sentence`). When every backend is
+    unavailable the stream is the template sentence, with backend "template".
+    """
+    system, user = build_prompt(question, chain)
+    model_answer = llm_chain.stream(
+        user, system=system, temperature=settings.temperature, top_k=settings.top_k,
+        max_new_tokens=settings.max_new_tokens, seed=seed,
+    )
+
+    def named_pieces() -> Iterator[tuple[str, str]]:
+        pieces = iter(model_answer)
+        try:
+            first = next(pieces, "")
+        except BackendUnavailable as exc:
+            log.warning("no LLM could verbalize; using the template: %s", exc)
+            yield TEMPLATE_BACKEND, template_sentence(question, chain)
+            return
+        yield model_answer.backend or "", first
+        yield from ((model_answer.backend or "", piece) for piece in pieces)
+
+    return StreamedAnswer(named_pieces())

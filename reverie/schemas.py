@@ -1,0 +1,119 @@
+"""Pydantic models for everything that crosses a boundary: HTTP, CLI, and actor calls."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Entity(BaseModel):
+    """A node of the knowledge graph."""
+
+    name: str = Field(min_length=1, description="Unique name; also the node id.")
+    type: str = Field(default="entity", description="Entity type, e.g. object, material, property, result.")
+    description: str = Field(default="", description="One line of text; embedded with the name for linking.")
+    image: str | None = Field(default=None, description="Optional reference (path or URI) to an image of it.")
+
+
+class Triple(BaseModel):
+    """One fact as (what, action, result): head --relation--> tail."""
+
+    head: str = Field(min_length=1)
+    relation: str = Field(min_length=1)
+    tail: str = Field(min_length=1)
+    source: str = Field(default="user", description="Where the fact came from (file:line, dataset name, world).")
+    confidence: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    @field_validator("head", "relation", "tail")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+
+class Query(BaseModel):
+    """A question to Reverie."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=2000, description="The question, in plain text.")
+    branches: int | None = Field(default=None, ge=1, le=4096, description="Number of dream rollouts (default: settings).")
+    hops: int | None = Field(default=None, ge=1, le=6, description="Maximum hops per rollout (default: settings).")
+    session_id: str | None = Field(default=None, max_length=128, description="Conversation id for follow-up questions.")
+    verbalize: bool = Field(default=True, description="Put the answer into words with the LLM.")
+    seed: int | None = Field(default=None, description="Seed for the rollouts; the same seed gives the same verdict.")
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("the question is empty")
+        return value
+
+
+class Step(BaseModel):
+    """One hop of a chain, with its provenance."""
+
+    what: str
+    action: str
+    result: str
+    edge_id: str = Field(description="Stable id of the stored edge (sha1 of head, relation, tail).")
+    source: str = Field(description="Where the stored fact came from.")
+    inverse: bool = Field(default=False, description="Walked against the stored direction.")
+    imagined: bool = Field(default=False, description="Proposed by a world model, not stored in the graph.")
+
+
+class Chain(BaseModel):
+    steps: list[Step]
+    answer: str
+    score: float = Field(description="Path score of this chain (mean log-probability of its steps).")
+    expert: str = Field(default="walker", description="Which policy or expert produced the rollout.")
+
+
+class Candidate(BaseModel):
+    answer: str
+    score: float = Field(description="Arbiter score: agreement across branches plus path score.")
+    votes: int = Field(description="Rollouts that ended at this answer.")
+    best_chain: Chain
+
+
+class LinkedEntity(BaseModel):
+    name: str
+    type: str
+    score: float
+    how: Literal["exact", "vector", "memory"]
+
+
+class Verdict(BaseModel):
+    """Reverie's answer to a Query."""
+
+    question: str
+    answer: str = Field(description="The answer sentence.")
+    answer_entity: str = Field(description="The entity the best chain ends at.")
+    chain: Chain
+    candidates: list[Candidate] = Field(description="Ranked answers, best first.")
+    alternatives: list[Chain] = Field(description="Best chains of the runner-up answers.")
+    linked: list[LinkedEntity]
+    backend: str = Field(description="Which backend put the answer into words ('template' when verbalize is off).")
+    policy: str = Field(description="Which policy walked the graph.")
+    rollouts: int
+    timings_ms: dict[str, float] = Field(description="Milliseconds per stage.")
+    session_id: str | None = None
+
+
+class IngestReport(BaseModel):
+    source: str
+    triples_read: int
+    triples_added: int
+    entities_added: int
+    relations_added: int
+    seconds: float
+
+
+class GraphStats(BaseModel):
+    entities: int
+    relations: int
+    triples: int

