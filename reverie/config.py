@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     # dreams
     branches: int = Field(default=64, ge=1, le=4096, description="Dream rollouts per question.")
     hops: int = Field(default=3, ge=1, le=6, description="Maximum hops per rollout.")
-    rollouts_per_task: int = Field(default=32, ge=1, description="Rollouts batched into one Ray remote task.")
+    rollouts_per_task: int = Field(default=256, ge=1, description="Rollouts batched into one Ray remote task; a batch walks in about a millisecond, so small batches are all Ray overhead (bench/results/rollouts.md).")
     walker_temperature: float = Field(default=0.1, gt=0.0, description="Softmax temperature of the embedding-guided walker over cosine scores.")
     stop_bias: float = Field(default=-0.1, description="Score of the stop action relative to edge scores (cosine units).")
     walker_inverse_bias: float = Field(default=-0.3, description="Score added to hops against a fact's stored direction (cosine units).")

@@ -111,6 +111,7 @@ class IngestReport(BaseModel):
     entities_added: int
     relations_added: int
     seconds: float
+    timings_s: dict[str, float] = Field(default_factory=dict, description="Seconds per stage: plan, encode, write.")
 
 
 class GraphStats(BaseModel):
