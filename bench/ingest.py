@@ -14,7 +14,9 @@ from reverie.actors import NAMESPACE
 from reverie.config import Settings
 from reverie.encoders import TextEncoder
 from reverie.graph_store import load_dataset
+from reverie.graph_store.store import entity_text, relation_texts
 from reverie.pipeline import Pipeline
+from reverie.schemas import Entity
 
 
 def main() -> None:
@@ -31,8 +33,11 @@ def main() -> None:
         report = pipeline.ingest_dataset(dataset)
         again = pipeline.ingest_dataset(dataset)
 
-        plan_texts = len({t.head for t in dataset.graph} | {t.tail for t in dataset.graph}) + 2 * len({t.relation for t in dataset.graph})
-        texts = [f"entity {i} of {name}" for i in range(plan_texts)]
+        # the very texts the ingest embedded, encoded in-process
+        names = dict.fromkeys(n for t in dataset.graph for n in (t.head, t.tail))
+        texts = [entity_text(Entity(name=n)) for n in names]
+        texts += [w for r in dict.fromkeys(t.relation for t in dataset.graph) for w in relation_texts(r)]
+        plan_texts = len(texts)
         start = time.perf_counter()
         encoder.encode(texts)
         raw_rate = plan_texts / (time.perf_counter() - start)
@@ -57,8 +62,8 @@ Texts are what gets embedded: one per entity and two per relation (forward and i
 Ingest time covers planning, encoding on the encoder actor, the atomic snapshot write and the Qdrant
 upsert; the model load is excluded (warmed first). "write" is the snapshot plus the upsert into the
 embedded Qdrant store, whose local mode persists every point through SQLite at roughly 1k points/s and
-warns above 20k points: at WN18RR's size a Qdrant server (`REVERIE_QDRANT_URL`) is the better home. The raw rate encodes as many texts of similar
-length in-process with the same encoder and batch size. Re-ingesting the same data plans nothing and
+warns above 20k points: at WN18RR's size a Qdrant server (`REVERIE_QDRANT_URL`) is the better home. The raw rate encodes the same texts in-process
+with the same encoder and batch size. Re-ingesting the same data plans nothing and
 writes nothing. WN18RR comes from ../shared/data/kg/wn18rr (its `train.txt` is the walkable graph).
 """,
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reverie.config import Settings
-from reverie.errors import EmptyGraphError, NoMatchError
+from reverie.errors import EmptyGraphError, NoMatchError, ReverieError
 from reverie.graph_store import GraphStore
 from reverie.schemas import Entity, Triple
 
@@ -158,3 +158,13 @@ def test_random_walks_follow_stored_edges(settings, encoder):
         assert walk, "every start has neighbours"
         for triple in walk:
             assert (triple.head, triple.relation, triple.tail) in set(FACTS)
+
+
+def test_a_store_owned_by_another_process_is_a_clear_error(settings, encoder):
+    owner = GraphStore(settings)
+    ingest(owner, encoder)
+    second = GraphStore(settings)  # constructing is free; the first use needs the index
+    with pytest.raises(ReverieError, match="in use by another process"):
+        second.link("glass cup", encoder.encode(["glass cup"])[0], 3, 0.4)
+    owner.close()
+    assert second.link("glass cup", encoder.encode(["glass cup"])[0], 3, 0.4)[0].name == "glass cup"

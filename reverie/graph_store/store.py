@@ -83,8 +83,17 @@ class GraphStore:
         self.snapshot_path = settings.graph_dir / "snapshot.npz"
         self._clear()
         self._load_snapshot()
-        self.qdrant = self._open_qdrant()
-        self._sync_index()
+        self._qdrant = None
+
+    @property
+    def qdrant(self):
+        """The vector index, opened on first use so a locked store fails a call with a clear
+        error (which reaches the caller) rather than failing construction (which, in an actor,
+        reaches the caller only as an ActorDiedError)."""
+        if self._qdrant is None:
+            self._qdrant = self._open_qdrant()
+            self._sync_index()
+        return self._qdrant
 
     # ---------- persistence ----------
     def _clear(self) -> None:
@@ -189,7 +198,9 @@ class GraphStore:
             )
 
     def close(self) -> None:
-        self.qdrant.close()
+        if self._qdrant is not None:
+            self._qdrant.close()
+            self._qdrant = None
 
     # ---------- ingest ----------
     def plan(self, triples: list[Triple], entities: list[Entity] | None = None) -> IngestPlan:
@@ -221,6 +232,7 @@ class GraphStore:
         """Add a plan with its vectors (relation_vecs: forward and inverse text of each relation, interleaved)."""
         entity_vecs = np.asarray(entity_vecs, np.float32).reshape(len(plan.entities), self.dim)
         relation_vecs = np.asarray(relation_vecs, np.float32).reshape(len(plan.relations), 2, self.dim)
+        self.qdrant  # open and sync the index against the old snapshot, before the graph changes
         try:
             self._apply_in_memory(plan, entity_vecs, relation_vecs)
             self._write_snapshot()
