@@ -87,7 +87,7 @@ a fixed number of rollouts per remote task (`REVERIE_ROLLOUTS_PER_TASK`, default
 and moving the results back. On this 2-core machine the vectorised walker finishes a
 question's rollouts in about 0.4 to 20 ms, while each remote task costs a few milliseconds of
 submission, scheduling and transfer, so small batches are mostly Ray overhead; 256 rollouts per task
-(the default) keeps UMLS at 512 rollouts within about 20% of the single process. The remote tasks pay
+(the default) brings the larger batches close to the single process (last column). The remote tasks pay
 off when one batch of walks costs more than a task's round trip (larger subgraphs, learned policies)
 or when rollouts spread over the nodes of a cluster.
 """,

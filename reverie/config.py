@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     top_k: int = Field(default=40, ge=1, description="Top-k sampling when temperature > 0.")
     max_new_tokens: int = Field(default=48, ge=1, le=1024, description="Tokens the LLM may generate per answer.")
 
+    model_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description="Torch threads of the encoder and LLM actors; Ray would give these zero-CPU actors one.")
+
     # serving
     host: str = Field(default="127.0.0.1", description="Interface the HTTP server binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP server.")

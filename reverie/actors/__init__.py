@@ -60,8 +60,12 @@ def rollout_task(sub: Subgraph, question_vec: np.ndarray, count: int, hops: int,
     return walker.walk(sub, question_vec, start_nodes(sub, count, rng), hops, rng)
 
 
-def _actor(cls, name: str, *args):
-    return cls.options(name=name, namespace=NAMESPACE, get_if_exists=True).remote(*args)
+def _actor(cls, name: str, *args, threads: int | None = None):
+    options = {"name": name, "namespace": NAMESPACE, "get_if_exists": True}
+    if threads:
+        # Ray sets OMP_NUM_THREADS=1 in a worker that reserves no CPU; torch reads it at import.
+        options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}}
+    return cls.options(**options).remote(*args)
 
 
 @dataclass
@@ -78,10 +82,10 @@ class Services:
     def start(cls, settings: Settings) -> "Services":
         tag = hashlib.sha1(str(settings.home).encode()).hexdigest()[:10]
         return cls(
-            encoder=_actor(TextEncoderActor, "text-encoder"),
+            encoder=_actor(TextEncoderActor, f"text-encoder-{settings.model_threads}", threads=settings.model_threads),
             store=_actor(GraphStoreActor, f"graph-store-{tag}", settings),
             arbiter=_actor(ArbiterActor, "arbiter"),
-            llm=_actor(LLMActor, f"llm-{tag}", settings),
+            llm=_actor(LLMActor, f"llm-{tag}", settings, threads=settings.model_threads),
             memory=_actor(MemoryActor, f"memory-{tag}"),
         )
 
