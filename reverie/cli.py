@@ -83,7 +83,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from reverie.schemas import Query
 
     query = Query(question=args.question, branches=args.branches, hops=args.hops, verbalize=not args.no_llm, seed=args.seed)
-    verdict = _pipeline(_settings(args)).answer(query)
+    pipeline = _pipeline(_settings(args))
+    pipeline.services.warm_up(llm=query.verbalize)
+    verdict = pipeline.answer(query)
     if args.json:
         print(verdict.model_dump_json(indent=2))
         return 0

@@ -47,6 +47,12 @@ class LLMActor:
         self.settings = settings
         self.chain = build_chain(settings)
 
+    def warm_up(self) -> None:
+        """Load the local model now (the first load converts the GGUF, ~20 s) rather than on a question."""
+        for backend in self.chain.backends:
+            if hasattr(backend, "load"):
+                backend.load()
+
     def verbalize(self, question: str, chain, seed: int | None = None) -> tuple[str, str]:
         from reverie.llm import verbalize
 
@@ -88,6 +94,13 @@ class Services:
             llm=_actor(LLMActor, f"llm-{tag}", settings, threads=settings.model_threads),
             memory=_actor(MemoryActor, f"memory-{tag}"),
         )
+
+    def warm_up(self, llm: bool = True) -> None:
+        """Start every actor and load its models, so stage timings measure work, not start-up."""
+        refs = [self.encoder.encode.remote(["warm up"]), self.store.open_index.remote(), self.memory.recall.remote("")]
+        if llm:
+            refs.append(self.llm.warm_up.remote())
+        ray.get(refs)
 
     def stop(self) -> None:
         for handle in (self.encoder, self.store, self.arbiter, self.llm, self.memory):

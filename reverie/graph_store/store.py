@@ -197,6 +197,10 @@ class GraphStore:
                 wait=True,
             )
 
+    def open_index(self) -> None:
+        """Open (and, if it disagrees with the snapshot, rebuild) the vector index now."""
+        self.qdrant
+
     def close(self) -> None:
         if self._qdrant is not None:
             self._qdrant.close()

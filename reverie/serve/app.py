@@ -30,6 +30,7 @@ class ReverieAPI:
 
         self.settings = Settings(**settings)
         self.pipeline = Pipeline(self.settings)
+        self.pipeline.services.warm_up()  # the first request should not pay for model loading
 
     @api.get("/healthz")
     def healthz(self) -> dict:

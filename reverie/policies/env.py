@@ -1,0 +1,302 @@
+"""MINERVA-style path-finding environment, natively vectorised: one object steps num_envs walks.
+
+Each episode samples a query (source, query relation, answer) uniformly from the training facts
+and their inverses, starts at the source and takes exactly `hops` steps through the WalkGraph
+action tables (NO_OP, column 0, stays put). The direct query edge and its inverse are masked,
+so the answer has to be reached by another path. The reward comes at the last step only: 1.0 at
+a correct answer, else `shaping * sigmoid(world model score)` when a world model is given, else 0.
+
+Autoreset follows gymnasium 1.x NEXT_STEP semantics: the step after a sub-env terminated resets
+it (its action is ignored) and returns its first observation with reward 0 and terminated False.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from reverie.policies.walkgraph import WalkGraph
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "dataset": "umls",
+    "num_envs": 256,
+    "hops": 3,
+    "max_actions": 200,
+    "shaping": 0.0,
+    "world_model_path": None,
+    "world_model": None,
+    "any_answer": True,
+    "seed": None,
+    "graph_seed": 0,
+}
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
+class KGPathVectorEnv(gym.vector.VectorEnv):
+    """Vectorised walks over a knowledge graph.
+
+    Config keys (a dict, e.g. RLlib's EnvContext, and/or keyword arguments, which win):
+      dataset: name or folder for `load_dataset`, or a KGDataset object (default "umls").
+      num_envs (256), hops (3), max_actions (200), shaping (0.0), any_answer (True).
+      world_model: an object with `score_tails(heads, relations) -> np.ndarray[B, E]`, or
+      world_model_path: loaded with `reverie.dreams.world_model.WorldModel.load` (only when shaping != 0).
+      seed: seeds query sampling (default None: fresh entropy; `reset(seed=...)` reseeds).
+      graph_seed: seeds the action-table sample of high-degree entities (default 0, so every
+      worker and the inference side see the same tables).
+
+    `reset(options={"queries": int array (num_envs, 3)})` starts the walks at given
+    (source, relation id, answer) queries instead of sampled ones (relation ids may be inverse
+    ids; the answer may be -1 when unknown); later autoresets sample training queries again.
+
+    An action outside 0..A-1 or not allowed by the observation's action_mask is taken as NO_OP.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+    render_mode = None
+
+    def __init__(self, config: dict | None = None, **kwargs: Any):
+        cfg = dict(DEFAULTS)
+        cfg.update(dict(config or {}))
+        cfg.update(kwargs)
+        unknown = set(cfg) - set(DEFAULTS) - {"num_envs_per_env_runner"}
+        if unknown:
+            log.debug("KGPathVectorEnv ignores config keys %s", sorted(unknown))
+        self.config = cfg
+        self.num_envs = int(cfg["num_envs"])
+        self.hops = int(cfg["hops"])
+        self.shaping = float(cfg["shaping"])
+        self.any_answer = bool(cfg["any_answer"])
+        if self.num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
+        if self.hops < 1:
+            raise ValueError(f"hops must be >= 1, got {self.hops}")
+
+        dataset = cfg["dataset"]
+        if isinstance(dataset, (str, bytes)) or hasattr(dataset, "__fspath__"):
+            from reverie.graph_store.datasets import load_dataset
+
+            dataset = load_dataset(str(dataset))
+        self.dataset_name = dataset.name
+        self.graph = WalkGraph.from_dataset(dataset, max_actions=int(cfg["max_actions"]), seed=int(cfg["graph_seed"]))
+        g = self.graph
+        E, R, A = g.num_entities, g.num_relations, g.max_actions
+        self._E, self._R, self._A, self._no_op = E, R, A, g.no_op
+        nrel = g.num_relation_ids
+
+        # Queries: training facts and their inverses, distinct.
+        train = g.encode(dataset.train, skip_unknown=True)
+        if len(train) == 0:
+            raise ValueError(f"dataset {dataset.name!r} has no training triples to pose as queries")
+        fwd = train
+        inv = np.stack([train[:, 2], train[:, 1] + R, train[:, 0]], axis=1)
+        q = np.unique(np.concatenate([fwd, inv]), axis=0)
+        self.queries = q  # (Q, 3) source, relation id, answer
+
+        # Known answers as sorted keys (s, r, o) -> membership test by searchsorted.
+        self._nrel = nrel
+        self._known_keys = np.unique(self._key(q[:, 0], q[:, 1], q[:, 2]))
+
+        # Position of every allowed table entry: key (row, relation, target) -> column.
+        rows, cols = np.nonzero(g.action_mask[:, 1:])
+        cols = cols + 1
+        tkeys = self._key(rows, g.action_relations[rows, cols], g.action_entities[rows, cols])
+        order = np.argsort(tkeys)
+        self._table_keys, self._table_cols = tkeys[order], cols[order].astype(np.int64)
+        self._q_col_fwd = self._lookup_cols(q[:, 0], q[:, 1], q[:, 2])
+        self._q_col_inv = self._lookup_cols(q[:, 2], g.inverse_relation(q[:, 1]), q[:, 0])
+
+        self._ar = g.action_relations
+        self._ae = g.action_entities
+        self._am = g.action_mask.astype(np.int8)
+
+        # World model (only needed when shaping is on).
+        self.world_model = None
+        if self.shaping != 0.0:
+            self.world_model = cfg["world_model"]
+            if self.world_model is None and cfg["world_model_path"]:
+                from reverie.dreams.world_model import WorldModel
+
+                self.world_model = WorldModel.load(cfg["world_model_path"])
+            if self.world_model is None:
+                log.warning("shaping=%s but no world model given: wrong answers get reward 0", self.shaping)
+
+        # Spaces.
+        hi_e, hi_q = max(E - 1, 0), max(2 * R - 1, 0)
+
+        def box(high: int, shape: tuple[int, ...], dtype=np.int64) -> spaces.Box:
+            return spaces.Box(low=0, high=high, shape=shape, dtype=dtype)
+
+        self.single_observation_space = spaces.Dict(
+            {
+                "source": box(hi_e, ()),
+                "query_relation": box(hi_q, ()),
+                "current": box(hi_e, ()),
+                "step": box(self.hops, ()),
+                "path_relations": box(self._no_op, (self.hops,)),
+                "path_entities": box(hi_e, (self.hops,)),
+                "action_relations": box(self._no_op, (A,)),
+                "action_entities": box(hi_e, (A,)),
+                "action_mask": box(1, (A,), np.int8),
+            }
+        )
+        self.single_action_space = spaces.Discrete(A)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+        # Walk state.
+        N, H = self.num_envs, self.hops
+        self._idx = np.arange(N)
+        self._src = np.zeros(N, np.int64)
+        self._qrel = np.zeros(N, np.int64)
+        self._ans = np.zeros(N, np.int64)
+        self._col_fwd = np.full(N, -1, np.int64)
+        self._col_inv = np.full(N, -1, np.int64)
+        self._cur = np.zeros(N, np.int64)
+        self._step = np.zeros(N, np.int64)
+        self._path_rel = np.full((N, H), self._no_op, np.int64)
+        self._path_ent = np.zeros((N, H), np.int64)
+        self._needs_reset = np.ones(N, bool)
+
+        if cfg["seed"] is not None:
+            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(int(cfg["seed"]))
+
+    # ------------------------------------------------------------------ helpers
+    def _key(self, s, r, o) -> np.ndarray:
+        return (np.asarray(s, np.int64) * self._nrel + np.asarray(r, np.int64)) * self._E + np.asarray(o, np.int64)
+
+    def _lookup_cols(self, s, r, o) -> np.ndarray:
+        """Column of edge (s, r, o) in row s of the action tables, -1 when absent (or o < 0)."""
+        s, r, o = (np.asarray(x, np.int64) for x in (s, r, o))
+        keys = self._key(s, r, np.maximum(o, 0))
+        if self._table_keys.size == 0:
+            return np.full(keys.shape, -1, np.int64)
+        pos = np.minimum(np.searchsorted(self._table_keys, keys), self._table_keys.size - 1)
+        found = (self._table_keys[pos] == keys) & (o >= 0) & (s >= 0)
+        return np.where(found, self._table_cols[pos], -1)
+
+    def is_answer(self, sources, relations, entities) -> np.ndarray:
+        """Whether `entities` is a known training answer of (source, relation id); vectorised."""
+        keys = self._key(sources, relations, entities)
+        pos = np.minimum(np.searchsorted(self._known_keys, keys), self._known_keys.size - 1)
+        return self._known_keys[pos] == keys
+
+    def _start(self, which: np.ndarray, queries: np.ndarray | None = None) -> None:
+        """Begin new walks in sub-envs `which` (int index array)."""
+        n = which.size
+        if n == 0:
+            return
+        if queries is None:
+            pick = self.np_random.integers(0, len(self.queries), size=n)
+            q = self.queries[pick]
+            col_fwd, col_inv = self._q_col_fwd[pick], self._q_col_inv[pick]
+        else:
+            q = queries
+            col_fwd = self._lookup_cols(q[:, 0], q[:, 1], q[:, 2])
+            col_inv = self._lookup_cols(q[:, 2], self.graph.inverse_relation(q[:, 1]), q[:, 0])
+        self._src[which] = q[:, 0]
+        self._qrel[which] = q[:, 1]
+        self._ans[which] = q[:, 2]
+        self._col_fwd[which] = col_fwd
+        self._col_inv[which] = col_inv
+        self._cur[which] = q[:, 0]
+        self._step[which] = 0
+        self._path_rel[which] = self._no_op
+        self._path_ent[which] = q[:, 0:1]
+        self._needs_reset[which] = False
+
+    def _direct_edges(self, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(env rows, columns) of the masked query edge at the source and its inverse at the answer."""
+        f = (cur == self._src) & (self._col_fwd >= 0)
+        b = (cur == self._ans) & (self._col_inv >= 0)
+        return self._idx[f], self._col_fwd[f], self._idx[b], self._col_inv[b]
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        cur = self._cur
+        mask = self._am[cur]
+        fr, fc, br, bc = self._direct_edges(cur)
+        mask[fr, fc] = 0
+        mask[br, bc] = 0
+        return {
+            "source": self._src.copy(),
+            "query_relation": self._qrel.copy(),
+            "current": cur.copy(),
+            "step": self._step.copy(),
+            "path_relations": self._path_rel.copy(),
+            "path_entities": self._path_ent.copy(),
+            "action_relations": self._ar[cur],
+            "action_entities": self._ae[cur],
+            "action_mask": mask,
+        }
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        queries = None
+        if options and options.get("queries") is not None:
+            queries = np.asarray(options["queries"], dtype=np.int64).reshape(-1, 3)
+            if len(queries) != self.num_envs:
+                raise ValueError(f"options['queries'] needs {self.num_envs} rows, got {len(queries)}")
+        self._start(self._idx, queries)
+        return self._observe(), {}
+
+    def step(self, actions):
+        N, A = self.num_envs, self._A
+        a = np.asarray(actions, dtype=np.int64).reshape(N)
+        cur = self._cur
+        a = np.where((a >= 0) & (a < A), a, 0)
+        valid = self._am[cur, a].astype(bool)
+        valid &= ~((cur == self._src) & (a == self._col_fwd))
+        valid &= ~((cur == self._ans) & (a == self._col_inv))
+        a = np.where(valid, a, 0)
+
+        resetting = self._needs_reset
+        live = self._idx[~resetting]
+        rewards = np.zeros(N, dtype=np.float64)
+        terminated = np.zeros(N, dtype=bool)
+        if live.size:
+            al, cl, st = a[live], cur[live], self._step[live]
+            nxt = self._ae[cl, al]
+            self._path_rel[live, st] = self._ar[cl, al]
+            self._path_ent[live, st] = nxt
+            self._cur[live] = nxt
+            self._step[live] = st + 1
+            done = live[st + 1 >= self.hops]
+            if done.size:
+                terminated[done] = True
+                rewards[done] = self._final_rewards(done)
+        if resetting.any():
+            self._start(self._idx[resetting])
+        self._needs_reset = terminated.copy()
+        return self._observe(), rewards, terminated, np.zeros(N, dtype=bool), {}
+
+    def _final_rewards(self, which: np.ndarray) -> np.ndarray:
+        src, rel, cur = self._src[which], self._qrel[which], self._cur[which]
+        if self.any_answer:
+            hit = self.is_answer(src, rel, cur)
+        else:
+            hit = cur == self._ans[which]
+        out = hit.astype(np.float64)
+        if self.shaping != 0.0 and self.world_model is not None:
+            miss = np.nonzero(~hit)[0]
+            if miss.size:
+                scores = np.asarray(self.world_model.score_tails(src[miss], rel[miss]))
+                if scores.ndim != 2 or scores.shape[0] != miss.size or scores.shape[1] != self._E:
+                    raise ValueError(
+                        f"world model score_tails returned shape {scores.shape}, expected ({miss.size}, {self._E}): "
+                        "its entity ids must match the WalkGraph's (sorted names)"
+                    )
+                out[miss] = self.shaping * _sigmoid(scores[np.arange(miss.size), cur[miss]])
+        return out
+
+    def __repr__(self) -> str:
+        return f"KGPathVectorEnv({self.dataset_name!r}, num_envs={self.num_envs}, hops={self.hops}, actions={self._A})"

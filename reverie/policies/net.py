@@ -1,0 +1,263 @@
+"""The path policy's computing core: a plain torch module, no Ray.
+
+`PathPolicyNet` maps a batch of KGPathVectorEnv observations (reverie/policies/SPEC.md) to masked
+action logits and state values. The RLlib RLModule in module.py only wraps it, so a trained policy
+loads and runs for inference with torch alone (`load_policy`).
+
+Architecture (MINERVA-like):
+  - entity and relation embeddings;
+  - an LSTM over the path so far: a start token (START relation, source entity) followed by one
+    (relation emb, entity emb) pair per hop taken; the observation's `step` says how many hops are
+    real, and the LSTM output after exactly that many hops is used (the LSTM is causal, so padding
+    after position `step` never reaches it);
+  - state = MLP(concat(LSTM hidden, current entity emb, query relation emb));
+  - action logits = state . W[concat(action relation emb, action entity emb)], masked with
+    action_mask by a large negative constant (not -inf, so PPO's KL and entropy stay finite);
+  - value = MLP(state).
+
+Checkpoints are a folder holding `config.json` and a plain torch state dict `policy-<hash>.pt`
+that config.json names; `save_policy` writes the weights first and replaces config.json last
+(os.replace), so a reader always finds a complete, matching pair.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+MASK_LOGIT = -1.0e9
+"""Logit given to masked actions: softmax makes them exactly 0, yet log-probs stay finite."""
+
+OBS_KEYS = (
+    "source",
+    "query_relation",
+    "current",
+    "step",
+    "path_relations",
+    "path_entities",
+    "action_relations",
+    "action_entities",
+    "action_mask",
+)
+
+CONFIG_FILE = "config.json"
+FORMAT = "reverie-path-policy/1"
+
+DEFAULTS: dict[str, Any] = {"entity_dim": 64, "relation_dim": 64, "lstm_dim": 64, "state_dim": 64}
+
+
+class PathPolicyNet(nn.Module):
+    """Observation batch -> (masked action logits [B, A], values [B])."""
+
+    def __init__(
+        self,
+        num_entities: int,
+        num_relation_ids: int,
+        entity_dim: int = 64,
+        relation_dim: int = 64,
+        lstm_dim: int = 64,
+        state_dim: int = 64,
+    ) -> None:
+        super().__init__()
+        if num_entities < 1 or num_relation_ids < 1:
+            raise ValueError(f"need at least one entity and one relation id, got {num_entities}, {num_relation_ids}")
+        self.config: dict[str, int] = {
+            "num_entities": int(num_entities),
+            "num_relation_ids": int(num_relation_ids),
+            "entity_dim": int(entity_dim),
+            "relation_dim": int(relation_dim),
+            "lstm_dim": int(lstm_dim),
+            "state_dim": int(state_dim),
+        }
+        self.meta: dict[str, Any] = {}  # set by load_policy from the checkpoint
+        self.start_relation = int(num_relation_ids)  # one extra row: the start-of-path token
+        self.entity_emb = nn.Embedding(num_entities, entity_dim)
+        self.relation_emb = nn.Embedding(num_relation_ids + 1, relation_dim)
+        step_dim = relation_dim + entity_dim
+        self.lstm = nn.LSTM(step_dim, lstm_dim, batch_first=True)
+        self.state_mlp = nn.Sequential(
+            nn.Linear(lstm_dim + entity_dim + relation_dim, state_dim),
+            nn.ReLU(),
+            nn.Linear(state_dim, state_dim),
+        )
+        self.action_proj = nn.Linear(step_dim, state_dim, bias=False)
+        self.value_head = nn.Sequential(nn.Linear(state_dim, state_dim), nn.ReLU(), nn.Linear(state_dim, 1))
+        nn.init.normal_(self.entity_emb.weight, std=0.1)
+        nn.init.normal_(self.relation_emb.weight, std=0.1)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "PathPolicyNet":
+        keys = ("num_entities", "num_relation_ids", *DEFAULTS)
+        return cls(**{k: int(config[k]) for k in keys if k in config})
+
+    # -- pieces -------------------------------------------------------------------------------
+
+    def _ids(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        """Ids as int64 within [0, size); padding such as -1 becomes a harmless valid id."""
+        return x.long().clamp(0, size - 1)
+
+    def state(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The policy state [B, state_dim] from the query, the current entity and the path so far."""
+        n_ent = self.config["num_entities"]
+        n_rel = self.config["num_relation_ids"]
+        source = self._ids(obs["source"], n_ent).reshape(-1)
+        batch = source.shape[0]
+        query = self._ids(obs["query_relation"], n_rel).reshape(batch)
+        current = self._ids(obs["current"], n_ent).reshape(batch)
+        path_rel = self._ids(obs["path_relations"], n_rel).reshape(batch, -1)
+        path_ent = self._ids(obs["path_entities"], n_ent).reshape(batch, -1)
+        hops = path_rel.shape[1]
+        step = obs["step"].long().reshape(batch).clamp(0, hops)
+
+        start_rel = torch.full((batch, 1), self.start_relation, dtype=torch.long, device=source.device)
+        rels = torch.cat([start_rel, path_rel], dim=1)  # [B, hops+1]
+        ents = torch.cat([source.unsqueeze(1), path_ent], dim=1)  # [B, hops+1]
+        seq = torch.cat([self.relation_emb(rels), self.entity_emb(ents)], dim=-1)
+        out, _ = self.lstm(seq)  # [B, hops+1, lstm_dim]
+        history = out[torch.arange(batch, device=out.device), step]  # output after `step` real hops
+
+        features = torch.cat([history, self.entity_emb(current), self.relation_emb(query)], dim=-1)
+        return self.state_mlp(features)
+
+    def logits_from_state(self, state: torch.Tensor, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Masked action logits [B, A]."""
+        batch = state.shape[0]
+        a_rel = self._ids(obs["action_relations"], self.config["num_relation_ids"]).reshape(batch, -1)
+        a_ent = self._ids(obs["action_entities"], self.config["num_entities"]).reshape(batch, -1)
+        # W[concat(rel, ent)] == W_rel rel + W_ent ent: project the (small) embedding tables once
+        # and gather, instead of projecting B x A concatenations (same parameters, far fewer FLOPs).
+        if a_rel.numel() > self.config["num_entities"] + self.config["num_relation_ids"]:
+            dr = self.config["relation_dim"]
+            weight = self.action_proj.weight  # [state_dim, relation_dim + entity_dim]
+            rel_table = nn.functional.linear(self.relation_emb.weight, weight[:, :dr])
+            ent_table = nn.functional.linear(self.entity_emb.weight, weight[:, dr:])
+            actions = rel_table[a_rel] + ent_table[a_ent]  # [B, A, state_dim]
+        else:
+            actions = self.action_proj(torch.cat([self.relation_emb(a_rel), self.entity_emb(a_ent)], dim=-1))
+        logits = torch.einsum("bs,bas->ba", state, actions)
+        mask = obs["action_mask"].reshape(batch, -1) > 0
+        return logits.masked_fill(~mask, MASK_LOGIT)
+
+    def value_from_state(self, state: torch.Tensor) -> torch.Tensor:
+        """State values [B]."""
+        return self.value_head(state).squeeze(-1)
+
+    def forward(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        state = self.state(obs)
+        return self.logits_from_state(state, obs), self.value_from_state(state)
+
+    # -- inference helpers ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, Any], greedy: bool = True, generator: torch.Generator | None = None) -> np.ndarray:
+        """Actions (column indices) for a numpy or torch observation batch: argmax, or a sample."""
+        logits, _ = self(obs_to_tensors(obs))
+        if greedy:
+            return logits.argmax(dim=-1).cpu().numpy()
+        probs = torch.softmax(logits, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1).cpu().numpy()
+
+
+def obs_to_tensors(obs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """A dict observation batch (numpy arrays or tensors) as torch tensors."""
+    return {k: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v)) for k, v in obs.items() if k in OBS_KEYS}
+
+
+def rollout_success(net: PathPolicyNet, env: Any, episodes: int, greedy: bool = True, seed: int = 0) -> float:
+    """Fraction of `episodes` walks that end with reward >= 1 (a correct answer) in a vector env.
+
+    `env` is a gymnasium VectorEnv with NEXT_STEP autoreset such as KGPathVectorEnv; the reward
+    arrives at the final step. Episodes are counted as they terminate, across all sub-envs.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    obs, _ = env.reset(seed=seed)
+    num_envs = env.num_envs
+    done_prev = np.zeros(num_envs, dtype=bool)
+    finished = successes = 0
+    was_training = net.training
+    net.eval()
+    try:
+        while finished < episodes:
+            actions = net.act(obs, greedy=greedy, generator=generator)
+            obs, reward, terminated, truncated, _ = env.step(actions)
+            done = np.asarray(terminated) | np.asarray(truncated)
+            counted = done & ~done_prev  # a step right after `done` is the autoreset step
+            finished += int(counted.sum())
+            successes += int((np.asarray(reward)[counted] >= 1.0).sum())
+            done_prev = done
+    finally:
+        net.train(was_training)
+    return successes / max(finished, 1)
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_policy(net: PathPolicyNet, folder: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
+    """Save `net` under `folder` (config.json + plain torch state dict); returns the folder.
+
+    `meta` (JSON-serialisable: dataset, hops, training stats, ...) is stored in config.json too.
+    Weights go to a content-named file first, then config.json is atomically replaced, then
+    weight files no longer named are removed.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buffer)
+    data = buffer.getvalue()
+    weights = f"policy-{hashlib.sha256(data).hexdigest()[:16]}.pt"
+    _atomic_write(folder / weights, data)
+    config = {"format": FORMAT, "net": net.config, "weights": weights, "meta": dict(meta or {})}
+    _atomic_write(folder / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True).encode())
+    for stale in folder.glob("policy-*.pt"):
+        if stale.name != weights:
+            stale.unlink(missing_ok=True)
+    return folder
+
+
+def read_policy_config(path: str | Path) -> dict[str, Any]:
+    """The config.json of a checkpoint folder (or the file itself)."""
+    path = Path(path)
+    config_path = path / CONFIG_FILE if path.is_dir() else path
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{path}: no policy checkpoint ({CONFIG_FILE} missing)")
+    config = json.loads(config_path.read_text())
+    if config.get("format") != FORMAT:
+        raise ValueError(f"{config_path}: not a {FORMAT} checkpoint")
+    return config
+
+
+def load_policy(path: str | Path, map_location: str | torch.device = "cpu") -> PathPolicyNet:
+    """Load a checkpoint saved by `save_policy` (a folder or its config.json), in eval mode, without Ray.
+
+    The checkpoint's meta dict is attached as `net.meta`.
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    config = read_policy_config(path)
+    net = PathPolicyNet.from_config(config["net"])
+    state = torch.load(folder / config["weights"], map_location=map_location, weights_only=True)
+    net.load_state_dict(state)
+    net.meta = config.get("meta", {})
+    return net.eval()

@@ -1,0 +1,230 @@
+"""The walkable graph of a path policy: integer ids and padded per-entity action tables (numpy only).
+
+Ids follow sorted names, so every component that builds its maps from the same names agrees:
+entities 0..E-1, forward relations 0..R-1, their inverses R..2R-1 (relation r + R walks a stored
+fact r from its tail back to its head) and NO_OP = 2R, the stop/stay self loop.
+
+`action_relations[e]`, `action_entities[e]` and `action_mask[e]` list the moves out of entity e:
+column 0 is always NO_OP back to e itself (always allowed); columns 1.. hold its edges sorted by
+(relation id, target id); the rest is padding (NO_OP to e itself, masked out). When e has more
+edges than fit in A - 1 columns, a seeded random sample of them is kept.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from reverie.schemas import Triple
+
+
+@dataclass(eq=False)
+class WalkGraph:
+    """Id maps and action tables. Build it with `from_triples` (or `from_dataset`)."""
+
+    entity2id: dict[str, int]
+    relation2id: dict[str, int]
+    action_relations: np.ndarray  # (E, A) int64
+    action_entities: np.ndarray   # (E, A) int64
+    action_mask: np.ndarray       # (E, A) bool
+    degree: np.ndarray            # (E,) int64: edges out of each entity before sampling (inverses included)
+    edges: np.ndarray             # (n, 3) int64 (source, relation id, target): every distinct walkable edge
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_triples(
+        cls,
+        train_triples: Iterable[Triple],
+        max_actions: int = 200,
+        seed: int = 0,
+        *,
+        entities: Iterable[str] = (),
+        relations: Iterable[str] = (),
+    ) -> "WalkGraph":
+        """Build from the walkable triples only (never dev/test).
+
+        `entities` / `relations` add names to the id maps without adding edges (so queries about
+        entities that only occur in dev/test can still be encoded); by default the maps hold
+        exactly the names occurring in `train_triples`. Duplicate facts give one edge.
+        """
+        if max_actions < 1:
+            raise ValueError(f"max_actions must be >= 1 (column 0 is NO_OP), got {max_actions}")
+        heads, rels, tails = [], [], []
+        for t in train_triples:
+            heads.append(t.head)
+            rels.append(t.relation)
+            tails.append(t.tail)
+        entity_names = sorted(set(heads) | set(tails) | set(entities))
+        relation_names = sorted(set(rels) | set(relations))
+        entity2id = {name: i for i, name in enumerate(entity_names)}
+        relation2id = {name: i for i, name in enumerate(relation_names)}
+        h = np.fromiter((entity2id[x] for x in heads), dtype=np.int64, count=len(heads))
+        r = np.fromiter((relation2id[x] for x in rels), dtype=np.int64, count=len(rels))
+        t = np.fromiter((entity2id[x] for x in tails), dtype=np.int64, count=len(tails))
+        return cls.from_ids(h, r, t, len(entity_names), len(relation_names), entity2id, relation2id, max_actions, seed)
+
+    @classmethod
+    def from_dataset(cls, dataset, max_actions: int = 200, seed: int = 0) -> "WalkGraph":
+        """Edges from `dataset.graph` (what rollouts may walk); id maps over the names of every split.
+
+        For the bundled datasets (umls, kinships, nations) and the world every dev/test name also
+        occurs in the graph, so the maps equal those of `from_triples(dataset.graph)`.
+        """
+        entities, relations = set(), set()
+        for split in (dataset.train, dataset.dev, dataset.test):
+            for t in split:
+                entities.add(t.head)
+                entities.add(t.tail)
+                relations.add(t.relation)
+        return cls.from_triples(dataset.graph, max_actions, seed, entities=entities, relations=relations)
+
+    @classmethod
+    def from_ids(
+        cls,
+        heads: np.ndarray,
+        relations: np.ndarray,
+        tails: np.ndarray,
+        num_entities: int,
+        num_relations: int,
+        entity2id: dict[str, int],
+        relation2id: dict[str, int],
+        max_actions: int = 200,
+        seed: int = 0,
+    ) -> "WalkGraph":
+        """Build from integer (head, relation, tail) arrays with forward relation ids 0..R-1."""
+        E, R = int(num_entities), int(num_relations)
+        no_op = 2 * R
+        h = np.asarray(heads, dtype=np.int64)
+        r = np.asarray(relations, dtype=np.int64)
+        t = np.asarray(tails, dtype=np.int64)
+        src = np.concatenate([h, t])
+        rel = np.concatenate([r, r + R])
+        dst = np.concatenate([t, h])
+        if src.size:
+            # Distinct edges, sorted by (source, relation, target): the deterministic column order.
+            key = (src * (2 * R + 1) + rel) * max(E, 1) + dst
+            key = np.unique(key)
+            dst = key % E
+            rest = key // E
+            rel = rest % (2 * R + 1)
+            src = rest // (2 * R + 1)
+        edges = np.stack([src, rel, dst], axis=1) if src.size else np.zeros((0, 3), dtype=np.int64)
+        degree = np.bincount(src, minlength=E).astype(np.int64)
+        width = int(min(max_actions, 1 + (int(degree.max()) if E and src.size else 0)))
+        width = max(width, 1)
+
+        starts = np.zeros(E + 1, dtype=np.int64)
+        np.cumsum(degree, out=starts[1:])
+        keep_src, keep_rel, keep_dst = src, rel, dst
+        if src.size and int(degree.max()) > width - 1:
+            # Random order inside each source's group; keep the first width - 1 of every group.
+            rng = np.random.default_rng(seed)
+            order = np.lexsort((rng.random(src.size), src))
+            rank = np.arange(src.size) - starts[src[order]]
+            kept = np.sort(order[rank < width - 1])  # back to (source, relation, target) order
+            keep_src, keep_rel, keep_dst = src[kept], rel[kept], dst[kept]
+
+        kept_degree = np.bincount(keep_src, minlength=E)
+        kept_starts = np.zeros(E + 1, dtype=np.int64)
+        np.cumsum(kept_degree, out=kept_starts[1:])
+        col = 1 + np.arange(keep_src.size) - kept_starts[keep_src]
+
+        action_relations = np.full((E, width), no_op, dtype=np.int64)
+        action_entities = np.repeat(np.arange(E, dtype=np.int64)[:, None], width, axis=1)
+        action_mask = np.zeros((E, width), dtype=bool)
+        action_mask[:, 0] = True
+        action_relations[keep_src, col] = keep_rel
+        action_entities[keep_src, col] = keep_dst
+        action_mask[keep_src, col] = True
+        return cls(
+            entity2id=entity2id,
+            relation2id=relation2id,
+            action_relations=action_relations,
+            action_entities=action_entities,
+            action_mask=action_mask,
+            degree=degree,
+            edges=edges,
+        )
+
+    # ------------------------------------------------------------------ sizes and names
+    @property
+    def num_entities(self) -> int:
+        return len(self.entity2id)
+
+    @property
+    def num_relations(self) -> int:
+        """R: forward relations only."""
+        return len(self.relation2id)
+
+    @property
+    def num_relation_ids(self) -> int:
+        """2R + 1: forward, inverse and NO_OP."""
+        return 2 * self.num_relations + 1
+
+    @property
+    def no_op(self) -> int:
+        return 2 * self.num_relations
+
+    @property
+    def max_actions(self) -> int:
+        """A: the width of the action tables."""
+        return int(self.action_relations.shape[1])
+
+    @property
+    def id2entity(self) -> list[str]:
+        return list(self.entity2id)
+
+    @property
+    def id2relation(self) -> list[str]:
+        """Forward relation names by id (0..R-1)."""
+        return list(self.relation2id)
+
+    @property
+    def relation_names(self) -> list[str]:
+        """Names of all 2R + 1 relation ids: `name`, `name^-1` (inverse), `NO_OP`."""
+        forward = self.id2relation
+        return forward + [f"{name}^-1" for name in forward] + ["NO_OP"]
+
+    def inverse_relation(self, relation_ids):
+        """r <-> r + R; NO_OP stays NO_OP. Works on ints and numpy arrays."""
+        R = self.num_relations
+        rel = np.asarray(relation_ids, dtype=np.int64)
+        out = np.where(rel == 2 * R, rel, np.where(rel < R, rel + R, rel - R))
+        return int(out) if out.ndim == 0 else out
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, triples: Iterable[Triple], skip_unknown: bool = False) -> np.ndarray:
+        """(n, 3) int64 array of (head id, forward relation id, tail id).
+
+        A name missing from the maps raises KeyError, or drops that triple with skip_unknown=True.
+        """
+        e2i, r2i = self.entity2id, self.relation2id
+        rows = []
+        for t in triples:
+            if t.head in e2i and t.tail in e2i and t.relation in r2i:
+                rows.append((e2i[t.head], r2i[t.relation], e2i[t.tail]))
+            elif not skip_unknown:
+                raise KeyError(f"triple ({t.head!r}, {t.relation!r}, {t.tail!r}) has a name unknown to this graph")
+        return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+
+    def known_answers(self, *split_triples: Sequence[Triple], inverse: bool = True) -> dict[tuple[int, int], set[int]]:
+        """{(source id, relation id): {answer ids}} over the given splits, for filtering and rewards.
+
+        With inverse=True (default) every fact (s, r, o) also adds the inverse query (o, r + R) -> s,
+        matching the inverse queries walks are trained on. Triples with unknown names are skipped.
+        """
+        R = self.num_relations
+        known: dict[tuple[int, int], set[int]] = {}
+        for split in split_triples:
+            for s, r, o in self.encode(split, skip_unknown=True).tolist():
+                known.setdefault((s, r), set()).add(o)
+                if inverse:
+                    known.setdefault((o, r + R), set()).add(s)
+        return known
+
+    def __repr__(self) -> str:
+        return (
+            f"WalkGraph(entities={self.num_entities}, relations={self.num_relations}, "
+            f"edges={len(self.edges)}, max_actions={self.max_actions})"
+        )
