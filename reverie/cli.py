@@ -1,4 +1,4 @@
-"""reverie ingest | ask | serve | stats.
+"""reverie ingest | ask | serve | stats | train policy | eval.
 
 Bad input prints one line to stderr and exits 2; it is checked before Ray starts where it can be.
 """
@@ -112,6 +112,65 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kg_dataset(name: str):
+    from reverie.graph_store.datasets import load_dataset
+
+    dataset = load_dataset(name)
+    if not dataset.test and not dataset.dev:
+        raise ReverieError(f"dataset {dataset.name!r} has no dev or test split to learn and measure reasoning on")
+    return dataset
+
+
+def cmd_train_policy(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from reverie.actors import init_ray
+    from reverie.policies.train import train_policy
+
+    if args.iterations < 1:
+        raise ReverieError("--iterations must be at least 1")
+    _kg_dataset(args.dataset)  # a clear error before Ray starts
+    settings = _settings(args)
+    init_ray(settings)
+    bar = tqdm(total=args.iterations, unit="iter", desc=f"train policy {args.dataset}")
+
+    def progress(info: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(return_mean=f"{info['episode_return_mean']:.3f}", steps_per_s=f"{info['env_steps_per_s']:.0f}")
+
+    folder = train_policy(settings, args.dataset, args.iterations, num_envs=args.walks, hops=args.hops, seed=args.seed, progress=progress)
+    bar.close()
+    print(f"policy saved to {folder}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from reverie.policies.evaluate import evaluate_policy
+    from reverie.policies.net import load_policy, read_policy_config
+    from reverie.policies.train import policy_dir
+    from reverie.policies.walkgraph import WalkGraph
+
+    dataset = _kg_dataset(args.dataset)
+    folder = policy_dir(_settings(args), dataset.name)
+    if not (folder / "config.json").is_file():
+        raise ReverieError(f"no trained policy for {dataset.name!r} in {folder}: run `reverie train policy --dataset {args.dataset}`")
+    meta = read_policy_config(folder).get("meta", {})
+    graph = WalkGraph.from_dataset(dataset, max_actions=int(meta.get("max_actions", 200)))
+    if meta.get("entities") and list(meta["entities"]) != list(graph.id2entity):
+        raise ReverieError(f"the policy in {folder} was trained on a different graph than {args.dataset!r}")
+    net = load_policy(folder)
+    metrics = evaluate_policy(net, graph, dataset, split=args.split, hops=int(meta.get("hops", 3)), beam=args.beam)
+    metrics = {"dataset": dataset.name, "split": args.split, **metrics}
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(
+            f"{dataset.name} {args.split} ({metrics['queries']} queries, filtered, tail): "
+            f"Hits@1 {metrics['hits@1']:.3f}  Hits@3 {metrics['hits@3']:.3f}  Hits@10 {metrics['hits@10']:.3f}  MRR {metrics['mrr']:.3f}"
+        )
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from reverie.serve.app import run
 
@@ -146,6 +205,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="interface to bind (default: REVERIE_HOST, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: REVERIE_PORT, 8000)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("train", help="train a model")
+    train_sub = p.add_subparsers(dest="what", required=True)
+    t = train_sub.add_parser("policy", help="train the path policy with RLlib PPO")
+    t.add_argument("--dataset", required=True, help="a dataset name (umls, kinships, nations) or a folder with train/dev/test.txt")
+    t.add_argument("--iterations", type=int, default=30, help="PPO iterations (default 30)")
+    t.add_argument("--walks", type=int, default=256, help="walks stepped together by the vectorised env (default 256)")
+    t.add_argument("--hops", type=int, default=3, help="hops per walk (default 3)")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_train_policy)
+
+    p = sub.add_parser("eval", help="filtered tail ranking of the trained policy on a split")
+    p.add_argument("--dataset", required=True, help="a dataset name or folder, as for train")
+    p.add_argument("--split", choices=["test", "dev"], default="test")
+    p.add_argument("--beam", type=int, default=64, help="beam width of the policy's search (default 64)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (hits@1, hits@3, hits@10, mrr as fractions)")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("stats", help="count the graph's entities, relations and triples")
     p.set_defaults(func=cmd_stats)

@@ -26,6 +26,10 @@ def error_line(result) -> str:
         (["ingest", "/nonexistent/facts.tsv"], "no such file"),
         (["ingest", "--dataset", "freebase"], "unknown dataset 'freebase'"),
         (["ingest"], "exactly one of PATH or --dataset"),
+        (["eval", "--dataset", "umls"], "no trained policy for 'umls'"),
+        (["eval", "--dataset", "freebase"], "unknown dataset 'freebase'"),
+        (["train", "policy", "--dataset", "world"], "has no dev or test split"),
+        (["train", "policy", "--dataset", "umls", "--iterations", "0"], "--iterations must be at least 1"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, args, message):

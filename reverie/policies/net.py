@@ -132,17 +132,26 @@ class PathPolicyNet(nn.Module):
         batch = state.shape[0]
         a_rel = self._ids(obs["action_relations"], self.config["num_relation_ids"]).reshape(batch, -1)
         a_ent = self._ids(obs["action_entities"], self.config["num_entities"]).reshape(batch, -1)
-        # W[concat(rel, ent)] == W_rel rel + W_ent ent: project the (small) embedding tables once
-        # and gather, instead of projecting B x A concatenations (same parameters, far fewer FLOPs).
-        if a_rel.numel() > self.config["num_entities"] + self.config["num_relation_ids"]:
-            dr = self.config["relation_dim"]
-            weight = self.action_proj.weight  # [state_dim, relation_dim + entity_dim]
+        # W[concat(rel, ent)] == W_rel rel + W_ent ent, so three equal ways to score; pick the cheapest:
+        #  - small graphs (E + relation ids <= 4A): score every entity and relation per row, then gather;
+        #  - else, when B x A exceeds the tables: project the tables once, gather, dot;
+        #  - else: project the B x A concatenations directly.
+        n_ent, n_rel = self.config["num_entities"], self.config["num_relation_ids"] + 1
+        width = a_rel.shape[1]
+        dr = self.config["relation_dim"]
+        weight = self.action_proj.weight  # [state_dim, relation_dim + entity_dim]
+        if n_ent + n_rel <= 4 * width:
+            rel_table = nn.functional.linear(self.relation_emb.weight, weight[:, :dr])  # [n_rel, S]
+            ent_table = nn.functional.linear(self.entity_emb.weight, weight[:, dr:])  # [n_ent, S]
+            logits = torch.gather(state @ rel_table.T, 1, a_rel) + torch.gather(state @ ent_table.T, 1, a_ent)
+        elif batch * width > n_ent + n_rel:
             rel_table = nn.functional.linear(self.relation_emb.weight, weight[:, :dr])
             ent_table = nn.functional.linear(self.entity_emb.weight, weight[:, dr:])
-            actions = rel_table[a_rel] + ent_table[a_ent]  # [B, A, state_dim]
+            actions = rel_table[a_rel] + ent_table[a_ent]  # [B, A, S]
+            logits = torch.einsum("bs,bas->ba", state, actions)
         else:
             actions = self.action_proj(torch.cat([self.relation_emb(a_rel), self.entity_emb(a_ent)], dim=-1))
-        logits = torch.einsum("bs,bas->ba", state, actions)
+            logits = torch.einsum("bs,bas->ba", state, actions)
         mask = obs["action_mask"].reshape(batch, -1) > 0
         return logits.masked_fill(~mask, MASK_LOGIT)
 

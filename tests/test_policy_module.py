@@ -1,0 +1,236 @@
+"""The path policy: PathPolicyNet without Ray, its checkpoints, the RLModule wrapper, and a short PPO run."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from reverie.policies.net import MASK_LOGIT, PathPolicyNet, load_policy, obs_to_tensors, rollout_success, save_policy
+
+E, NR, HOPS, A, B = 12, 7, 3, 6, 5  # entities, relation ids (2R+1, R=3), hops, action width, batch
+
+
+def make_obs(seed: int = 0, batch: int = B, hops: int = HOPS, width: int = A, n_ent: int = E, n_rel: int = NR) -> dict:
+    """A hand-made observation batch in the KGPathVectorEnv layout (reverie/policies/SPEC.md)."""
+    rng = np.random.default_rng(seed)
+    no_op = n_rel - 1
+    source = rng.integers(0, n_ent, batch)
+    step = np.arange(batch) % (hops + 1)
+    path_rel = rng.integers(0, n_rel - 1, (batch, hops))
+    path_ent = rng.integers(0, n_ent, (batch, hops))
+    for b in range(batch):  # padding after `step`: NO_OP relation, source entity, as the env does
+        path_rel[b, step[b]:] = no_op
+        path_ent[b, step[b]:] = source[b]
+    current = np.where(step > 0, path_ent[np.arange(batch), np.maximum(step - 1, 0)], source)
+    action_rel = rng.integers(0, n_rel - 1, (batch, width))
+    action_rel[:, 0] = no_op
+    action_ent = rng.integers(0, n_ent, (batch, width))
+    action_ent[:, 0] = current
+    mask = (rng.random((batch, width)) < 0.6).astype(np.int8)
+    mask[:, 0] = 1
+    mask[0, 1:] = 0  # one row where only NO_OP is allowed
+    return {
+        "source": source.astype(np.int64),
+        "query_relation": rng.integers(0, n_rel - 1, batch).astype(np.int64),
+        "current": current.astype(np.int64),
+        "step": step.astype(np.int64),
+        "path_relations": path_rel.astype(np.int64),
+        "path_entities": path_ent.astype(np.int64),
+        "action_relations": action_rel.astype(np.int64),
+        "action_entities": action_ent.astype(np.int64),
+        "action_mask": mask,
+    }
+
+
+@pytest.fixture()
+def net() -> PathPolicyNet:
+    torch.manual_seed(0)
+    return PathPolicyNet(E, NR, entity_dim=16, relation_dim=8, lstm_dim=16, state_dim=16).eval()
+
+
+def test_shapes_and_masking(net):
+    obs = make_obs()
+    logits, values = net(obs_to_tensors(obs))
+    assert logits.shape == (B, A) and logits.dtype == torch.float32
+    assert values.shape == (B,)
+    mask = torch.as_tensor(obs["action_mask"]).bool()
+    probs = torch.softmax(logits, dim=-1)
+    assert torch.all(probs[~mask] < 1e-12)
+    assert torch.allclose(probs.sum(-1), torch.ones(B))
+    assert probs[0, 0].item() == pytest.approx(1.0)  # only NO_OP allowed in row 0
+    assert torch.all(logits[~mask] == MASK_LOGIT)  # large negative, not -inf
+    dist = torch.distributions.Categorical(logits=logits)
+    assert torch.isfinite(dist.entropy()).all()
+    assert torch.isfinite(torch.distributions.kl_divergence(dist, torch.distributions.Categorical(logits=logits * 0.5))).all()
+    greedy = net.act(obs, greedy=True)
+    assert mask[torch.arange(B), torch.as_tensor(greedy)].all()
+    sampled = net.act(obs, greedy=False, generator=torch.Generator().manual_seed(0))
+    assert mask[torch.arange(B), torch.as_tensor(sampled)].all()
+
+
+def test_history_lstm_uses_the_path(net):
+    obs = make_obs()
+    base, _ = net(obs_to_tensors(obs))
+    changed = dict(obs)
+    changed["path_relations"] = obs["path_relations"].copy()
+    row = int(np.nonzero(obs["step"] == HOPS)[0][0])  # a walk with a full path
+    changed["path_relations"][row, 0] = (obs["path_relations"][row, 0] + 1) % (NR - 1)
+    logits, _ = net(obs_to_tensors(changed))
+    allowed = torch.as_tensor(obs["action_mask"][row]).bool()
+    assert not torch.allclose(logits[row][allowed], base[row][allowed])
+    others = [b for b in range(B) if b != row]
+    assert torch.allclose(logits[others], base[others])
+
+
+def test_padding_after_step_is_ignored(net):
+    obs = make_obs()
+    base, base_v = net(obs_to_tensors(obs))
+    padded = dict(obs)
+    padded["path_relations"] = obs["path_relations"].copy()
+    padded["path_entities"] = obs["path_entities"].copy()
+    for b in range(B):
+        padded["path_relations"][b, obs["step"][b]:] = -1  # any padding convention
+        padded["path_entities"][b, obs["step"][b]:] = (b * 5) % E
+    logits, values = net(obs_to_tensors(padded))
+    assert torch.allclose(logits, base) and torch.allclose(values, base_v)
+
+
+@pytest.mark.parametrize("n_ent,width,batch", [(12, 6, 5), (4, 6, 5), (300, 6, 200), (300, 6, 5)])
+def test_scoring_paths_agree(n_ent, width, batch):
+    """The net picks among three equal ways to score actions by size; all equal W[concat(rel, ent)]."""
+    torch.manual_seed(1)
+    model = PathPolicyNet(n_ent, NR, entity_dim=16, relation_dim=8, lstm_dim=16, state_dim=16)
+    obs = obs_to_tensors(make_obs(seed=3, batch=batch, width=width, n_ent=n_ent))
+    logits, _ = model(obs)
+    state = model.state(obs)
+    emb = torch.cat([model.relation_emb(obs["action_relations"]), model.entity_emb(obs["action_entities"])], dim=-1)
+    ref = torch.einsum("bs,bas->ba", state, model.action_proj(emb)).masked_fill(obs["action_mask"] == 0, MASK_LOGIT)
+    assert torch.allclose(logits, ref, atol=1e-5)
+
+
+def test_checkpoint_round_trip(net, tmp_path):
+    folder = save_policy(net, tmp_path / "policies" / "toy", meta={"dataset": "toy", "hops": HOPS})
+    config = json.loads((folder / "config.json").read_text())
+    assert config["net"]["num_entities"] == E and config["meta"]["dataset"] == "toy"
+    state = torch.load(folder / config["weights"], weights_only=True)  # a plain state dict
+    assert set(state) == set(net.state_dict())
+
+    loaded = load_policy(folder)
+    assert not loaded.training and loaded.meta["hops"] == HOPS
+    obs = obs_to_tensors(make_obs(seed=7))
+    with torch.no_grad():
+        l1, v1 = net(obs)
+        l2, v2 = loaded(obs)
+    assert torch.equal(l1, l2) and torch.equal(v1, v2)
+    assert torch.equal(load_policy(folder / "config.json")(obs)[0], l1)
+
+    # saving again replaces the pair atomically and leaves one weights file
+    with torch.no_grad():
+        net.value_head[-1].bias.add_(1.0)
+    save_policy(net, folder)
+    assert len(list(folder.glob("policy-*.pt"))) == 1
+    assert not list(folder.glob(".*.tmp"))
+    assert torch.allclose(load_policy(folder)(obs)[1], v1 + 1.0)
+
+
+def test_load_policy_missing(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_policy(tmp_path)
+
+
+def test_rlmodule_wraps_net():
+    pytest.importorskip("ray.rllib")
+    import gymnasium as gym
+    from ray.rllib.core.columns import Columns
+
+    from reverie.policies.module import PathPolicyModule
+
+    box = lambda high, shape, dtype=np.int64: gym.spaces.Box(0, high, shape, dtype)  # noqa: E731
+    space = gym.spaces.Dict(
+        {
+            "source": box(E - 1, ()),
+            "query_relation": box(NR - 2, ()),
+            "current": box(E - 1, ()),
+            "step": box(HOPS, ()),
+            "path_relations": box(NR - 1, (HOPS,)),
+            "path_entities": box(E - 1, (HOPS,)),
+            "action_relations": box(NR - 1, (A,)),
+            "action_entities": box(E - 1, (A,)),
+            "action_mask": box(1, (A,), np.int8),
+        }
+    )
+    module = PathPolicyModule(observation_space=space, action_space=gym.spaces.Discrete(A), model_config={"entity_dim": 8})
+    assert module.net.config["num_entities"] == E and module.net.config["num_relation_ids"] == NR  # from the space
+    batch = {Columns.OBS: obs_to_tensors(make_obs())}
+    out = module.forward_exploration(batch)
+    assert out[Columns.ACTION_DIST_INPUTS].shape == (B, A)
+    train = module.forward_train(batch)
+    values = module.compute_values(batch, embeddings=train[Columns.EMBEDDINGS])
+    assert values.shape == (B,)
+    assert torch.allclose(values, module.compute_values(batch))
+    assert torch.allclose(train[Columns.ACTION_DIST_INPUTS], module.net(batch[Columns.OBS])[0])
+
+
+# ---------------------------------------------------------------------------------------------- PPO
+
+
+def write_toy_dataset(folder) -> None:
+    """A small family graph: parent edges, grandparent = parent . parent, and random 'likes' edges.
+
+    Every query has a learnable 2-hop answer path (the direct edge is masked by the env):
+    grandparent -> parent, parent; likes -> another likes edge then stay; parent -> grandparent, parent^-1.
+    """
+    rng = np.random.default_rng(0)
+    n = 40
+    parent = {i: int(rng.integers(0, i)) for i in range(1, n)}
+    triples = [(f"p{c}", "parent", f"p{p}") for c, p in parent.items()]
+    triples += [(f"p{c}", "grandparent", f"p{parent[p]}") for c, p in parent.items() if p in parent]
+    for i in range(n):
+        for j in rng.choice([k for k in range(n) if k != i], size=2, replace=False):
+            triples.append((f"p{i}", "likes", f"p{j}"))
+    folder.mkdir(parents=True)
+    lines = ["\t".join(t) for t in triples]
+    (folder / "train.txt").write_text("\n".join(lines) + "\n")
+    (folder / "dev.txt").write_text("\n".join(lines[:5]) + "\n")
+    (folder / "test.txt").write_text("\n".join(lines[5:10]) + "\n")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ppo_training_beats_untrained(ray_cluster, tmp_path):
+    from reverie.config import Settings
+    from reverie.policies.env import KGPathVectorEnv
+    from reverie.policies.train import train_policy
+
+    dataset = tmp_path / "toyfamily"
+    write_toy_dataset(dataset)
+    settings = Settings(home=tmp_path / "home")
+    hops = 2
+    eval_env = KGPathVectorEnv({"dataset": str(dataset), "num_envs": 256, "hops": hops, "seed": 1})
+    torch.manual_seed(0)
+    untrained = PathPolicyNet(eval_env.graph.num_entities, eval_env.graph.num_relation_ids)
+    before = rollout_success(untrained, eval_env, episodes=2048, greedy=False, seed=1)
+
+    reports = []
+    started = time.perf_counter()
+    folder = train_policy(settings, str(dataset), iterations=12, num_envs=64, hops=hops, seed=0, progress=reports.append)
+    seconds = time.perf_counter() - started
+    assert folder == settings.home / "policies" / "toyfamily"
+    assert [r["iteration"] for r in reports] == list(range(1, 13))
+    assert all(r["env_steps_per_s"] > 0 for r in reports)
+
+    trained = load_policy(folder)  # no Ray needed from here on
+    assert trained.meta["dataset"] == "toyfamily" and trained.meta["hops"] == hops
+    after = rollout_success(trained, eval_env, episodes=2048, greedy=False, seed=1)
+    after_greedy = rollout_success(trained, eval_env, episodes=2048, greedy=True, seed=1)
+    print(
+        f"\nsuccess before {before:.3f}, after {after:.3f} (greedy {after_greedy:.3f}); "
+        f"train {seconds:.1f}s, {reports[-1]['env_steps']} env steps, "
+        f"{np.median([r['env_steps_per_s'] for r in reports]):.0f} env steps/s in train(), "
+        f"return {reports[0]['episode_return_mean']:.3f} -> {reports[-1]['episode_return_mean']:.3f}"
+    )
+    assert after > before + 0.1
+    assert after_greedy > before
