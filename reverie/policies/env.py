@@ -2,8 +2,9 @@
 
 Each episode samples a query (source, query relation, answer) uniformly from the training facts
 and their inverses, starts at the source and takes exactly `hops` steps through the WalkGraph
-action tables (NO_OP, column 0, stays put). The direct query edge and its inverse are masked,
-so the answer has to be reached by another path. The reward comes at the last step only: 1.0 at
+action tables (NO_OP, column 0, stays put). At the source every edge with the query relation is
+masked, and at the answer the inverse edge back to the source, so answers have to be reached by
+another path. The reward comes at the last step only: 1.0 at
 a correct answer, else `shaping * sigmoid(world model score)` when a world model is given, else 0.
 
 Autoreset follows gymnasium 1.x NEXT_STEP semantics: the step after a sub-env terminated resets
@@ -112,7 +113,6 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
         tkeys = self._key(rows, g.action_relations[rows, cols], g.action_entities[rows, cols])
         order = np.argsort(tkeys)
         self._table_keys, self._table_cols = tkeys[order], cols[order].astype(np.int64)
-        self._q_col_fwd = self._lookup_cols(q[:, 0], q[:, 1], q[:, 2])
         self._q_col_inv = self._lookup_cols(q[:, 2], g.inverse_relation(q[:, 1]), q[:, 0])
 
         self._ar = g.action_relations
@@ -159,7 +159,6 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
         self._src = np.zeros(N, np.int64)
         self._qrel = np.zeros(N, np.int64)
         self._ans = np.zeros(N, np.int64)
-        self._col_fwd = np.full(N, -1, np.int64)
         self._col_inv = np.full(N, -1, np.int64)
         self._cur = np.zeros(N, np.int64)
         self._step = np.zeros(N, np.int64)
@@ -198,15 +197,13 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
         if queries is None:
             pick = self.np_random.integers(0, len(self.queries), size=n)
             q = self.queries[pick]
-            col_fwd, col_inv = self._q_col_fwd[pick], self._q_col_inv[pick]
+            col_inv = self._q_col_inv[pick]
         else:
             q = queries
-            col_fwd = self._lookup_cols(q[:, 0], q[:, 1], q[:, 2])
             col_inv = self._lookup_cols(q[:, 2], self.graph.inverse_relation(q[:, 1]), q[:, 0])
         self._src[which] = q[:, 0]
         self._qrel[which] = q[:, 1]
         self._ans[which] = q[:, 2]
-        self._col_fwd[which] = col_fwd
         self._col_inv[which] = col_inv
         self._cur[which] = q[:, 0]
         self._step[which] = 0
@@ -214,18 +211,21 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
         self._path_ent[which] = q[:, 0:1]
         self._needs_reset[which] = False
 
-    def _direct_edges(self, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(env rows, columns) of the masked query edge at the source and its inverse at the answer."""
-        f = (cur == self._src) & (self._col_fwd >= 0)
+    def _query_edge_mask(self, cur: np.ndarray, actions_rel: np.ndarray) -> np.ndarray:
+        """True where an action is a direct answer to the query, which the walk may not take:
+        at the source, every edge with the query relation (with rewards for any known answer, a
+        direct edge to another answer would be a one-hop shortcut that teaches nothing for test
+        queries, whose answer is never a stored fact); at the answer, the inverse edge back."""
+        at_src = (cur == self._src)[:, None] & (actions_rel == self._qrel[:, None])
+        back = np.zeros_like(at_src)
         b = (cur == self._ans) & (self._col_inv >= 0)
-        return self._idx[f], self._col_fwd[f], self._idx[b], self._col_inv[b]
+        back[self._idx[b], self._col_inv[b]] = True
+        return at_src | back
 
     def _observe(self) -> dict[str, np.ndarray]:
         cur = self._cur
         mask = self._am[cur]
-        fr, fc, br, bc = self._direct_edges(cur)
-        mask[fr, fc] = 0
-        mask[br, bc] = 0
+        mask[self._query_edge_mask(cur, self._ar[cur])] = 0
         return {
             "source": self._src.copy(),
             "query_relation": self._qrel.copy(),
@@ -255,8 +255,7 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
         cur = self._cur
         a = np.where((a >= 0) & (a < A), a, 0)
         valid = self._am[cur, a].astype(bool)
-        valid &= ~((cur == self._src) & (a == self._col_fwd))
-        valid &= ~((cur == self._ans) & (a == self._col_inv))
+        valid &= ~self._query_edge_mask(cur, self._ar[cur])[self._idx, a]
         a = np.where(valid, a, 0)
 
         resetting = self._needs_reset
