@@ -65,3 +65,12 @@ def test_countries_auc_pr_is_one_for_a_perfect_scorer():
     assert countries_auc_pr(scores, queries, regions=[0, 1, 2]) == 1.0
     worst = countries_auc_pr(-scores, queries, regions=[0, 1])
     assert worst < 1.0
+
+
+def test_beam_never_takes_the_query_relation_out_of_the_source():
+    graph = WalkGraph.from_triples(GRAPH)
+    r, e = graph.relation2id, graph.entity2id
+    policy = RelationPreference({r["q"]: 5.0})
+    scores = beam_scores(policy, graph, np.array([[e["x"], r["q"]], [e["x"], r["r1"]]]), hops=1, beam=8)
+    assert scores[0, e["y"]] == -np.inf  # the stored fact (x, q, y) is not a path for the query (x, q)
+    assert np.isfinite(scores[1, e["y"]])  # for another relation it is

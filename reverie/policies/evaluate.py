@@ -41,20 +41,25 @@ def _beam_chunk(net, graph: WalkGraph, queries: np.ndarray, hops: int, beam: int
     for step in range(hops):
         k = cur.shape[1]
         flat_cur = cur.reshape(-1)
+        src_k, rel_k = np.repeat(src, k), np.repeat(rel, k)
+        # as in training (KGPathVectorEnv): no edge with the query relation out of the source
+        allowed = graph.action_mask[flat_cur] & ~(
+            (flat_cur == src_k)[:, None] & (graph.action_relations[flat_cur] == rel_k[:, None])
+        )
         obs = {
-            "source": np.repeat(src, k),
-            "query_relation": np.repeat(rel, k),
+            "source": src_k,
+            "query_relation": rel_k,
             "current": flat_cur,
             "step": np.full(q * k, step, np.int64),
             "path_relations": path_rel.reshape(q * k, hops),
             "path_entities": path_ent.reshape(q * k, hops),
             "action_relations": graph.action_relations[flat_cur],
             "action_entities": graph.action_entities[flat_cur],
-            "action_mask": graph.action_mask[flat_cur].astype(np.int8),
+            "action_mask": allowed.astype(np.int8),
         }
         logits, _ = net({key: torch.as_tensor(v) for key, v in obs.items()})
         step_logp = torch.log_softmax(logits, dim=-1).double().numpy()
-        step_logp[~graph.action_mask[flat_cur]] = -np.inf
+        step_logp[~allowed] = -np.inf
         width = step_logp.shape[1]
         total = (logp.reshape(-1, 1) + step_logp).reshape(q, k * width)
         keep = min(beam, k * width)
