@@ -14,11 +14,15 @@ Scoring modes (``config["score_mode"]``):
 - ``"forward"`` (default): the direction asked, ``f(h, 2r, t)`` for ``r`` and ``f(h, 2r+1, t)``
   for ``R + r``. This is what PyKEEN's own evaluation does (its ``predict_h`` answers
   ``(?, r, t)`` with the tails of ``(t, 2r+1)``), and it ranks best: on UMLS test, tail MRR 0.90.
-  ``score(t, R + r, h)`` then equals PyKEEN's ``score_hrt_inverse`` of ``(h, r, t)``, which is
-  close to, but not the same number as, ``score(h, r, t)``: two directions, learned separately.
+  ``score(t, R + r, h)`` then equals PyKEEN's ``score_hrt_inverse`` of ``(h, r, t)``: a different
+  number from ``score(h, r, t)`` (the two directions are learned separately), though both rank
+  the true facts high.
 - ``"both"``: the mean of the two learned directions, ``(f(h, 2r, t) + f(t, 2r+1, h)) / 2``, so
   ``score(t, R + r, h) == score(h, r, t)`` exactly. It ranks worse (UMLS tail MRR 0.79): the
   reverse term compares candidates in the slot PyKEEN never trained them to be ranked in.
+
+Saved models are one file (torch.save of the state dict, a JSON string of config + id maps, and
+the walkable graph as an int array so ``propose`` can skip known edges without the dataset).
 """
 from __future__ import annotations
 
@@ -197,6 +201,7 @@ class WorldModel:
             label_smoothing=float(config["label_smoothing"]),
             use_tqdm=progress,
             use_tqdm_batch=False,
+            pin_memory=False,
         )
         config["train_seconds"] = round(time.perf_counter() - start, 2)
         config["final_loss"] = float(losses[-1]) if losses else None
