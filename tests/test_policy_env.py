@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 import numpy as np
 
 from reverie.graph_store.datasets import KGDataset, load_dataset
@@ -120,16 +122,16 @@ def query(env: KGPathVectorEnv, s: str, rel: str, o: str, inverse: bool = False)
     return [g.entity2id[s], r, g.entity2id[o]]
 
 
-def test_query_relation_edges_at_the_source_and_the_inverse_at_the_answer_are_masked():
+def test_the_asked_fact_is_masked_both_ways_and_other_query_edges_stay():
     env = KGPathVectorEnv({"dataset": toy(), "num_envs": 2, "hops": 2, "seed": 0})
     g = env.graph
     R, q = g.num_relations, g.relation2id["q"]
     obs, info = env.reset(options={"queries": [query(env, "a", "q", "c"), query(env, "a", "q", "e")]})
     assert info == {}
     fwd_c, fwd_e = col_of(g, "a", q, "c"), col_of(g, "a", q, "e")
-    # every edge with the query relation leaves the source masked: c is this query's answer and
-    # e another known answer, and a one-hop shortcut to either teaches nothing for test queries
-    assert obs["action_mask"][:, fwd_c].tolist() == [0, 0] and obs["action_mask"][:, fwd_e].tolist() == [0, 0]
+    # each walk loses exactly the edge of its own fact; the other answer's edge is evidence, as
+    # in MINERVA and MultiHopKG (a -q-> e <-q- x -q-> ... is how similar sources share answers)
+    assert obs["action_mask"][:, fwd_c].tolist() == [0, 1] and obs["action_mask"][:, fwd_e].tolist() == [1, 0]
     assert obs["action_mask"][:, 0].all()
     # Taking the masked edge anyway is a NO_OP: the walk stays at the source.
     r1 = col_of(g, "a", g.relation2id["r1"], "b")
@@ -149,9 +151,39 @@ def test_query_relation_edges_at_the_source_and_the_inverse_at_the_answer_are_ma
     assert (obs["action_mask"][:, back] == 0).all()
 
 
+def test_mask_all_query_edges_at_the_source():
+    env = KGPathVectorEnv({"dataset": toy(), "num_envs": 1, "hops": 2, "mask_query_edges": "all"})
+    g = env.graph
+    obs, _ = env.reset(options={"queries": [query(env, "a", "q", "c")]})
+    q = g.relation2id["q"]
+    assert obs["action_mask"][0, [col_of(g, "a", q, "c"), col_of(g, "a", q, "e")]].tolist() == [0, 0]
+    assert obs["action_mask"][0, col_of(g, "a", g.relation2id["r1"], "b")] == 1
+    with pytest.raises(ValueError, match="mask_query_edges"):
+        KGPathVectorEnv({"dataset": toy(), "num_envs": 1, "mask_query_edges": "some"})
+
+
+def test_action_dropout_hides_edges_but_never_no_op():
+    data = toy(extra=HUB)
+    kept = []
+    for p in (0.0, 0.5):
+        env = KGPathVectorEnv({"dataset": data, "num_envs": 2000, "hops": 1, "action_dropout": p, "seed": 0})
+        g = env.graph
+        obs, _ = env.reset(options={"queries": [query(env, "h", "r3", "x0")] * 2000})
+        mask = obs["action_mask"]
+        assert mask[:, 0].all()
+        kept.append(mask[:, 1:].sum() / (2000 * 9))  # x0's own edge is masked: 9 walkable left
+        # a hidden action is a NO_OP when taken anyway
+        hidden = np.argmin(mask[:, 1:], axis=1) + 1
+        rows = mask[np.arange(2000), hidden] == 0
+        nxt, *_ = env.step(hidden)
+        assert (nxt["current"][rows] == g.entity2id["h"]).all()
+    assert kept[0] == 1.0
+    assert abs(kept[1] - 0.5) < 0.02
+
+
 def test_reward_is_one_exactly_at_a_correct_answer():
     data = toy(extra=[T("b", "r4", "e")])  # a second path, to the other answer e
-    env = KGPathVectorEnv(dataset=data, num_envs=4, hops=2, seed=0)
+    env = KGPathVectorEnv(dataset=data, num_envs=4, hops=2, any_answer=True, seed=0)
     g = env.graph
     e, rid = g.entity2id, g.relation2id
     env.reset(options={"queries": [query(env, "a", "q", "c")] * 4})
@@ -195,7 +227,8 @@ def test_shaping_uses_the_world_model_score_for_wrong_answers_only():
     table[g.relation2id["q"], g.entity2id["b"]] = math.log(3.0)  # sigmoid = 0.75
     table[g.relation2id["q"], g.entity2id["a"]] = -math.log(3.0)  # sigmoid = 0.25
     scorer = TableScorer(table)
-    env = KGPathVectorEnv({"dataset": data, "num_envs": 3, "hops": 1, "shaping": 0.2, "world_model": scorer})
+    env = KGPathVectorEnv({"dataset": data, "num_envs": 3, "hops": 1, "shaping": 0.2, "world_model": scorer, "any_answer": True,
+                           "shaping_mode": "sigmoid"})
     qa = query(env, "a", "q", "c")
     env.reset(options={"queries": [qa] * 3})
     acts = [col_of(g, "a", g.relation2id["r1"], "b"), 0, col_of(g, "a", g.relation2id["r5"], "e")]
@@ -203,6 +236,13 @@ def test_shaping_uses_the_world_model_score_for_wrong_answers_only():
     assert term.all()
     np.testing.assert_allclose(rew, [0.2 * 0.75, 0.2 * 0.25, 1.0])
     assert scorer.calls == [([qa[0]] * 2, [qa[1]] * 2)]  # only the two misses were scored
+    # The default "relative" belief: exp(score - the query's best score); b is the favourite.
+    rel = KGPathVectorEnv({"dataset": data, "num_envs": 3, "hops": 1, "shaping": 0.2, "world_model": scorer})
+    rel.reset(options={"queries": [qa] * 3})
+    _, rew, *_ = rel.step(np.array(acts))
+    np.testing.assert_allclose(rew, [0.2, 0.2 / 9, 0.2 / 3])  # e (score 0) is not the asked answer: shaped too
+    with pytest.raises(ValueError, match="shaping_mode"):
+        KGPathVectorEnv({"dataset": data, "num_envs": 1, "shaping_mode": "tanh"})
     # Without shaping the world model is not consulted.
     plain = KGPathVectorEnv({"dataset": toy(), "num_envs": 1, "hops": 1, "world_model": TableScorer(table)})
     assert plain.world_model is None
@@ -270,3 +310,56 @@ def test_walkable_graph_is_exactly_the_training_edges_on_umls():
     # The env's (sampled) tables are a subset of the same edges.
     env = KGPathVectorEnv({"dataset": ds, "num_envs": 2})
     assert edges_of(env.graph) <= forward | inverse
+
+
+class HeadTableScorer:
+    """score_tails rows from a fixed [E, 2R, E] table: scores[head, relation id, tail]."""
+
+    def __init__(self, table: np.ndarray):
+        self.table = table
+
+    def score_tails(self, heads, relations):
+        return self.table[np.asarray(heads), np.asarray(relations)]
+
+
+def test_imagined_edges_are_the_world_models_best_missing_edges():
+    g = WalkGraph.from_dataset(toy())
+    E, R = g.num_entities, g.num_relations
+    e, rid = g.entity2id, g.relation2id
+    table = np.zeros((E, 2 * R, E))
+    table[e["a"], rid["r1"], e["b"]] = 9.0  # a stored edge: never imagined
+    table[e["a"], rid["r2"], e["d"]] = 5.0  # the best missing edge out of a
+    table[e["a"], rid["q"] + R, e["c"]] = 4.0  # second best
+    table[e["a"], rid["q"], e["a"]] = 8.0  # a self loop: never imagined
+    img = g.with_imagined(HeadTableScorer(table).score_tails, per_entity=2)
+    assert img.num_relation_ids == 4 * R + 1 and img.max_actions == g.max_actions + 2
+    assert (img.action_relations[:, : g.max_actions] == g.action_relations).all()  # stored columns unchanged
+    row = e["a"]
+    extra = list(zip(img.action_relations[row, -2:].tolist(), img.action_entities[row, -2:].tolist()))
+    assert extra == [(img.imagined_offset + rid["r2"], e["d"]), (img.imagined_offset + rid["q"] + R, e["c"])]
+    assert img.action_mask[row, -2:].all() and img.is_imagined(extra[0][0]) and not img.is_imagined(rid["r2"])
+    assert img.stored_relation(extra[0][0]) == rid["r2"]
+    assert img.relation_names[extra[0][0]] == "r2?"
+    with pytest.raises(ValueError):
+        img.with_imagined(HeadTableScorer(table).score_tails, per_entity=1)
+
+
+def test_an_imagined_step_costs_reward():
+    data = toy()
+    g = WalkGraph.from_dataset(data)
+    E, R = g.num_entities, g.num_relations
+    e, rid = g.entity2id, g.relation2id
+    table = np.full((E, 2 * R, E), -5.0)
+    table[e["a"], rid["r2"], e["c"]] = 5.0  # imagined a -r2-> c: straight to the answer
+    scorer = HeadTableScorer(table)
+    with pytest.raises(ValueError, match="world model"):
+        KGPathVectorEnv({"dataset": data, "num_envs": 1, "imagined_edges": 1})
+    env = KGPathVectorEnv({"dataset": data, "num_envs": 2, "hops": 1, "imagined_edges": 1, "imagined_cost": 0.25,
+                           "world_model": scorer})
+    assert env.single_observation_space["action_relations"].high.max() == 4 * R
+    obs, _ = env.reset(options={"queries": [query(env, "a", "q", "c")] * 2})
+    dream = env.graph.max_actions - 1
+    assert obs["action_relations"][0, dream] == env.graph.imagined_offset + rid["r2"]
+    obs, rew, term, _, _ = env.step(np.array([dream, 0]))
+    assert obs["path_relations"][0, 0] == env.graph.imagined_offset + rid["r2"] and term.all()
+    np.testing.assert_allclose(rew, [1.0 - 0.25, 0.0])

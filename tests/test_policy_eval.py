@@ -67,10 +67,14 @@ def test_countries_auc_pr_is_one_for_a_perfect_scorer():
     assert worst < 1.0
 
 
-def test_beam_never_takes_the_query_relation_out_of_the_source():
+def test_beam_can_hide_the_query_relation_at_the_source():
     graph = WalkGraph.from_triples(GRAPH)
     r, e = graph.relation2id, graph.entity2id
     policy = RelationPreference({r["q"]: 5.0})
-    scores = beam_scores(policy, graph, np.array([[e["x"], r["q"]], [e["x"], r["r1"]]]), hops=1, beam=8)
+    queries = np.array([[e["x"], r["q"]], [e["x"], r["r1"]]])
+    scores = beam_scores(policy, graph, queries, hops=1, beam=8, mask_source_query_edges=True)
     assert scores[0, e["y"]] == -np.inf  # the stored fact (x, q, y) is not a path for the query (x, q)
     assert np.isfinite(scores[1, e["y"]])  # for another relation it is
+    # by default (a policy trained to skip only the fact asked) the other facts are evidence
+    plain = beam_scores(policy, graph, queries, hops=1, beam=8)
+    assert np.isfinite(plain[0, e["y"]]) and plain[0, e["y"]] == plain[0].max()

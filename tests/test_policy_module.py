@@ -107,7 +107,7 @@ def test_scoring_paths_agree(n_ent, width, batch):
     logits, _ = model(obs)
     state = model.state(obs)
     emb = torch.cat([model.relation_emb(obs["action_relations"]), model.entity_emb(obs["action_entities"])], dim=-1)
-    ref = torch.einsum("bs,bas->ba", state, model.action_proj(emb)).masked_fill(obs["action_mask"] == 0, MASK_LOGIT)
+    ref = torch.einsum("bs,bas->ba", state[:, 0], model.action_proj(emb)).masked_fill(obs["action_mask"] == 0, MASK_LOGIT)
     assert torch.allclose(logits, ref, atol=1e-5)
 
 
@@ -216,7 +216,9 @@ def test_ppo_training_beats_untrained(ray_cluster, tmp_path):
 
     reports = []
     started = time.perf_counter()
-    folder = train_policy(settings, str(dataset), iterations=12, num_envs=64, hops=hops, seed=0, progress=reports.append)
+    # no world model here (shaping 0): PPO alone must learn the toy's relation patterns
+    folder = train_policy(settings, str(dataset), iterations=12, num_envs=64, hops=hops, seed=0, progress=reports.append,
+                          env_options={"shaping": 0.0})
     seconds = time.perf_counter() - started
     assert folder == settings.home / "policies" / "toyfamily"
     assert [r["iteration"] for r in reports] == list(range(1, 13))
@@ -234,3 +236,65 @@ def test_ppo_training_beats_untrained(ray_cluster, tmp_path):
     )
     assert after > before + 0.1
     assert after_greedy > before
+
+
+def test_experts_mix_by_the_gate_over_the_query():
+    torch.manual_seed(2)
+    model = PathPolicyNet(E, NR, entity_dim=16, relation_dim=8, lstm_dim=16, state_dim=16, experts=4).eval()
+    obs = obs_to_tensors(make_obs(seed=5))
+    with torch.no_grad():
+        logits, values = model(obs)
+        mixed, per_expert, log_gate = model.expert_log_probs(obs)
+    assert per_expert.shape == (B, 4, A) and log_gate.shape == (B, 4) and values.shape == (B,)
+    np.testing.assert_allclose(log_gate.exp().sum(1).numpy(), 1.0, rtol=1e-5)
+    # the policy is the gate-weighted mixture of the experts' distributions
+    probs = torch.softmax(logits, dim=-1)
+    manual = (log_gate.exp().unsqueeze(-1) * per_expert.exp()).sum(1)
+    assert torch.allclose(probs, manual, atol=1e-5) and torch.allclose(mixed.exp(), manual, atol=1e-5)
+    # masked actions get nothing from any expert
+    mask = obs["action_mask"].bool()
+    assert (probs[~mask] == 0).all() and (per_expert.exp()[~mask.unsqueeze(1).expand(-1, 4, -1)] == 0).all()
+    # the experts differ, and the gate depends on the query relation only
+    assert not torch.allclose(per_expert[:, 0], per_expert[:, 1])
+    same_query = dict(obs, query_relation=torch.full_like(obs["query_relation"], 2))
+    with torch.no_grad():
+        gate = model.log_gate(same_query)
+    assert torch.allclose(gate, gate[:1].expand_as(gate))
+
+
+def test_checkpoint_round_trip_with_experts(tmp_path):
+    torch.manual_seed(3)
+    model = PathPolicyNet(E, NR, entity_dim=8, relation_dim=8, lstm_dim=8, state_dim=8, experts=4).eval()
+    loaded = load_policy(save_policy(model, tmp_path / "p"))
+    assert loaded.config["experts"] == 4
+    obs = obs_to_tensors(make_obs(seed=9))
+    with torch.no_grad():
+        assert torch.equal(model(obs)[0], loaded(obs)[0])
+    with pytest.raises(ValueError, match="experts"):
+        PathPolicyNet(E, NR, experts=0)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_training_with_a_world_model_gives_a_self_contained_bundle(ray_cluster, tmp_path):
+    from reverie.config import Settings
+    from reverie.graph_store.datasets import load_dataset
+    from reverie.policies.bundle import WORLD_MODEL_FILE, load_bundle, world_model_cache
+    from reverie.policies.evaluate import evaluate_bundle
+    from reverie.policies.train import train_policy
+
+    dataset = tmp_path / "toyfamily"
+    write_toy_dataset(dataset)
+    settings = Settings(home=tmp_path / "home")
+    folder = train_policy(settings, str(dataset), iterations=2, num_envs=32, hops=2, seed=0,
+                          env_options={"imagined_edges": 2}, model={"experts": 4},
+                          world_model_args={"dim": 16, "epochs": 5})
+    assert world_model_cache(settings, "toyfamily").is_file() and (folder / WORLD_MODEL_FILE).is_file()
+    data = load_dataset(str(dataset))
+    bundle = load_bundle(folder, data)
+    assert bundle.world_model is not None and bundle.graph.imagined_per_entity == 2
+    assert bundle.net.config["experts"] == 4 and bundle.meta["arbiter_weight"] in (0.0, 0.1, 0.3, 1.0, 3.0)
+    result = evaluate_bundle(bundle, data, split="test", beam=8)
+    for part in (result, result["policy"], result["world_model"]):
+        assert set(part) >= {"hits@1", "hits@3", "hits@10", "mrr"} and 0.0 <= part["mrr"] <= 1.0
+    assert result["queries"] == 5

@@ -2,10 +2,17 @@
 
 Each episode samples a query (source, query relation, answer) uniformly from the training facts
 and their inverses, starts at the source and takes exactly `hops` steps through the WalkGraph
-action tables (NO_OP, column 0, stays put). At the source every edge with the query relation is
-masked, and at the answer the inverse edge back to the source, so answers have to be reached by
-another path. The reward comes at the last step only: 1.0 at
-a correct answer, else `shaping * sigmoid(world model score)` when a world model is given, else 0.
+action tables (NO_OP, column 0, stays put). The fact being asked is masked (the edge source ->
+answer with the query relation, and its inverse back), so the answer has to be reached by another
+path, as MINERVA and MultiHopKG train; `mask_query_edges="all"` masks every query-relation edge
+at the source instead. The reward comes at the last step only: 1.0 at the answer (`any_answer`:
+at any known training answer of the query), else `shaping` times the world model's belief in
+the entity reached when a world model is given (MultiHopKG's reward shaping), else 0. The belief
+is `exp(score - best score of the query)`, 1 for the world model's favourite: PyKEEN models trained
+with a softmax loss are not calibrated for MultiHopKG's `sigmoid(score)`, which is above 0.98 for
+nearly every true answer and above 0.5 for ~40% of all UMLS entities, so it hardly separates the
+answer from the crowd (`shaping_mode="sigmoid"` keeps it, for comparison). `action_dropout` hides each non-NO_OP
+action with that probability in every observation, for exploration while training.
 
 Autoreset follows gymnasium 1.x NEXT_STEP semantics: the step after a sub-env terminated resets
 it (its action is ignored) and returns its first observation with reward 0 and terminated False.
@@ -31,9 +38,14 @@ DEFAULTS: dict[str, Any] = {
     "hops": 3,
     "max_actions": 200,
     "shaping": 0.0,
+    "shaping_mode": "relative",
     "world_model_path": None,
     "world_model": None,
-    "any_answer": True,
+    "any_answer": False,
+    "mask_query_edges": "target",
+    "action_dropout": 0.0,
+    "imagined_edges": 0,
+    "imagined_cost": 0.1,
     "seed": None,
     "graph_seed": 0,
 }
@@ -48,7 +60,11 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
 
     Config keys (a dict, e.g. RLlib's EnvContext, and/or keyword arguments, which win):
       dataset: name or folder for `load_dataset`, or a KGDataset object (default "umls").
-      num_envs (256), hops (3), max_actions (200), shaping (0.0), any_answer (True).
+      num_envs (256), hops (3), max_actions (200), shaping (0.0), shaping_mode ("relative"
+      or "sigmoid"), any_answer (False),
+      mask_query_edges ("target" or "all"), action_dropout (0.0), imagined_edges (0: per entity,
+      the world model's top proposals of missing edges; needs a world model), imagined_cost (0.1,
+      taken off the final reward per imagined edge walked).
       world_model: an object with `score_tails(heads, relations) -> np.ndarray[B, E]`, or
       world_model_path: loaded with `reverie.dreams.world_model.WorldModel.load` (only when shaping != 0).
       seed: seeds query sampling (default None: fresh entropy; `reset(seed=...)` reseeds).
@@ -76,7 +92,16 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
         self.num_envs = int(cfg["num_envs"])
         self.hops = int(cfg["hops"])
         self.shaping = float(cfg["shaping"])
+        self.shaping_mode = str(cfg["shaping_mode"])
+        if self.shaping_mode not in ("relative", "sigmoid"):
+            raise ValueError(f"shaping_mode must be 'relative' or 'sigmoid', got {self.shaping_mode!r}")
         self.any_answer = bool(cfg["any_answer"])
+        self.mask_all_query_edges = {"target": False, "all": True}.get(cfg["mask_query_edges"])
+        if self.mask_all_query_edges is None:
+            raise ValueError(f"mask_query_edges must be 'target' or 'all', got {cfg['mask_query_edges']!r}")
+        self.action_dropout = float(cfg["action_dropout"])
+        if not 0.0 <= self.action_dropout < 1.0:
+            raise ValueError(f"action_dropout must be in [0, 1), got {self.action_dropout}")
         if self.num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
         if self.hops < 1:
@@ -89,6 +114,21 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
             dataset = load_dataset(str(dataset))
         self.dataset_name = dataset.name
         self.graph = WalkGraph.from_dataset(dataset, max_actions=int(cfg["max_actions"]), seed=int(cfg["graph_seed"]))
+        self.imagined_cost = float(cfg["imagined_cost"])
+        # World model: for shaping, and to imagine edges.
+        self.world_model = None
+        if self.shaping != 0.0 or int(cfg["imagined_edges"]) > 0:
+            self.world_model = cfg["world_model"]
+            if self.world_model is None and cfg["world_model_path"]:
+                from reverie.dreams.world_model import WorldModel
+
+                self.world_model = WorldModel.load(cfg["world_model_path"])
+            if self.world_model is None and int(cfg["imagined_edges"]) > 0:
+                raise ValueError("imagined_edges needs a world model (world_model or world_model_path)")
+            if self.world_model is None:
+                log.warning("shaping=%s but no world model given: wrong answers get reward 0", self.shaping)
+        if int(cfg["imagined_edges"]) > 0:
+            self.graph = self.graph.with_imagined(self.world_model.score_tails, int(cfg["imagined_edges"]))
         g = self.graph
         E, R, A = g.num_entities, g.num_relations, g.max_actions
         self._E, self._R, self._A, self._no_op = E, R, A, g.no_op
@@ -114,24 +154,14 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
         order = np.argsort(tkeys)
         self._table_keys, self._table_cols = tkeys[order], cols[order].astype(np.int64)
         self._q_col_inv = self._lookup_cols(q[:, 2], g.inverse_relation(q[:, 1]), q[:, 0])
+        self._q_col_fwd = self._lookup_cols(q[:, 0], q[:, 1], q[:, 2])
 
         self._ar = g.action_relations
         self._ae = g.action_entities
         self._am = g.action_mask.astype(np.int8)
 
-        # World model (only needed when shaping is on).
-        self.world_model = None
-        if self.shaping != 0.0:
-            self.world_model = cfg["world_model"]
-            if self.world_model is None and cfg["world_model_path"]:
-                from reverie.dreams.world_model import WorldModel
-
-                self.world_model = WorldModel.load(cfg["world_model_path"])
-            if self.world_model is None:
-                log.warning("shaping=%s but no world model given: wrong answers get reward 0", self.shaping)
-
         # Spaces.
-        hi_e, hi_q = max(E - 1, 0), max(2 * R - 1, 0)
+        hi_e, hi_q, hi_r = max(E - 1, 0), max(2 * R - 1, 0), nrel - 1
 
         def box(high: int, shape: tuple[int, ...], dtype=np.int64) -> spaces.Box:
             return spaces.Box(low=0, high=high, shape=shape, dtype=dtype)
@@ -142,9 +172,9 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
                 "query_relation": box(hi_q, ()),
                 "current": box(hi_e, ()),
                 "step": box(self.hops, ()),
-                "path_relations": box(self._no_op, (self.hops,)),
+                "path_relations": box(hi_r, (self.hops,)),
                 "path_entities": box(hi_e, (self.hops,)),
-                "action_relations": box(self._no_op, (A,)),
+                "action_relations": box(hi_r, (A,)),
                 "action_entities": box(hi_e, (A,)),
                 "action_mask": box(1, (A,), np.int8),
             }
@@ -160,10 +190,12 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
         self._qrel = np.zeros(N, np.int64)
         self._ans = np.zeros(N, np.int64)
         self._col_inv = np.full(N, -1, np.int64)
+        self._col_fwd = np.full(N, -1, np.int64)
         self._cur = np.zeros(N, np.int64)
         self._step = np.zeros(N, np.int64)
         self._path_rel = np.full((N, H), self._no_op, np.int64)
         self._path_ent = np.zeros((N, H), np.int64)
+        self._imagined_steps = np.zeros(N, np.int64)
         self._needs_reset = np.ones(N, bool)
 
         if cfg["seed"] is not None:
@@ -197,35 +229,47 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
         if queries is None:
             pick = self.np_random.integers(0, len(self.queries), size=n)
             q = self.queries[pick]
-            col_inv = self._q_col_inv[pick]
+            col_inv, col_fwd = self._q_col_inv[pick], self._q_col_fwd[pick]
         else:
             q = queries
             col_inv = self._lookup_cols(q[:, 2], self.graph.inverse_relation(q[:, 1]), q[:, 0])
+            col_fwd = self._lookup_cols(q[:, 0], q[:, 1], q[:, 2])
         self._src[which] = q[:, 0]
         self._qrel[which] = q[:, 1]
         self._ans[which] = q[:, 2]
         self._col_inv[which] = col_inv
+        self._col_fwd[which] = col_fwd
         self._cur[which] = q[:, 0]
         self._step[which] = 0
         self._path_rel[which] = self._no_op
         self._path_ent[which] = q[:, 0:1]
+        self._imagined_steps[which] = 0
         self._needs_reset[which] = False
 
     def _query_edge_mask(self, cur: np.ndarray, actions_rel: np.ndarray) -> np.ndarray:
-        """True where an action is a direct answer to the query, which the walk may not take:
-        at the source, every edge with the query relation (with rewards for any known answer, a
-        direct edge to another answer would be a one-hop shortcut that teaches nothing for test
-        queries, whose answer is never a stored fact); at the answer, the inverse edge back."""
-        at_src = (cur == self._src)[:, None] & (actions_rel == self._qrel[:, None])
-        back = np.zeros_like(at_src)
+        """True where an action is the fact being asked, which the walk may not take: the edge
+        source -> answer with the query relation, and at the answer the inverse edge back. With
+        mask_query_edges="all", every query-relation edge at the source (needed with any_answer,
+        where a direct edge to another answer would be a one-hop shortcut)."""
+        if self.mask_all_query_edges:
+            out = (cur == self._src)[:, None] & (actions_rel == self._qrel[:, None])
+        else:
+            out = np.zeros(actions_rel.shape, bool)
+            f = (cur == self._src) & (self._col_fwd >= 0)
+            out[self._idx[f], self._col_fwd[f]] = True
         b = (cur == self._ans) & (self._col_inv >= 0)
-        back[self._idx[b], self._col_inv[b]] = True
-        return at_src | back
+        out[self._idx[b], self._col_inv[b]] = True
+        return out
 
     def _observe(self) -> dict[str, np.ndarray]:
         cur = self._cur
         mask = self._am[cur]
         mask[self._query_edge_mask(cur, self._ar[cur])] = 0
+        if self.action_dropout > 0.0:
+            drop = self.np_random.random(mask.shape) < self.action_dropout
+            drop[:, 0] = False  # NO_OP always stays
+            mask[drop] = 0
+        self._mask = mask
         return {
             "source": self._src.copy(),
             "query_relation": self._qrel.copy(),
@@ -254,8 +298,7 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
         a = np.asarray(actions, dtype=np.int64).reshape(N)
         cur = self._cur
         a = np.where((a >= 0) & (a < A), a, 0)
-        valid = self._am[cur, a].astype(bool)
-        valid &= ~self._query_edge_mask(cur, self._ar[cur])[self._idx, a]
+        valid = self._mask[self._idx, a].astype(bool)  # what the last observation allowed
         a = np.where(valid, a, 0)
 
         resetting = self._needs_reset
@@ -264,8 +307,10 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
         terminated = np.zeros(N, dtype=bool)
         if live.size:
             al, cl, st = a[live], cur[live], self._step[live]
-            nxt = self._ae[cl, al]
-            self._path_rel[live, st] = self._ar[cl, al]
+            nxt, taken = self._ae[cl, al], self._ar[cl, al]
+            if self.graph.imagined_per_entity:
+                self._imagined_steps[live] += taken >= self.graph.imagined_offset
+            self._path_rel[live, st] = taken
             self._path_ent[live, st] = nxt
             self._cur[live] = nxt
             self._step[live] = st + 1
@@ -294,7 +339,14 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
                         f"world model score_tails returned shape {scores.shape}, expected ({miss.size}, {self._E}): "
                         "its entity ids must match the WalkGraph's (sorted names)"
                     )
-                out[miss] = self.shaping * _sigmoid(scores[np.arange(miss.size), cur[miss]])
+                reached = scores[np.arange(miss.size), cur[miss]].astype(np.float64)
+                if self.shaping_mode == "sigmoid":
+                    belief = _sigmoid(reached)
+                else:
+                    belief = np.exp(reached - scores.max(axis=1))
+                out[miss] = self.shaping * belief
+        if self.graph.imagined_per_entity:
+            out -= self.imagined_cost * self._imagined_steps[which]
         return out
 
     def __repr__(self) -> str:

@@ -20,17 +20,24 @@ from reverie.schemas import Triple
 
 
 @torch.no_grad()
-def beam_scores(net, graph: WalkGraph, queries: np.ndarray, hops: int, beam: int = 64, chunk: int = 64) -> np.ndarray:
-    """Entity scores [Q, E] for queries [Q, 2] of (source id, relation id)."""
+def beam_scores(
+    net, graph: WalkGraph, queries: np.ndarray, hops: int, beam: int = 64, chunk: int = 64, mask_source_query_edges: bool = False
+) -> np.ndarray:
+    """Entity scores [Q, E] for queries [Q, 2] of (source id, relation id).
+
+    mask_source_query_edges: hide every edge with the query relation at the source, for a policy
+    trained with mask_query_edges="all" (the default training masks only the fact asked, which a
+    test query's graph does not hold anyway).
+    """
     net.eval()
     out = np.full((len(queries), graph.num_entities), -np.inf, dtype=np.float64)
     for start in range(0, len(queries), chunk):
         part = queries[start : start + chunk]
-        out[start : start + len(part)] = _beam_chunk(net, graph, part, hops, beam)
+        out[start : start + len(part)] = _beam_chunk(net, graph, part, hops, beam, mask_source_query_edges)
     return out
 
 
-def _beam_chunk(net, graph: WalkGraph, queries: np.ndarray, hops: int, beam: int) -> np.ndarray:
+def _beam_chunk(net, graph: WalkGraph, queries: np.ndarray, hops: int, beam: int, mask_source_query_edges: bool) -> np.ndarray:
     q = len(queries)
     src, rel = queries[:, 0].astype(np.int64), queries[:, 1].astype(np.int64)
     # beams: [Q, K] with K growing from 1 to `beam`
@@ -42,10 +49,9 @@ def _beam_chunk(net, graph: WalkGraph, queries: np.ndarray, hops: int, beam: int
         k = cur.shape[1]
         flat_cur = cur.reshape(-1)
         src_k, rel_k = np.repeat(src, k), np.repeat(rel, k)
-        # as in training (KGPathVectorEnv): no edge with the query relation out of the source
-        allowed = graph.action_mask[flat_cur] & ~(
-            (flat_cur == src_k)[:, None] & (graph.action_relations[flat_cur] == rel_k[:, None])
-        )
+        allowed = graph.action_mask[flat_cur]
+        if mask_source_query_edges:
+            allowed = allowed & ~((flat_cur == src_k)[:, None] & (graph.action_relations[flat_cur] == rel_k[:, None]))
         obs = {
             "source": src_k,
             "query_relation": rel_k,
@@ -100,6 +106,52 @@ def evaluate_policy(net, graph: WalkGraph, dataset: KGDataset, split: str = "tes
     metrics["queries"] = len(queries)
     metrics["skipped"] = len(triples) - len(queries)
     return metrics
+
+
+def evaluate_bundle(bundle, dataset: KGDataset, split: str = "test", beam: int = 64) -> dict:
+    """Reverie's answer ranking on a split, the field's way (filtered, tail only), three ways:
+
+    the top level ranks by the arbiter (path evidence x world model, what `reverie ask` answers
+    with); "policy" by the rollouts' path scores alone (MINERVA's measure); "world_model" by the
+    world model alone (None without one). Countries folders also get MINERVA's AUC-PR ("auc_pr").
+    """
+    from reverie.policies.bundle import arbiter_scores
+
+    triples = getattr(dataset, split)
+    if not triples:
+        raise ValueError(f"dataset {dataset.name!r} has no {split} split")
+    graph = bundle.graph
+    queries = tail_queries(graph, triples)
+    known = graph.known_answers(dataset.train, dataset.graph, dataset.dev, dataset.test, inverse=False)
+    paths = beam_scores(bundle.net, graph, queries[:, :2], bundle.hops, beam, mask_source_query_edges=bundle.mask_source_query_edges)
+    world = None
+    if bundle.world_model is not None:
+        world = np.asarray(bundle.world_model.score_tails(queries[:, 0], queries[:, 1]), dtype=np.float64)
+    regions = countries_regions(graph, dataset) if dataset.name.lower().startswith("countries") else None
+
+    def measure(scores: np.ndarray) -> dict:
+        ranks = [filtered_rank(scores[i], a, known.get((s, r), ())) for i, (s, r, a) in enumerate(queries)]
+        out = ranking_metrics(ranks)
+        if regions is not None:
+            out["auc_pr"] = countries_auc_pr(scores, queries, regions)
+        return out
+
+    result = measure(arbiter_scores(paths, world, bundle.arbiter_weight))
+    result["policy"] = measure(paths)
+    result["world_model"] = measure(world) if world is not None else None
+    result["reached"] = float(np.isfinite(paths[np.arange(len(queries)), queries[:, 2]]).mean()) if len(queries) else 0.0
+    result["queries"] = len(queries)
+    result["skipped"] = len(triples) - len(queries)
+    return result
+
+
+def countries_regions(graph: WalkGraph, dataset: KGDataset) -> list[int]:
+    """Countries' regions: the answers of the test relation that are never asked about themselves
+    (africa, americas, asia, europe, oceania; subregions are both)."""
+    asked = {t.relation for t in dataset.test}
+    heads = {t.head for t in dataset.graph if t.relation in asked}
+    tails = {t.tail for t in list(dataset.graph) + list(dataset.test) + list(dataset.dev) if t.relation in asked}
+    return sorted(graph.entity2id[name] for name in tails - heads if name in graph.entity2id)
 
 
 def countries_auc_pr(scores: np.ndarray, queries: np.ndarray, regions: Sequence[int]) -> float:

@@ -10,10 +10,14 @@ Architecture (MINERVA-like):
     (relation emb, entity emb) pair per hop taken; the observation's `step` says how many hops are
     real, and the LSTM output after exactly that many hops is used (the LSTM is causal, so padding
     after position `step` never reaches it);
-  - state = MLP(concat(LSTM hidden, current entity emb, query relation emb));
-  - action logits = state . W[concat(action relation emb, action entity emb)], masked with
-    action_mask by a large negative constant (not -inf, so PPO's KL and entropy stay finite);
-  - value = MLP(state).
+  - K expert states = MLP_k(concat(LSTM hidden, current entity emb, query relation emb));
+  - expert k's action logits = state_k . W[concat(action relation emb, action entity emb)];
+  - with K > 1 experts (the seeds' dream experts), a gate softmax(G query relation emb) mixes
+    them: pi(a) = sum_k gate_k pi_k(a), so the logits are log of that mixture. Which expert made a
+    path is the one with the largest posterior gate_k prod_t pi_k(a_t) (`expert_log_probs`);
+  - logits are masked with action_mask by a large negative constant (not -inf, so PPO's KL and
+    entropy stay finite);
+  - value = MLP(mean of the expert states).
 
 Checkpoints are a folder holding `config.json` and a plain torch state dict `policy-<hash>.pt`
 that config.json names; `save_policy` writes the weights first and replaces config.json last
@@ -51,7 +55,20 @@ OBS_KEYS = (
 CONFIG_FILE = "config.json"
 FORMAT = "reverie-path-policy/1"
 
-DEFAULTS: dict[str, Any] = {"entity_dim": 64, "relation_dim": 64, "lstm_dim": 64, "state_dim": 64}
+DEFAULTS: dict[str, Any] = {
+    "entity_dim": 64, "relation_dim": 64, "lstm_dim": 64, "state_dim": 64, "experts": 1, "use_entities": 0,
+}
+
+EXPERT_NAMES = ("spatial", "temporal", "causal", "abstract")
+"""Labels of the seeds' four dream experts. The gate learns which query relations each one
+takes; on a dataset without such a split they are clusters of query relations, not semantics."""
+
+
+def expert_name(index: int, experts: int) -> str:
+    """The label recorded in provenance for expert `index` of a policy with `experts` experts."""
+    if experts <= 1:
+        return "policy"
+    return EXPERT_NAMES[index] if experts == len(EXPERT_NAMES) else f"expert-{index}"
 
 
 class PathPolicyNet(nn.Module):
@@ -65,10 +82,14 @@ class PathPolicyNet(nn.Module):
         relation_dim: int = 64,
         lstm_dim: int = 64,
         state_dim: int = 64,
+        experts: int = 1,
+        use_entities: int = 0,
     ) -> None:
         super().__init__()
         if num_entities < 1 or num_relation_ids < 1:
             raise ValueError(f"need at least one entity and one relation id, got {num_entities}, {num_relation_ids}")
+        if experts < 1:
+            raise ValueError(f"experts must be >= 1, got {experts}")
         self.config: dict[str, int] = {
             "num_entities": int(num_entities),
             "num_relation_ids": int(num_relation_ids),
@@ -76,6 +97,8 @@ class PathPolicyNet(nn.Module):
             "relation_dim": int(relation_dim),
             "lstm_dim": int(lstm_dim),
             "state_dim": int(state_dim),
+            "experts": int(experts),
+            "use_entities": int(bool(use_entities)),
         }
         self.meta: dict[str, Any] = {}  # set by load_policy from the checkpoint
         self.start_relation = int(num_relation_ids)  # one extra row: the start-of-path token
@@ -84,13 +107,19 @@ class PathPolicyNet(nn.Module):
         step_dim = relation_dim + entity_dim
         self.lstm = nn.LSTM(step_dim, lstm_dim, batch_first=True)
         self.state_mlp = nn.Sequential(
-            nn.Linear(lstm_dim + entity_dim + relation_dim, state_dim),
+            nn.Linear(lstm_dim + entity_dim + relation_dim, state_dim * experts),
             nn.ReLU(),
-            nn.Linear(state_dim, state_dim),
+            nn.Linear(state_dim * experts, state_dim * experts),
         )
+        self.gate = nn.Linear(relation_dim, experts) if experts > 1 else None
         self.action_proj = nn.Linear(step_dim, state_dim, bias=False)
         self.value_head = nn.Sequential(nn.Linear(state_dim, state_dim), nn.ReLU(), nn.Linear(state_dim, 1))
         nn.init.normal_(self.entity_emb.weight, std=0.1)
+        if not use_entities:
+            # As MINERVA on UMLS and Kinship: entity vectors are zero and frozen, so the policy
+            # reasons from relations and the path's shape and cannot memorise entity routes.
+            nn.init.zeros_(self.entity_emb.weight)
+            self.entity_emb.weight.requires_grad_(False)
         nn.init.normal_(self.relation_emb.weight, std=0.1)
 
     @classmethod
@@ -105,7 +134,7 @@ class PathPolicyNet(nn.Module):
         return x.long().clamp(0, size - 1)
 
     def state(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The policy state [B, state_dim] from the query, the current entity and the path so far."""
+        """The expert states [B, experts, state_dim] from the query, the current entity and the path so far."""
         n_ent = self.config["num_entities"]
         n_rel = self.config["num_relation_ids"]
         source = self._ids(obs["source"], n_ent).reshape(-1)
@@ -125,10 +154,45 @@ class PathPolicyNet(nn.Module):
         history = out[torch.arange(batch, device=out.device), step]  # output after `step` real hops
 
         features = torch.cat([history, self.entity_emb(current), self.relation_emb(query)], dim=-1)
-        return self.state_mlp(features)
+        if self.config["experts"] == 1:  # block-diagonal experts would waste work; one is just the MLP
+            return self.state_mlp(features).unsqueeze(1)
+        return self.state_mlp(features).reshape(batch, self.config["experts"], self.config["state_dim"])
+
+    def log_gate(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """log gate_k [B, experts] over the query relation (zeros for one expert)."""
+        query = self._ids(obs["query_relation"], self.config["num_relation_ids"]).reshape(-1)
+        if self.gate is None:
+            return torch.zeros(query.shape[0], 1)
+        return torch.log_softmax(self.gate(self.relation_emb(query)), dim=-1)
+
+    def expert_logits(self, state: torch.Tensor, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Each expert's masked action logits [B, experts, A]."""
+        batch, experts = state.shape[0], state.shape[1]
+        flat = state.reshape(batch * experts, -1)
+        logits = self._score_actions(flat, {k: obs[k].repeat_interleave(experts, 0) if experts > 1 else obs[k]
+                                            for k in ("action_relations", "action_entities")})
+        logits = logits.reshape(batch, experts, -1)
+        mask = obs["action_mask"].reshape(batch, 1, -1) > 0
+        return logits.masked_fill(~mask, MASK_LOGIT)
 
     def logits_from_state(self, state: torch.Tensor, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Masked action logits [B, A]."""
+        """Masked action logits [B, A] of the policy (the gate's mixture of experts)."""
+        logits = self.expert_logits(state, obs)
+        if logits.shape[1] == 1:
+            return logits[:, 0]
+        mixed = torch.logsumexp(self.log_gate(obs).unsqueeze(-1) + torch.log_softmax(logits, dim=-1), dim=1)
+        return mixed.masked_fill(obs["action_mask"].reshape(mixed.shape) <= 0, MASK_LOGIT)
+
+    def expert_log_probs(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(policy log-probs [B, A], each expert's log-probs [B, experts, A], log gate [B, experts])."""
+        state = self.state(obs)
+        per_expert = torch.log_softmax(self.expert_logits(state, obs), dim=-1)
+        log_gate = self.log_gate(obs)
+        mixed = torch.logsumexp(log_gate.unsqueeze(-1) + per_expert, dim=1)
+        return mixed, per_expert, log_gate
+
+    def _score_actions(self, state: torch.Tensor, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Unmasked logits [B, A]: state . W[concat(action relation emb, action entity emb)]."""
         batch = state.shape[0]
         a_rel = self._ids(obs["action_relations"], self.config["num_relation_ids"]).reshape(batch, -1)
         a_ent = self._ids(obs["action_entities"], self.config["num_entities"]).reshape(batch, -1)
@@ -152,12 +216,11 @@ class PathPolicyNet(nn.Module):
         else:
             actions = self.action_proj(torch.cat([self.relation_emb(a_rel), self.entity_emb(a_ent)], dim=-1))
             logits = torch.einsum("bs,bas->ba", state, actions)
-        mask = obs["action_mask"].reshape(batch, -1) > 0
-        return logits.masked_fill(~mask, MASK_LOGIT)
+        return logits
 
     def value_from_state(self, state: torch.Tensor) -> torch.Tensor:
         """State values [B]."""
-        return self.value_head(state).squeeze(-1)
+        return self.value_head(state.mean(dim=1)).squeeze(-1)
 
     def forward(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         state = self.state(obs)

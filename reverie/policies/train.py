@@ -25,7 +25,7 @@ PPO_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "gamma": 1.0,  # fixed horizon, reward at the last step only
     "lambda_": 0.95,
-    "entropy_coeff": 0.01,
+    "entropy_coeff": 0.05,  # MINERVA's beta
     "vf_loss_coeff": 0.5,
     "clip_param": 0.2,
     "vf_clip_param": 1.0,  # returns lie in [0, 1 + shaping]
@@ -34,6 +34,48 @@ PPO_DEFAULTS: dict[str, Any] = {
     "batches_per_iteration": 8,  # train batch = num_envs * hops * this
     "minibatch_size": 1024,
 }
+
+
+# What `reverie train policy` walks with unless told otherwise (env_options / model override):
+# exact-target reward shaped by the world model, as MultiHopKG; action dropout for exploration;
+# relation-only policy features, as MINERVA on UMLS and Kinship.
+ENV_DEFAULTS: dict[str, Any] = {"shaping": 1.0, "action_dropout": 0.1, "imagined_edges": 0}
+WORLD_MODEL_DEFAULTS: dict[str, Any] = {"model": "complex", "dim": 200, "epochs": 200}
+
+
+def ensure_world_model(settings: Any, dataset: str, progress: Callable[[str], None] | None = None, **train_args: Any) -> Path:
+    """The cached world model of `dataset` (settings.home/world_models/<name>.pt), trained on its
+    walkable graph first when missing. Returns its path."""
+    from reverie.dreams.world_model import WorldModel
+    from reverie.graph_store.datasets import load_dataset
+    from reverie.policies.bundle import world_model_cache
+
+    data = load_dataset(dataset)
+    path = world_model_cache(settings, data.name)
+    if not path.is_file():
+        args = dict(WORLD_MODEL_DEFAULTS)
+        args.update(train_args)
+        if progress is not None:
+            progress(f"training the world model of {data.name} ({args['model']}, {args['epochs']} epochs) ...")
+        WorldModel.train(data, **args).save(path)
+    return path
+
+
+def tune_arbiter_weight(bundle: Any, dataset: Any, weights=(0.0, 0.1, 0.3, 1.0, 3.0), beam: int = 64) -> float:
+    """The weight of path evidence against the world model with the best MRR on the dev split
+    (1.0 when there is no dev split or no world model)."""
+    from reverie.policies.evaluate import evaluate_bundle
+
+    if bundle.world_model is None or not dataset.dev:
+        return 1.0
+    best, best_mrr = 1.0, -1.0
+    for w in weights:
+        bundle.meta["arbiter_weight"] = w
+        mrr = evaluate_bundle(bundle, dataset, split="dev", beam=beam)["mrr"]
+        if mrr > best_mrr:
+            best, best_mrr = w, mrr
+    bundle.meta["arbiter_weight"] = best
+    return best
 
 
 def policy_dir(settings: Any, dataset_name: str) -> Path:
@@ -112,6 +154,7 @@ def train_policy(
     env_options: Mapping[str, Any] | None = None,
     model: Mapping[str, Any] | None = None,
     ppo: Mapping[str, Any] | None = None,
+    world_model_args: Mapping[str, Any] | None = None,
 ) -> Path:
     """Train a PathPolicyModule with PPO for `iterations` algo.train() calls; returns the checkpoint folder.
 
@@ -119,9 +162,12 @@ def train_policy(
     env_steps_per_s (sampled env steps / wall time of that train() call, sampling + learning),
     episode_return_mean, seconds (that train() call), sample_seconds and learn_seconds (RLlib's
     smoothed timers), sample_steps_per_s (env steps / sample_seconds), elapsed.
-    env_options: extra KGPathVectorEnv config (any_answer, shaping, world_model_path, max_actions).
-    model: PathPolicyNet dims (entity_dim, relation_dim, lstm_dim, state_dim).
+    env_options: KGPathVectorEnv config over ENV_DEFAULTS (shaping, action_dropout, imagined_edges,
+    any_answer, max_actions, ...). With shaping or imagined edges the dataset's world model is
+    trained first when not cached (ensure_world_model), and copied into the policy folder.
+    model: PathPolicyNet config (entity_dim, relation_dim, lstm_dim, state_dim, experts, use_entities).
     ppo: overrides of PPO_DEFAULTS.
+    world_model_args: WorldModel.train arguments over WORLD_MODEL_DEFAULTS, when one is trained.
     Ray must already be initialised by the caller.
     """
     from ray.rllib.utils.metrics import (
@@ -137,6 +183,12 @@ def train_policy(
 
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
+    options = dict(ENV_DEFAULTS)
+    options.update(env_options or {})
+    world_model_path = options.get("world_model_path")
+    if not world_model_path and (float(options.get("shaping", 0)) or int(options.get("imagined_edges", 0))):
+        world_model_path = options["world_model_path"] = str(ensure_world_model(settings, dataset, log.info, **dict(world_model_args or {})))
+    env_options = options
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     config = build_ppo_config(dataset, num_envs=num_envs, hops=hops, seed=seed, env_options=env_options, model=model, ppo=ppo)
@@ -186,14 +238,35 @@ def train_policy(
             "num_envs": num_envs,
             "iterations": iterations,
             "seed": seed,
-            "env_options": {k: v for k, v in dict(env_options or {}).items() if isinstance(v, (str, int, float, bool, type(None)))},
+            "env_options": {k: v for k, v in env_options.items()
+                            if k != "world_model_path" and isinstance(v, (str, int, float, bool, type(None)))},
+            "graph_seed": int(env_options.get("graph_seed", 0)),
             "env_steps": history[-1]["env_steps"],
             "final_return_mean": history[-1]["episode_return_mean"],
             "seconds": history[-1]["elapsed"],
             "entities": list(graph.id2entity),
             "relations": list(graph.id2relation),
         }
-        folder = save_policy(module.net, policy_dir(settings, name), meta=meta)
+        folder = policy_dir(settings, name)
+        folder.mkdir(parents=True, exist_ok=True)
+        if world_model_path:  # the policy folder is self-contained: weights, config, world model
+            import shutil
+
+            from reverie.policies.bundle import WORLD_MODEL_FILE
+
+            tmp = folder / f".{WORLD_MODEL_FILE}.tmp"
+            shutil.copyfile(world_model_path, tmp)
+            tmp.replace(folder / WORLD_MODEL_FILE)
+        elif (folder / "world_model.pt").exists():
+            (folder / "world_model.pt").unlink()
+        save_policy(module.net, folder, meta=meta)
+        if world_model_path:
+            from reverie.graph_store.datasets import load_dataset
+            from reverie.policies.bundle import load_bundle
+
+            data = load_dataset(dataset)
+            meta["arbiter_weight"] = tune_arbiter_weight(load_bundle(folder, data), data)
+            save_policy(module.net, folder, meta=meta)
     finally:
         if algo is not None:
             algo.stop()

@@ -8,6 +8,11 @@ fact r from its tail back to its head) and NO_OP = 2R, the stop/stay self loop.
 column 0 is always NO_OP back to e itself (always allowed); columns 1.. hold its edges sorted by
 (relation id, target id); the rest is padding (NO_OP to e itself, masked out). When e has more
 edges than fit in A - 1 columns, a seeded random sample of them is kept.
+
+Imagined edges (`with_imagined`): a world model may propose edges the graph lacks. They sit in
+extra columns after the stored edges, with relation id IMAGINED + r (IMAGINED = 2R + 1) for a
+proposed edge of relation id r, so a policy embeds them apart from stored facts and provenance
+can flag them; `num_relation_ids` becomes 4R + 1.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ class WalkGraph:
     action_mask: np.ndarray       # (E, A) bool
     degree: np.ndarray            # (E,) int64: edges out of each entity before sampling (inverses included)
     edges: np.ndarray             # (n, 3) int64 (source, relation id, target): every distinct walkable edge
+    imagined_per_entity: int = 0  # extra columns of world-model proposals (0: none)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -159,8 +165,24 @@ class WalkGraph:
 
     @property
     def num_relation_ids(self) -> int:
-        """2R + 1: forward, inverse and NO_OP."""
+        """2R + 1 (forward, inverse, NO_OP), plus 2R imagined ids when the graph has imagined edges."""
+        return (4 if self.imagined_per_entity else 2) * self.num_relations + 1
+
+    @property
+    def imagined_offset(self) -> int:
+        """IMAGINED: relation id IMAGINED + r is an imagined edge of relation id r (0 <= r < 2R)."""
         return 2 * self.num_relations + 1
+
+    def is_imagined(self, relation_ids):
+        """Whether relation ids are imagined edges; ints and numpy arrays."""
+        out = np.asarray(relation_ids, dtype=np.int64) >= self.imagined_offset
+        return bool(out) if out.ndim == 0 else out
+
+    def stored_relation(self, relation_ids):
+        """The relation id an (imagined or stored) relation id stands for."""
+        rel = np.asarray(relation_ids, dtype=np.int64)
+        out = np.where(rel >= self.imagined_offset, rel - self.imagined_offset, rel)
+        return int(out) if out.ndim == 0 else out
 
     @property
     def no_op(self) -> int:
@@ -184,7 +206,50 @@ class WalkGraph:
     def relation_names(self) -> list[str]:
         """Names of all 2R + 1 relation ids: `name`, `name^-1` (inverse), `NO_OP`."""
         forward = self.id2relation
-        return forward + [f"{name}^-1" for name in forward] + ["NO_OP"]
+        names = forward + [f"{name}^-1" for name in forward] + ["NO_OP"]
+        if self.imagined_per_entity:
+            names += [f"{name}?" for name in names[:-1]]  # imagined: the world model's guess
+        return names
+
+    def with_imagined(self, score_tails, per_entity: int, batch: int = 4096) -> "WalkGraph":
+        """A copy with `per_entity` imagined edges out of every entity: the world model's top-scored
+        (relation, target) pairs that are not stored edges (nor self loops).
+
+        score_tails(heads, relation_ids) -> [B, E] scores, relation ids 0..2R-1 (e.g.
+        WorldModel.score_tails). Costs E x 2R rows of E scores: fine for thousands of entities.
+        """
+        if per_entity < 1:
+            raise ValueError(f"per_entity must be >= 1, got {per_entity}")
+        if self.imagined_per_entity:
+            raise ValueError("this graph already has imagined edges")
+        E, R2 = self.num_entities, 2 * self.num_relations
+        heads = np.repeat(np.arange(E, dtype=np.int64), R2)
+        rels = np.tile(np.arange(R2, dtype=np.int64), E)
+        scores = np.empty((E * R2, E), dtype=np.float32)
+        for start in range(0, len(heads), batch):
+            part = slice(start, start + batch)
+            scores[part] = np.asarray(score_tails(heads[part], rels[part]), dtype=np.float32)
+        scores = scores.reshape(E, R2, E)
+        if len(self.edges):  # every stored edge, not only the sampled columns
+            scores[self.edges[:, 0], self.edges[:, 1], self.edges[:, 2]] = -np.inf
+        scores[np.arange(E), :, np.arange(E)] = -np.inf
+        flat = scores.reshape(E, R2 * E)
+        k = min(per_entity, R2 * E)
+        top = np.argpartition(-flat, k - 1, axis=1)[:, :k]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(flat, top, 1), axis=1, kind="stable"), 1)
+        ok = np.isfinite(np.take_along_axis(flat, top, 1))
+        new_rel = np.where(ok, self.imagined_offset + top // E, self.no_op)
+        new_ent = np.where(ok, top % E, np.arange(E)[:, None])
+        return WalkGraph(
+            entity2id=self.entity2id,
+            relation2id=self.relation2id,
+            action_relations=np.concatenate([self.action_relations, new_rel], axis=1),
+            action_entities=np.concatenate([self.action_entities, new_ent], axis=1),
+            action_mask=np.concatenate([self.action_mask, ok], axis=1),
+            degree=self.degree,
+            edges=self.edges,
+            imagined_per_entity=k,
+        )
 
     def inverse_relation(self, relation_ids):
         """r <-> r + R; NO_OP stays NO_OP. Works on ints and numpy arrays."""
@@ -226,5 +291,6 @@ class WalkGraph:
     def __repr__(self) -> str:
         return (
             f"WalkGraph(entities={self.num_entities}, relations={self.num_relations}, "
-            f"edges={len(self.edges)}, max_actions={self.max_actions})"
+            f"edges={len(self.edges)}, max_actions={self.max_actions}"
+            + (f", imagined={self.imagined_per_entity}/entity)" if self.imagined_per_entity else ")")
         )
