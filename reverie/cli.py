@@ -129,45 +129,61 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
 
     if args.iterations < 1:
         raise ReverieError("--iterations must be at least 1")
+    if args.experts < 1 or args.imagined < 0 or args.hops < 1 or args.walks < 1:
+        raise ReverieError("--experts, --hops and --walks must be at least 1, --imagined at least 0")
+    env_options = {"shaping": 0.0 if args.no_world_model else 1.0, "imagined_edges": args.imagined}
+    if args.no_world_model and args.imagined:
+        raise ReverieError("--imagined needs the world model: drop --no-world-model")
     _kg_dataset(args.dataset)  # a clear error before Ray starts
     settings = _settings(args)
     init_ray(settings)
+    if not args.no_world_model:
+        from reverie.policies.train import ensure_world_model
+
+        ensure_world_model(settings, args.dataset, lambda msg: print(msg, flush=True))
     bar = tqdm(total=args.iterations, unit="iter", desc=f"train policy {args.dataset}")
 
     def progress(info: dict) -> None:
         bar.update(1)
         bar.set_postfix(return_mean=f"{info['episode_return_mean']:.3f}", steps_per_s=f"{info['env_steps_per_s']:.0f}")
 
-    folder = train_policy(settings, args.dataset, args.iterations, num_envs=args.walks, hops=args.hops, seed=args.seed, progress=progress)
+    model = {"experts": args.experts, "use_entities": int(args.entity_features)}
+    folder = train_policy(settings, args.dataset, args.iterations, num_envs=args.walks, hops=args.hops, seed=args.seed,
+                          progress=progress, env_options=env_options, model=model)
     bar.close()
     print(f"policy saved to {folder}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from reverie.policies.evaluate import evaluate_policy
-    from reverie.policies.net import load_policy, read_policy_config
+    from reverie.policies.bundle import load_bundle
+    from reverie.policies.evaluate import evaluate_bundle
     from reverie.policies.train import policy_dir
-    from reverie.policies.walkgraph import WalkGraph
 
     dataset = _kg_dataset(args.dataset)
+    if args.beam < 1:
+        raise ReverieError("--beam must be at least 1")
     folder = policy_dir(_settings(args), dataset.name)
     if not (folder / "config.json").is_file():
         raise ReverieError(f"no trained policy for {dataset.name!r} in {folder}: run `reverie train policy --dataset {args.dataset}`")
-    meta = read_policy_config(folder).get("meta", {})
-    graph = WalkGraph.from_dataset(dataset, max_actions=int(meta.get("max_actions", 200)))
-    if meta.get("entities") and list(meta["entities"]) != list(graph.id2entity):
-        raise ReverieError(f"the policy in {folder} was trained on a different graph than {args.dataset!r}")
-    net = load_policy(folder)
-    metrics = evaluate_policy(net, graph, dataset, split=args.split, hops=int(meta.get("hops", 3)), beam=args.beam)
-    metrics = {"dataset": dataset.name, "split": args.split, **metrics}
+    try:
+        bundle = load_bundle(folder, dataset)
+    except ValueError as exc:
+        raise ReverieError(str(exc)) from None
+    metrics = {"dataset": dataset.name, "split": args.split, **evaluate_bundle(bundle, dataset, split=args.split, beam=args.beam)}
     if args.json:
         print(json.dumps(metrics))
-    else:
-        print(
-            f"{dataset.name} {args.split} ({metrics['queries']} queries, filtered, tail): "
-            f"Hits@1 {metrics['hits@1']:.3f}  Hits@3 {metrics['hits@3']:.3f}  Hits@10 {metrics['hits@10']:.3f}  MRR {metrics['mrr']:.3f}"
-        )
+        return 0
+
+    def line(label: str, m: dict) -> str:
+        text = f"  {label:<20} Hits@1 {m['hits@1']:.3f}  Hits@3 {m['hits@3']:.3f}  Hits@10 {m['hits@10']:.3f}  MRR {m['mrr']:.3f}"
+        return text + (f"  AUC-PR {m['auc_pr']:.3f}" if "auc_pr" in m else "")
+
+    print(f"{dataset.name} {args.split} ({metrics['queries']} queries, filtered, tail only):")
+    print(line("Reverie (arbiter)", metrics))
+    print(line("policy paths alone", metrics["policy"]))
+    if metrics["world_model"] is not None:
+        print(line("world model alone", metrics["world_model"]))
     return 0
 
 
@@ -213,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--iterations", type=int, default=30, help="PPO iterations (default 30)")
     t.add_argument("--walks", type=int, default=256, help="walks stepped together by the vectorised env (default 256)")
     t.add_argument("--hops", type=int, default=3, help="hops per walk (default 3)")
+    t.add_argument("--experts", type=int, default=1, help="dream experts mixed by a gate over the query (default 1; the seeds' 4)")
+    t.add_argument("--imagined", type=int, default=0, help="imagined edges per entity proposed by the world model (default 0)")
+    t.add_argument("--entity-features", action="store_true", help="let the policy see entity embeddings (MINERVA does for Countries)")
+    t.add_argument("--no-world-model", action="store_true", help="no world model: exact-answer reward only, no arbiter help")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train_policy)
 
@@ -220,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="a dataset name or folder, as for train")
     p.add_argument("--split", choices=["test", "dev"], default="test")
     p.add_argument("--beam", type=int, default=64, help="beam width of the policy's search (default 64)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (hits@1, hits@3, hits@10, mrr as fractions)")
+    p.add_argument("--json", action="store_true", help="print one JSON object: hits@1, hits@3, hits@10, mrr (fractions), auc_pr for Countries, and 'policy' and 'world_model' breakdowns")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("stats", help="count the graph's entities, relations and triples")

@@ -5,15 +5,17 @@ Ingest is the reverse way: parse (all of it, before any write) -> plan -> encode
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import ray
 from ray.exceptions import RayTaskError
 
-from reverie.actors import Services, init_ray, rollout_task
+from reverie.actors import Services, init_ray, policy_rollout_task, rollout_task
 from reverie.config import Settings
 from reverie.dreams import EmbeddingWalker
 from reverie.errors import NoMatchError, ReverieError
@@ -22,6 +24,7 @@ from reverie.memory import Turn
 from reverie.schemas import Entity, IngestReport, LinkedEntity, Query, Triple, Verdict
 
 ENCODE_BATCH = 2048
+log = logging.getLogger(__name__)
 
 
 def get(refs):
@@ -35,6 +38,74 @@ def get(refs):
         raise
 
 
+class TrainedPolicy:
+    """A policy bundle in Ray's object store, with what a question needs to pose it a query."""
+
+    def __init__(self, bundle, stamp: float):
+        self.bundle = bundle
+        self.stamp = stamp
+        self.ref = ray.put(bundle)
+        self.name = f"path-policy:{bundle.meta.get('dataset', bundle.folder.name if bundle.folder else '?')}"
+        self.source = str(bundle.meta.get("dataset", ""))
+
+    def query_relation(self, sub, question_vec: np.ndarray) -> int:
+        """The relation the question asks: the policy relation (forward or inverse) whose text is
+        nearest the question among those the retrieved neighbourhood holds."""
+        graph = self.bundle.graph
+        known = [i for i, name in enumerate(sub.rel_names) if name in graph.relation2id]
+        if not known:
+            raise NoMatchError("the question's neighbourhood has no relation the trained policy knows")
+        R_sub, R = sub.num_relations, graph.num_relations
+        sims = sub.rel_vecs @ np.asarray(question_vec, np.float32)
+        options = [(float(sims[i]), graph.relation2id[sub.rel_names[i]]) for i in known]
+        options += [(float(sims[R_sub + i]), graph.relation2id[sub.rel_names[i]] + R) for i in known]
+        return max(options)[1]
+
+    def start_ids(self, seeds: list[LinkedEntity], count: int, seed: int) -> np.ndarray:
+        """`count` start entities, spread over the linked entities the policy knows, by link score."""
+        e2i = self.bundle.graph.entity2id
+        known = [e for e in seeds if e.name in e2i]
+        weights = np.array([max(e.score, 1e-6) for e in known])
+        pick = np.random.default_rng(seed).choice(len(known), size=count, p=weights / weights.sum())
+        return np.array([e2i[known[i].name] for i in pick], np.int64)
+
+
+class TrainedPolicies:
+    """The trained policies under REVERIE_HOME/policies, loaded when first needed and again when retrained."""
+
+    def __init__(self, settings: Settings):
+        self.root = Path(settings.home) / "policies"
+        self.loaded: dict[Path, TrainedPolicy] = {}
+
+    def find(self, entity_names: list[str]) -> TrainedPolicy | None:
+        """The policy whose graph holds the most of `entity_names`, if any holds one."""
+        best, best_hits = None, 0
+        for config in sorted(self.root.glob("*/config.json")):
+            policy = self._load(config)
+            hits = sum(name in policy.bundle.graph.entity2id for name in entity_names) if policy else 0
+            if hits > best_hits:
+                best, best_hits = policy, hits
+        return best
+
+    def _load(self, config: Path) -> TrainedPolicy | None:
+        from reverie.graph_store.datasets import load_dataset
+        from reverie.policies.bundle import load_bundle
+        from reverie.policies.net import read_policy_config
+
+        stamp = config.stat().st_mtime
+        cached = self.loaded.get(config.parent)
+        if cached is not None and cached.stamp == stamp:
+            return cached
+        try:
+            meta = read_policy_config(config).get("meta", {})
+            bundle = load_bundle(config.parent, load_dataset(str(meta.get("dataset_arg") or config.parent.name)))
+        except (OSError, ValueError, KeyError, ReverieError) as exc:
+            log.warning("skipping the policy in %s: %s", config.parent, exc)
+            return None
+        self.loaded[config.parent] = TrainedPolicy(bundle, stamp)
+        return self.loaded[config.parent]
+
+
 class Pipeline:
     def __init__(self, settings: Settings, services: Services | None = None):
         self.settings = settings
@@ -42,6 +113,7 @@ class Pipeline:
             init_ray(settings)
             services = Services.start(settings)
         self.services = services
+        self.policies = TrainedPolicies(settings)
 
     # ---------- asking ----------
     def answer(self, query: Query) -> Verdict:
@@ -74,13 +146,25 @@ class Pipeline:
         with stage("retrieve"):
             sub_ref = svc.store.retrieve.remote([e.name for e in seeds], [e.score for e in seeds], hops, s.max_subgraph_nodes)
             ray.wait([sub_ref], fetch_local=False)
+        sizes = [min(s.rollouts_per_task, branches - i) for i in range(0, branches, s.rollouts_per_task)]
+        policy = self.policies.find([e.name for e in seeds])
         with stage("dream"):
-            walker = EmbeddingWalker(s.walker_temperature, s.stop_bias, s.walker_inverse_bias)
-            sizes = [min(s.rollouts_per_task, branches - i) for i in range(0, branches, s.rollouts_per_task)]
-            parts = [rollout_task.remote(sub_ref, question_vec, n, hops, walker, seed + i) for i, n in enumerate(sizes)]
+            if policy is not None:  # the trained path policy of the graph the question is about
+                relation = policy.query_relation(get(sub_ref), question_vec)
+                sources = policy.start_ids(seeds, branches, seed)
+                starts = np.split(sources, np.cumsum(sizes)[:-1])
+                parts = [policy_rollout_task.remote(policy.ref, part, relation, seed + i) for i, part in enumerate(starts)]
+                policy_name = policy.name
+            else:
+                walker = EmbeddingWalker(s.walker_temperature, s.stop_bias, s.walker_inverse_bias)
+                parts = [rollout_task.remote(sub_ref, question_vec, n, hops, walker, seed + i) for i, n in enumerate(sizes)]
+                policy_name = walker.name
             ray.wait(parts, num_returns=len(parts), fetch_local=False)
         with stage("arbitrate"):
-            candidates = get(svc.arbiter.rank.remote(sub_ref, question_vec, 1 + s.alternatives, *parts))
+            if policy is not None:
+                candidates = get(svc.arbiter.rank_policy.remote(policy.ref, policy.source, 1 + s.alternatives, *parts))
+            else:
+                candidates = get(svc.arbiter.rank.remote(sub_ref, question_vec, 1 + s.alternatives, *parts))
         if not candidates:
             raise NoMatchError(f"no walk from {', '.join(e.name for e in seeds)} reached an answer within {hops} hops")
         best = candidates[0]
@@ -104,7 +188,7 @@ class Pipeline:
             alternatives=[c.best_chain for c in candidates[1:]],
             linked=linked,
             backend=backend,
-            policy=walker.name,
+            policy=policy_name,
             rollouts=branches,
             timings_ms=timings,
             session_id=query.session_id,

@@ -30,6 +30,8 @@ def error_line(result) -> str:
         (["eval", "--dataset", "freebase"], "unknown dataset 'freebase'"),
         (["train", "policy", "--dataset", "world"], "has no dev or test split"),
         (["train", "policy", "--dataset", "umls", "--iterations", "0"], "--iterations must be at least 1"),
+        (["train", "policy", "--dataset", "umls", "--experts", "0"], "--experts, --hops and --walks must be at least 1"),
+        (["train", "policy", "--dataset", "umls", "--imagined", "2", "--no-world-model"], "--imagined needs the world model"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
@@ -65,3 +67,30 @@ def test_ingest_then_ask_end_to_end(tmp_path):
     nomatch = reverie("ask", "Quarterly mortgage refinancing schedule for 2031?", "--no-llm", home=home)
     assert nomatch.returncode == 2
     assert "no entity in the graph matches" in error_line(nomatch)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_train_policy_then_eval_json(tmp_path):
+    """`reverie train policy` on a folder dataset prints its progress and a checkpoint; `eval --json`
+    gives the field's metrics as fractions, with the policy-only and world-model-only breakdowns."""
+    from test_policy_module import write_toy_dataset  # pytest puts tests/ on sys.path
+
+    folder = tmp_path / "toyfamily"
+    write_toy_dataset(folder)
+    home = tmp_path / "home"
+    train = reverie("train", "policy", "--dataset", str(folder), "--iterations", "2", "--hops", "2", "--walks", "32",
+                    "--experts", "2", home=home, timeout=600)
+    assert train.returncode == 0, train.stderr
+    assert "training the world model of toyfamily" in train.stdout
+    assert f"policy saved to {home / 'policies' / 'toyfamily'}" in train.stdout
+    assert "2/2" in train.stderr  # the per-iteration progress bar
+    result = reverie("eval", "--dataset", str(folder), "--json", "--beam", "8", home=home)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["dataset"] == "toyfamily" and metrics["queries"] == 5
+    for part in (metrics, metrics["policy"], metrics["world_model"]):
+        assert all(0.0 <= part[k] <= 1.0 for k in ("hits@1", "hits@3", "hits@10", "mrr"))
+        assert part["hits@1"] <= part["hits@3"] <= part["hits@10"]
+    text = reverie("eval", "--dataset", str(folder), "--beam", "8", home=home)
+    assert text.returncode == 0 and "world model alone" in text.stdout and "MRR" in text.stdout

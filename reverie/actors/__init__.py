@@ -15,9 +15,11 @@ import ray
 from reverie.config import Settings, offline_hub
 from reverie.encoders import TextEncoder
 from reverie.dreams import Arbiter, EmbeddingWalker, Rollouts, start_nodes
+from reverie.dreams.policy_walker import PolicyRollouts, policy_rollouts, rank_policy_rollouts
 from reverie.graph_store import GraphStore
 from reverie.graph_store.subgraph import Subgraph
 from reverie.memory import SessionMemory
+from reverie.policies.bundle import PolicyBundle
 
 NAMESPACE = "reverie"
 
@@ -36,6 +38,10 @@ class ArbiterActor:
     def rank(self, sub: Subgraph, question_vec: np.ndarray, limit: int, *parts: Rollouts):
         """Rollout batches come as separate arguments so Ray resolves each from the object store."""
         return self.arbiter.rank(sub, Rollouts.concat(parts), question_vec, limit)
+
+    def rank_policy(self, bundle: PolicyBundle, source: str, limit: int, *parts: PolicyRollouts):
+        """The trained policy's rollouts, ranked as `reverie eval` ranks (world model x path evidence)."""
+        return rank_policy_rollouts(bundle, PolicyRollouts.concat(parts), source, limit)
 
 
 @ray.remote(num_cpus=0)
@@ -57,6 +63,15 @@ class LLMActor:
         from reverie.llm import verbalize
 
         return verbalize(question, chain, self.chain, self.settings, seed=seed)
+
+
+@ray.remote(num_cpus=1)
+def policy_rollout_task(bundle: PolicyBundle, sources: np.ndarray, relation: int, seed: int) -> PolicyRollouts:
+    """A batch of the trained policy's rollouts; the bundle (net, graph, world model) comes from the object store."""
+    import torch
+
+    torch.set_num_threads(1)
+    return policy_rollouts(bundle, sources, relation, seed)
 
 
 @ray.remote(num_cpus=1)

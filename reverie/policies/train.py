@@ -61,9 +61,9 @@ def ensure_world_model(settings: Any, dataset: str, progress: Callable[[str], No
     return path
 
 
-def tune_arbiter_weight(bundle: Any, dataset: Any, weights=(0.0, 0.1, 0.3, 1.0, 3.0), beam: int = 64) -> float:
+def tune_arbiter_weight(bundle: Any, dataset: Any, weights=(1.0, 0.3, 3.0, 0.1, 0.0), beam: int = 64) -> float:
     """The weight of path evidence against the world model with the best MRR on the dev split
-    (1.0 when there is no dev split or no world model)."""
+    (1.0 when there is no dev split or no world model; on a tie, the earlier weight in `weights`)."""
     from reverie.policies.evaluate import evaluate_bundle
 
     if bundle.world_model is None or not dataset.dev:
