@@ -14,7 +14,7 @@ E, NR, HOPS, A, B = 12, 7, 3, 6, 5  # entities, relation ids (2R+1, R=3), hops, 
 
 
 def make_obs(seed: int = 0, batch: int = B, hops: int = HOPS, width: int = A, n_ent: int = E, n_rel: int = NR) -> dict:
-    """A hand-made observation batch in the KGPathVectorEnv layout (reverie/policies/SPEC.md)."""
+    """A hand-made observation batch in the KGPathVectorEnv layout (reverie/policies/env.py)."""
     rng = np.random.default_rng(seed)
     no_op = n_rel - 1
     source = rng.integers(0, n_ent, batch)

@@ -2,7 +2,7 @@
 
 The path policy uses it as a reward shaper (``score``) and to propose imagined edges (``propose``).
 
-Ids follow the WalkGraph convention (reverie/policies/SPEC.md): entity and relation ids are the
+Ids follow the WalkGraph convention (reverie/policies/walkgraph.py): entity and relation ids are the
 positions of the SORTED names of the walkable graph; relation ids ``0..R-1`` are the stored
 relations and ``R..2R-1`` their inverses (``R + r`` walks ``r`` against its direction).
 

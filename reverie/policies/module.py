@@ -1,7 +1,7 @@
 """`PathPolicyModule`: the RLlib (new API stack) wrapper around the Ray-free `PathPolicyNet`.
 
 All computation lives in reverie/policies/net.py; this module only adapts RLlib's batch format:
-`batch[Columns.OBS]` is the KGPathVectorEnv dict observation (reverie/policies/SPEC.md) as torch
+`batch[Columns.OBS]` is the KGPathVectorEnv dict observation (reverie/policies/env.py) as torch
 tensors. The forward passes return `Columns.ACTION_DIST_INPUTS` (masked logits; RLlib's default
 TorchCategorical for the Discrete action space), and the train pass also `Columns.EMBEDDINGS` (the
 policy state) so PPO's value loss reuses it through `compute_values` instead of a second pass.

@@ -1,6 +1,6 @@
 """The path policy's computing core: a plain torch module, no Ray.
 
-`PathPolicyNet` maps a batch of KGPathVectorEnv observations (reverie/policies/SPEC.md) to masked
+`PathPolicyNet` maps a batch of KGPathVectorEnv observations (reverie/policies/env.py) to masked
 action logits and state values. The RLlib RLModule in module.py only wraps it, so a trained policy
 loads and runs for inference with torch alone (`load_policy`).
 
