@@ -1,9 +1,19 @@
-"""Run every benchmark of the foundation; each writes its table to bench/results/."""
+"""Run every benchmark; each writes its table to bench/results/. The reasoning runs train a policy
+per dataset (about 6 minutes each here) and need ../shared/data/kg for Countries."""
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for module in ("bench.rollouts", "bench.ingest", "bench.ask_latency"):
-    print(f"== {module}", flush=True)
-    subprocess.run([sys.executable, "-m", module], cwd=ROOT, check=True)
+RUNS = [
+    ["bench.rollouts"],
+    ["bench.ingest"],
+    ["bench.ask_latency"],
+    ["bench.world_model"],
+    ["bench.reasoning"],
+    ["bench.reasoning", "--datasets", "umls", "--experts", "4", "--name", "reasoning_experts"],
+    ["bench.reasoning", "--datasets", "umls", "--imagined", "3", "--name", "reasoning_imagined"],
+]
+for args in RUNS:
+    print(f"== {' '.join(args)}", flush=True)
+    subprocess.run([sys.executable, "-m", *args], cwd=ROOT, check=True)

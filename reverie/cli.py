@@ -93,7 +93,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     print(f"Q: {verdict.question}")
     print(f"A: {verdict.answer}")
     print(f"   answer: {verdict.answer_entity} · score {best.score:.3f} · {best.votes}/{verdict.rollouts} rollouts · said by {verdict.backend}")
-    print("Chain:")
+    expert = verdict.chain.expert
+    print(f"Chain (by {verdict.policy}" + ("" if expert in (verdict.policy, "policy") else f", {expert} expert") + "):")
     print("\n".join(_show_chain(verdict.chain)))
     if verdict.alternatives:
         print("Alternatives:")

@@ -5,6 +5,7 @@ Ingest is the reverse way: parse (all of it, before any write) -> plan -> encode
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -18,12 +19,14 @@ from ray.exceptions import RayTaskError
 from reverie.actors import Services, init_ray, policy_rollout_task, rollout_task
 from reverie.config import Settings
 from reverie.dreams import EmbeddingWalker
+from reverie.dreams.walker import residual
 from reverie.errors import NoMatchError, ReverieError
 from reverie.graph_store.datasets import KGDataset
 from reverie.memory import Turn
 from reverie.schemas import Entity, IngestReport, LinkedEntity, Query, Triple, Verdict
 
 ENCODE_BATCH = 2048
+INVERSE_MARGIN = 0.1  # cosine margin an inverse relation's text needs over the best forward one
 log = logging.getLogger(__name__)
 
 
@@ -45,21 +48,27 @@ class TrainedPolicy:
         self.bundle = bundle
         self.stamp = stamp
         self.ref = ray.put(bundle)
+        # rollout tasks need no world model, and unpickling one imports PyKEEN (seconds per worker)
+        self.walk_ref = ray.put(dataclasses.replace(bundle, world_model=None))
         self.name = f"path-policy:{bundle.meta.get('dataset', bundle.folder.name if bundle.folder else '?')}"
         self.source = str(bundle.meta.get("dataset", ""))
 
     def query_relation(self, sub, question_vec: np.ndarray) -> int:
         """The relation the question asks: the policy relation (forward or inverse) whose text is
-        nearest the question among those the retrieved neighbourhood holds."""
+        nearest the question among those the retrieved neighbourhood holds. The linked entities are
+        projected out of the question first ("what does a steroid interact with" should match
+        "interacts with", not whatever steroids mostly do). The sentence encoder hardly tells
+        "X interacts with ?" from "? interacts with X", so the stored direction wins unless the
+        inverse's text ("inverse of ...") is clearly nearer."""
         graph = self.bundle.graph
         known = [i for i, name in enumerate(sub.rel_names) if name in graph.relation2id]
         if not known:
             raise NoMatchError("the question's neighbourhood has no relation the trained policy knows")
         R_sub, R = sub.num_relations, graph.num_relations
-        sims = sub.rel_vecs @ np.asarray(question_vec, np.float32)
-        options = [(float(sims[i]), graph.relation2id[sub.rel_names[i]]) for i in known]
-        options += [(float(sims[R_sub + i]), graph.relation2id[sub.rel_names[i]] + R) for i in known]
-        return max(options)[1]
+        sims = sub.rel_vecs @ residual(question_vec, sub.node_vecs[sub.seeds])
+        forward = max((float(sims[i]), graph.relation2id[sub.rel_names[i]]) for i in known)
+        inverse = max((float(sims[R_sub + i]), graph.relation2id[sub.rel_names[i]] + R) for i in known)
+        return inverse[1] if inverse[0] > forward[0] + INVERSE_MARGIN else forward[1]
 
     def start_ids(self, seeds: list[LinkedEntity], count: int, seed: int) -> np.ndarray:
         """`count` start entities, spread over the linked entities the policy knows, by link score."""
@@ -153,7 +162,7 @@ class Pipeline:
                 relation = policy.query_relation(get(sub_ref), question_vec)
                 sources = policy.start_ids(seeds, branches, seed)
                 starts = np.split(sources, np.cumsum(sizes)[:-1])
-                parts = [policy_rollout_task.remote(policy.ref, part, relation, seed + i) for i, part in enumerate(starts)]
+                parts = [policy_rollout_task.remote(policy.walk_ref, part, relation, seed + i) for i, part in enumerate(starts)]
                 policy_name = policy.name
             else:
                 walker = EmbeddingWalker(s.walker_temperature, s.stop_bias, s.walker_inverse_bias)
