@@ -3,7 +3,8 @@ import numpy as np
 import torch
 
 from reverie.graph_store.datasets import KGDataset
-from reverie.policies.evaluate import beam_scores, countries_auc_pr, evaluate_policy
+from reverie.policies.bundle import PolicyBundle
+from reverie.policies.evaluate import beam_scores, countries_auc_pr, evaluate_bundle
 from reverie.policies.walkgraph import WalkGraph
 from reverie.schemas import Triple
 
@@ -45,18 +46,36 @@ def test_beam_ranks_follow_path_probability():
     assert np.isfinite(narrow).sum() == 1 and np.isfinite(narrow[e["c"]])
 
 
-def test_evaluate_policy_filters_known_answers():
+class FixedWorld:
+    """A world model stand-in: the same entity scores for every query."""
+
+    def __init__(self, scores):
+        self.scores = np.asarray(scores, np.float64)
+
+    def score_tails(self, heads, relations):
+        return np.tile(self.scores, (len(heads), 1))
+
+
+def test_evaluate_filters_known_answers_and_ranks_three_ways():
     graph = WalkGraph.from_triples(GRAPH)
-    r = graph.relation2id
+    r, e = graph.relation2id, graph.entity2id
     policy = RelationPreference({r["r1"]: 2.0, r["r2"]: 1.0, r["r3"]: 0.0})
+    bundle = PolicyBundle(net=policy, graph=graph, world_model=None, meta={"hops": 2})
     # test asks (a, q, e); c is a known answer from dev, so it is filtered and e ranks first
     data = KGDataset(name="hand", graph=GRAPH, train=GRAPH, dev=[T("a", "q", "c")], test=[T("a", "q", "e")])
-    metrics = evaluate_policy(policy, graph, data, split="test", hops=2, beam=16)
+    metrics = evaluate_bundle(bundle, data, split="test", beam=16)
     assert metrics["hits@1"] == 1.0 and metrics["mrr"] == 1.0 and metrics["queries"] == 1
+    assert metrics["policy"]["mrr"] == 1.0 and metrics["world_model"] is None and metrics["reached"] == 1.0
     # without the dev fact, c outranks e: rank 2
     data.dev = []
-    metrics = evaluate_policy(policy, graph, data, split="test", hops=2, beam=16)
+    metrics = evaluate_bundle(bundle, data, split="test", beam=16)
     assert metrics["hits@1"] == 0.0 and metrics["mrr"] == 0.5
+    # a world model sure of e turns the arbiter's ranking around, not the policy's
+    world = np.zeros(graph.num_entities)
+    world[e["e"]] = 8.0
+    bundle.world_model = FixedWorld(world)
+    metrics = evaluate_bundle(bundle, data, split="test", beam=16)
+    assert metrics["mrr"] == 1.0 and metrics["policy"]["mrr"] == 0.5 and metrics["world_model"]["mrr"] == 1.0
 
 
 def test_countries_auc_pr_is_one_for_a_perfect_scorer():
@@ -78,3 +97,21 @@ def test_beam_can_hide_the_query_relation_at_the_source():
     # by default (a policy trained to skip only the fact asked) the other facts are evidence
     plain = beam_scores(policy, graph, queries, hops=1, beam=8)
     assert np.isfinite(plain[0, e["y"]]) and plain[0, e["y"]] == plain[0].max()
+
+
+def test_countries_candidates_sit_at_the_level_of_the_test_answers():
+    from reverie.graph_store.datasets import KGDataset
+    from reverie.policies.evaluate import countries_regions
+    from reverie.schemas import Triple
+
+    def T(h, r, t):
+        return Triple(head=h, relation=r, tail=t)
+
+    geo = [T("west_eu", "locatedIn", "europe"), T("east_af", "locatedIn", "africa"), T("france", "locatedIn", "west_eu"),
+           T("france", "locatedIn", "europe"), T("kenya", "locatedIn", "east_af"), T("france", "neighborOf", "spain")]
+    s1 = KGDataset(name="countries_s1", graph=geo, train=geo, test=[T("spain", "locatedIn", "europe")])
+    g = WalkGraph.from_dataset(s1)
+    assert [g.id2entity[i] for i in countries_regions(g, s1)] == ["africa", "europe"]
+    s2 = KGDataset(name="countries_s2", graph=geo, train=geo, test=[T("spain", "locatedIn", "west_eu")])
+    g = WalkGraph.from_dataset(s2)
+    assert [g.id2entity[i] for i in countries_regions(g, s2)] == ["east_af", "west_eu"]

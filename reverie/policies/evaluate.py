@@ -93,21 +93,6 @@ def tail_queries(graph: WalkGraph, triples: Sequence[Triple]) -> np.ndarray:
     return graph.encode(triples, skip_unknown=True)
 
 
-def evaluate_policy(net, graph: WalkGraph, dataset: KGDataset, split: str = "test", hops: int = 3, beam: int = 64) -> dict:
-    """Filtered tail-ranking metrics of the policy on a split (fractions), plus the query count."""
-    triples = getattr(dataset, split)
-    if not triples:
-        raise ValueError(f"dataset {dataset.name!r} has no {split} split")
-    queries = tail_queries(graph, triples)
-    known = graph.known_answers(dataset.train, dataset.graph, dataset.dev, dataset.test, inverse=False)
-    scores = beam_scores(net, graph, queries[:, :2], hops, beam)
-    ranks = [filtered_rank(scores[i], a, known.get((s, r), ())) for i, (s, r, a) in enumerate(queries)]
-    metrics = ranking_metrics(ranks)
-    metrics["queries"] = len(queries)
-    metrics["skipped"] = len(triples) - len(queries)
-    return metrics
-
-
 def evaluate_bundle(bundle, dataset: KGDataset, split: str = "test", beam: int = 64) -> dict:
     """Reverie's answer ranking on a split, the field's way (filtered, tail only), three ways:
 
@@ -146,12 +131,16 @@ def evaluate_bundle(bundle, dataset: KGDataset, split: str = "test", beam: int =
 
 
 def countries_regions(graph: WalkGraph, dataset: KGDataset) -> list[int]:
-    """Countries' regions: the answers of the test relation that are never asked about themselves
-    (africa, americas, asia, europe, oceania; subregions are both)."""
+    """The candidate answers every test country is scored against: the entities at the level of
+    the test answers. S1 asks regions (africa, americas, ...: answers of `locatedIn` that are
+    never located in anything); MINERVA's S2 files ask subregions (eastern_africa, ...: located in
+    a region themselves)."""
     asked = {t.relation for t in dataset.test}
-    heads = {t.head for t in dataset.graph if t.relation in asked}
-    tails = {t.tail for t in list(dataset.graph) + list(dataset.test) + list(dataset.dev) if t.relation in asked}
-    return sorted(graph.entity2id[name] for name in tails - heads if name in graph.entity2id)
+    facts = [t for t in list(dataset.graph) + list(dataset.dev) + list(dataset.test) if t.relation in asked]
+    heads = {t.head for t in facts}
+    inner = any(t.tail in heads for t in dataset.test)  # do the test answers sit inside something?
+    tails = {t.tail for t in facts}
+    return sorted(graph.entity2id[name] for name in tails if (name in heads) == inner and name in graph.entity2id)
 
 
 def countries_auc_pr(scores: np.ndarray, queries: np.ndarray, regions: Sequence[int]) -> float:
