@@ -130,6 +130,8 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
 
     if args.iterations < 1:
         raise ReverieError("--iterations must be at least 1")
+    if args.minutes is not None and args.minutes <= 0:
+        raise ReverieError("--minutes must be positive")
     if args.experts < 1 or args.imagined < 0 or args.hops < 1 or args.walks < 1:
         raise ReverieError("--experts, --hops and --walks must be at least 1, --imagined at least 0")
     env_options = {"shaping": 0.0 if args.no_world_model else 1.0, "imagined_edges": args.imagined}
@@ -150,7 +152,8 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
 
     model = {"experts": args.experts, "use_entities": int(args.entity_features)}
     folder = train_policy(settings, args.dataset, args.iterations, num_envs=args.walks, hops=args.hops, seed=args.seed,
-                          progress=progress, env_options=env_options, model=model)
+                          progress=progress, env_options=env_options, model=model,
+                          max_seconds=args.minutes * 60 if args.minutes else None)
     bar.close()
     print(f"policy saved to {folder}")
     return 0
@@ -228,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = train_sub.add_parser("policy", help="train the path policy with RLlib PPO")
     t.add_argument("--dataset", required=True, help="a dataset name (umls, kinships, nations) or a folder with train/dev/test.txt")
     t.add_argument("--iterations", type=int, default=30, help="PPO iterations (default 30)")
+    t.add_argument("--minutes", type=float, help="stop after this much training time instead (--iterations stays the cap)")
     t.add_argument("--walks", type=int, default=256, help="walks stepped together by the vectorised env (default 256)")
     t.add_argument("--hops", type=int, default=3, help="hops per walk (default 3)")
     t.add_argument("--experts", type=int, default=1, help="dream experts mixed by a gate over the query (default 1; the seeds' 4)")
@@ -240,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="filtered tail ranking of the trained policy on a split")
     p.add_argument("--dataset", required=True, help="a dataset name or folder, as for train")
     p.add_argument("--split", choices=["test", "dev"], default="test")
-    p.add_argument("--beam", type=int, default=64, help="beam width of the policy's search (default 64)")
+    p.add_argument("--beam", type=int, default=256, help="beam width of the policy's search (default 256, as training tunes with)")
     p.add_argument("--json", action="store_true", help="print one JSON object: hits@1, hits@3, hits@10, mrr (fractions), auc_pr for Countries, and 'policy' and 'world_model' breakdowns")
     p.set_defaults(func=cmd_eval)
 

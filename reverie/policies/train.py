@@ -61,11 +61,12 @@ def ensure_world_model(settings: Any, dataset: str, progress: Callable[[str], No
     return path
 
 
-def tune_arbiter_weight(bundle: Any, dataset: Any, weights=(1.0, 0.3, 3.0, 0.1, 0.0), beam: int = 64) -> float:
+def tune_arbiter_weight(bundle: Any, dataset: Any, weights=(1.0, 0.3, 3.0, 0.1, 0.0), beam: int | None = None) -> float:
     """The weight of path evidence against the world model with the best MRR on the dev split
     (1.0 when there is no dev split or no world model; on a tie, the earlier weight in `weights`)."""
-    from reverie.policies.evaluate import evaluate_bundle
+    from reverie.policies.evaluate import DEFAULT_BEAM, evaluate_bundle
 
+    beam = beam or DEFAULT_BEAM
     if bundle.world_model is None or not dataset.dev:
         return 1.0
     best, best_mrr = 1.0, -1.0
@@ -155,6 +156,7 @@ def train_policy(
     model: Mapping[str, Any] | None = None,
     ppo: Mapping[str, Any] | None = None,
     world_model_args: Mapping[str, Any] | None = None,
+    max_seconds: float | None = None,
 ) -> Path:
     """Train a PathPolicyModule with PPO for `iterations` algo.train() calls; returns the checkpoint folder.
 
@@ -168,6 +170,7 @@ def train_policy(
     model: PathPolicyNet config (entity_dim, relation_dim, lstm_dim, state_dim, experts, use_entities).
     ppo: overrides of PPO_DEFAULTS.
     world_model_args: WorldModel.train arguments over WORLD_MODEL_DEFAULTS, when one is trained.
+    max_seconds: stop after the iteration that passes this much PPO time (iterations stays the cap).
     Ray must already be initialised by the caller.
     """
     from ray.rllib.utils.metrics import (
@@ -225,6 +228,8 @@ def train_policy(
                      info["env_steps_per_s"], info["episode_return_mean"])
             if progress is not None:
                 progress(info)
+            if max_seconds is not None and info["elapsed"] >= max_seconds:
+                break
 
         module = algo.get_module()  # the local EnvRunner's copy, synced from the learner after each update
         env = algo.env_runner.env.unwrapped
@@ -236,7 +241,7 @@ def train_policy(
             "hops": hops,
             "max_actions": int(graph.max_actions),
             "num_envs": num_envs,
-            "iterations": iterations,
+            "iterations": len(history),
             "seed": seed,
             "env_options": {k: v for k, v in env_options.items()
                             if k != "world_model_path" and isinstance(v, (str, int, float, bool, type(None)))},
