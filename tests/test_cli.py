@@ -30,6 +30,8 @@ def error_line(result) -> str:
         (["eval", "--dataset", "freebase"], "unknown dataset 'freebase'"),
         (["train", "policy", "--dataset", "world"], "has no dev or test split"),
         (["train", "policy", "--dataset", "umls", "--iterations", "0"], "--iterations must be at least 1"),
+        (["train", "policy", "--dataset", "umls", "--minutes", "0"], "--minutes must be positive"),
+        (["eval", "--dataset", "umls", "--beam", "0"], "--beam must be at least 1"),
         (["train", "policy", "--dataset", "umls", "--experts", "0"], "--experts, --hops and --walks must be at least 1"),
         (["train", "policy", "--dataset", "umls", "--imagined", "2", "--no-world-model"], "--imagined needs the world model"),
     ],

@@ -1,0 +1,50 @@
+"""POST /v1/query answers with the trained policy when the question is about its graph, and with
+the embedding walker otherwise: Ray Serve over real HTTP on 127.0.0.1."""
+import httpx
+import pytest
+from test_policy_module import write_toy_dataset  # pytest puts tests/ on sys.path
+from test_serve import free_port
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def policy_home(ray_cluster, tmp_path_factory):
+    from ray import serve
+
+    from reverie.config import Settings
+    from reverie.graph_store.datasets import load_dataset
+    from reverie.pipeline import Pipeline
+    from reverie.policies.train import train_policy
+    from reverie.serve.app import run
+
+    folder = tmp_path_factory.mktemp("data") / "toyfamily"
+    write_toy_dataset(folder)
+    settings = Settings(home=tmp_path_factory.mktemp("policy-home"), port=free_port())
+    pipeline = Pipeline(settings)
+    pipeline.ingest_dataset(load_dataset(str(folder)))
+    pipeline.ingest_dataset(load_dataset("world"))
+    train_policy(settings, str(folder), iterations=2, num_envs=32, hops=2, seed=0, model={"experts": 4},
+                 world_model_args={"dim": 16, "epochs": 5})
+    url = run(settings)
+    yield url
+    serve.shutdown()
+    pipeline.services.stop()
+
+
+def test_http_uses_the_policy_of_the_graph_asked_about(policy_home):
+    reply = httpx.post(f"{policy_home}/v1/query", json={"question": "who is the grandparent of p12", "seed": 0,
+                                                        "verbalize": False, "branches": 128}, timeout=180)
+    assert reply.status_code == 200, reply.text
+    verdict = reply.json()
+    assert verdict["policy"] == "path-policy:toyfamily"
+    chain = verdict["chain"]
+    assert chain["steps"][0]["what"] == "p12" and chain["answer"] == verdict["answer_entity"]
+    assert chain["expert"] in ("spatial", "temporal", "causal", "abstract")
+    assert all(step["source"] == "toyfamily" for step in chain["steps"])  # no imagined edges in this policy
+
+    # a question about the built-in world, in the same store, still goes to the walker
+    world = httpx.post(f"{policy_home}/v1/query", json={"question": "What happens when you drop a glass cup?",
+                                                        "seed": 0, "verbalize": False}, timeout=180)
+    assert world.status_code == 200, world.text
+    assert world.json()["policy"] == "embedding-walker" and world.json()["answer_entity"] == "shatters"
