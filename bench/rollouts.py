@@ -64,7 +64,7 @@ def main() -> None:
 
                 def on_ray() -> Rollouts:
                     sizes = [min(per_task, count - i) for i in range(0, count, per_task)]
-                    refs = [rollout_task.remote(sub_ref, qvec, n, args.hops, walker, i) for i, n in enumerate(sizes)]
+                    refs = [rollout_task.remote(sub_ref, qvec, n, args.hops, walker, i)[0] for i, n in enumerate(sizes)]
                     return Rollouts.concat(ray.get(refs))
 
                 on_ray()  # warm the workers

@@ -162,13 +162,16 @@ class Pipeline:
                 relation = policy.query_relation(get(sub_ref), question_vec)
                 sources = policy.start_ids(seeds, branches, seed)
                 starts = np.split(sources, np.cumsum(sizes)[:-1])
-                parts = [policy_rollout_task.remote(policy.walk_ref, part, relation, seed + i) for i, part in enumerate(starts)]
+                tasks = [policy_rollout_task.remote(policy.walk_ref, part, relation, seed + i) for i, part in enumerate(starts)]
                 policy_name = policy.name
             else:
                 walker = EmbeddingWalker(s.walker_temperature, s.stop_bias, s.walker_inverse_bias)
-                parts = [rollout_task.remote(sub_ref, question_vec, n, hops, walker, seed + i) for i, n in enumerate(sizes)]
+                tasks = [rollout_task.remote(sub_ref, question_vec, n, hops, walker, seed + i) for i, n in enumerate(sizes)]
                 policy_name = walker.name
-            ray.wait(parts, num_returns=len(parts), fetch_local=False)
+            parts = [rollouts for rollouts, _ in tasks]
+            nodes: dict[str, int] = {}
+            for size, node in zip(sizes, get([node for _, node in tasks])):
+                nodes[node] = nodes.get(node, 0) + size
         with stage("arbitrate"):
             if policy is not None:
                 candidates = get(svc.arbiter.rank_policy.remote(policy.ref, policy.source, 1 + s.alternatives, *parts))
@@ -199,6 +202,7 @@ class Pipeline:
             backend=backend,
             policy=policy_name,
             rollouts=branches,
+            nodes=nodes,
             timings_ms=timings,
             session_id=query.session_id,
         )

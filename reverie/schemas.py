@@ -100,6 +100,7 @@ class Verdict(BaseModel):
     backend: str = Field(description="Which backend put the answer into words ('template' when verbalize is off).")
     policy: str = Field(description="Which policy walked the graph.")
     rollouts: int
+    nodes: dict[str, int] = Field(default_factory=dict, description="Rollouts per Ray node id: where the dreams ran.")
     timings_ms: dict[str, float] = Field(description="Milliseconds per stage.")
     session_id: str | None = None
 

@@ -65,20 +65,22 @@ class LLMActor:
         return verbalize(question, chain, self.chain, self.settings, seed=seed)
 
 
-@ray.remote(num_cpus=1)
-def policy_rollout_task(bundle: PolicyBundle, sources: np.ndarray, relation: int, seed: int) -> PolicyRollouts:
-    """A batch of the trained policy's rollouts; the bundle (net, graph, world model) comes from the object store."""
+# Rollout tasks spread over the cluster's nodes and return (rollouts, node id): the rollouts stay
+# in the object store for the arbiter, while the driver fetches only where each batch ran.
+@ray.remote(num_cpus=1, num_returns=2, scheduling_strategy="SPREAD")
+def policy_rollout_task(bundle: PolicyBundle, sources: np.ndarray, relation: int, seed: int) -> tuple[PolicyRollouts, str]:
+    """A batch of the trained policy's rollouts; the bundle (net, graph) comes from the object store."""
     import torch
 
     torch.set_num_threads(1)
-    return policy_rollouts(bundle, sources, relation, seed)
+    return policy_rollouts(bundle, sources, relation, seed), ray.get_runtime_context().get_node_id()
 
 
-@ray.remote(num_cpus=1)
-def rollout_task(sub: Subgraph, question_vec: np.ndarray, count: int, hops: int, walker: EmbeddingWalker, seed: int) -> Rollouts:
+@ray.remote(num_cpus=1, num_returns=2, scheduling_strategy="SPREAD")
+def rollout_task(sub: Subgraph, question_vec: np.ndarray, count: int, hops: int, walker: EmbeddingWalker, seed: int) -> tuple[Rollouts, str]:
     """A batch of rollouts; the subgraph arrives from the object store, shared by every task."""
     rng = np.random.default_rng(seed)
-    return walker.walk(sub, question_vec, start_nodes(sub, count, rng), hops, rng)
+    return walker.walk(sub, question_vec, start_nodes(sub, count, rng), hops, rng), ray.get_runtime_context().get_node_id()
 
 
 def _actor(cls, name: str, *args, threads: int | None = None):
