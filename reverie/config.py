@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     llm_backends: list[Literal["local", "ollama"]] = Field(default=["local"], description="Fallback chain, tried in order.")
     ollama_host: str = Field(default="http://127.0.0.1:11434", description="Ollama server for the 'ollama' backend.")
     ollama_model: str = Field(default="llama3.2", description="Model name on the Ollama server.")
+    ollama_api_key: str | None = Field(default=None, description="Bearer key sent to the Ollama server, for one behind a key (such as another Reverie).")
     ollama_timeout_s: float = Field(default=30.0, gt=0, description="Seconds before an Ollama call counts as failed.")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 is greedy.")
     top_k: int = Field(default=40, ge=1, description="Top-k sampling when temperature > 0.")
@@ -69,7 +70,8 @@ class Settings(BaseSettings):
     # serving
     host: str = Field(default="127.0.0.1", description="Interface the HTTP server binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP server.")
-    api_key: str | None = Field(default=None, description="When set, HTTP requests need `Authorization: Bearer <key>`.")
+    api_key: str | None = Field(default=None, description="When set, every HTTP request needs `Authorization: Bearer <key>`; without it the answer is 401.")
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest HTTP request body; a larger one gets 413.")
 
     @field_validator("home")
     @classmethod
@@ -99,6 +101,10 @@ class Settings(BaseSettings):
     @property
     def qdrant_path(self) -> Path:
         return self.home / "qdrant"
+
+    @property
+    def feedback_dir(self) -> Path:
+        return self.home / "feedback"
 
     @property
     def model_cache_dir(self) -> Path:

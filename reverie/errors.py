@@ -19,8 +19,14 @@ class IngestError(ReverieError):
     """A malformed line or file; the message starts with file:line."""
 
 
-class DatasetNotFoundError(ReverieError):
+class NotFoundError(ReverieError):
+    """A named thing (entity, verdict, dataset) that does not exist."""
+
     status = 404
+
+
+class DatasetNotFoundError(NotFoundError):
+    pass
 
 
 class NoMatchError(ReverieError):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import ray
 from ray.exceptions import RayTaskError
+from ray.serve.handle import DeploymentResponse
 
 from reverie.actors import Services, init_ray, policy_rollout_task, rollout_task
 from reverie.config import Settings
@@ -23,7 +24,7 @@ from reverie.dreams.walker import residual
 from reverie.errors import NoMatchError, ReverieError
 from reverie.graph_store.datasets import KGDataset
 from reverie.memory import Turn
-from reverie.schemas import Entity, IngestReport, LinkedEntity, Query, Triple, Verdict
+from reverie.schemas import Entity, EntityView, Feedback, FeedbackRecord, IngestReport, LinkedEntity, Query, Triple, Verdict
 
 ENCODE_BATCH = 2048
 INVERSE_MARGIN = 0.1  # cosine margin an inverse relation's text needs over the best forward one
@@ -31,8 +32,11 @@ log = logging.getLogger(__name__)
 
 
 def get(refs):
-    """ray.get that re-raises the user's error (a ReverieError) rather than Ray's wrapper."""
+    """ray.get (or a Serve response's result) that re-raises the user's error (a ReverieError)
+    rather than Ray's wrapper."""
     try:
+        if isinstance(refs, DeploymentResponse):
+            return refs.result()
         return ray.get(refs)
     except RayTaskError as exc:
         cause = exc.cause
@@ -191,7 +195,7 @@ class Pipeline:
             if query.session_id:
                 turn = Turn(question=query.question, answer_entity=best.answer, linked=[e.name for e in linked])
                 svc.memory.remember.remote(query.session_id, turn)
-        return Verdict(
+        verdict = Verdict(
             question=query.question,
             answer=sentence,
             answer_entity=best.answer,
@@ -206,6 +210,14 @@ class Pipeline:
             timings_ms=timings,
             session_id=query.session_id,
         )
+        svc.feedback.remember.remote(verdict)  # so a client can rate it by id
+        return verdict
+
+    def feedback(self, feedback: Feedback) -> FeedbackRecord:
+        return get(self.services.feedback.rate.remote(feedback))
+
+    def entity(self, name: str) -> EntityView:
+        return get(self.services.store.entity_view.remote(name))
 
     @staticmethod
     def _with_memory(linked: list[LinkedEntity], history: list[Turn]) -> list[LinkedEntity]:

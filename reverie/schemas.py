@@ -1,6 +1,8 @@
 """Pydantic models for everything that crosses a boundary: HTTP, CLI, and actor calls."""
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -44,6 +46,7 @@ class Query(BaseModel):
     session_id: str | None = Field(default=None, max_length=128, description="Conversation id for follow-up questions.")
     verbalize: bool = Field(default=True, description="Put the answer into words with the LLM.")
     seed: int | None = Field(default=None, description="Seed for the rollouts; the same seed gives the same verdict.")
+    stream: bool = Field(default=False, description="HTTP only: stream the answer's tokens, then the Verdict, as server-sent events.")
 
     @field_validator("question")
     @classmethod
@@ -90,6 +93,7 @@ class LinkedEntity(BaseModel):
 class Verdict(BaseModel):
     """Reverie's answer to a Query."""
 
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex, description="Names this verdict in POST /v1/feedback.")
     question: str
     answer: str = Field(description="The answer sentence.")
     answer_entity: str = Field(description="The entity the best chain ends at.")
@@ -119,3 +123,52 @@ class GraphStats(BaseModel):
     entities: int
     relations: int
     triples: int
+
+
+class IngestRequest(BaseModel):
+    """Facts to add over HTTP, as JSON (a file upload takes the CLI's formats instead)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    triples: list[Triple] = Field(min_length=1, max_length=100_000)
+    entities: list[Entity] = Field(default_factory=list, max_length=100_000, description="Optional types and descriptions of the entities the triples name.")
+    source: str = Field(default="http", max_length=200, description="Names this ingest in its report.")
+
+
+class Fact(Triple):
+    """A stored triple with its edge id."""
+
+    edge_id: str
+
+
+class EntityView(BaseModel):
+    """An entity with every stored fact that touches it."""
+
+    entity: Entity
+    outgoing: list[Fact] = Field(description="Facts with this entity as the head (what).")
+    incoming: list[Fact] = Field(description="Facts with this entity as the tail (result).")
+
+
+class Feedback(BaseModel):
+    """A person's rating of a verdict."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdict_id: str = Field(min_length=1, max_length=64, description="The `id` of the verdict being rated.")
+    rating: Literal["good", "bad", "neutral"]
+    note: str = Field(default="", max_length=4000)
+    verdict: Verdict | None = Field(default=None, description="The verdict itself; needed only when the server no longer remembers the id.")
+
+
+class FeedbackRecord(BaseModel):
+    """One line of the feedback dataset: the rating with what was rated."""
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    verdict_id: str
+    rating: Literal["good", "bad", "neutral"]
+    note: str
+    question: str
+    answer_entity: str
+    chain: Chain
+    policy: str

@@ -18,6 +18,7 @@ from reverie.dreams import Arbiter, EmbeddingWalker, Rollouts, start_nodes
 from reverie.dreams.policy_walker import PolicyRollouts, policy_rollouts, rank_policy_rollouts
 from reverie.graph_store import GraphStore
 from reverie.graph_store.subgraph import Subgraph
+from reverie.feedback import FeedbackLog
 from reverie.memory import SessionMemory
 from reverie.policies.bundle import PolicyBundle
 
@@ -26,8 +27,11 @@ NAMESPACE = "reverie"
 
 # The computing classes hosted as they are: every public method becomes a remote method.
 TextEncoderActor = ray.remote(num_cpus=0)(TextEncoder)
-GraphStoreActor = ray.remote(num_cpus=0, max_restarts=1)(GraphStore)
+# The store restarts from its snapshot when its process dies; a call in flight is retried on the
+# new process, which is safe because apply() skips what is already stored.
+GraphStoreActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3)(GraphStore)
 MemoryActor = ray.remote(num_cpus=0)(SessionMemory)
+FeedbackActor = ray.remote(num_cpus=0, max_restarts=-1)(FeedbackLog)
 
 
 @ray.remote(num_cpus=0)
@@ -100,16 +104,20 @@ class Services:
     arbiter: "ray.actor.ActorHandle"
     llm: "ray.actor.ActorHandle"
     memory: "ray.actor.ActorHandle"
+    feedback: "ray.actor.ActorHandle"
 
     @classmethod
-    def start(cls, settings: Settings) -> "Services":
+    def start(cls, settings: Settings, encoder=None, llm=None) -> "Services":
+        """The named actors of settings.home; Serve passes its own deployments' handles for the
+        encoder and the LLM, which it scales (the Pipeline calls both kinds of handle alike)."""
         tag = hashlib.sha1(str(settings.home).encode()).hexdigest()[:10]
         return cls(
-            encoder=_actor(TextEncoderActor, f"text-encoder-{settings.model_threads}", threads=settings.model_threads),
+            encoder=encoder or _actor(TextEncoderActor, f"text-encoder-{settings.model_threads}", threads=settings.model_threads),
             store=_actor(GraphStoreActor, f"graph-store-{tag}", settings),
             arbiter=_actor(ArbiterActor, "arbiter"),
-            llm=_actor(LLMActor, f"llm-{tag}", settings, threads=settings.model_threads),
+            llm=llm or _actor(LLMActor, f"llm-{tag}", settings, threads=settings.model_threads),
             memory=_actor(MemoryActor, f"memory-{tag}"),
+            feedback=_actor(FeedbackActor, f"feedback-{tag}", settings.feedback_dir),
         )
 
     def warm_up(self, llm: bool = True) -> None:
@@ -120,7 +128,7 @@ class Services:
         ray.get(refs)
 
     def stop(self) -> None:
-        for handle in (self.encoder, self.store, self.arbiter, self.llm, self.memory):
+        for handle in (self.encoder, self.store, self.arbiter, self.llm, self.memory, self.feedback):
             ray.kill(handle)
 
 

@@ -23,9 +23,9 @@ import networkx as nx
 import numpy as np
 
 from reverie.config import Settings
-from reverie.errors import EmptyGraphError, NoMatchError, ReverieError
+from reverie.errors import EmptyGraphError, NoMatchError, NotFoundError, ReverieError
 from reverie.graph_store.subgraph import Subgraph
-from reverie.schemas import Entity, GraphStats, LinkedEntity, Triple
+from reverie.schemas import Entity, EntityView, Fact, GraphStats, LinkedEntity, Triple
 
 ENTITIES = "entities"
 RELATIONS = "relations"
@@ -237,6 +237,7 @@ class GraphStore:
         entity_vecs = np.asarray(entity_vecs, np.float32).reshape(len(plan.entities), self.dim)
         relation_vecs = np.asarray(relation_vecs, np.float32).reshape(len(plan.relations), 2, self.dim)
         self.qdrant  # open and sync the index against the old snapshot, before the graph changes
+        plan, entity_vecs, relation_vecs = self._unapplied(plan, entity_vecs, relation_vecs)
         try:
             self._apply_in_memory(plan, entity_vecs, relation_vecs)
             self._write_snapshot()
@@ -250,6 +251,15 @@ class GraphStore:
             self._upsert_entities(plan.entities, entity_vecs)
         if plan.relations:
             self._upsert_relations(plan.relations, relation_vecs[:, 0])
+
+    def _unapplied(self, plan: IngestPlan, entity_vecs: np.ndarray, relation_vecs: np.ndarray):
+        """The part of a plan the graph still lacks. Another ingest may have applied between this
+        one's plan and apply, or a retried apply may find its own work already on disk."""
+        keep_e = [i for i, e in enumerate(plan.entities) if self.get_entity(e.name) != e]
+        keep_r = [i for i, r in enumerate(plan.relations) if r not in self._relation_index]
+        triples = [t for t in plan.triples if edge_id(t.head, t.relation, t.tail) not in self._triple_index]
+        fresh = IngestPlan([plan.entities[i] for i in keep_e], [plan.relations[i] for i in keep_r], triples, plan.triples_read)
+        return fresh, entity_vecs[keep_e], relation_vecs[keep_r]
 
     def _apply_in_memory(self, plan: IngestPlan, entity_vecs: np.ndarray, relation_vecs: np.ndarray) -> None:
         for entity, vec in zip(plan.entities, entity_vecs):
@@ -310,6 +320,21 @@ class GraphStore:
         out = [self._triple_at(name, v, d) for _, v, d in self.graph.out_edges(name, data=True)]
         inc = [self._triple_at(u, name, d) for u, _, d in self.graph.in_edges(name, data=True)]
         return out + inc
+
+    def entity_view(self, name: str) -> EntityView:
+        """An entity with every stored fact that touches it, each with its edge id."""
+        entity = self.get_entity(name)
+        if entity is None:
+            raise NotFoundError(f"no entity named {name!r} in the graph")
+        facts = [
+            Fact(**triple.model_dump(), edge_id=edge_id(triple.head, triple.relation, triple.tail))
+            for triple in self.neighbours(name)
+        ]
+        return EntityView(
+            entity=entity,
+            outgoing=[f for f in facts if f.head == name],
+            incoming=[f for f in facts if f.head != name],
+        )
 
     @staticmethod
     def _triple_at(head: str, tail: str, data: dict) -> Triple:

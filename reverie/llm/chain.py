@@ -174,4 +174,4 @@ def _local(settings: Settings) -> LLMBackend:
 def _ollama(settings: Settings) -> LLMBackend:
     from reverie.llm.ollama_backend import OllamaLLM
 
-    return OllamaLLM(settings.ollama_host, settings.ollama_model, settings.ollama_timeout_s)
+    return OllamaLLM(settings.ollama_host, settings.ollama_model, settings.ollama_timeout_s, settings.ollama_api_key)

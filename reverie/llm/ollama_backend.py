@@ -18,11 +18,13 @@ _UNAVAILABLE = (ConnectionError, httpx.TransportError, ollama.ResponseError)
 class OllamaLLM:
     name = "ollama"
 
-    def __init__(self, host: str, model: str, timeout_s: float):
+    def __init__(self, host: str, model: str, timeout_s: float, api_key: str | None = None):
         self.host = host
         self.model = model
         self.timeout_s = timeout_s
-        self._client = ollama.Client(host=host, timeout=timeout_s)
+        # A bearer key for servers behind one (Reverie's own Ollama face with REVERIE_API_KEY set).
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._client = ollama.Client(host=host, timeout=timeout_s, headers=headers)
 
     def _request(self, prompt: str, system: str | None, temperature: float, top_k: int,
                  max_new_tokens: int, seed: int | None) -> dict[str, Any]:

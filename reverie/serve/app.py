@@ -1,52 +1,344 @@
-"""The HTTP API: POST /v1/query, GET /healthz, and the OpenAPI page at /docs.
+"""The HTTP API on Ray Serve: a FastAPI ingress over three deployments, composed by handles.
 
+    ReverieAPI (ingress, FastAPI) --handle--> Dreams      link, retrieve, dream (rollout tasks), arbitrate;
+                                 |                          ingest, feedback, entity views (the Pipeline)
+                                 |                          --handle--> TextEncoder   (encode)
+                                 |                          --handle--> LLM           (verbalize)
+                                 +--handle--> LLM           streamed answers, Ollama generation
+
+Dreams and TextEncoder autoscale (see config.yaml beside this file); the graph store, arbiter,
+memory and feedback log stay single named actors, because the embedded Qdrant store takes a lock.
 Errors are JSON: a ReverieError maps to its status with {"detail": message}; a body that fails
-validation gets FastAPI's 422 naming the field.
+validation gets 422 naming the field. Request bodies are parsed as JSON, form data or text:
+nothing a client sends is unpickled.
 """
 
+import json
+import re
+import tempfile
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import ValidationError
 from ray import serve
+from ray.exceptions import RayTaskError
+from ray.serve.handle import DeploymentHandle
 
-from reverie.config import Settings
-from reverie.errors import ReverieError
-from reverie.schemas import GraphStats, Query, Verdict
+from reverie.config import Settings, offline_hub
+from reverie.errors import IngestError, ReverieError
+from reverie.schemas import EntityView, Feedback, FeedbackRecord, GraphStats, IngestReport, IngestRequest, Query, Verdict
+from reverie.serve import ollama_api
+from reverie.serve.guard import Guard, RequestRecorder
+from reverie.serve.metrics import PROMETHEUS_TEXT, cluster_metrics
+
+APP_NAME = "reverie"
+SSE = "text/event-stream"
 
 api = FastAPI(title="Reverie", version="0.1.0", description="Ask a knowledge graph; get an answer with its chain and provenance.")
 
 
 @api.exception_handler(ReverieError)
-async def _reverie_error(_: Request, exc: ReverieError) -> JSONResponse:
-    return JSONResponse(status_code=exc.status, content={"detail": exc.message})
+async def _reverie_error(request: Request, exc: ReverieError) -> JSONResponse:
+    content = {"detail": exc.message}
+    if request.url.path.startswith("/api/"):
+        content["error"] = exc.message  # the key Ollama clients read
+    return JSONResponse(status_code=exc.status, content=content)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=32)
-@serve.ingress(api)
-class ReverieAPI:
+async def _result(response):
+    """Await a deployment's reply, re-raising the user's error rather than Ray's wrapper."""
+    try:
+        return await response
+    except RayTaskError as exc:
+        if isinstance(exc.cause, ReverieError):
+            raise exc.cause from None
+        raise
+
+
+def _validation_error(exc: ValidationError) -> RequestValidationError:
+    """A pydantic error in a body parsed by hand, shaped as FastAPI's own 422 (loc starts at body)."""
+    errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_context=False)]
+    return RequestValidationError(errors)
+
+
+def _sse(event: str, data: dict) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+@serve.deployment(name="TextEncoder", ray_actor_options={"num_cpus": 0},
+                  autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8})
+class EncoderDeployment:
+    def __init__(self, threads: int):
+        import torch
+
+        from reverie.encoders import TextEncoder
+
+        offline_hub()
+        torch.set_num_threads(threads)  # Ray gives a replica that reserves no CPU one thread
+        self.encoder = TextEncoder()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.encode(texts)
+
+
+@serve.deployment(name="LLM", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=8)
+class LLMDeployment:
     def __init__(self, settings: dict):
+        import torch
+
+        from reverie.llm import build_chain
+
+        offline_hub()
+        self.settings = Settings(**settings)
+        torch.set_num_threads(self.settings.model_threads)
+        self.chain = build_chain(self.settings)
+        for backend in self.chain.backends:  # load now, not on the first question
+            if hasattr(backend, "load"):
+                backend.load()
+
+    def verbalize(self, question: str, chain, seed: int | None = None) -> tuple[str, str]:
+        from reverie.llm import verbalize
+
+        return verbalize(question, chain, self.chain, self.settings, seed=seed)
+
+    def stream_answer(self, question: str, chain, seed: int | None = None):
+        """{"token": piece} as the model writes, then {"answer", "backend"}: the checked sentence,
+        or the chain's template sentence when the model's is not grounded in the chain."""
+        from reverie.llm.verbalize import TEMPLATE_BACKEND, grounded_sentence, stream_verbalize, template_sentence
+
+        streamed = stream_verbalize(question, chain, self.chain, self.settings, seed=seed)
+        for piece in streamed:
+            yield {"token": piece}
+        if streamed.backend == TEMPLATE_BACKEND:
+            yield {"answer": streamed.text, "backend": TEMPLATE_BACKEND}
+            return
+        sentence = grounded_sentence(streamed.text, question, chain)
+        if sentence is None:
+            yield {"answer": template_sentence(question, chain), "backend": TEMPLATE_BACKEND}
+        else:
+            yield {"answer": sentence, "backend": streamed.backend}
+
+    def generate(self, prompt: str, system: str | None, options: dict):
+        """Plain generation, piece by piece, for the Ollama endpoints."""
+        s = self.settings
+        yield from self.chain.stream(
+            prompt,
+            system=system,
+            temperature=s.temperature if options.get("temperature") is None else options["temperature"],
+            top_k=options.get("top_k") or s.top_k,
+            max_new_tokens=options.get("num_predict") or s.max_new_tokens,
+            seed=options.get("seed"),
+        )
+
+
+@serve.deployment(name="Dreams", ray_actor_options={"num_cpus": 0}, health_check_period_s=10, health_check_timeout_s=60,
+                  autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4})
+class DreamsDeployment:
+    """The Pipeline: its rollouts run as Ray tasks, so a replica mostly waits and reserves no CPU."""
+
+    def __init__(self, settings: dict, encoder: DeploymentHandle, llm: DeploymentHandle):
+        import ray
+
+        from reverie.actors import Services
         from reverie.pipeline import Pipeline
 
         self.settings = Settings(**settings)
-        self.pipeline = Pipeline(self.settings)
-        self.pipeline.services.warm_up()  # the first request should not pay for model loading
+        self.pipeline = Pipeline(self.settings, Services.start(self.settings, encoder=encoder, llm=llm))
+        ray.get(self.pipeline.services.store.open_index.remote())
 
-    @api.get("/healthz")
-    def healthz(self) -> dict:
+    def check_health(self) -> None:
+        import ray
+
+        ray.get(self.pipeline.services.store.stats.remote(), timeout=30)
+
+    def answer(self, query: Query) -> Verdict:
+        return self.pipeline.answer(query)
+
+    def ingest(self, request: IngestRequest) -> IngestReport:
+        return self.pipeline.ingest(request.triples, request.entities, source=request.source)
+
+    def feedback(self, feedback: Feedback) -> FeedbackRecord:
+        return self.pipeline.feedback(feedback)
+
+    def entity(self, name: str) -> EntityView:
+        return self.pipeline.entity(name)
+
+    def stats(self) -> GraphStats:
         from reverie.pipeline import get
 
-        stats: GraphStats = get(self.pipeline.services.store.stats.remote())
+        return get(self.pipeline.services.store.stats.remote())
+
+
+_INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/IngestRequest"}},
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary", "description": "a .tsv, .txt, .csv or .jsonl file of triples"}}}
+            },
+        },
+    }
+}
+
+
+@serve.deployment(name="ReverieAPI", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
+@serve.ingress(api)
+class ReverieAPI:
+    def __init__(self, settings: dict, dreams: DeploymentHandle, llm: DeploymentHandle):
+        self.settings = Settings(**settings)
+        self.dreams = dreams
+        self.llm = llm
+        api.add_middleware(Guard, api_key=self.settings.api_key, max_body_bytes=self.settings.max_body_bytes, recorder=RequestRecorder())
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        stats: GraphStats = await _result(self.dreams.stats.remote())
         return {"status": "ok", "graph": stats.model_dump()}
 
-    @api.post("/v1/query", response_model=Verdict)
-    def query(self, query: Query) -> Verdict:
-        # A sync endpoint: FastAPI runs it in its thread pool while it waits on the actors.
-        return self.pipeline.answer(query)
+    @api.get("/metrics", response_class=PlainTextResponse)
+    async def metrics(self) -> PlainTextResponse:
+        """Prometheus text: Ray's own metrics and Reverie's (ray_reverie_*), from every node."""
+        return PlainTextResponse(await cluster_metrics(), media_type=PROMETHEUS_TEXT)
+
+    @api.post("/v1/query", response_model=Verdict, responses={200: {"content": {SSE: {}}, "description": "The Verdict, or with `stream: true` server-sent events: `token` events, then one `verdict` event."}})
+    async def query(self, query: Query):
+        if not query.stream:
+            return await _result(self.dreams.answer.remote(query))
+        # Errors (no match, empty graph) must still be a 4xx, so the dreams finish before the stream opens.
+        verdict: Verdict = await _result(self.dreams.answer.remote(query.model_copy(update={"verbalize": False})))
+        return StreamingResponse(self._events(query, verdict), media_type=SSE)
+
+    async def _events(self, query: Query, verdict: Verdict) -> AsyncIterator[bytes]:
+        if query.verbalize:
+            start = time.perf_counter()
+            async for item in self.llm.options(stream=True).stream_answer.remote(query.question, verdict.chain, query.seed):
+                if "token" in item:
+                    yield _sse("token", {"text": item["token"]})
+                else:
+                    timings = {**verdict.timings_ms, "verbalize": round((time.perf_counter() - start) * 1000, 2)}
+                    verdict = verdict.model_copy(update={"answer": item["answer"], "backend": item["backend"], "timings_ms": timings})
+        yield _sse("verdict", verdict.model_dump(mode="json"))
+
+    @api.post("/v1/ingest", response_model=IngestReport, openapi_extra=_INGEST_BODY)
+    async def ingest(self, request: Request) -> IngestReport:
+        """Triples as JSON (IngestRequest), or a file as multipart form data (field `file`)."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            try:
+                body = IngestRequest.model_validate_json(await request.body())
+            except ValidationError as exc:
+                raise _validation_error(exc) from None
+        elif kind == "multipart/form-data":
+            body = await self._uploaded(request)
+        else:
+            return JSONResponse(status_code=415, content={"detail": f"send application/json or multipart/form-data with a `file` field, not {kind or 'no content type'!r}"})
+        return await _result(self.dreams.ingest.remote(body))
+
+    @staticmethod
+    async def _uploaded(request: Request) -> IngestRequest:
+        from starlette.datastructures import UploadFile
+
+        from reverie.graph_store.datasets import read_file
+
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise RequestValidationError([{"type": "missing", "loc": ("body", "file"), "msg": "a file field named `file` is required", "input": None}])
+        # The file keeps its name (made safe) so errors read "triples.tsv:3: ..." as in the CLI.
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload.filename or "").name)[:100] or "upload.tsv"
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / name
+            path.write_bytes(await upload.read())
+            try:
+                triples, entities = read_file(path)
+            except IngestError as exc:
+                raise IngestError(exc.message.replace(f"{folder}/", "")) from None
+        if not triples:
+            raise ReverieError(f"{name}: no triples in the file")
+        return IngestRequest.model_construct(triples=triples, entities=entities, source=name)
+
+    @api.post("/v1/feedback", response_model=FeedbackRecord)
+    async def feedback(self, feedback: Feedback) -> FeedbackRecord:
+        """Rate a verdict (good, bad or neutral, with a note); kept as a dataset under REVERIE_HOME/feedback."""
+        return await _result(self.dreams.feedback.remote(feedback))
+
+    @api.get("/v1/graph/entities/{entity_id:path}", response_model=EntityView)
+    async def entity(self, entity_id: str) -> EntityView:
+        return await _result(self.dreams.entity.remote(entity_id))
+
+    # ---------- the Ollama face ----------
+    @api.get("/api/tags")
+    async def ollama_tags(self) -> dict:
+        return ollama_api.tags()
+
+    @api.get("/api/version")
+    async def ollama_version(self) -> dict:
+        return {"version": "0.6.0"}
+
+    @api.post("/api/generate")
+    async def ollama_generate(self, request: ollama_api.GenerateRequest):
+        model = ollama_api.model_name(request.model)
+        if model == ollama_api.REASONING_MODEL:
+            pieces = await self._reasoned(request.prompt, request.options.seed, "prompt")
+        else:
+            pieces = self._generated(request.prompt, request.system, request.options)
+        return await self._ollama_reply("generate", request.model, request.stream, pieces)
+
+    @api.post("/api/chat")
+    async def ollama_chat(self, request: ollama_api.ChatRequest):
+        model = ollama_api.model_name(request.model)
+        try:
+            system, prompt = request.system_and_prompt()
+        except ValueError as exc:
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", "messages"), "msg": str(exc), "input": None}]) from None
+        if model == ollama_api.REASONING_MODEL:
+            pieces = await self._reasoned(request.messages[-1].content, request.options.seed, "messages")
+        else:
+            pieces = self._generated(prompt, system, request.options)
+        return await self._ollama_reply("chat", request.model, request.stream, pieces)
+
+    async def _reasoned(self, question: str, seed: int | None, field: str) -> AsyncIterator[str]:
+        """The reasoning model's reply, computed before the reply opens so that errors are 4xx."""
+        try:
+            query = Query(question=question, seed=seed)
+        except ValidationError as exc:
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", field), "msg": exc.errors()[0]["msg"], "input": None}]) from None
+        verdict: Verdict = await _result(self.dreams.answer.remote(query))
+
+        async def pieces() -> AsyncIterator[str]:
+            yield ollama_api.verdict_text(verdict)
+
+        return pieces()
+
+    async def _generated(self, prompt: str, system: str | None, options: ollama_api.OllamaOptions) -> AsyncIterator[str]:
+        async for piece in self.llm.options(stream=True).generate.remote(prompt, system, options.model_dump()):
+            yield piece
+
+    @staticmethod
+    async def _ollama_reply(kind, model: str, stream: bool, pieces: AsyncIterator[str]):
+        if stream:
+            return StreamingResponse(ollama_api.ndjson_lines(kind, model, pieces), media_type=ollama_api.NDJSON)
+        return await ollama_api.whole_reply(kind, model, pieces)
 
 
 def build_app(settings: Settings):
-    return ReverieAPI.bind(settings.model_dump(mode="json"))
+    """The application graph: handles to the encoder and the LLM go into Dreams, and to Dreams and the LLM into the ingress."""
+    config = settings.model_dump(mode="json")
+    encoder = EncoderDeployment.bind(settings.model_threads)
+    llm = LLMDeployment.bind(config)
+    dreams = DreamsDeployment.bind(config, encoder, llm)
+    return ReverieAPI.bind(config, dreams, llm)
+
+
+def app_builder(args: dict):
+    """For `serve deploy` / `serve run` with config.yaml: REVERIE_* settings, overridden by the config's `args`."""
+    return build_app(Settings(**(args or {})))
 
 
 def run(settings: Settings, blocking: bool = False) -> str:
@@ -55,7 +347,7 @@ def run(settings: Settings, blocking: bool = False) -> str:
 
     init_ray(settings)
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    serve.run(build_app(settings), name="reverie", route_prefix="/")
+    serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
     url = f"http://{settings.host}:{settings.port}"
     if blocking:
         print(f"Reverie is serving on {url} (OpenAPI page: {url}/docs); Ctrl-C stops it", flush=True)

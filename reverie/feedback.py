@@ -1,0 +1,64 @@
+"""Ratings of verdicts, kept as a dataset for later learning: one JSON line per rating.
+
+The log remembers the last verdicts it was shown, so a client can rate a verdict by its id.
+Every rating rewrites the file to a temporary name and renames it into place: a reader (or a
+crash) sees the old dataset or the new one, never a half-written line.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+from reverie.errors import NotFoundError, ReverieError
+from reverie.schemas import Feedback, FeedbackRecord, Verdict
+
+FEEDBACK_FILE = "feedback.jsonl"
+
+
+class FeedbackLog:
+    def __init__(self, folder: Path, remember_last: int = 10_000):
+        self.path = Path(folder) / FEEDBACK_FILE
+        self.remember_last = remember_last
+        self._verdicts: OrderedDict[str, Verdict] = OrderedDict()
+
+    def remember(self, verdict: Verdict) -> None:
+        self._verdicts[verdict.id] = verdict
+        self._verdicts.move_to_end(verdict.id)
+        while len(self._verdicts) > self.remember_last:
+            self._verdicts.popitem(last=False)
+
+    def rate(self, feedback: Feedback) -> FeedbackRecord:
+        verdict = feedback.verdict or self._verdicts.get(feedback.verdict_id)
+        if verdict is None:
+            raise NotFoundError(
+                f"no verdict {feedback.verdict_id!r} among the last {self.remember_last} answers; send the verdict itself in `verdict`"
+            )
+        if verdict.id != feedback.verdict_id:
+            raise ReverieError(f"verdict_id {feedback.verdict_id!r} does not match the id of the verdict sent ({verdict.id!r})")
+        record = FeedbackRecord(
+            verdict_id=verdict.id,
+            rating=feedback.rating,
+            note=feedback.note,
+            question=verdict.question,
+            answer_entity=verdict.answer_entity,
+            chain=verdict.chain,
+            policy=verdict.policy,
+        )
+        self._append(record.model_dump_json() + "\n")
+        return record
+
+    def _append(self, line: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        old = self.path.read_bytes() if self.path.exists() else b""
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        with open(tmp, "wb") as out:
+            out.write(old + line.encode())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.path)
+
+    def records(self) -> list[FeedbackRecord]:
+        if not self.path.exists():
+            return []
+        return [FeedbackRecord.model_validate_json(line) for line in self.path.read_text().splitlines() if line]

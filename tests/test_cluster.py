@@ -1,0 +1,230 @@
+"""The `ray up` configs (cluster.yaml, cluster.aws.yaml) and a real two-node Ray cluster on this machine.
+
+The two-node test starts a head and a second node with `ray start --block` in their own process
+groups and ends exactly those groups (never `ray stop`, which would end every Ray on the machine).
+Nothing in this file calls ray.init in the pytest process: other tests' session cluster may live here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the virtualenv's bin: ray, reverie
+CONFIGS = ["cluster.yaml", "cluster.aws.yaml"]
+QUESTION = "What happens when you drop a glass cup?"
+BRANCHES, PER_TASK = 1024, 64
+
+
+def _config(name: str) -> dict:
+    return yaml.safe_load((REPO / name).read_text())
+
+
+# ---- the configs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_validates_against_rays_schema(name):
+    """What `ray up` does before it touches a node: fill in the provider's defaults, then check
+    Ray's JSON schema and its own rules (no network, no ssh)."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = _config(name)
+    prepared = prepare_config(config)
+    validate_config(prepared)
+    assert prepared["head_node_type"] in prepared["available_node_types"]
+    if config["provider"]["type"] == "local":
+        assert config["provider"]["head_ip"] and config["provider"]["worker_ips"]
+    else:
+        assert config["provider"]["type"] == "aws" and config["provider"]["region"]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_installs_reverie_and_starts_the_server(name):
+    config = _config(name)
+    assert config["file_mounts"] == {"~/reverie": "."}
+    assert "cd ~/reverie && make install" in config["setup_commands"]
+    head, workers = config["head_start_ray_commands"], config["worker_start_ray_commands"]
+    ray_head = [i for i, c in enumerate(head) if "ray start --head --port=6379" in c]
+    serve = [i for i, c in enumerate(head) if re.search(r"nohup \S*reverie --address auto serve .*&", c)]
+    assert len(ray_head) == 1 and len(serve) == 1 and ray_head[0] < serve[0], head
+    assert "--autoscaling-config=~/ray_bootstrap_config.yaml" in head[ray_head[0]]
+    assert any("ray start --address=$RAY_HEAD_IP:6379" in c for c in workers)
+    for command in config["setup_commands"] + head + workers:
+        check = subprocess.run(["bash", "-n", "-c", command], capture_output=True, text=True)
+        assert check.returncode == 0, (command, check.stderr)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_sets_one_auth_mode_everywhere(name):
+    """A node whose RAY_AUTH_MODE differs from the head's cannot join, so every command that starts
+    Ray or Reverie, and the login environment, must say the same mode."""
+    config = _config(name)
+    starters = [c for c in config["head_start_ray_commands"] + config["worker_start_ray_commands"] if re.search(r"ray start|reverie .*serve", c)]
+    env_file = [c for c in config["setup_commands"] if "> ~/.reverie_env" in c]
+    modes = [re.findall(r"\bRAY_AUTH_MODE=(\w+)", c) for c in starters + env_file]
+    assert all(len(m) == 1 for m in modes), modes
+    assert {m[0] for m in modes} == {"disabled"}
+
+
+def test_login_environment_puts_reverie_on_the_path(tmp_path):
+    """Run the setup commands that write ~/.reverie_env (all but the installs) in a scratch HOME,
+    twice, then read the environment a `ray` command or a `ray attach` shell gets."""
+    commands = [c for c in _config("cluster.yaml")["setup_commands"] if "make install" not in c]
+    env = {"HOME": str(tmp_path), "PATH": os.environ["PATH"]}
+    for command in commands + commands:
+        subprocess.run(["bash", "-c", command], env=env, check=True)
+    assert (tmp_path / ".bashrc").read_text().count("source ~/.reverie_env") == 1
+    out = subprocess.run(["bash", "-c", "source ~/.bashrc; echo $RAY_AUTH_MODE; echo $PATH"], env=env, capture_output=True, text=True, check=True)
+    mode, path = out.stdout.splitlines()
+    assert mode == "disabled" and path.split(":")[0] == f"{tmp_path}/reverie/.venv/bin"
+
+
+def test_aws_config_runs_the_same_commands_as_the_local_one():
+    local, aws = _config("cluster.yaml"), _config("cluster.aws.yaml")
+    assert aws["head_start_ray_commands"] == local["head_start_ray_commands"]
+    assert aws["worker_start_ray_commands"] == local["worker_start_ray_commands"]
+    assert aws["setup_commands"][-len(local["setup_commands"]):] == local["setup_commands"]
+    for key in ("rsync_exclude", "rsync_filter", "file_mounts"):
+        assert aws[key] == local[key]
+
+
+# ---- a two-node cluster on this machine -----------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """This process's environment without Ray or Reverie settings, with token auth off."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "REVERIE_"))}
+    env.update(RAY_AUTH_MODE="disabled", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **extra)
+    return env
+
+
+def _end_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM the process group `proc` leads, then SIGKILL whatever is left after `timeout`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                proc.wait(timeout=0.2)
+                os.killpg(proc.pid, 0)  # raises once every member of the group is gone
+            except subprocess.TimeoutExpired:
+                continue
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+    proc.wait(timeout=10)
+
+
+def _pids_using(path: str) -> list[int]:
+    """Processes whose command line names `path` (Ray processes started under our temp dir)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if path.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _run(args: list[str], env: dict[str, str], timeout: float = 240) -> str:
+    proc = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc.stdout
+
+
+ALIVE = "import json, sys, ray; ray.init(address=sys.argv[1], log_to_driver=False); print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))"
+
+
+@pytest.fixture
+def two_nodes():
+    """A head and a second node on 127.0.0.1, one CPU each; yields (address, alive node ids)."""
+    temp_dir = tempfile.mkdtemp(prefix="rv-cluster-")  # short: Ray's socket paths live under it
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    common = ["--block", "--num-cpus=1", "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
+    nodes: list[subprocess.Popen] = []
+    try:
+        for extra in (
+            ["--head", f"--port={port}", f"--ray-client-server-port={_free_port()}"],
+            [f"--address={address}"],
+        ):
+            args = [str(BIN / "ray"), "start", *common, *extra, f"--dashboard-agent-listen-port={_free_port()}"]
+            log = open(Path(temp_dir) / f"ray-start-{len(nodes)}.log", "w")
+            nodes.append(subprocess.Popen(args, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            log.close()
+        deadline, alive = time.monotonic() + 180, []
+        while len(alive) < 2:
+            assert time.monotonic() < deadline, f"nodes alive after 180 s: {alive}"
+            assert all(n.poll() is None for n in nodes), "ray start exited: " + " | ".join(p.read_text()[-2000:] for p in Path(temp_dir).glob("ray-start-*.log"))
+            probe = subprocess.run([sys.executable, "-c", ALIVE, address], env=_env(), capture_output=True, text=True, timeout=120)
+            alive = json.loads(probe.stdout.splitlines()[-1]) if probe.returncode == 0 and probe.stdout.strip() else []
+            if len(alive) < 2:
+                time.sleep(1)
+        yield address, alive
+    finally:
+        for node in reversed(nodes):
+            _end_group(node)
+        for pid in _pids_using(temp_dir):  # anything that left the groups
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _ask(env: dict[str, str], *address: str) -> dict:
+    reverie = str(BIN / "reverie")
+    _run([reverie, *address, "ingest", "--dataset", "world", "--quiet"], env)
+    out = _run([reverie, *address, "ask", QUESTION, "--json", "--no-llm", "--seed", "0", "--branches", str(BRANCHES)], env)
+    return json.loads(out)
+
+
+def _reasoning(verdict: dict) -> dict:
+    """What must not depend on where the rollouts ran."""
+    return {
+        "answer_entity": verdict["answer_entity"],
+        "steps": [(s["what"], s["action"], s["result"], s["edge_id"]) for s in verdict["chain"]["steps"]],
+        "candidates": [(c["answer"], c["votes"]) for c in verdict["candidates"]],
+        "rollouts": verdict["rollouts"],
+    }
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_two_node_cluster_spreads_rollouts_and_keeps_the_answer(two_nodes, tmp_path):
+    address, alive = two_nodes
+    on_cluster = _ask(_env(REVERIE_HOME=str(tmp_path / "cluster-home"), REVERIE_ROLLOUTS_PER_TASK=str(PER_TASK)), "--address", address)
+    nodes = on_cluster["nodes"]
+    assert sorted(nodes) == sorted(alive), (nodes, alive)
+    assert all(n > 0 for n in nodes.values()) and sum(nodes.values()) == BRANCHES, nodes
+
+    # The same question on a single-node Ray of its own (no address, RAY_ADDRESS unset by _env).
+    alone = _ask(_env(REVERIE_HOME=str(tmp_path / "local-home"), REVERIE_ROLLOUTS_PER_TASK=str(PER_TASK)))
+    assert len(alone["nodes"]) == 1 and sum(alone["nodes"].values()) == BRANCHES
+    assert not set(alone["nodes"]) & set(alive), "the single-node run joined the test cluster"
+    assert _reasoning(on_cluster) == _reasoning(alone)
+    assert on_cluster["answer_entity"] == "shatters"
