@@ -6,6 +6,7 @@ Nothing in this file calls ray.init in the pytest process: other tests' session 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -111,96 +112,118 @@ def _free_port() -> int:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    """This process's environment without Ray or Reverie settings, with token auth off."""
+    """This process's environment without Ray or Reverie settings (so no RAY_ADDRESS), token auth off."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "REVERIE_"))}
     env.update(RAY_AUTH_MODE="disabled", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **extra)
     return env
 
 
-def _end_group(proc: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM the process group `proc` leads, then SIGKILL whatever is left after `timeout`."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                proc.wait(timeout=0.2)
-                os.killpg(proc.pid, 0)  # raises once every member of the group is gone
-            except subprocess.TimeoutExpired:
-                continue
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, pgrp, ...), or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _tree(root: int) -> list[tuple[int, str]]:
+    """(pid, start time) of root and every process below it. Ray's workers leave the process group
+    of the `ray start` that made them, so ending the group alone could miss them."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    pids, i = [root], 0
+    while i < len(pids):
+        pids += children.get(pids[i], [])
+        i += 1
+    return [(pid, fields[19]) for pid in pids if (fields := _stat(pid))]
+
+
+def _running(pid: int, start: str) -> bool:
+    fields = _stat(pid)
+    return fields is not None and fields[19] == start and fields[0] != "Z"
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM the process group `proc` leads (it was started with start_new_session), wait for it and
+    every process below it, then SIGKILL what is left: only processes this test started."""
+    tree = _tree(proc.pid)[1:]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (proc.poll() is None or any(_running(*p) for p in tree)):
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pid, start in tree:
+        if _running(pid, start):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=10)
 
 
-def _pids_using(path: str) -> list[int]:
-    """Processes whose command line names `path` (Ray processes started under our temp dir)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if path.encode() in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
+def _run(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a command in a session of its own; whatever happens, it and its children are ended."""
+    proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        _stop(proc)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
-def _run(args: list[str], env: dict[str, str], timeout: float = 240) -> str:
-    proc = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc.stdout
+def _check(args: list[str], env: dict[str, str]) -> str:
+    done = _run(args, env)
+    assert done.returncode == 0, f"{args} exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    return done.stdout
 
 
 ALIVE = "import json, sys, ray; ray.init(address=sys.argv[1], log_to_driver=False); print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))"
 
 
+def _alive(address: str) -> list[str]:
+    probe = _run([sys.executable, "-c", ALIVE, address], _env(), timeout=120)
+    lines = probe.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if probe.returncode == 0 and lines else []
+
+
 @pytest.fixture
 def two_nodes():
-    """A head and a second node on 127.0.0.1, one CPU each; yields (address, alive node ids)."""
+    """A head and a second node on this machine, one CPU each; yields (address, alive node ids)."""
     temp_dir = tempfile.mkdtemp(prefix="rv-cluster-")  # short: Ray's socket paths live under it
     port = _free_port()
     address = f"127.0.0.1:{port}"
-    common = ["--block", "--num-cpus=1", "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
+    # Ray's own ports that have fixed defaults get free ones, so other clusters here do not collide.
+    common = ["--block", "--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
+    head = ["--head", f"--port={port}", "--include-dashboard=false", f"--ray-client-server-port={_free_port()}"]
+    env = _env(RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")  # SIGTERM ends a node now, not after 30 s
     nodes: list[subprocess.Popen] = []
+    logs = [Path(temp_dir) / f"ray-start-{i}.log" for i in range(2)]
     try:
-        for extra in (
-            ["--head", f"--port={port}", f"--ray-client-server-port={_free_port()}"],
-            [f"--address={address}"],
-        ):
+        for log, extra in zip(logs, (head, [f"--address={address}"])):
             args = [str(BIN / "ray"), "start", *common, *extra, f"--dashboard-agent-listen-port={_free_port()}"]
-            log = open(Path(temp_dir) / f"ray-start-{len(nodes)}.log", "w")
-            nodes.append(subprocess.Popen(args, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-            log.close()
+            with open(log, "w") as out:
+                nodes.append(subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
         deadline, alive = time.monotonic() + 180, []
         while len(alive) < 2:
             assert time.monotonic() < deadline, f"nodes alive after 180 s: {alive}"
-            assert all(n.poll() is None for n in nodes), "ray start exited: " + " | ".join(p.read_text()[-2000:] for p in Path(temp_dir).glob("ray-start-*.log"))
-            probe = subprocess.run([sys.executable, "-c", ALIVE, address], env=_env(), capture_output=True, text=True, timeout=120)
-            alive = json.loads(probe.stdout.splitlines()[-1]) if probe.returncode == 0 and probe.stdout.strip() else []
-            if len(alive) < 2:
-                time.sleep(1)
+            assert all(n.poll() is None for n in nodes), "ray start exited:\n" + "\n".join(log.read_text()[-2000:] for log in logs)
+            alive = _alive(address)
         yield address, alive
     finally:
         for node in reversed(nodes):
-            _end_group(node)
-        for pid in _pids_using(temp_dir):  # anything that left the groups
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _stop(node)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _ask(env: dict[str, str], *address: str) -> dict:
+    """Ingest the built-in world into env's REVERIE_HOME, then ask; the Verdict as a dict."""
     reverie = str(BIN / "reverie")
-    _run([reverie, *address, "ingest", "--dataset", "world", "--quiet"], env)
-    out = _run([reverie, *address, "ask", QUESTION, "--json", "--no-llm", "--seed", "0", "--branches", str(BRANCHES)], env)
-    return json.loads(out)
+    _check([reverie, *address, "ingest", "--dataset", "world", "--quiet"], env)
+    return json.loads(_check([reverie, *address, "ask", QUESTION, "--json", "--no-llm", "--seed", "0", "--branches", str(BRANCHES)], env))
 
 
 def _reasoning(verdict: dict) -> dict:
@@ -217,14 +240,14 @@ def _reasoning(verdict: dict) -> dict:
 @pytest.mark.slow
 def test_two_node_cluster_spreads_rollouts_and_keeps_the_answer(two_nodes, tmp_path):
     address, alive = two_nodes
-    on_cluster = _ask(_env(REVERIE_HOME=str(tmp_path / "cluster-home"), REVERIE_ROLLOUTS_PER_TASK=str(PER_TASK)), "--address", address)
+    per_task = {"REVERIE_ROLLOUTS_PER_TASK": str(PER_TASK)}  # 1024 rollouts = 16 tasks
+    on_cluster = _ask(_env(REVERIE_HOME=str(tmp_path / "cluster-home"), **per_task), "--address", address)
     nodes = on_cluster["nodes"]
     assert sorted(nodes) == sorted(alive), (nodes, alive)
     assert all(n > 0 for n in nodes.values()) and sum(nodes.values()) == BRANCHES, nodes
 
-    # The same question on a single-node Ray of its own (no address, RAY_ADDRESS unset by _env).
-    alone = _ask(_env(REVERIE_HOME=str(tmp_path / "local-home"), REVERIE_ROLLOUTS_PER_TASK=str(PER_TASK)))
-    assert len(alone["nodes"]) == 1 and sum(alone["nodes"].values()) == BRANCHES
+    # The same question on a single-node Ray of its own: no --address, and _env drops RAY_ADDRESS.
+    alone = _ask(_env(REVERIE_HOME=str(tmp_path / "local-home"), **per_task))
+    assert len(alone["nodes"]) == 1 and sum(alone["nodes"].values()) == BRANCHES, alone["nodes"]
     assert not set(alone["nodes"]) & set(alive), "the single-node run joined the test cluster"
     assert _reasoning(on_cluster) == _reasoning(alone)
-    assert on_cluster["answer_entity"] == "shatters"

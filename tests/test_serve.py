@@ -1,12 +1,24 @@
-"""Ray Serve over real HTTP on 127.0.0.1, on the session's cluster and the built-in world."""
+"""Ray Serve over real HTTP on 127.0.0.1, on the session's cluster and the built-in world.
+
+The app runs with an API key, so every request here sends it, except those that check the 401.
+The fault tests kill parts of the running app and come last.
+"""
+import json
+import pickle
 import socket
+import threading
+import time
 
 import httpx
+import ollama
 import pytest
 
 from reverie.graph_store.world import SAMPLE_QUESTION
 
 pytestmark = pytest.mark.ray
+
+API_KEY = "test-key-7f3a"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def free_port() -> int:
@@ -16,23 +28,73 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def base_url(world_pipeline, world_settings):
+def served(world_pipeline, world_settings):
     from ray import serve
 
     from reverie.serve.app import run
 
-    url = run(world_settings.model_copy(update={"port": free_port()}))
-    yield url
+    settings = world_settings.model_copy(update={"port": free_port(), "api_key": API_KEY, "max_body_bytes": 64 * 1024})
+    url = run(settings)
+    yield url, settings
     serve.shutdown()
 
 
-def test_query_returns_the_verdict(base_url):
-    reply = httpx.post(f"{base_url}/v1/query", json={"question": SAMPLE_QUESTION, "seed": 0, "verbalize": False}, timeout=120)
+@pytest.fixture(scope="module")
+def base_url(served):
+    return served[0]
+
+
+@pytest.fixture(scope="module")
+def http(base_url):
+    with httpx.Client(base_url=base_url, headers=AUTH, timeout=120) as client:
+        yield client
+
+
+def stats(http) -> dict:
+    return http.get("/healthz").json()["graph"]
+
+
+# ---------- asking ----------
+def test_query_returns_the_verdict(http):
+    reply = http.post("/v1/query", json={"question": SAMPLE_QUESTION, "seed": 0, "verbalize": False})
     assert reply.status_code == 200, reply.text
     verdict = reply.json()
     assert verdict["answer_entity"] == "shatters"
     assert [s["result"] for s in verdict["chain"]["steps"]] == ["glass", "brittle", "shatters"]
     assert verdict["candidates"][0]["votes"] >= 1
+    assert sum(verdict["nodes"].values()) == verdict["rollouts"]
+
+
+def read_events(reply: httpx.Response) -> list[tuple[str, dict]]:
+    events, name = [], None
+    for line in reply.iter_lines():
+        if line.startswith("event: "):
+            name = line[len("event: "):]
+        elif line.startswith("data: "):
+            events.append((name, json.loads(line[len("data: "):])))
+    return events
+
+
+def test_streamed_query_sends_tokens_then_the_verdict(http):
+    with http.stream("POST", "/v1/query", json={"question": SAMPLE_QUESTION, "seed": 0, "stream": True}) as reply:
+        assert reply.status_code == 200
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        events = read_events(reply)
+    kinds = [name for name, _ in events]
+    assert kinds[-1] == "verdict" and set(kinds[:-1]) == {"token"} and len(kinds) > 3
+    verdict = events[-1][1]
+    assert verdict["answer_entity"] == "shatters"
+    streamed = "".join(data["text"] for _, data in events[:-1])
+    if verdict["backend"] == "local":  # a grounded reply: the answer is the stream's first sentence
+        assert streamed.strip().startswith(verdict["answer"])
+    else:
+        assert verdict["backend"] == "template" and "Shatters" in verdict["answer"]
+    assert verdict["timings_ms"]["verbalize"] > 0
+
+
+def test_streamed_query_errors_before_the_stream(http):
+    reply = http.post("/v1/query", json={"question": "Quarterly mortgage refinancing schedule for 2031?", "stream": True})
+    assert reply.status_code == 422 and "no entity in the graph matches" in reply.json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -43,27 +105,303 @@ def test_query_returns_the_verdict(base_url):
         ({}, "question"),
         ({"question": SAMPLE_QUESTION, "branches": 0}, "branches"),
         ({"question": SAMPLE_QUESTION, "colour": "red"}, "colour"),
+        ({"question": SAMPLE_QUESTION, "stream": "maybe"}, "stream"),
     ],
 )
-def test_bad_bodies_get_422_naming_the_field(base_url, body, field):
-    reply = httpx.post(f"{base_url}/v1/query", json=body, timeout=30)
+def test_bad_bodies_get_422_naming_the_field(http, body, field):
+    reply = http.post("/v1/query", json=body)
     assert reply.status_code == 422
     assert field in str(reply.json()["detail"])
 
 
-def test_unmatched_question_gets_422_with_detail(base_url):
-    reply = httpx.post(f"{base_url}/v1/query", json={"question": "Quarterly mortgage refinancing schedule for 2031?"}, timeout=60)
+def test_invalid_json_gets_422(http):
+    reply = http.post("/v1/query", content=b'{"question": "glass", ', headers={"content-type": "application/json"})
+    assert reply.status_code == 422 and "json" in str(reply.json()["detail"]).lower()
+
+
+def test_unmatched_question_gets_422_with_detail(http):
+    reply = http.post("/v1/query", json={"question": "Quarterly mortgage refinancing schedule for 2031?"})
     assert reply.status_code == 422
     assert "no entity in the graph matches" in reply.json()["detail"]
 
 
-def test_health_and_openapi(base_url):
-    health = httpx.get(f"{base_url}/healthz", timeout=30).json()
-    assert health["status"] == "ok" and health["graph"]["triples"] > 300
-    spec = httpx.get(f"{base_url}/openapi.json", timeout=30).json()
-    assert "/v1/query" in spec["paths"] and "Verdict" in spec["components"]["schemas"]
-    assert httpx.get(f"{base_url}/docs", timeout=30).status_code == 200
+# ---------- security ----------
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}])
+@pytest.mark.parametrize("method, path", [("GET", "/healthz"), ("POST", "/v1/query"), ("POST", "/v1/ingest"), ("GET", "/metrics"), ("GET", "/api/tags"), ("GET", "/docs")])
+def test_every_request_needs_the_api_key(base_url, headers, method, path):
+    reply = httpx.request(method, base_url + path, headers=headers, json={"question": SAMPLE_QUESTION}, timeout=30)
+    assert reply.status_code == 401
+    assert "API key" in reply.json()["detail"]
+    assert reply.headers["www-authenticate"] == "Bearer"
+
+
+def test_bodies_over_the_limit_get_413(http, served):
+    limit = served[1].max_body_bytes
+    before = stats(http)
+    big = {"triples": [{"head": f"h{i}", "relation": "r", "tail": f"t{i}"} for i in range(limit // 30)]}
+    reply = http.post("/v1/ingest", json=big)
+    assert reply.status_code == 413 and str(limit) in reply.json()["detail"]
+
+    def chunks():  # no content-length: the limit is counted as the body arrives
+        for _ in range(limit // 1000 + 2):
+            yield b" " * 1000
+
+    reply = http.post("/v1/ingest", content=chunks(), headers={"content-type": "application/json"})
+    assert reply.status_code == 413
+    assert stats(http) == before
 
 
 def test_binds_loopback_only(base_url):
     assert base_url.startswith("http://127.0.0.1:")
+
+
+def test_health_and_openapi(http):
+    health = http.get("/healthz").json()
+    assert health["status"] == "ok" and health["graph"]["triples"] > 300
+    spec = http.get("/openapi.json").json()
+    for path in ("/v1/query", "/v1/ingest", "/v1/feedback", "/v1/graph/entities/{entity_id}", "/healthz", "/metrics", "/api/chat", "/api/generate", "/api/tags"):
+        assert path in spec["paths"], path
+    assert "Verdict" in spec["components"]["schemas"]
+    assert set(spec["paths"]["/v1/ingest"]["post"]["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
+    assert http.get("/docs").status_code == 200
+
+
+# ---------- ingest and the graph ----------
+def test_ingest_json_then_read_the_entity(http):
+    body = {"triples": [{"head": "frost jar", "relation": "made of", "tail": "glass", "source": "test:json"}],
+            "entities": [{"name": "frost jar", "type": "object", "description": "a jar for ice"}]}
+    first = http.post("/v1/ingest", json=body)
+    assert first.status_code == 200, first.text
+    assert first.json()["triples_added"] == 1 and first.json()["entities_added"] == 1
+    again = http.post("/v1/ingest", json=body).json()
+    assert again["triples_added"] == 0 and again["entities_added"] == 0
+    view = http.get("/v1/graph/entities/frost jar").json()
+    assert view["entity"]["description"] == "a jar for ice"
+    assert [(f["relation"], f["tail"], f["source"]) for f in view["outgoing"]] == [("made of", "glass", "test:json")]
+    glass = http.get("/v1/graph/entities/glass").json()
+    assert any(f["head"] == "frost jar" for f in glass["incoming"])
+    assert all(len(f["edge_id"]) >= 8 for f in glass["incoming"] + glass["outgoing"])
+
+
+def test_ingest_a_file(http):
+    tsv = b"sand bottle\tmade of\tglass\nsand bottle\tholds\tsand\n"
+    reply = http.post("/v1/ingest", files={"file": ("bottles.tsv", tsv, "text/tab-separated-values")})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["triples_added"] == 2 and reply.json()["source"] == "bottles.tsv"
+    outgoing = http.get("/v1/graph/entities/sand bottle").json()["outgoing"]
+    assert {f["source"] for f in outgoing} == {"bottles.tsv:1", "bottles.tsv:2"}
+
+
+def test_a_malformed_file_names_its_line_and_writes_nothing(http):
+    before = stats(http)
+    reply = http.post("/v1/ingest", files={"file": ("bad.tsv", b"a\tmade of\tb\nonly one column\n")})
+    assert reply.status_code == 400
+    assert reply.json()["detail"].startswith("bad.tsv:2:")
+    assert stats(http) == before
+    assert http.get("/v1/graph/entities/a").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [({}, "triples"), ({"triples": []}, "triples"), ({"triples": [{"head": "a", "relation": "r"}]}, "tail"), ({"triples": [{"head": " ", "relation": "r", "tail": "b"}]}, "head")],
+)
+def test_ingest_bad_json_gets_422_naming_the_field(http, body, field):
+    reply = http.post("/v1/ingest", json=body)
+    assert reply.status_code == 422
+    assert any(field in error["loc"] for error in reply.json()["detail"])
+
+
+def test_nothing_sent_is_unpickled(http, tmp_path):
+    marker = tmp_path / "unpickled"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    for kind in ("application/octet-stream", "application/python-pickle", "application/json"):
+        reply = http.post("/v1/ingest", content=pickle.dumps(Payload()), headers={"content-type": kind})
+        assert reply.status_code in (415, 422)
+    reply = http.post("/v1/ingest", files={"file": ("payload.pkl", pickle.dumps(Payload()))})
+    assert reply.status_code == 400 and "unsupported file type" in reply.json()["detail"]
+    assert not marker.exists()
+
+
+def test_unknown_entity_gets_404(http):
+    reply = http.get("/v1/graph/entities/no such thing")
+    assert reply.status_code == 404 and "no such thing" in reply.json()["detail"]
+
+
+# ---------- feedback ----------
+def test_feedback_is_stored_as_a_dataset(http, served):
+    from reverie.feedback import FeedbackLog
+
+    verdict = http.post("/v1/query", json={"question": SAMPLE_QUESTION, "seed": 1, "verbalize": False}).json()
+    reply = http.post("/v1/feedback", json={"verdict_id": verdict["id"], "rating": "good", "note": "right chain"})
+    assert reply.status_code == 200, reply.text
+    records = FeedbackLog(served[1].feedback_dir).records()
+    mine = [r for r in records if r.verdict_id == verdict["id"]]
+    assert len(mine) == 1
+    assert (mine[0].rating, mine[0].note, mine[0].answer_entity, mine[0].question) == ("good", "right chain", "shatters", SAMPLE_QUESTION)
+    assert [s.result for s in mine[0].chain.steps] == [s["result"] for s in verdict["chain"]["steps"]]
+
+
+def test_feedback_on_an_unknown_verdict(http, served):
+    from reverie.feedback import FeedbackLog
+
+    before = len(FeedbackLog(served[1].feedback_dir).records())
+    reply = http.post("/v1/feedback", json={"verdict_id": "f" * 32, "rating": "bad"})
+    assert reply.status_code == 404 and "send the verdict itself" in reply.json()["detail"]
+    verdict = http.post("/v1/query", json={"question": SAMPLE_QUESTION, "seed": 2, "verbalize": False}).json()
+    verdict["id"] = "f" * 32  # a verdict from a server that has forgotten it: sent whole
+    reply = http.post("/v1/feedback", json={"verdict_id": verdict["id"], "rating": "bad", "verdict": verdict})
+    assert reply.status_code == 200 and reply.json()["rating"] == "bad"
+    assert len(FeedbackLog(served[1].feedback_dir).records()) == before + 1
+    assert http.post("/v1/feedback", json={"verdict_id": verdict["id"], "rating": "great"}).status_code == 422
+
+
+# ---------- metrics ----------
+def test_metrics_include_ray_and_reverie(http):
+    http.get("/healthz")
+    deadline, text, ours = time.time() + 60, "", []
+    while time.time() < deadline:  # Ray exports metrics every few seconds
+        reply = http.get("/metrics")
+        assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
+        text = reply.text
+        ours = [line for line in text.splitlines() if line.startswith("ray_reverie_http_requests_total{")]
+        if any('route="/healthz"' in line for line in ours) and "ray_serve_" in text:
+            break
+        time.sleep(2)
+    assert "# TYPE ray_reverie_http_requests_total counter" in text
+    assert any('route="/healthz"' in line and 'status="200"' in line for line in ours)
+    assert "ray_serve_" in text and "ray_node_cpu_utilization" in text
+    help_lines = [line for line in text.splitlines() if line.startswith("# HELP ")]
+    assert len(help_lines) == len(set(help_lines))
+
+
+# ---------- the Ollama face ----------
+@pytest.fixture(scope="module")
+def ollama_client(base_url):
+    return ollama.Client(host=base_url, headers=AUTH, timeout=120)
+
+
+def test_ollama_client_lists_the_models(ollama_client):
+    assert {m.model for m in ollama_client.list().models} == {"reverie", "smollm2:135m"}
+
+
+def test_ollama_client_asks_reverie(ollama_client):
+    reply = ollama_client.chat(model="reverie", messages=[{"role": "user", "content": SAMPLE_QUESTION}], options={"seed": 0})
+    text = reply.message.content
+    assert reply.done and "glass cup --[made of]--> glass" in text and "--> shatters" in text
+    streamed = "".join(p.response for p in ollama_client.generate(model="reverie:latest", prompt=SAMPLE_QUESTION, stream=True, options={"seed": 0}))
+    assert "brittle --[when dropped on a hard floor]--> shatters" in streamed
+
+
+def test_ollama_client_generates_with_the_bundled_llm(ollama_client):
+    reply = ollama_client.generate(model="smollm2:135m", prompt="Name a colour.", options={"num_predict": 8, "temperature": 0})
+    assert reply.done and reply.response.strip()
+    pieces = [p.message.content for p in ollama_client.chat(model="smollm2:135m", messages=[{"role": "user", "content": "Name a colour."}], stream=True, options={"num_predict": 8, "temperature": 0})]
+    assert len(pieces) >= 2 and "".join(pieces).strip() == reply.response.strip()
+
+
+def test_ollama_client_errors(ollama_client, base_url):
+    with pytest.raises(ollama.ResponseError) as missing:
+        ollama_client.chat(model="llama3.2", messages=[{"role": "user", "content": "hi"}])
+    assert missing.value.status_code == 404 and "not found" in missing.value.error
+    with pytest.raises(ollama.ResponseError) as unmatched:
+        ollama_client.generate(model="reverie", prompt="Quarterly mortgage refinancing schedule for 2031?", stream=False)
+    assert unmatched.value.status_code == 422 and "no entity" in unmatched.value.error
+    with pytest.raises(ollama.ResponseError) as unauthorised:
+        ollama.Client(host=base_url).list()
+    assert unauthorised.value.status_code == 401
+
+
+def test_reverie_ollama_backend_talks_to_reverie(base_url):
+    from reverie.llm.chain import BackendUnavailable
+    from reverie.llm.ollama_backend import OllamaLLM
+
+    backend = OllamaLLM(base_url, "smollm2:135m", timeout_s=60, api_key=API_KEY)
+    options = {"temperature": 0.0, "top_k": 40, "max_new_tokens": 8}
+    text = backend.generate("Name a colour.", **options)
+    assert text.strip()
+    assert "".join(backend.stream("Name a colour.", **options)) == text
+    with pytest.raises(BackendUnavailable, match="401"):
+        OllamaLLM(base_url, "smollm2:135m", timeout_s=60, api_key="wrong").generate("hi", **options)
+
+
+# ---------- faults (last: they kill parts of the app) ----------
+def _replicas(deployment: str) -> list[str]:
+    import ray
+
+    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(f"SERVE_REPLICA::reverie#{deployment}#"))
+
+
+def _load(http, stop: threading.Event, results: list[int], body: dict) -> None:
+    while not stop.is_set():
+        try:
+            results.append(http.post("/v1/query", json=body, timeout=60).status_code)
+        except httpx.HTTPError:
+            results.append(-1)
+
+
+def test_a_killed_replica_is_replaced_under_load(base_url, http):
+    import ray
+
+    before = _replicas("Dreams")
+    assert len(before) == 1
+    stop, results = threading.Event(), []
+    body = {"question": SAMPLE_QUESTION, "verbalize": False, "seed": 0}
+    clients = [httpx.Client(base_url=base_url, headers=AUTH) for _ in range(3)]
+    threads = [threading.Thread(target=_load, args=(c, stop, results, body)) for c in clients]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        ray.kill(ray.get_actor(before[0], namespace="serve"), no_restart=True)
+        deadline = time.time() + 90
+        while time.time() < deadline and (not _replicas("Dreams") or _replicas("Dreams") == before):
+            time.sleep(1)
+        time.sleep(3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    after = _replicas("Dreams")
+    assert after and after != before, "Serve did not replace the killed replica"
+    assert results.count(200) > 3
+    assert http.post("/v1/query", json=body).json()["answer_entity"] == "shatters"
+
+
+def test_a_killed_store_restarts_and_keeps_every_acknowledged_ingest(http, world_pipeline):
+    import os
+
+    import ray
+
+    store = world_pipeline.services.store
+    pid_before = ray.get(store.__ray_call__.remote(lambda self: os.getpid()))
+    acknowledged, failed = [], []
+
+    def ingest(i: int) -> None:
+        body = {"triples": [{"head": f"crate {i}", "relation": "made of", "tail": "wood", "source": f"fault:{i}"}]}
+        try:
+            reply = http.post("/v1/ingest", json=body, timeout=120)
+        except httpx.HTTPError:
+            failed.append(i)
+            return
+        (acknowledged if reply.status_code == 200 else failed).append(i)
+
+    threads = [threading.Thread(target=ingest, args=(i,)) for i in range(24)]
+    for i, t in enumerate(threads):
+        t.start()
+        if i == 10:
+            ray.kill(store, no_restart=False)  # the actor's process dies; Ray restarts it from its snapshot
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    pid_after = ray.get(store.__ray_call__.remote(lambda self: os.getpid()))
+    assert pid_after != pid_before, "the store was not restarted"
+    assert len(acknowledged) > 10
+    for i in acknowledged:
+        view = http.get(f"/v1/graph/entities/crate {i}")
+        assert view.status_code == 200, f"acknowledged ingest {i} was lost"
+        assert view.json()["outgoing"][0]["source"] == f"fault:{i}"
+    assert http.post("/v1/query", json={"question": SAMPLE_QUESTION, "verbalize": False, "seed": 0}).json()["answer_entity"] == "shatters"

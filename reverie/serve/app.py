@@ -62,7 +62,7 @@ async def _result(response):
 
 def _validation_error(exc: ValidationError) -> RequestValidationError:
     """A pydantic error in a body parsed by hand, shaped as FastAPI's own 422 (loc starts at body)."""
-    errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_context=False)]
+    errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_context=False, include_input=False)]
     return RequestValidationError(errors)
 
 
