@@ -28,7 +28,7 @@ STAGES = ["encode", "link", "retrieve", "dream", "arbitrate", "verbalize", "reme
 def main() -> None:
     home = fresh_home("ask")
     settings = Settings(home=home)
-    ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False)
     pipeline = Pipeline(settings)
     pipeline.ingest_dataset(load_dataset("world"))
     pipeline.answer(Query(question=SAMPLE_QUESTION))  # loads the LLM

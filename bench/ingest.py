@@ -22,7 +22,7 @@ from reverie.schemas import Entity
 def main() -> None:
     datasets = [("umls", "umls"), ("wn18rr", str(SHARED_KG / "wn18rr"))]
     encoder = TextEncoder()
-    ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rows = []
     for name, source in datasets:
         start = time.perf_counter()

@@ -46,7 +46,7 @@ def run(name: str, minutes: float, experts: int, imagined: int, seed: int) -> di
     ensure_world_model(settings, setup["dataset"])
     wm_seconds = time.perf_counter() - started
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     started = time.perf_counter()
     folder = train_policy(
         settings, setup["dataset"], 100_000, hops=setup["hops"], seed=seed, max_seconds=minutes * 60,

@@ -49,7 +49,7 @@ def main() -> None:
         ("world", "What happens when you drop a glass cup?", "glass cup"),
         ("umls", "what does a virus cause", "virus"),
     ]
-    ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False)
     walker = EmbeddingWalker()
     rows = []
     for dataset, question, seed_entity in cases:

@@ -94,7 +94,7 @@ def main() -> None:
     from reverie.serve.app import run
 
     settings = Settings(home=fresh_home("serve"), port=free_port())
-    ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False)
     pipeline = Pipeline(settings)
     pipeline.ingest_dataset(load_dataset("world"))
     pipeline.ingest_dataset(load_dataset("umls"))

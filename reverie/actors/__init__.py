@@ -137,7 +137,8 @@ def init_ray(settings: Settings) -> None:
     if ray.is_initialized():
         return
     ray.init(
-        address=settings.address,
+        # "local": without an address, Ray would join the last cluster `ray start` left on this machine
+        address=settings.address or "local",
         namespace=NAMESPACE,
         include_dashboard=False,
         log_to_driver=False,
