@@ -70,14 +70,17 @@ def test_config_installs_reverie_and_starts_the_server(name):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_sets_one_auth_mode_everywhere(name):
-    """A node whose RAY_AUTH_MODE differs from the head's cannot join, so every command that starts
-    Ray or Reverie, and the login environment, must say the same mode."""
+    """A node or driver without the head's RAY_AUTH_MODE (and token) cannot join, so every command
+    that starts Ray or Reverie, and the login environment, must say the same mode."""
     config = _config(name)
     starters = [c for c in config["head_start_ray_commands"] + config["worker_start_ray_commands"] if re.search(r"ray start|reverie .*serve", c)]
     env_file = [c for c in config["setup_commands"] if "> ~/.reverie_env" in c]
     modes = [re.findall(r"\bRAY_AUTH_MODE=(\w+)", c) for c in starters + env_file]
-    assert all(len(m) == 1 for m in modes), modes
-    assert {m[0] for m in modes} == {"disabled"}
+    assert all(len(m) == 1 for m in modes) and len({m[0] for m in modes}) == 1, modes
+    if modes[0][0] == "token":  # then each of them needs the token as well
+        assert all("RAY_AUTH_TOKEN=" in c for c in starters + env_file)
+    else:
+        assert modes[0][0] == "disabled"
 
 
 def test_login_environment_puts_reverie_on_the_path(tmp_path):
@@ -165,7 +168,7 @@ def _stop(proc: subprocess.Popen, timeout: float = 30) -> None:
     proc.wait(timeout=10)
 
 
-def _run(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+def _run(args: list[str], env: dict[str, str], timeout: float = 480) -> subprocess.CompletedProcess:
     """Run a command in a session of its own; whatever happens, it and its children are ended."""
     proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -238,13 +241,17 @@ def _reasoning(verdict: dict) -> dict:
 
 @pytest.mark.ray
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # four CLI runs and two Ray starts; minutes when the machine is busy
 def test_two_node_cluster_spreads_rollouts_and_keeps_the_answer(two_nodes, tmp_path):
     address, alive = two_nodes
     per_task = {"REVERIE_ROLLOUTS_PER_TASK": str(PER_TASK)}  # 1024 rollouts = 16 tasks
     on_cluster = _ask(_env(REVERIE_HOME=str(tmp_path / "cluster-home"), **per_task), "--address", address)
     nodes = on_cluster["nodes"]
-    assert sorted(nodes) == sorted(alive), (nodes, alive)
-    assert all(n > 0 for n in nodes.values()) and sum(nodes.values()) == BRANCHES, nodes
+    assert set(nodes) <= set(alive) and sum(nodes.values()) == BRANCHES, (nodes, alive)
+    # SPREAD alone does not promise this: the driver reuses its first worker lease, so 16 short tasks
+    # can all run on the node whose worker was ready first. Round-robin node affinity does.
+    assert sorted(nodes) == sorted(alive), f"rollouts per node {nodes}, alive nodes {alive}"
+    assert all(n > 0 for n in nodes.values()), nodes
 
     # The same question on a single-node Ray of its own: no --address, and _env drops RAY_ADDRESS.
     alone = _ask(_env(REVERIE_HOME=str(tmp_path / "local-home"), **per_task))
