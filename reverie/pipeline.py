@@ -17,7 +17,7 @@ import ray
 from ray.exceptions import RayTaskError
 from ray.serve.handle import DeploymentResponse
 
-from reverie.actors import Services, init_ray, policy_rollout_task, rollout_task
+from reverie.actors import Services, init_ray, policy_rollout_task, rollout_placements, rollout_task
 from reverie.config import Settings
 from reverie.dreams import EmbeddingWalker
 from reverie.dreams.walker import residual
@@ -161,16 +161,23 @@ class Pipeline:
             ray.wait([sub_ref], fetch_local=False)
         sizes = [min(s.rollouts_per_task, branches - i) for i in range(0, branches, s.rollouts_per_task)]
         policy = self.policies.find([e.name for e in seeds])
+        placements = rollout_placements(len(sizes))  # task i walks with seed + i wherever it runs
         with stage("dream"):
             if policy is not None:  # the trained path policy of the graph the question is about
                 relation = policy.query_relation(get(sub_ref), question_vec)
                 sources = policy.start_ids(seeds, branches, seed)
                 starts = np.split(sources, np.cumsum(sizes)[:-1])
-                tasks = [policy_rollout_task.remote(policy.walk_ref, part, relation, seed + i) for i, part in enumerate(starts)]
+                tasks = [
+                    policy_rollout_task.options(scheduling_strategy=where).remote(policy.walk_ref, part, relation, seed + i)
+                    for i, (part, where) in enumerate(zip(starts, placements))
+                ]
                 policy_name = policy.name
             else:
                 walker = EmbeddingWalker(s.walker_temperature, s.stop_bias, s.walker_inverse_bias)
-                tasks = [rollout_task.remote(sub_ref, question_vec, n, hops, walker, seed + i) for i, n in enumerate(sizes)]
+                tasks = [
+                    rollout_task.options(scheduling_strategy=where).remote(sub_ref, question_vec, n, hops, walker, seed + i)
+                    for i, (n, where) in enumerate(zip(sizes, placements))
+                ]
                 policy_name = walker.name
             parts = [rollouts for rollouts, _ in tasks]
             nodes: dict[str, int] = {}

@@ -258,3 +258,54 @@ def test_two_node_cluster_spreads_rollouts_and_keeps_the_answer(two_nodes, tmp_p
     assert len(alone["nodes"]) == 1 and sum(alone["nodes"].values()) == BRANCHES, alone["nodes"]
     assert not set(alone["nodes"]) & set(alive), "the single-node run joined the test cluster"
     assert _reasoning(on_cluster) == _reasoning(alone)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_serve_deploy_runs_the_shipped_config(tmp_path):
+    """`serve deploy reverie/serve/config.yaml` on a `ray start` head (with its dashboard, which
+    serve deploy talks to): the app comes up, ingests over HTTP and answers with the chain."""
+    import httpx
+
+    import reverie.serve
+
+    temp_dir = tempfile.mkdtemp(prefix="rv-deploy-")
+    port, dashboard, http_port = _free_port(), _free_port(), _free_port()
+    config = yaml.safe_load((Path(reverie.serve.__file__).parent / "config.yaml").read_text())
+    config["http_options"]["port"] = http_port
+    config["applications"][0]["args"] = {"home": str(tmp_path / "home"), "api_key": "deploy-key"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    args = [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--node-ip-address=127.0.0.1",
+            "--disable-usage-stats", f"--temp-dir={temp_dir}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}"]
+    log = Path(temp_dir) / "ray-start.log"
+    with open(log, "w") as out:
+        head = subprocess.Popen(args, env=_env(RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0"), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:  # serve deploy needs the dashboard's REST API
+            assert head.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{dashboard}/api/version", timeout=5).status_code == 200:
+                    break
+            time.sleep(2)
+        _check([str(BIN / "serve"), "deploy", str(tmp_path / "config.yaml"), "-a", f"http://127.0.0.1:{dashboard}"], _env())
+        http = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", headers={"Authorization": "Bearer deploy-key"}, timeout=120)
+        deadline = time.monotonic() + 420
+        while True:
+            assert time.monotonic() < deadline, "the deployed app never answered /healthz"
+            with contextlib.suppress(httpx.HTTPError):
+                if http.get("/healthz").status_code == 200:
+                    break
+            time.sleep(3)
+        assert httpx.get(f"http://127.0.0.1:{http_port}/healthz").status_code == 401  # the key in args is on
+        facts = [("glass cup", "made of", "glass"), ("glass", "is", "brittle"), ("brittle", "when dropped on a hard floor", "shatters")]
+        report = http.post("/v1/ingest", json={"triples": [{"head": h, "relation": r, "tail": t} for h, r, t in facts]})
+        assert report.status_code == 200 and report.json()["triples_added"] == 3, report.text
+        verdict = http.post("/v1/query", json={"question": QUESTION, "seed": 0, "verbalize": False}).json()
+        assert verdict["answer_entity"] == "shatters"
+        assert [s["result"] for s in verdict["chain"]["steps"]] == ["glass", "brittle", "shatters"]
+    finally:
+        _stop(head)
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -7,10 +7,13 @@ cores. The graph store is a single actor because the embedded Qdrant store takes
 from __future__ import annotations
 
 import hashlib
+import itertools
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from reverie.config import Settings, offline_hub
 from reverie.encoders import TextEncoder
@@ -69,9 +72,9 @@ class LLMActor:
         return verbalize(question, chain, self.chain, self.settings, seed=seed)
 
 
-# Rollout tasks spread over the cluster's nodes and return (rollouts, node id): the rollouts stay
-# in the object store for the arbiter, while the driver fetches only where each batch ran.
-@ray.remote(num_cpus=1, num_returns=2, scheduling_strategy="SPREAD")
+# Rollout tasks return (rollouts, node id): the rollouts stay in the object store for the arbiter,
+# while the driver fetches only where each batch ran. rollout_placements() spreads them.
+@ray.remote(num_cpus=1, num_returns=2)
 def policy_rollout_task(bundle: PolicyBundle, sources: np.ndarray, relation: int, seed: int) -> tuple[PolicyRollouts, str]:
     """A batch of the trained policy's rollouts; the bundle (net, graph) comes from the object store."""
     import torch
@@ -80,19 +83,58 @@ def policy_rollout_task(bundle: PolicyBundle, sources: np.ndarray, relation: int
     return policy_rollouts(bundle, sources, relation, seed), ray.get_runtime_context().get_node_id()
 
 
-@ray.remote(num_cpus=1, num_returns=2, scheduling_strategy="SPREAD")
+@ray.remote(num_cpus=1, num_returns=2)
 def rollout_task(sub: Subgraph, question_vec: np.ndarray, count: int, hops: int, walker: EmbeddingWalker, seed: int) -> tuple[Rollouts, str]:
     """A batch of rollouts; the subgraph arrives from the object store, shared by every task."""
     rng = np.random.default_rng(seed)
     return walker.walk(sub, question_vec, start_nodes(sub, count, rng), hops, rng), ray.get_runtime_context().get_node_id()
 
 
-def _actor(cls, name: str, *args, threads: int | None = None):
+_CPU_NODES: tuple[float, list[str]] = (0.0, [])
+_NODES_TTL_S = 5.0
+_next_node = itertools.count()
+
+
+def rollout_placements(count: int) -> list:
+    """A scheduling strategy for each of `count` rollout tasks: round robin over the nodes that have
+    a CPU, soft (a busy or lost node hands its task on). Ray's SPREAD is only best effort: short
+    tasks keep landing on whichever node had a warm worker first."""
+    global _CPU_NODES
+    now = time.monotonic()
+    if now - _CPU_NODES[0] > _NODES_TTL_S:
+        _CPU_NODES = (now, sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= 1))
+    nodes = _CPU_NODES[1]
+    if len(nodes) < 2:
+        return ["DEFAULT"] * count
+    first = next(_next_node)
+    return [NodeAffinitySchedulingStrategy(nodes[(first + i) % len(nodes)], soft=True) for i in range(count)]
+
+
+def _actor(cls, name: str, *args, threads: int | None = None, pin: bool = False):
     options = {"name": name, "namespace": NAMESPACE, "get_if_exists": True}
+    if pin:
+        # State on disk (graph, feedback) lives under REVERIE_HOME of the node that first creates the
+        # actor: keep the actor there, rather than wherever a restart would find a free slot.
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     if threads:
         # Ray sets OMP_NUM_THREADS=1 in a worker that reserves no CPU; torch reads it at import.
         options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}}
     return cls.options(**options).remote(*args)
+
+
+def _home_tag(settings: Settings) -> str:
+    return hashlib.sha1(str(settings.home).encode()).hexdigest()[:10]
+
+
+def state_actors(settings: Settings) -> dict[str, "ray.actor.ActorHandle"]:
+    """The actors that hold REVERIE_HOME's state (graph store, session memory, feedback log); the
+    first process to ask creates them, and the stateful ones stay on its node."""
+    tag = _home_tag(settings)
+    return {
+        "store": _actor(GraphStoreActor, f"graph-store-{tag}", settings, pin=True),
+        "memory": _actor(MemoryActor, f"memory-{tag}"),
+        "feedback": _actor(FeedbackActor, f"feedback-{tag}", settings.feedback_dir, pin=True),
+    }
 
 
 @dataclass
@@ -110,14 +152,11 @@ class Services:
     def start(cls, settings: Settings, encoder=None, llm=None) -> "Services":
         """The named actors of settings.home; Serve passes its own deployments' handles for the
         encoder and the LLM, which it scales (the Pipeline calls both kinds of handle alike)."""
-        tag = hashlib.sha1(str(settings.home).encode()).hexdigest()[:10]
         return cls(
             encoder=encoder or _actor(TextEncoderActor, f"text-encoder-{settings.model_threads}", threads=settings.model_threads),
-            store=_actor(GraphStoreActor, f"graph-store-{tag}", settings),
             arbiter=_actor(ArbiterActor, "arbiter"),
-            llm=llm or _actor(LLMActor, f"llm-{tag}", settings, threads=settings.model_threads),
-            memory=_actor(MemoryActor, f"memory-{tag}"),
-            feedback=_actor(FeedbackActor, f"feedback-{tag}", settings.feedback_dir),
+            llm=llm or _actor(LLMActor, f"llm-{_home_tag(settings)}", settings, threads=settings.model_threads),
+            **state_actors(settings),
         )
 
     def warm_up(self, llm: bool = True) -> None:

@@ -343,9 +343,10 @@ def app_builder(args: dict):
 
 def run(settings: Settings, blocking: bool = False) -> str:
     """Start Serve on settings.host:settings.port and deploy the app; returns the base URL."""
-    from reverie.actors import init_ray
+    from reverie.actors import init_ray, state_actors
 
     init_ray(settings)
+    state_actors(settings)  # created here, the graph store and feedback log stay on this node, with its REVERIE_HOME
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
     url = f"http://{settings.host}:{settings.port}"
