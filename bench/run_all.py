@@ -9,6 +9,7 @@ RUNS = [
     ["bench.rollouts"],
     ["bench.ingest"],
     ["bench.ask_latency"],
+    ["bench.serve"],
     ["bench.world_model"],
     ["bench.reasoning"],
     ["bench.reasoning", "--datasets", "umls", "--experts", "4", "--name", "reasoning_experts"],
