@@ -92,7 +92,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     best = verdict.candidates[0]
     print(f"Q: {verdict.question}")
     print(f"A: {verdict.answer}")
-    print(f"   answer: {verdict.answer_entity} · score {best.score:.3f} · {best.votes}/{verdict.rollouts} rollouts · said by {verdict.backend}")
+    where = f" on {len(verdict.nodes)} nodes" if len(verdict.nodes) > 1 else ""
+    print(f"   answer: {verdict.answer_entity} · score {best.score:.3f} · {best.votes}/{verdict.rollouts} rollouts{where} · said by {verdict.backend}")
     expert = verdict.chain.expert
     print(f"Chain (by {verdict.policy}" + ("" if expert in (verdict.policy, "policy") else f", {expert} expert") + "):")
     print("\n".join(_show_chain(verdict.chain)))
