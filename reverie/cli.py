@@ -59,10 +59,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.json:
         print(report.model_dump_json(indent=2))
     else:
-        stats = pipeline.services.store.stats.remote()
-        from reverie.pipeline import get
-
-        stats = get(stats)
+        stats = pipeline.stats()
         print(
             f"ingested {source}: {report.triples_added} new of {report.triples_read} triples, "
             f"{report.entities_added} new entities, {report.relations_added} new relations in {report.seconds:.1f}s; "
@@ -107,9 +104,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from reverie.pipeline import get
-
-    stats = get(_pipeline(_settings(args)).services.store.stats.remote())
+    stats = _pipeline(_settings(args)).stats()
     print(stats.model_dump_json())
     return 0
 

@@ -24,7 +24,7 @@ from reverie.dreams.walker import residual
 from reverie.errors import NoMatchError, ReverieError
 from reverie.graph_store.datasets import KGDataset
 from reverie.memory import Turn
-from reverie.schemas import Entity, EntityView, Feedback, FeedbackRecord, IngestReport, LinkedEntity, Query, Triple, Verdict
+from reverie.schemas import Entity, EntityView, Feedback, FeedbackRecord, GraphStats, IngestReport, LinkedEntity, Query, Triple, Verdict
 
 ENCODE_BATCH = 2048
 INVERSE_MARGIN = 0.1  # cosine margin an inverse relation's text needs over the best forward one
@@ -39,10 +39,12 @@ def get(refs):
             return refs.result()
         return ray.get(refs)
     except RayTaskError as exc:
-        cause = exc.cause
-        if isinstance(cause, ReverieError):
-            raise cause from None
-        raise
+        raise user_error(exc) from None
+
+
+def user_error(exc: RayTaskError) -> BaseException:
+    """The user's error (a ReverieError) inside Ray's wrapper, or the wrapper when it holds a bug."""
+    return exc.cause if isinstance(exc.cause, ReverieError) else exc
 
 
 class TrainedPolicy:
@@ -225,6 +227,9 @@ class Pipeline:
 
     def entity(self, name: str) -> EntityView:
         return get(self.services.store.entity_view.remote(name))
+
+    def stats(self) -> GraphStats:
+        return get(self.services.store.stats.remote())
 
     @staticmethod
     def _with_memory(linked: list[LinkedEntity], history: list[Turn]) -> list[LinkedEntity]:

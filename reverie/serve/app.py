@@ -52,12 +52,12 @@ async def _reverie_error(request: Request, exc: ReverieError) -> JSONResponse:
 
 async def _result(response):
     """Await a deployment's reply, re-raising the user's error rather than Ray's wrapper."""
+    from reverie.pipeline import user_error
+
     try:
         return await response
     except RayTaskError as exc:
-        if isinstance(exc.cause, ReverieError):
-            raise exc.cause from None
-        raise
+        raise user_error(exc) from None
 
 
 def _validation_error(exc: ValidationError) -> RequestValidationError:
@@ -169,9 +169,7 @@ class DreamsDeployment:
         return self.pipeline.entity(name)
 
     def stats(self) -> GraphStats:
-        from reverie.pipeline import get
-
-        return get(self.pipeline.services.store.stats.remote())
+        return self.pipeline.stats()
 
 
 _INGEST_BODY = {
