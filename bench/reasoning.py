@@ -36,34 +36,36 @@ def run(name: str, minutes: float, experts: int, imagined: int, seed: int) -> di
 
     from reverie.config import Settings
     from reverie.graph_store.datasets import load_dataset
-    from reverie.policies.bundle import load_bundle, world_model_cache
+    from reverie.models.world_model import ensure_world_model, world_model_path
+    from reverie.policies.bundle import load_bundle
+    from reverie.policies.config import PolicyTrainConfig
     from reverie.policies.evaluate import evaluate_bundle
-    from reverie.policies.train import ensure_world_model, train_policy
+    from reverie.policies.train import train_policy
 
     setup = SETUPS[name]
     settings = Settings(home=fresh_home(f"reasoning-{name}"))
+    data = load_dataset(setup["dataset"])
+    config = PolicyTrainConfig(dataset=setup["dataset"], iterations=100_000, minutes=minutes, seed=seed).replace(
+        env={"hops": setup["hops"], "imagined_edges": imagined}, net={"use_entities": bool(setup["use_entities"]), "experts": experts})
     started = time.perf_counter()
-    ensure_world_model(settings, setup["dataset"])
+    ensure_world_model(settings.home, data, config.world_model)
     wm_seconds = time.perf_counter() - started
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     started = time.perf_counter()
     folder = train_policy(
-        settings, setup["dataset"], 100_000, hops=setup["hops"], seed=seed, max_seconds=minutes * 60,
-        env_options={"imagined_edges": imagined},
-        model={"use_entities": setup["use_entities"], "experts": experts},
+        settings, config,
         progress=lambda info: print(f"  {name} iter {info['iteration']} {info['elapsed']:.0f}s "
                                     f"return {info['episode_return_mean']:.3f} {info['env_steps_per_s']:.0f} steps/s", flush=True)
         if info["iteration"] % 10 == 0 else None,
     )
     policy_seconds = time.perf_counter() - started
-    data = load_dataset(setup["dataset"])
     bundle = load_bundle(folder, data)
     result = evaluate_bundle(bundle, data, split="test", beam=BEAM)
     result["gate"] = gate_summary(bundle) if experts > 1 else ""
-    result.update(name=name, iterations=bundle.meta["iterations"], wm_seconds=wm_seconds, policy_seconds=policy_seconds,
+    result.update(name=name, iterations=bundle.meta.iterations, wm_seconds=wm_seconds, policy_seconds=policy_seconds,
                   arbiter_weight=bundle.arbiter_weight, experts=experts, imagined=imagined,
-                  world_model_file=str(world_model_cache(settings, data.name)))
+                  world_model_file=str(world_model_path(settings.home, data.name)))
     print(json.dumps(result), flush=True)
     return result
 

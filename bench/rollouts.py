@@ -16,6 +16,7 @@ from bench.common import fresh_home, write_table
 from reverie.actors import NAMESPACE, rollout_task
 from reverie.config import Settings
 from reverie.dreams import EmbeddingWalker, Rollouts, dream
+from reverie.schemas import LinkedEntity
 from reverie.encoders import TextEncoder
 from reverie.graph_store import GraphStore, load_dataset
 
@@ -55,8 +56,9 @@ def main() -> None:
     for dataset, question, seed_entity in cases:
         sub, qvec = build(dataset, question, seed_entity)
         sub_ref = ray.put(sub)
+        query = walker.pose(sub, qvec, [LinkedEntity(name=seed_entity, type="entity", score=1.0, how="exact")], args.hops)
         for count in (8, 64, 512):
-            local_s, local = timed(lambda: dream(sub, qvec, count, args.hops, walker, seed=0))
+            local_s, local = timed(lambda: dream(walker, sub, query, count, seed=0))
 
             local_rate = int(local.length.sum()) / local_s
             row = [dataset, f"{sub.num_nodes} / {sub.num_edges}", count, f"{local_rate:,.0f}", f"{local_s * 1000:.2f}"]
@@ -64,7 +66,7 @@ def main() -> None:
 
                 def on_ray() -> Rollouts:
                     sizes = [min(per_task, count - i) for i in range(0, count, per_task)]
-                    refs = [rollout_task.remote(sub_ref, qvec, n, args.hops, walker, i)[0] for i, n in enumerate(sizes)]
+                    refs = [rollout_task.remote(walker, sub_ref, query, n, i)[0] for i, n in enumerate(sizes)]
                     return Rollouts.concat(ray.get(refs))
 
                 on_ray()  # warm the workers
@@ -81,7 +83,7 @@ def main() -> None:
         + [h for n in args.per_task for h in (f"Ray steps/s, {n} per task", "Ray / single")],
         rows,
         notes=f"""
-Both paths run the same numpy walker (`reverie.dreams.walk`) over the same subgraph ({args.hops} hops,
+Both paths run the same numpy walker (`reverie.dreams.embedding_walker.walk`) over the same subgraph ({args.hops} hops,
 embedding-guided policy). The Ray path puts the subgraph in the object store once and runs
 a fixed number of rollouts per remote task (`REVERIE_ROLLOUTS_PER_TASK`, default {Settings().rollouts_per_task}), as `Pipeline.answer` does; its time includes task submission, scheduling
 and moving the results back. On this 2-core machine the vectorised walker finishes a

@@ -90,6 +90,7 @@ def main() -> None:
 
     from ray import serve
 
+    from reverie.policies.config import PolicyTrainConfig
     from reverie.policies.train import train_policy
     from reverie.serve.app import run
 
@@ -99,7 +100,7 @@ def main() -> None:
     pipeline.ingest_dataset(load_dataset("world"))
     pipeline.ingest_dataset(load_dataset("umls"))
     train_start = time.perf_counter()
-    train_policy(settings, "umls", iterations=10_000, hops=2, model={"use_entities": 0}, max_seconds=args.policy_minutes * 60)
+    train_policy(settings, PolicyTrainConfig(dataset="umls", iterations=10_000, minutes=args.policy_minutes).replace(env={"hops": 2}))
     train_s = time.perf_counter() - train_start
     url = run(settings)
     graphs = {"world": [q.question for q in world_questions()], "UMLS": umls_questions(200)}
@@ -123,7 +124,7 @@ def main() -> None:
         rows,
         notes=f"""
 Each cell stops at its request cap ({args.requests} without the LLM, {args.llm_requests} with it) or after {args.seconds:g} s.
-The load generator, Serve (as `reverie serve` starts it: one ReverieAPI and one LLM replica, Dreams and
+The load generator, Serve (as `reverie serve` starts it: one ReverieAPI and one LLM replica, Pipeline and
 TextEncoder autoscaling from 1 to 2) and the rollout tasks share this machine's 2 cores: without the LLM,
 throughput stays at 10-14 requests/s from 1 to 16 clients, and latency grows with the queue. World questions: the {len(graphs['world'])} built-in
 questions, answered by the embedding walker (64 rollouts). UMLS questions: 200 test-split facts asked as

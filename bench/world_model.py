@@ -6,20 +6,21 @@ dataset's walkable graph, scored on the test split with filtered TAIL ranks (tie
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
 import torch
 
 from bench.common import write_table
-from reverie.dreams.world_model import DEFAULTS, WorldModel
+from reverie.models.world_model import WORLD_MODELS, WorldModel, WorldModelConfig
 from reverie.graph_store.datasets import load_dataset
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", nargs="+", default=["umls", "kinships", "nations"])
-    parser.add_argument("--model", default="complex", choices=["complex", "rotate"])
+    parser.add_argument("--model", default="complex", choices=list(WORLD_MODELS))
     parser.add_argument("--dim", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
@@ -34,7 +35,7 @@ def main() -> None:
     for name in args.datasets:
         ds = load_dataset(name)
         start = time.perf_counter()
-        wm = WorldModel.train(ds, model=args.model, dim=args.dim, epochs=args.epochs, seed=args.seed)
+        wm = WorldModel.train(ds, WorldModelConfig(model=args.model, dim=args.dim, epochs=args.epochs, seed=args.seed))
         train_s = time.perf_counter() - start
         start = time.perf_counter()
         m = wm.evaluate(ds, split="test")
@@ -48,12 +49,12 @@ def main() -> None:
         ])
         print(name, rows[-1], flush=True)
 
-    hp = DEFAULTS[args.model]
+    hp = dataclasses.asdict(WorldModelConfig(model=args.model))
     notes = (
         f"Model: {args.model}, dim {args.dim}, {args.epochs} epochs, seed {args.seed}, PyKEEN LCWA training loop, "
         f"create_inverse_triples=True, loss {hp['loss']}, optimizer {hp['optimizer']} (lr {hp['lr']}), "
         f"batch {hp['batch_size']}"
-        + (f", N3 weight {hp['regularizer_weight']}, xavier-normal init" if args.model == "complex" else "")
+        + (", N3 weight 0.01, xavier-normal init" if args.model == "complex" else "")
         + f"; torch threads {torch.get_num_threads()}.\n"
         "Trained on the walkable graph only (`dataset.graph`, = train for these datasets). Test metrics are "
         "filtered tail prediction: each test triple (h, r, t) ranks t among all entities for (h, r), with every "

@@ -13,6 +13,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from reverie.errors import ReverieError
+from reverie.policies.config import PolicyTrainConfig
+
+POLICY_DEFAULTS = PolicyTrainConfig()
 
 
 def _settings(args: argparse.Namespace):
@@ -130,26 +133,23 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
         raise ReverieError("--minutes must be positive")
     if args.experts < 1 or args.imagined < 0 or args.hops < 1 or args.walks < 1:
         raise ReverieError("--experts, --hops and --walks must be at least 1, --imagined at least 0")
-    env_options = {"shaping": 0.0 if args.no_world_model else 1.0, "imagined_edges": args.imagined}
     if args.no_world_model and args.imagined:
         raise ReverieError("--imagined needs the world model: drop --no-world-model")
+    config = POLICY_DEFAULTS.replace(
+        dataset=args.dataset, iterations=args.iterations, minutes=args.minutes, walks=args.walks, seed=args.seed,
+        env={"hops": args.hops, "imagined_edges": args.imagined, **({"shaping": 0.0} if args.no_world_model else {})},
+        net={"experts": args.experts, "use_entities": args.entity_features},
+    )
     _kg_dataset(args.dataset)  # a clear error before Ray starts
     settings = _settings(args)
     init_ray(settings)
-    if not args.no_world_model:
-        from reverie.policies.train import ensure_world_model
-
-        ensure_world_model(settings, args.dataset, lambda msg: print(msg, flush=True))
     bar = tqdm(total=args.iterations, unit="iter", desc=f"train policy {args.dataset}")
 
     def progress(info: dict) -> None:
         bar.update(1)
         bar.set_postfix(return_mean=f"{info['episode_return_mean']:.3f}", steps_per_s=f"{info['env_steps_per_s']:.0f}")
 
-    model = {"experts": args.experts, "use_entities": int(args.entity_features)}
-    folder = train_policy(settings, args.dataset, args.iterations, num_envs=args.walks, hops=args.hops, seed=args.seed,
-                          progress=progress, env_options=env_options, model=model,
-                          max_seconds=args.minutes * 60 if args.minutes else None)
+    folder = train_policy(settings, config, progress=progress, message=lambda msg: print(msg, flush=True))
     bar.close()
     print(f"policy saved to {folder}")
     return 0
@@ -226,15 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     train_sub = p.add_subparsers(dest="what", required=True)
     t = train_sub.add_parser("policy", help="train the path policy with RLlib PPO")
     t.add_argument("--dataset", required=True, help="a dataset name (umls, kinships, nations) or a folder with train/dev/test.txt")
-    t.add_argument("--iterations", type=int, default=30, help="PPO iterations (default 30)")
-    t.add_argument("--minutes", type=float, help="stop after this much training time instead (--iterations stays the cap)")
-    t.add_argument("--walks", type=int, default=256, help="walks stepped together by the vectorised env (default 256)")
-    t.add_argument("--hops", type=int, default=3, help="hops per walk (default 3)")
-    t.add_argument("--experts", type=int, default=1, help="dream experts mixed by a gate over the query (default 1; the seeds' 4)")
-    t.add_argument("--imagined", type=int, default=0, help="imagined edges per entity proposed by the world model (default 0)")
-    t.add_argument("--entity-features", action="store_true", help="let the policy see entity embeddings (MINERVA does for Countries)")
+    d = POLICY_DEFAULTS
+    t.add_argument("--iterations", type=int, default=d.iterations, help=f"PPO iterations (default {d.iterations})")
+    t.add_argument("--minutes", type=float, default=d.minutes, help="stop after this much training time instead (--iterations stays the cap)")
+    t.add_argument("--walks", type=int, default=d.walks, help=f"walks stepped together by the vectorised env (default {d.walks})")
+    t.add_argument("--hops", type=int, default=d.env.hops, help=f"hops per walk (default {d.env.hops})")
+    t.add_argument("--experts", type=int, default=d.net.experts, help=f"dream experts mixed by a gate over the query (default {d.net.experts}; the seeds' 4)")
+    t.add_argument("--imagined", type=int, default=d.env.imagined_edges, help=f"imagined edges per entity proposed by the world model (default {d.env.imagined_edges})")
+    t.add_argument("--entity-features", action="store_true", default=d.net.use_entities, help="let the policy see entity embeddings (MINERVA does for Countries)")
     t.add_argument("--no-world-model", action="store_true", help="no world model: exact-answer reward only, no arbiter help")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=d.seed)
     t.set_defaults(func=cmd_train_policy)
 
     p = sub.add_parser("eval", help="filtered tail ranking of the trained policy on a split")

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     max_subgraph_nodes: int = Field(default=20000, ge=10, description="Cap on the nodes of a retrieved subgraph.")
 
     # dreams
+    walker: Literal["auto", "embedding", "path-policy"] = Field(default="auto", description="Which walker dreams: 'auto' takes the trained path policy whose graph holds the question's entities, else the embedding walker; 'path-policy' makes a question no policy knows an error.")
     branches: int = Field(default=64, ge=1, le=4096, description="Dream rollouts per question.")
     hops: int = Field(default=3, ge=1, le=6, description="Maximum hops per rollout.")
     rollouts_per_task: int = Field(default=256, ge=1, description="Rollouts batched into one Ray remote task; a batch walks in about a millisecond, so small batches are all Ray overhead (bench/results/rollouts.md).")

@@ -6,10 +6,10 @@ crash) sees the old dataset or the new one, never a half-written line.
 """
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from pathlib import Path
 
+from reverie.atomic import atomic_write
 from reverie.errors import NotFoundError, ReverieError
 from reverie.schemas import Feedback, FeedbackRecord, Verdict
 
@@ -49,14 +49,8 @@ class FeedbackLog:
         return record
 
     def _append(self, line: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         old = self.path.read_bytes() if self.path.exists() else b""
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        with open(tmp, "wb") as out:
-            out.write(old + line.encode())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        atomic_write(self.path, old + line.encode())
 
     def records(self) -> list[FeedbackRecord]:
         if not self.path.exists():

@@ -5,29 +5,28 @@ Ingest is the reverse way: parse (all of it, before any write) -> plan -> encode
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import ray
 from ray.exceptions import RayTaskError
 from ray.serve.handle import DeploymentResponse
 
-from reverie.actors import Services, init_ray, policy_rollout_task, rollout_placements, rollout_task
+from reverie.actors import Services, init_ray, rollout_placements, rollout_task
 from reverie.config import Settings
-from reverie.dreams import EmbeddingWalker
-from reverie.dreams.walker import residual
+from reverie.dreams import Walker, make_walker
 from reverie.errors import NoMatchError, ReverieError
 from reverie.graph_store.datasets import KGDataset
 from reverie.memory import Turn
 from reverie.schemas import Entity, EntityView, Feedback, FeedbackRecord, GraphStats, IngestReport, LinkedEntity, Query, Triple, Verdict
 
 ENCODE_BATCH = 2048
-INVERSE_MARGIN = 0.1  # cosine margin an inverse relation's text needs over the best forward one
 log = logging.getLogger(__name__)
 
 
@@ -47,78 +46,65 @@ def user_error(exc: RayTaskError) -> BaseException:
     return exc.cause if isinstance(exc.cause, ReverieError) else exc
 
 
-class TrainedPolicy:
-    """A policy bundle in Ray's object store, with what a question needs to pose it a query."""
+@dataclass
+class HostedWalker:
+    """A walker and what Ray ships of it: to each rollout task, and to the arbiter. A trained
+    policy is put in the object store once (twice: the tasks' copy has no world model); the
+    embedding walker is small and travels by value."""
 
-    def __init__(self, bundle, stamp: float):
-        self.bundle = bundle
-        self.stamp = stamp
-        self.ref = ray.put(bundle)
-        # rollout tasks need no world model, and unpickling one imports PyKEEN (seconds per worker)
-        self.walk_ref = ray.put(dataclasses.replace(bundle, world_model=None))
-        self.name = f"path-policy:{bundle.meta.get('dataset', bundle.folder.name if bundle.folder else '?')}"
-        self.source = str(bundle.meta.get("dataset", ""))
+    walker: Walker
+    to_rollouts: Any
+    to_arbiter: Any
 
-    def query_relation(self, sub, question_vec: np.ndarray) -> int:
-        """The relation the question asks: the policy relation (forward or inverse) whose text is
-        nearest the question among those the retrieved neighbourhood holds. The linked entities are
-        projected out of the question first ("what does a steroid interact with" should match
-        "interacts with", not whatever steroids mostly do). The sentence encoder hardly tells
-        "X interacts with ?" from "? interacts with X", so the stored direction wins unless the
-        inverse's text ("inverse of ...") is clearly nearer."""
-        graph = self.bundle.graph
-        known = [i for i, name in enumerate(sub.rel_names) if name in graph.relation2id]
-        if not known:
-            raise NoMatchError("the question's neighbourhood has no relation the trained policy knows")
-        R_sub, R = sub.num_relations, graph.num_relations
-        sims = sub.rel_vecs @ residual(question_vec, sub.node_vecs[sub.seeds])
-        forward = max((float(sims[i]), graph.relation2id[sub.rel_names[i]]) for i in known)
-        inverse = max((float(sims[R_sub + i]), graph.relation2id[sub.rel_names[i]] + R) for i in known)
-        return inverse[1] if inverse[0] > forward[0] + INVERSE_MARGIN else forward[1]
-
-    def start_ids(self, seeds: list[LinkedEntity], count: int, seed: int) -> np.ndarray:
-        """`count` start entities, spread over the linked entities the policy knows, by link score."""
-        e2i = self.bundle.graph.entity2id
-        known = [e for e in seeds if e.name in e2i]
-        weights = np.array([max(e.score, 1e-6) for e in known])
-        pick = np.random.default_rng(seed).choice(len(known), size=count, p=weights / weights.sum())
-        return np.array([e2i[known[i].name] for i in pick], np.int64)
+    @classmethod
+    def host(cls, walker: Walker, by_reference: bool) -> "HostedWalker":
+        if not by_reference:
+            return cls(walker, walker.for_rollouts(), walker)
+        return cls(walker, ray.put(walker.for_rollouts()), ray.put(walker))
 
 
-class TrainedPolicies:
-    """The trained policies under REVERIE_HOME/policies, loaded when first needed and again when retrained."""
+class Walkers:
+    """The walker of each question (settings.walker): with "auto", the trained policy whose graph
+    holds the most linked entities, else the embedding walker. Policies under
+    REVERIE_HOME/policies load when first needed and again when retrained."""
 
     def __init__(self, settings: Settings):
+        self.settings = settings
         self.root = Path(settings.home) / "policies"
-        self.loaded: dict[Path, TrainedPolicy] = {}
+        self.embedding = HostedWalker.host(make_walker("embedding", settings), by_reference=False)
+        self.loaded: dict[Path, tuple[float, HostedWalker]] = {}
 
-    def find(self, entity_names: list[str]) -> TrainedPolicy | None:
-        """The policy whose graph holds the most of `entity_names`, if any holds one."""
+    def for_question(self, entity_names: list[str]) -> HostedWalker:
+        if self.settings.walker == "embedding":
+            return self.embedding
         best, best_hits = None, 0
         for config in sorted(self.root.glob("*/config.json")):
             policy = self._load(config)
-            hits = sum(name in policy.bundle.graph.entity2id for name in entity_names) if policy else 0
+            hits = policy.walker.knows(entity_names) if policy else 0
             if hits > best_hits:
                 best, best_hits = policy, hits
-        return best
+        if best is None and self.settings.walker == "path-policy":
+            raise NoMatchError(f"no trained policy under {self.root} knows {', '.join(entity_names)}: run `reverie train policy`")
+        return best or self.embedding
 
-    def _load(self, config: Path) -> TrainedPolicy | None:
+    def _load(self, config: Path) -> HostedWalker | None:
         from reverie.graph_store.datasets import load_dataset
         from reverie.policies.bundle import load_bundle
-        from reverie.policies.net import read_policy_config
+        from reverie.policies.net import read_policy_meta
 
         stamp = config.stat().st_mtime
         cached = self.loaded.get(config.parent)
-        if cached is not None and cached.stamp == stamp:
-            return cached
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
         try:
-            meta = read_policy_config(config).get("meta", {})
-            bundle = load_bundle(config.parent, load_dataset(str(meta.get("dataset_arg") or config.parent.name)))
-        except (OSError, ValueError, KeyError, ReverieError) as exc:
+            meta = read_policy_meta(config)
+            bundle = load_bundle(config.parent, load_dataset(meta.dataset_arg or config.parent.name))
+        except (OSError, ValueError, KeyError, TypeError, ReverieError) as exc:
             log.warning("skipping the policy in %s: %s", config.parent, exc)
             return None
-        self.loaded[config.parent] = TrainedPolicy(bundle, stamp)
-        return self.loaded[config.parent]
+        hosted = HostedWalker.host(make_walker("path-policy", self.settings, bundle), by_reference=True)
+        self.loaded[config.parent] = (stamp, hosted)
+        return hosted
 
 
 class Pipeline:
@@ -128,7 +114,7 @@ class Pipeline:
             init_ray(settings)
             services = Services.start(settings)
         self.services = services
-        self.policies = TrainedPolicies(settings)
+        self.walkers = Walkers(settings)
 
     # ---------- asking ----------
     def answer(self, query: Query) -> Verdict:
@@ -160,38 +146,26 @@ class Pipeline:
             seeds = [e for e in linked if e.how != "vector"] or linked
         with stage("retrieve"):
             sub_ref = svc.store.retrieve.remote([e.name for e in seeds], [e.score for e in seeds], hops, s.max_subgraph_nodes)
-            ray.wait([sub_ref], fetch_local=False)
+            sub = get(sub_ref)
         sizes = [min(s.rollouts_per_task, branches - i) for i in range(0, branches, s.rollouts_per_task)]
-        policy = self.policies.find([e.name for e in seeds])
         placements = rollout_placements(len(sizes))  # task i walks with seed + i wherever it runs
+        hosted = self.walkers.for_question([e.name for e in seeds])
+        walker = hosted.walker
         with stage("dream"):
-            if policy is not None:  # the trained path policy of the graph the question is about
-                relation = policy.query_relation(get(sub_ref), question_vec)
-                sources = policy.start_ids(seeds, branches, seed)
-                starts = np.split(sources, np.cumsum(sizes)[:-1])
-                tasks = [
-                    policy_rollout_task.options(scheduling_strategy=where).remote(policy.walk_ref, part, relation, seed + i)
-                    for i, (part, where) in enumerate(zip(starts, placements))
-                ]
-                policy_name = policy.name
-            else:
-                walker = EmbeddingWalker(s.walker_temperature, s.stop_bias, s.walker_inverse_bias)
-                tasks = [
-                    rollout_task.options(scheduling_strategy=where).remote(sub_ref, question_vec, n, hops, walker, seed + i)
-                    for i, (n, where) in enumerate(zip(sizes, placements))
-                ]
-                policy_name = walker.name
+            posed = walker.pose(sub, question_vec, seeds, hops)
+            graph = sub_ref if walker.walks_retrieved else None
+            tasks = [
+                rollout_task.options(scheduling_strategy=where).remote(hosted.to_rollouts, graph, posed, n, seed + i)
+                for i, (n, where) in enumerate(zip(sizes, placements))
+            ]
             parts = [rollouts for rollouts, _ in tasks]
             nodes: dict[str, int] = {}
             for size, node in zip(sizes, get([node for _, node in tasks])):
                 nodes[node] = nodes.get(node, 0) + size
         with stage("arbitrate"):
-            if policy is not None:
-                candidates = get(svc.arbiter.rank_policy.remote(policy.ref, policy.source, 1 + s.alternatives, *parts))
-            else:
-                candidates = get(svc.arbiter.rank.remote(sub_ref, question_vec, 1 + s.alternatives, *parts))
+            candidates = get(svc.arbiter.rank.remote(hosted.to_arbiter, graph, posed, 1 + s.alternatives, *parts))
         if not candidates:
-            raise NoMatchError(f"no walk from {', '.join(e.name for e in seeds)} reached an answer within {hops} hops")
+            raise NoMatchError(f"no walk from {', '.join(e.name for e in seeds)} reached an answer within {posed.hops} hops")
         best = candidates[0]
         with stage("verbalize"):
             if query.verbalize:
@@ -213,7 +187,7 @@ class Pipeline:
             alternatives=[c.best_chain for c in candidates[1:]],
             linked=linked,
             backend=backend,
-            policy=policy_name,
+            policy=walker.name,
             rollouts=branches,
             nodes=nodes,
             timings_ms=timings,

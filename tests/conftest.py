@@ -1,5 +1,7 @@
 """Shared fixtures: one local Ray cluster for the whole session (ray.init costs seconds), one
-text encoder for the Ray-free tests, and a REVERIE_HOME holding the ingested built-in world."""
+text encoder for the Ray-free tests, a REVERIE_HOME holding the ingested built-in world, and
+Reverie served over HTTP on 127.0.0.1 with an API key (Serve starts once, for every test that
+needs the server)."""
 from __future__ import annotations
 
 import os
@@ -44,3 +46,17 @@ def world_pipeline(ray_cluster, world_settings):
     pipeline = Pipeline(world_settings)
     pipeline.ingest_dataset(load_dataset("world"))
     return pipeline
+
+
+@pytest.fixture(scope="session")
+def served(world_pipeline, world_settings):
+    """(base URL, settings) of `reverie serve` over the world home, with the test API key."""
+    from ray import serve
+
+    from reverie.serve.app import run
+    from servers import API_KEY, free_port
+
+    settings = world_settings.model_copy(update={"port": free_port(), "api_key": API_KEY, "max_body_bytes": 64 * 1024})
+    url = run(settings)
+    yield url, settings
+    serve.shutdown()

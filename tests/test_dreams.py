@@ -1,4 +1,4 @@
-"""The rollout engine and the arbiter on hand-made subgraphs, without Ray."""
+"""The embedding walker and its arbiter on hand-made subgraphs, without Ray."""
 import numpy as np
 import pytest
 
@@ -55,10 +55,14 @@ def chain_graph():
     return make_subgraph(nodes, rels, facts, rel_vecs=rel_vecs), unit(0)
 
 
+def rollouts(sub, q, count, hops, walker, seed):
+    return dream(walker, sub, walker.pose(sub, q, [], hops), count, seed)
+
+
 def test_walks_never_revisit_and_respect_hops():
     sub, q = chain_graph()
     for hops in (1, 2, 3, 5):
-        r = dream(sub, q, count=200, hops=hops, walker=EmbeddingWalker(temperature=1.0), seed=3)
+        r = rollouts(sub, q, 200, hops, EmbeddingWalker(temperature=1.0), seed=3)
         assert r.nodes.shape == (200, hops + 1) and (r.length <= hops).all()
         for b in range(200):
             path = r.nodes[b, : r.length[b] + 1]
@@ -69,20 +73,21 @@ def test_walks_never_revisit_and_respect_hops():
 
 def test_steps_follow_edges_of_the_subgraph():
     sub, q = chain_graph()
-    r = dream(sub, q, count=100, hops=3, walker=EmbeddingWalker(temperature=0.5), seed=0)
+    r = rollouts(sub, q, 100, 3, EmbeddingWalker(temperature=0.5), seed=0)
     for b in range(100):
         for k in range(r.length[b]):
-            e = r.edges[b, k]
-            u = r.nodes[b, k]
-            assert sub.indptr[u] <= e < sub.indptr[u + 1]
-            assert sub.targets[e] == r.nodes[b, k + 1]
+            u, v = r.nodes[b, k], r.nodes[b, k + 1]
+            out = np.arange(sub.indptr[u], sub.indptr[u + 1])
+            hop = out[(sub.targets[out] == v) & (sub.relations[out] == r.relations[b, k])]
+            assert hop.size == 1 and sub.edge_refs[hop[0]] == r.edge_refs[b, k]
+        assert (r.relations[b, r.length[b]:] == -1).all() and not r.imagined[b].any()
 
 
 def test_same_seed_same_rollouts_and_walks_follow_the_question():
     sub, q = chain_graph()
     walker = EmbeddingWalker(temperature=0.1, stop_bias=-1.0)
-    a = dream(sub, q, 128, 3, walker, seed=7)
-    b = dream(sub, q, 128, 3, walker, seed=7)
+    a = rollouts(sub, q, 128, 3, walker, seed=7)
+    b = rollouts(sub, q, 128, 3, walker, seed=7)
     assert (a.nodes == b.nodes).all() and np.allclose(a.logp, b.logp)
     # "made of" (0.6 on the question) beats "found in" (0) at a low temperature
     assert (a.nodes[:, 1] == 1).mean() > 0.9
@@ -94,7 +99,7 @@ def test_log_probabilities_are_the_softmax_of_the_choices():
     nodes, rels = ["s", "a", "b"], ["x", "y"]
     sub = make_subgraph(nodes, rels, [(0, 0, 1), (0, 1, 2)])
     logits = np.where(sub.relations == 0, 1.0, 0.0)  # inverse edges never leave s
-    r = walk(sub, logits, stop_logit=0.0, starts=np.zeros(4000, np.int64), hops=1, rng=np.random.default_rng(0), expert="t")
+    r = walk(sub, logits, stop_logit=0.0, starts=np.zeros(4000, np.int64), hops=1, rng=np.random.default_rng(0))
     took_a = r.nodes[:, 1] == 1
     p_a = np.e / (np.e + 1)
     assert abs(took_a.mean() - p_a) < 0.03
@@ -103,7 +108,7 @@ def test_log_probabilities_are_the_softmax_of_the_choices():
 
 def test_dead_end_ends_the_walk():
     sub = make_subgraph(["alone", "x"], ["r"], [(1, 0, 0)])
-    r = dream(sub, unit(0), 10, 3, EmbeddingWalker(), seed=0)
+    r = rollouts(sub, unit(0), 10, 3, EmbeddingWalker(), seed=0)
     # from "alone" the only edge is the inverse to x; from x nothing unvisited remains
     assert (r.length == 1).all() and (r.answers == 1).all()
 
@@ -111,16 +116,19 @@ def test_dead_end_ends_the_walk():
 def test_concat_pads_to_the_longest():
     sub, q = chain_graph()
     walker = EmbeddingWalker()
-    parts = [dream(sub, q, 3, 1, walker, 0), dream(sub, q, 2, 3, walker, 1)]
+    parts = [rollouts(sub, q, 3, 1, walker, 0), rollouts(sub, q, 2, 3, walker, 1)]
     both = Rollouts.concat(parts)
-    assert both.nodes.shape == (5, 4) and len(both) == 5
-    assert (both.nodes[:3, 2:] == -1).all()
+    assert both.nodes.shape == (5, 4) and both.relations.shape == both.edge_refs.shape == both.imagined.shape == (5, 3)
+    assert len(both) == 5 and (both.nodes[:3, 2:] == -1).all() and (both.relations[:3, 1:] == -1).all()
+    np.testing.assert_array_equal(both.nodes[3:], parts[1].nodes)
 
 
 def test_arbiter_ranks_by_agreement_path_and_relevance():
     sub, q = chain_graph()
-    r = dream(sub, q, 64, 3, EmbeddingWalker(temperature=0.3), seed=1)
-    ranked = Arbiter().rank(sub, r, q, limit=10)
+    walker = EmbeddingWalker(temperature=0.3)
+    query = walker.pose(sub, q, [], 3)
+    r = dream(walker, sub, query, 64, seed=1)
+    ranked = walker.rank(sub, query, r, limit=10)
     assert ranked[0].answer == "shatters"
     assert sum(c.votes for c in ranked) == int(((r.length > 0) & ~np.isin(r.answers, sub.seeds)).sum())
     assert [c.score for c in ranked] == sorted((c.score for c in ranked), reverse=True)
@@ -136,8 +144,9 @@ def test_arbiter_ranks_by_agreement_path_and_relevance():
 def test_arbiter_marks_inverse_steps_and_skips_seed_answers():
     sub, q = chain_graph()
     sub.seeds = np.array([2])  # start at brittle: "glass" is reached against "is"
-    r = dream(sub, q, 64, 1, EmbeddingWalker(temperature=5.0), seed=2)
-    ranked = Arbiter().rank(sub, r, q)
+    walker = EmbeddingWalker(temperature=5.0)
+    query = walker.pose(sub, q, [], 1)
+    ranked = walker.rank(sub, query, dream(walker, sub, query, 64, seed=2))
     inverse = [c for c in ranked if c.answer == "glass"]
     assert inverse and inverse[0].best_chain.steps[0].inverse
     assert inverse[0].best_chain.steps[0].action == "inverse of is"

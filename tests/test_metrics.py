@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from reverie.policies.metrics import auc_pr, filtered_rank, ranking_metrics
+from reverie.ranking import auc_pr, filtered_rank, filtered_ranks, ranking_metrics
 
 
 def test_filtered_versus_raw_rank():
@@ -30,6 +30,21 @@ def test_ties_take_the_mean_rank():
     assert filtered_rank(np.zeros(5), 2) == 3.0
     with pytest.raises(IndexError):
         filtered_rank(scores, 4)
+
+
+def test_batched_ranks_filter_each_row_by_its_own_answers():
+    scores = np.array([[0.9, 0.8, 0.7, 0.1], [0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.5, 0.5]])
+    ranks = filtered_ranks(scores, [2, 0, 1], [{0}, {3, 0}, ()])
+    # row 0: 0 filtered, 1 better -> 2; row 1: 3 filtered, 1 and 2 better -> 3; row 2: three ties -> 2.5
+    np.testing.assert_array_equal(ranks, [2.0, 3.0, 2.5])
+    np.testing.assert_array_equal(filtered_ranks(scores, [2, 0, 1]), [3.0, 4.0, 2.5])
+    # many rows are ranked in chunks, with the same result as one at a time
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 5, (1500, 30)).astype(float)
+    answers = rng.integers(0, 30, 1500)
+    np.testing.assert_array_equal(filtered_ranks(big, answers), [filtered_rank(big[i], answers[i]) for i in range(1500)])
+    with pytest.raises(ValueError):
+        filtered_ranks(scores, [0, 1])
 
 
 def test_ranking_metrics_by_hand():

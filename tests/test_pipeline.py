@@ -3,8 +3,9 @@ import pytest
 
 from reverie.errors import NoMatchError
 from reverie.graph_store.datasets import load_dataset
-from reverie.graph_store.store import edge_id
+from reverie.edges import edge_id
 from reverie.graph_store.world import SAMPLE_QUESTION, WORLD_SOURCE, world_questions
+from reverie.llm import first_sentence, template_sentence
 from reverie.schemas import Query
 
 pytestmark = pytest.mark.ray
@@ -20,7 +21,7 @@ def test_three_hop_question_has_the_right_answer_and_chain(world_pipeline):
     assert verdict.linked[0].name == "glass cup" and verdict.linked[0].how == "exact"
     assert set(verdict.timings_ms) == {"encode", "link", "retrieve", "dream", "arbitrate", "verbalize", "remember"}
     assert verdict.candidates[0].answer == "shatters" and len(verdict.alternatives) == len(verdict.candidates) - 1
-    assert verdict.backend == "template" and "shatter" in verdict.answer
+    assert verdict.backend == "template" and verdict.answer == template_sentence(SAMPLE_QUESTION, verdict.chain)
 
 
 def test_world_questions_are_answered_with_their_chains(world_pipeline):
@@ -63,5 +64,6 @@ def test_reingesting_the_world_adds_nothing(world_pipeline):
 @pytest.mark.slow
 def test_the_local_llm_says_the_answer(world_pipeline):
     verdict = world_pipeline.answer(Query(question=SAMPLE_QUESTION, seed=0))
-    assert verdict.backend in {"local", "template"}
-    assert "shatter" in verdict.answer.lower()
+    # greedy SmolLM2 names the answer here, so its own sentence is kept, not the template's
+    assert verdict.backend == "local" and verdict.answer != template_sentence(SAMPLE_QUESTION, verdict.chain)
+    assert "shatter" in verdict.answer.lower() and verdict.answer == first_sentence(verdict.answer)

@@ -12,9 +12,10 @@ from test_policy_module import write_toy_dataset  # pytest puts tests/ on sys.pa
 @pytest.mark.slow
 def test_ask_uses_the_trained_policy_and_keeps_every_path(ray_cluster, tmp_path):
     from reverie.config import Settings
-    from reverie.dreams.policy_walker import WORLD_MODEL_SOURCE
+    from reverie.edges import WORLD_MODEL_SOURCE, parse_relation_label
     from reverie.graph_store.datasets import load_dataset
     from reverie.pipeline import Pipeline
+    from reverie.policies.config import PolicyTrainConfig
     from reverie.policies.train import train_policy
     from reverie.schemas import Query
 
@@ -29,10 +30,12 @@ def test_ask_uses_the_trained_policy_and_keeps_every_path(ray_cluster, tmp_path)
         before = pipeline.answer(Query(question="who is the grandparent of p12", verbalize=False, seed=0, branches=32))
         assert before.policy == "embedding-walker"  # no policy trained yet
 
-        train_policy(settings, str(folder), iterations=2, num_envs=32, hops=2, seed=0,
-                     env_options={"imagined_edges": 2}, model={"experts": 4}, world_model_args={"dim": 16, "epochs": 5})
+        train_policy(settings, PolicyTrainConfig(dataset=str(folder), iterations=2, walks=32).replace(
+            env={"hops": 2, "imagined_edges": 2}, net={"experts": 4}, world_model={"dim": 16, "epochs": 5}))
         verdict = pipeline.answer(Query(question="who is the grandparent of p12", verbalize=False, seed=0, branches=300))
         assert verdict.policy == "path-policy:toyfamily"
+        grandparent = next(t.tail for t in data.train if t.head == "p12" and t.relation == "grandparent")
+        assert verdict.answer_entity == grandparent  # the relation asked is "grandparent", and its answer wins
         assert verdict.rollouts == 300 and verdict.candidates
         assert sum(c.votes for c in verdict.candidates) <= 300
         for cand in verdict.candidates:
@@ -42,7 +45,7 @@ def test_ask_uses_the_trained_policy_and_keeps_every_path(ray_cluster, tmp_path)
             for a, b in zip(chain.steps, chain.steps[1:]):
                 assert a.result == b.what
             for step in chain.steps:
-                relation = step.action.removeprefix("inverse of ")
+                relation, _ = parse_relation_label(step.action)
                 head, tail = (step.result, step.what) if step.inverse else (step.what, step.result)
                 if step.imagined:
                     assert step.source == WORLD_MODEL_SOURCE and (head, relation, tail) not in facts

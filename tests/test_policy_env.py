@@ -8,6 +8,7 @@ import pytest
 import numpy as np
 
 from reverie.graph_store.datasets import KGDataset, load_dataset
+from reverie.policies.config import EnvConfig
 from reverie.policies.env import KGPathVectorEnv
 from reverie.policies.walkgraph import WalkGraph
 from reverie.schemas import Triple
@@ -49,6 +50,20 @@ def col_of(g: WalkGraph, source: str, relation: int, target: str) -> int:
     return int(hit[0])
 
 
+def make_env(config=None, **kwargs) -> KGPathVectorEnv:
+    """The env without training's exploration (action dropout) and reward shaping unless a test
+    asks for them: these tests pin masks and rewards exactly."""
+    return KGPathVectorEnv({"action_dropout": 0.0, "shaping": 0.0, **dict(config or {}), **kwargs})
+
+
+def test_the_env_takes_training_defaults_from_one_config():
+    env = KGPathVectorEnv({"dataset": toy(), "num_envs": 1})
+    assert env.settings == EnvConfig() and env.action_dropout == EnvConfig().action_dropout > 0
+    assert env.shaping == EnvConfig().shaping
+    with pytest.raises(ValueError, match="unknown config keys"):
+        KGPathVectorEnv({"dataset": toy(), "num_envs": 1, "shapeing": 1.0})
+
+
 # ---------------------------------------------------------------------------------- WalkGraph
 def test_ids_and_action_tables():
     g = WalkGraph.from_triples(TRAIN)
@@ -78,7 +93,7 @@ def test_ids_and_action_tables():
     assert edges_of(g) == forward | inverse
     assert g.inverse_relation(r["q"]) == r["q"] + R and g.inverse_relation(r["q"] + R) == r["q"]
     assert g.inverse_relation(g.no_op) == g.no_op
-    assert g.relation_names[r["r1"] + R] == "r1^-1" and g.relation_names[g.no_op] == "NO_OP"
+    assert g.relation_names[r["r1"] + R] == "inverse of r1" and g.relation_names[g.no_op] == "NO_OP"
 
 
 def test_sampled_cap_is_respected_and_seeded():
@@ -123,7 +138,7 @@ def query(env: KGPathVectorEnv, s: str, rel: str, o: str, inverse: bool = False)
 
 
 def test_the_asked_fact_is_masked_both_ways_and_other_query_edges_stay():
-    env = KGPathVectorEnv({"dataset": toy(), "num_envs": 2, "hops": 2, "seed": 0})
+    env = make_env({"dataset": toy(), "num_envs": 2, "hops": 2, "seed": 0})
     g = env.graph
     R, q = g.num_relations, g.relation2id["q"]
     obs, info = env.reset(options={"queries": [query(env, "a", "q", "c"), query(env, "a", "q", "e")]})
@@ -152,21 +167,21 @@ def test_the_asked_fact_is_masked_both_ways_and_other_query_edges_stay():
 
 
 def test_mask_all_query_edges_at_the_source():
-    env = KGPathVectorEnv({"dataset": toy(), "num_envs": 1, "hops": 2, "mask_query_edges": "all"})
+    env = make_env({"dataset": toy(), "num_envs": 1, "hops": 2, "mask_query_edges": "all"})
     g = env.graph
     obs, _ = env.reset(options={"queries": [query(env, "a", "q", "c")]})
     q = g.relation2id["q"]
     assert obs["action_mask"][0, [col_of(g, "a", q, "c"), col_of(g, "a", q, "e")]].tolist() == [0, 0]
     assert obs["action_mask"][0, col_of(g, "a", g.relation2id["r1"], "b")] == 1
     with pytest.raises(ValueError, match="mask_query_edges"):
-        KGPathVectorEnv({"dataset": toy(), "num_envs": 1, "mask_query_edges": "some"})
+        make_env({"dataset": toy(), "num_envs": 1, "mask_query_edges": "some"})
 
 
 def test_action_dropout_hides_edges_but_never_no_op():
     data = toy(extra=HUB)
     kept = []
     for p in (0.0, 0.5):
-        env = KGPathVectorEnv({"dataset": data, "num_envs": 2000, "hops": 1, "action_dropout": p, "seed": 0})
+        env = make_env({"dataset": data, "num_envs": 2000, "hops": 1, "action_dropout": p, "seed": 0})
         g = env.graph
         obs, _ = env.reset(options={"queries": [query(env, "h", "r3", "x0")] * 2000})
         mask = obs["action_mask"]
@@ -183,7 +198,7 @@ def test_action_dropout_hides_edges_but_never_no_op():
 
 def test_reward_is_one_exactly_at_a_correct_answer():
     data = toy(extra=[T("b", "r4", "e")])  # a second path, to the other answer e
-    env = KGPathVectorEnv(dataset=data, num_envs=4, hops=2, any_answer=True, seed=0)
+    env = make_env(dataset=data, num_envs=4, hops=2, any_answer=True, seed=0)
     g = env.graph
     e, rid = g.entity2id, g.relation2id
     env.reset(options={"queries": [query(env, "a", "q", "c")] * 4})
@@ -201,7 +216,7 @@ def test_reward_is_one_exactly_at_a_correct_answer():
     assert obs["path_entities"][0].tolist() == [e["b"], e["c"]]
     assert obs["path_relations"][3].tolist() == [g.no_op, g.no_op]
 
-    strict = KGPathVectorEnv(dataset=data, num_envs=1, hops=2, any_answer=False, seed=0)
+    strict = make_env(dataset=data, num_envs=1, hops=2, any_answer=False, seed=0)
     strict.reset(options={"queries": [query(strict, "a", "q", "c")]})
     strict.step(np.array([col_of(g, "a", rid["r1"], "b")]))
     _, rew, term, _, _ = strict.step(np.array([col_of(g, "b", rid["r4"], "e")]))
@@ -227,7 +242,7 @@ def test_shaping_uses_the_world_model_score_for_wrong_answers_only():
     table[g.relation2id["q"], g.entity2id["b"]] = math.log(3.0)  # sigmoid = 0.75
     table[g.relation2id["q"], g.entity2id["a"]] = -math.log(3.0)  # sigmoid = 0.25
     scorer = TableScorer(table)
-    env = KGPathVectorEnv({"dataset": data, "num_envs": 3, "hops": 1, "shaping": 0.2, "world_model": scorer, "any_answer": True,
+    env = make_env({"dataset": data, "num_envs": 3, "hops": 1, "shaping": 0.2, "world_model": scorer, "any_answer": True,
                            "shaping_mode": "sigmoid"})
     qa = query(env, "a", "q", "c")
     env.reset(options={"queries": [qa] * 3})
@@ -237,19 +252,19 @@ def test_shaping_uses_the_world_model_score_for_wrong_answers_only():
     np.testing.assert_allclose(rew, [0.2 * 0.75, 0.2 * 0.25, 1.0])
     assert scorer.calls == [([qa[0]] * 2, [qa[1]] * 2)]  # only the two misses were scored
     # The default "relative" belief: exp(score - the query's best score); b is the favourite.
-    rel = KGPathVectorEnv({"dataset": data, "num_envs": 3, "hops": 1, "shaping": 0.2, "world_model": scorer})
+    rel = make_env({"dataset": data, "num_envs": 3, "hops": 1, "shaping": 0.2, "world_model": scorer})
     rel.reset(options={"queries": [qa] * 3})
     _, rew, *_ = rel.step(np.array(acts))
     np.testing.assert_allclose(rew, [0.2, 0.2 / 9, 0.2 / 3])  # e (score 0) is not the asked answer: shaped too
     with pytest.raises(ValueError, match="shaping_mode"):
-        KGPathVectorEnv({"dataset": data, "num_envs": 1, "shaping_mode": "tanh"})
+        make_env({"dataset": data, "num_envs": 1, "shaping_mode": "tanh"})
     # Without shaping the world model is not consulted.
-    plain = KGPathVectorEnv({"dataset": toy(), "num_envs": 1, "hops": 1, "world_model": TableScorer(table)})
+    plain = make_env({"dataset": toy(), "num_envs": 1, "hops": 1, "world_model": TableScorer(table)})
     assert plain.world_model is None
 
 
 def test_next_step_autoreset():
-    env = KGPathVectorEnv({"dataset": toy(), "num_envs": 3, "hops": 2, "seed": 1})
+    env = make_env({"dataset": toy(), "num_envs": 3, "hops": 2, "seed": 1})
     from gymnasium.vector import AutoresetMode
 
     assert env.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
@@ -277,7 +292,7 @@ def test_next_step_autoreset():
 
 
 def test_observations_match_the_spaces_on_umls():
-    env = KGPathVectorEnv({"dataset": "umls", "num_envs": 8, "hops": 3, "seed": 0})
+    env = make_env({"dataset": "umls", "num_envs": 8, "hops": 3, "seed": 0})
     assert env.single_action_space.n == env.graph.max_actions == 200
     assert env.action_space.shape == (8,)
     obs, _ = env.reset(seed=0)
@@ -308,7 +323,7 @@ def test_walkable_graph_is_exactly_the_training_edges_on_umls():
     held_out = {tuple(x) for x in g.encode(ds.dev + ds.test).tolist()} - train
     assert held_out and not (held_out & forward)
     # The env's (sampled) tables are a subset of the same edges.
-    env = KGPathVectorEnv({"dataset": ds, "num_envs": 2})
+    env = make_env({"dataset": ds, "num_envs": 2})
     assert edges_of(env.graph) <= forward | inverse
 
 
@@ -353,8 +368,8 @@ def test_an_imagined_step_costs_reward():
     table[e["a"], rid["r2"], e["c"]] = 5.0  # imagined a -r2-> c: straight to the answer
     scorer = HeadTableScorer(table)
     with pytest.raises(ValueError, match="world model"):
-        KGPathVectorEnv({"dataset": data, "num_envs": 1, "imagined_edges": 1})
-    env = KGPathVectorEnv({"dataset": data, "num_envs": 2, "hops": 1, "imagined_edges": 1, "imagined_cost": 0.25,
+        make_env({"dataset": data, "num_envs": 1, "imagined_edges": 1})
+    env = make_env({"dataset": data, "num_envs": 2, "hops": 1, "imagined_edges": 1, "imagined_cost": 0.25,
                            "world_model": scorer})
     assert env.single_observation_space["action_relations"].high.max() == 4 * R
     obs, _ = env.reset(options={"queries": [query(env, "a", "q", "c")] * 2})

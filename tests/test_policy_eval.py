@@ -4,6 +4,7 @@ import torch
 
 from reverie.graph_store.datasets import KGDataset
 from reverie.policies.bundle import PolicyBundle
+from reverie.policies.config import EnvConfig, PolicyMeta
 from reverie.policies.evaluate import beam_scores, countries_auc_pr, evaluate_bundle
 from reverie.policies.walkgraph import WalkGraph
 from reverie.schemas import Triple
@@ -60,7 +61,7 @@ def test_evaluate_filters_known_answers_and_ranks_three_ways():
     graph = WalkGraph.from_triples(GRAPH)
     r, e = graph.relation2id, graph.entity2id
     policy = RelationPreference({r["r1"]: 2.0, r["r2"]: 1.0, r["r3"]: 0.0})
-    bundle = PolicyBundle(net=policy, graph=graph, world_model=None, meta={"hops": 2})
+    bundle = PolicyBundle(net=policy, graph=graph, world_model=None, meta=PolicyMeta(dataset="toy", env=EnvConfig(hops=2)))
     # test asks (a, q, e); c is a known answer from dev, so it is filtered and e ranks first
     data = KGDataset(name="hand", graph=GRAPH, train=GRAPH, dev=[T("a", "q", "c")], test=[T("a", "q", "e")])
     metrics = evaluate_bundle(bundle, data, split="test", beam=16)

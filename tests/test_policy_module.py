@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from reverie.policies.net import MASK_LOGIT, PathPolicyNet, load_policy, obs_to_tensors, rollout_success, save_policy
+from reverie.policies.config import EnvConfig, NetConfig, PolicyMeta, PolicyTrainConfig
+from reverie.policies.net import MASK_LOGIT, PathPolicyNet, load_policy, obs_to_tensors, read_policy_meta, rollout_success, save_policy
 
 E, NR, HOPS, A, B = 12, 7, 3, 6, 5  # entities, relation ids (2R+1, R=3), hops, action width, batch
 
@@ -48,7 +49,7 @@ def make_obs(seed: int = 0, batch: int = B, hops: int = HOPS, width: int = A, n_
 @pytest.fixture()
 def net() -> PathPolicyNet:
     torch.manual_seed(0)
-    return PathPolicyNet(E, NR, entity_dim=16, relation_dim=8, lstm_dim=16, state_dim=16).eval()
+    return PathPolicyNet(E, NR, NetConfig(entity_dim=16, relation_dim=8, lstm_dim=16, state_dim=16)).eval()
 
 
 def test_shapes_and_masking(net):
@@ -102,7 +103,7 @@ def test_padding_after_step_is_ignored(net):
 def test_scoring_paths_agree(n_ent, width, batch):
     """The net picks among three equal ways to score actions by size; all equal W[concat(rel, ent)]."""
     torch.manual_seed(1)
-    model = PathPolicyNet(n_ent, NR, entity_dim=16, relation_dim=8, lstm_dim=16, state_dim=16)
+    model = PathPolicyNet(n_ent, NR, NetConfig(entity_dim=16, relation_dim=8, lstm_dim=16, state_dim=16))
     obs = obs_to_tensors(make_obs(seed=3, batch=batch, width=width, n_ent=n_ent))
     logits, _ = model(obs)
     state = model.state(obs)
@@ -112,14 +113,14 @@ def test_scoring_paths_agree(n_ent, width, batch):
 
 
 def test_checkpoint_round_trip(net, tmp_path):
-    folder = save_policy(net, tmp_path / "policies" / "toy", meta={"dataset": "toy", "hops": HOPS})
+    folder = save_policy(net, tmp_path / "policies" / "toy", meta=PolicyMeta(dataset="toy", env=EnvConfig(hops=HOPS)))
     config = json.loads((folder / "config.json").read_text())
     assert config["net"]["num_entities"] == E and config["meta"]["dataset"] == "toy"
     state = torch.load(folder / config["weights"], weights_only=True)  # a plain state dict
     assert set(state) == set(net.state_dict())
 
     loaded = load_policy(folder)
-    assert not loaded.training and loaded.meta["hops"] == HOPS
+    assert not loaded.training and read_policy_meta(folder) == PolicyMeta(dataset="toy", env=EnvConfig(hops=HOPS))
     obs = obs_to_tensors(make_obs(seed=7))
     with torch.no_grad():
         l1, v1 = net(obs)
@@ -209,7 +210,7 @@ def test_ppo_training_beats_untrained(ray_cluster, tmp_path):
     write_toy_dataset(dataset)
     settings = Settings(home=tmp_path / "home")
     hops = 2
-    eval_env = KGPathVectorEnv({"dataset": str(dataset), "num_envs": 256, "hops": hops, "seed": 1})
+    eval_env = KGPathVectorEnv({"dataset": str(dataset), "num_envs": 256, "hops": hops, "seed": 1, "action_dropout": 0.0, "shaping": 0.0})
     torch.manual_seed(0)
     untrained = PathPolicyNet(eval_env.graph.num_entities, eval_env.graph.num_relation_ids)
     before = rollout_success(untrained, eval_env, episodes=2048, greedy=False, seed=1)
@@ -217,15 +218,16 @@ def test_ppo_training_beats_untrained(ray_cluster, tmp_path):
     reports = []
     started = time.perf_counter()
     # no world model here (shaping 0): PPO alone must learn the toy's relation patterns
-    folder = train_policy(settings, str(dataset), iterations=12, num_envs=64, hops=hops, seed=0, progress=reports.append,
-                          env_options={"shaping": 0.0})
+    config = PolicyTrainConfig(dataset=str(dataset), iterations=12, walks=64, seed=0).replace(env={"hops": hops, "shaping": 0.0})
+    folder = train_policy(settings, config, progress=reports.append)
     seconds = time.perf_counter() - started
     assert folder == settings.home / "policies" / "toyfamily"
     assert [r["iteration"] for r in reports] == list(range(1, 13))
     assert all(r["env_steps_per_s"] > 0 for r in reports)
 
     trained = load_policy(folder)  # no Ray needed from here on
-    assert trained.meta["dataset"] == "toyfamily" and trained.meta["hops"] == hops
+    meta = read_policy_meta(folder)
+    assert meta.dataset == "toyfamily" and meta.env == config.env and meta.iterations == 12 and meta.walks == 64
     after = rollout_success(trained, eval_env, episodes=2048, greedy=False, seed=1)
     after_greedy = rollout_success(trained, eval_env, episodes=2048, greedy=True, seed=1)
     print(
@@ -240,7 +242,7 @@ def test_ppo_training_beats_untrained(ray_cluster, tmp_path):
 
 def test_experts_mix_by_the_gate_over_the_query():
     torch.manual_seed(2)
-    model = PathPolicyNet(E, NR, entity_dim=16, relation_dim=8, lstm_dim=16, state_dim=16, experts=4).eval()
+    model = PathPolicyNet(E, NR, NetConfig(entity_dim=16, relation_dim=8, lstm_dim=16, state_dim=16, experts=4)).eval()
     obs = obs_to_tensors(make_obs(seed=5))
     with torch.no_grad():
         logits, values = model(obs)
@@ -264,14 +266,14 @@ def test_experts_mix_by_the_gate_over_the_query():
 
 def test_checkpoint_round_trip_with_experts(tmp_path):
     torch.manual_seed(3)
-    model = PathPolicyNet(E, NR, entity_dim=8, relation_dim=8, lstm_dim=8, state_dim=8, experts=4).eval()
+    model = PathPolicyNet(E, NR, NetConfig(8, 8, 8, 8, experts=4)).eval()
     loaded = load_policy(save_policy(model, tmp_path / "p"))
     assert loaded.config["experts"] == 4
     obs = obs_to_tensors(make_obs(seed=9))
     with torch.no_grad():
         assert torch.equal(model(obs)[0], loaded(obs)[0])
     with pytest.raises(ValueError, match="experts"):
-        PathPolicyNet(E, NR, experts=0)
+        NetConfig(experts=0)
 
 
 @pytest.mark.ray
@@ -279,22 +281,31 @@ def test_checkpoint_round_trip_with_experts(tmp_path):
 def test_training_with_a_world_model_gives_a_self_contained_bundle(ray_cluster, tmp_path):
     from reverie.config import Settings
     from reverie.graph_store.datasets import load_dataset
-    from reverie.policies.bundle import WORLD_MODEL_FILE, load_bundle, world_model_cache
+    from reverie.models.world_model import world_model_path
+    from reverie.policies.bundle import WORLD_MODEL_FILE, load_bundle
     from reverie.policies.evaluate import evaluate_bundle
-    from reverie.policies.train import train_policy
+    from reverie.policies.train import ARBITER_WEIGHTS, train_policy
 
     dataset = tmp_path / "toyfamily"
     write_toy_dataset(dataset)
     settings = Settings(home=tmp_path / "home")
-    folder = train_policy(settings, str(dataset), iterations=2, num_envs=32, hops=2, seed=0,
-                          env_options={"imagined_edges": 2}, model={"experts": 4},
-                          world_model_args={"dim": 16, "epochs": 5})
-    assert world_model_cache(settings, "toyfamily").is_file() and (folder / WORLD_MODEL_FILE).is_file()
+    config = PolicyTrainConfig(dataset=str(dataset), iterations=2, walks=32).replace(
+        env={"hops": 2, "imagined_edges": 2}, net={"experts": 4}, world_model={"dim": 16, "epochs": 5})
+    folder = train_policy(settings, config)
+    assert world_model_path(settings.home, "toyfamily").is_file() and (folder / WORLD_MODEL_FILE).is_file()
     data = load_dataset(str(dataset))
     bundle = load_bundle(folder, data)
     assert bundle.world_model is not None and bundle.graph.imagined_per_entity == 2
-    assert bundle.net.config["experts"] == 4 and bundle.meta["arbiter_weight"] in (0.0, 0.1, 0.3, 1.0, 3.0)
+    assert bundle.net.config["experts"] == 4 and bundle.meta.arbiter_weight in ARBITER_WEIGHTS
+    # inference walks the very action tables training walked (imagined columns included)
+    from reverie.policies.env import KGPathVectorEnv
+    from reverie.policies.train import env_config
+
+    env = KGPathVectorEnv(env_config(config, folder / WORLD_MODEL_FILE), num_envs=1)
+    for table in ("action_relations", "action_entities", "action_mask"):
+        np.testing.assert_array_equal(getattr(bundle.graph, table), getattr(env.graph, table))
     result = evaluate_bundle(bundle, data, split="test", beam=8)
-    for part in (result, result["policy"], result["world_model"]):
-        assert set(part) >= {"hits@1", "hits@3", "hits@10", "mrr"} and 0.0 <= part["mrr"] <= 1.0
     assert result["queries"] == 5
+    bundle.meta.arbiter_weight = 0.0  # no weight on the paths: the arbiter ranks as the world model does
+    alone = evaluate_bundle(bundle, data, split="test", beam=8)
+    assert {k: alone[k] for k in ("hits@1", "mrr")} == {k: alone["world_model"][k] for k in ("hits@1", "mrr")}

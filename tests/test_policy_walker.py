@@ -1,16 +1,21 @@
-"""The trained policy's dreams without Ray: sampled walks, expert attribution, ranking, provenance."""
+"""The trained policy as a walker, without Ray: posing a question, sampled walks, expert
+attribution, ranking, provenance."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from reverie.dreams.policy_walker import WORLD_MODEL_SOURCE, PolicyRollouts, policy_rollouts, rank_policy_rollouts
-from reverie.graph_store.store import edge_id
+from reverie.dreams.policy_walker import PolicyWalker
+from reverie.dreams.rollouts import WalkQuery
+from reverie.edges import WORLD_MODEL_SOURCE, edge_id
+from reverie.errors import NoMatchError
+from reverie.graph_store.subgraph import Subgraph
 from reverie.policies.bundle import PolicyBundle, arbiter_scores
+from reverie.policies.config import EnvConfig, NetConfig, PolicyMeta
 from reverie.policies.net import EXPERT_NAMES, PathPolicyNet
 from reverie.policies.walkgraph import WalkGraph
-from reverie.schemas import Triple
+from reverie.schemas import LinkedEntity, Triple
 
 FACTS = [("a", "r1", "b"), ("b", "r2", "c"), ("a", "q", "c"), ("c", "r1", "d"), ("b", "r1", "d")]
 
@@ -27,50 +32,62 @@ def graph(imagined: bool = False) -> WalkGraph:
 
 def bundle(g: WalkGraph, experts: int = 4, hops: int = 2) -> PolicyBundle:
     torch.manual_seed(0)
-    net = PathPolicyNet(g.num_entities, g.num_relation_ids, entity_dim=8, relation_dim=8, lstm_dim=8, state_dim=8,
-                        experts=experts, use_entities=1).eval()
-    return PolicyBundle(net=net, graph=g, world_model=None, meta={"hops": hops, "dataset": "toy"})
+    net = PathPolicyNet(g.num_entities, g.num_relation_ids, NetConfig(8, 8, 8, 8, experts=experts, use_entities=True)).eval()
+    return PolicyBundle(net=net, graph=g, world_model=None, meta=PolicyMeta(dataset="toy", env=EnvConfig(hops=hops)))
 
 
-def test_sampled_walks_follow_edges_and_repeat_with_the_seed():
+def query(g: WalkGraph, relation: int, start: str = "a", hops: int = 2) -> WalkQuery:
+    return WalkQuery(question_vec=np.zeros(4, np.float32), starts=np.array([g.entity2id[start]]),
+                     start_weights=np.ones(1), hops=hops, relation=relation)
+
+
+def test_sampled_walks_follow_the_action_tables_and_repeat_with_the_seed():
     g = graph(imagined=True)
-    b = bundle(g)
-    src = np.full(200, g.entity2id["a"])
-    walks = policy_rollouts(b, src, g.relation2id["q"], seed=3)
-    assert walks.entities.shape == (200, 3) and walks.relations.shape == (200, 2) and len(walks) == 200
-    assert ((walks.expert >= 0) & (walks.expert < 4)).all() and (walks.logp <= 0).all()
+    walker = PolicyWalker(bundle(g))
+    q = query(g, g.relation2id["q"])
+    walks = walker.walk(None, q, 200, np.random.default_rng(3))
+    assert walks.nodes.shape == (200, 3) and walks.relations.shape == (200, 2) and len(walks) == 200
+    assert ((walks.expert >= 0) & (walks.expert < 4)).all() and (walks.logp < 0).all() and (walks.decisions == 2).all()
     for row in range(200):
-        for hop in range(2):
-            cur, rel, nxt = walks.entities[row, hop], walks.relations[row, hop], walks.entities[row, hop + 1]
-            cols = np.flatnonzero(g.action_mask[cur] & (g.action_relations[cur] == rel) & (g.action_entities[cur] == nxt))
+        assert walks.nodes[row, 0] == g.entity2id["a"]
+        for hop in range(walks.length[row]):
+            cur, rel, nxt = walks.nodes[row, hop], walks.relations[row, hop], walks.nodes[row, hop + 1]
+            action_rel = rel + g.imagined_offset if walks.imagined[row, hop] else rel
+            cols = np.flatnonzero(g.action_mask[cur] & (g.action_relations[cur] == action_rel) & (g.action_entities[cur] == nxt))
             assert cols.size == 1  # every hop is an allowed move of the action tables
-    assert g.is_imagined(walks.relations).any()  # the imagined edge out of a is walkable
-    again = policy_rollouts(b, src, g.relation2id["q"], seed=3)
-    assert np.array_equal(again.entities, walks.entities) and np.allclose(again.logp, walks.logp)
+        assert (walks.nodes[row, walks.length[row] + 1:] == -1).all()
+    assert walks.imagined.any()  # the imagined edge out of a is walkable
+    assert (walks.length < 2).any()  # some walks stayed put for a step: a stay is not a hop
+    again = walker.walk(None, q, 200, np.random.default_rng(3))
+    assert np.array_equal(again.nodes, walks.nodes) and np.allclose(again.logp, walks.logp)
+    other = walker.walk(None, q, 200, np.random.default_rng(4))
+    assert not np.array_equal(other.nodes, walks.nodes)
     with pytest.raises(ValueError, match="query relation"):
-        policy_rollouts(b, src, 2 * g.num_relations, seed=0)
+        walker.walk(None, query(g, 2 * g.num_relations), 4, np.random.default_rng(0))
 
 
 def test_one_expert_is_the_policy():
     g = graph()
-    walks = policy_rollouts(bundle(g, experts=1), np.zeros(8, np.int64), 0, seed=0)
-    assert (walks.expert == 0).all()
+    walker = PolicyWalker(bundle(g, experts=1))
+    walks = walker.walk(None, query(g, 0), 8, np.random.default_rng(0))
+    assert (walks.expert == 0).all() and walker.expert_names == ("policy",)
 
 
 def test_rank_groups_by_answer_and_keeps_provenance():
     g = graph(imagined=True)
-    b = bundle(g)
+    walker = PolicyWalker(bundle(g))
     e, rid, R = g.entity2id, g.relation2id, g.num_relations
     a, bb, c, d = e["a"], e["b"], e["c"], e["d"]
     no_op, dream = g.no_op, g.imagined_offset + rid["r2"]
-    walks = PolicyRollouts(
+    walks = walker.from_steps(
         entities=np.array([[a, bb, c], [a, bb, c], [a, bb, d], [a, d, d], [a, a, a]]),
-        relations=np.array([[rid["r1"], rid["r2"]], [rid["r1"], rid["r2"]], [rid["r1"], rid["r1"]], [dream, no_op], [no_op, no_op]]),
+        taken=np.array([[rid["r1"], rid["r2"]], [rid["r1"], rid["r2"]], [rid["r1"], rid["r1"]], [dream, no_op], [no_op, no_op]]),
         logp=np.array([-1.0, -1.5, -0.5, -3.0, -0.1]),
         expert=np.array([2, 2, 0, 1, 3]),
-        relation=rid["q"],
     )
-    ranked = rank_policy_rollouts(b, walks, source="toy")
+    np.testing.assert_array_equal(walks.length, [2, 2, 2, 1, 0])
+    q = query(g, rid["q"])
+    ranked = walker.rank(None, q, walks)
     assert [c_.answer for c_ in ranked] == ["d", "c"]  # best path wins without a world model; a (stayed) proposes nothing
     assert [c_.votes for c_ in ranked] == [2, 2]
     best_d = ranked[0].best_chain
@@ -78,14 +95,41 @@ def test_rank_groups_by_answer_and_keeps_provenance():
     assert best_d.steps[0].edge_id == edge_id("a", "r1", "b") and best_d.steps[0].source == "toy"
     assert not any(s.imagined for s in best_d.steps)
     # an imagined hop is flagged, with the world model as its source; the stay is left out
-    dream_chain = rank_policy_rollouts(b, PolicyRollouts(walks.entities[3:4], walks.relations[3:4], walks.logp[3:4],
-                                                         walks.expert[3:4], walks.relation), source="toy")[0].best_chain
-    assert len(dream_chain.steps) == 1 and dream_chain.steps[0].imagined
+    dream_chain = walker.chain(walks, 3)
+    assert len(dream_chain.steps) == 1 and dream_chain.steps[0].imagined and dream_chain.answer == "d"
     assert dream_chain.steps[0].source == WORLD_MODEL_SOURCE and dream_chain.steps[0].action == "r2"
+    assert dream_chain.steps[0].edge_id == edge_id("a", "r2", "d") and dream_chain.expert == EXPERT_NAMES[1]
     # an inverse hop names the stored fact from its head
-    back = PolicyRollouts(np.array([[c, bb, bb]]), np.array([[rid["r2"] + R, no_op]]), np.array([-1.0]), np.array([0]), rid["q"])
-    step = rank_policy_rollouts(b, back, source="toy")[0].best_chain.steps[0]
+    back = walker.from_steps(np.array([[c, bb, bb]]), np.array([[rid["r2"] + R, no_op]]), np.array([-1.0]), np.array([0]))
+    step = walker.rank(None, query(g, rid["q"], start="c"), back)[0].best_chain.steps[0]
     assert step.inverse and step.action == "inverse of r2" and step.edge_id == edge_id("b", "r2", "c")
+
+
+def test_pose_asks_the_nearest_relation_from_the_linked_entities_it_knows():
+    g = graph()
+    walker = PolicyWalker(bundle(g))
+    R = g.num_relations
+    names = ["a", "b"]
+    rel_names = ["q", "r1"]  # the retrieved neighbourhood's relations, in its own order
+    rel_vecs = np.zeros((4, 4), np.float32)
+    rel_vecs[0] = [1, 0, 0, 0]  # "q" matches the question
+    rel_vecs[1] = [0, 1, 0, 0]
+    rel_vecs[2] = [0.8, 0.6, 0, 0]  # "inverse of q": near, but not by the margin
+    sub = Subgraph(node_names=names, node_types=["entity"] * 2, node_vecs=np.array([[0, 0, 1, 0], [0, 0, 0, 1]], np.float32),
+                   indptr=np.zeros(3, np.int64), targets=np.zeros(0, np.int64), relations=np.zeros(0, np.int64),
+                   edge_refs=np.zeros(0, np.int64), rel_names=rel_names, rel_vecs=rel_vecs, edge_ids=[], edge_sources=[],
+                   seeds=np.array([0]), seed_weights=np.ones(1))
+    seeds = [LinkedEntity(name="a", type="entity", score=0.9, how="exact"), LinkedEntity(name="nowhere", type="entity", score=1.0, how="vector"),
+             LinkedEntity(name="b", type="entity", score=0.3, how="vector")]
+    question = np.array([1, 0, 0, 0], np.float32)
+    posed = walker.pose(sub, question, seeds, hops=5)
+    assert posed.relation == g.relation2id["q"] and posed.hops == 2  # the policy walks its own hops
+    assert [g.id2entity[i] for i in posed.starts] == ["a", "b"]
+    np.testing.assert_allclose(posed.start_weights, [0.75, 0.25])
+    rel_vecs[0] = [0.5, 0.5, 0, 0]  # now "inverse of q" is clearly nearer: the inverse is asked
+    assert walker.pose(sub, question, seeds, hops=2).relation == g.relation2id["q"] + R
+    with pytest.raises(NoMatchError):
+        walker.pose(sub, question, seeds[1:2], hops=2)
 
 
 def test_arbiter_scores_mix_world_and_paths():

@@ -5,38 +5,17 @@ The fault tests kill parts of the running app and come last.
 """
 import json
 import pickle
-import socket
 import threading
 import time
 
 import httpx
 import ollama
 import pytest
+from servers import API_KEY, AUTH
 
 from reverie.graph_store.world import SAMPLE_QUESTION
 
 pytestmark = pytest.mark.ray
-
-API_KEY = "test-key-7f3a"
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def served(world_pipeline, world_settings):
-    from ray import serve
-
-    from reverie.serve.app import run
-
-    settings = world_settings.model_copy(update={"port": free_port(), "api_key": API_KEY, "max_body_bytes": 64 * 1024})
-    url = run(settings)
-    yield url, settings
-    serve.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +34,18 @@ def stats(http) -> dict:
 
 
 # ---------- asking ----------
-def test_query_returns_the_verdict(http):
+def test_query_returns_the_verdict(http, world_pipeline):
+    from reverie.schemas import Query
+
     reply = http.post("/v1/query", json={"question": SAMPLE_QUESTION, "seed": 0, "verbalize": False})
     assert reply.status_code == 200, reply.text
     verdict = reply.json()
     assert verdict["answer_entity"] == "shatters"
     assert [s["result"] for s in verdict["chain"]["steps"]] == ["glass", "brittle", "shatters"]
-    assert verdict["candidates"][0]["votes"] >= 1
     assert sum(verdict["nodes"].values()) == verdict["rollouts"]
+    # HTTP and the CLI run one Pipeline: the same seed gives the same dreams and ranking
+    local = world_pipeline.answer(Query(question=SAMPLE_QUESTION, seed=0, verbalize=False))
+    assert [(c["answer"], c["votes"]) for c in verdict["candidates"]] == [(c.answer, c.votes) for c in local.candidates]
 
 
 def read_events(reply: httpx.Response) -> list[tuple[str, dict]]:
@@ -151,8 +134,12 @@ def test_bodies_over_the_limit_get_413(http, served):
     assert stats(http) == before
 
 
-def test_binds_loopback_only(base_url):
-    assert base_url.startswith("http://127.0.0.1:")
+def test_binds_loopback_only(served):
+    import psutil
+
+    port = served[1].port
+    listening = [c.laddr.ip for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+    assert listening == ["127.0.0.1"]
 
 
 def test_health_and_openapi(http):
@@ -315,17 +302,16 @@ def test_ollama_client_errors(ollama_client, base_url):
     assert unauthorised.value.status_code == 401
 
 
-def test_reverie_ollama_backend_talks_to_reverie(base_url):
+def test_reverie_ollama_backend_needs_the_key_and_the_model(base_url):
+    """Reverie's Ollama backend against Reverie (its generation contract is in test_llm.py)."""
     from reverie.llm.chain import BackendUnavailable
     from reverie.llm.ollama_backend import OllamaLLM
 
-    backend = OllamaLLM(base_url, "smollm2:135m", timeout_s=60, api_key=API_KEY)
     options = {"temperature": 0.0, "top_k": 40, "max_new_tokens": 8}
-    text = backend.generate("Name a colour.", **options)
-    assert text.strip()
-    assert "".join(backend.stream("Name a colour.", **options)) == text
     with pytest.raises(BackendUnavailable, match="401"):
         OllamaLLM(base_url, "smollm2:135m", timeout_s=60, api_key="wrong").generate("hi", **options)
+    with pytest.raises(BackendUnavailable, match="no model 'llama3.2'"):
+        OllamaLLM(base_url, "llama3.2", timeout_s=60, api_key=API_KEY).load()
 
 
 # ---------- faults (last: they kill parts of the app) ----------
@@ -346,7 +332,7 @@ def _load(http, stop: threading.Event, results: list[int], body: dict) -> None:
 def test_a_killed_replica_is_replaced_under_load(base_url, http):
     import ray
 
-    before = _replicas("Dreams")
+    before = _replicas("Pipeline")
     assert len(before) == 1
     stop, results = threading.Event(), []
     body = {"question": SAMPLE_QUESTION, "verbalize": False, "seed": 0}
@@ -358,14 +344,14 @@ def test_a_killed_replica_is_replaced_under_load(base_url, http):
         time.sleep(2)
         ray.kill(ray.get_actor(before[0], namespace="serve"), no_restart=True)
         deadline = time.time() + 90
-        while time.time() < deadline and (not _replicas("Dreams") or _replicas("Dreams") == before):
+        while time.time() < deadline and (not _replicas("Pipeline") or _replicas("Pipeline") == before):
             time.sleep(1)
         time.sleep(3)
     finally:
         stop.set()
         for t in threads:
             t.join()
-    after = _replicas("Dreams")
+    after = _replicas("Pipeline")
     assert after and after != before, "Serve did not replace the killed replica"
     assert results.count(200) > 3
     assert http.post("/v1/query", json=body).json()["answer_entity"] == "shatters"

@@ -30,7 +30,7 @@ def test_config_names_every_deployment_of_the_app_and_scales_rollouts_and_encode
     built = build_app(app_builder({"home": str(tmp_path)}), name=app.name)
     assert {d.name for d in app.deployments} == {d.name for d in built.deployments}
     by_name = {d.name: d for d in app.deployments}
-    for scaled in ("Dreams", "TextEncoder"):
+    for scaled in ("Pipeline", "TextEncoder"):
         autoscaling = by_name[scaled].autoscaling_config
         assert autoscaling["min_replicas"] >= 1 and autoscaling["max_replicas"] > autoscaling["min_replicas"]
     assert all(d.ray_actor_options.num_cpus == 0 for d in app.deployments)  # rollout tasks take the CPUs

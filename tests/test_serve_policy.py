@@ -3,18 +3,20 @@ the embedding walker otherwise: Ray Serve over real HTTP on 127.0.0.1."""
 import httpx
 import pytest
 from test_policy_module import write_toy_dataset  # pytest puts tests/ on sys.path
-from test_serve import free_port
+from servers import free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def policy_home(ray_cluster, tmp_path_factory):
+    """Its own `reverie serve`: the session's world server, if it runs, gives way (one Serve per cluster)."""
     from ray import serve
 
     from reverie.config import Settings
     from reverie.graph_store.datasets import load_dataset
     from reverie.pipeline import Pipeline
+    from reverie.policies.config import PolicyTrainConfig
     from reverie.policies.train import train_policy
     from reverie.serve.app import run
 
@@ -24,8 +26,9 @@ def policy_home(ray_cluster, tmp_path_factory):
     pipeline = Pipeline(settings)
     pipeline.ingest_dataset(load_dataset(str(folder)))
     pipeline.ingest_dataset(load_dataset("world"))
-    train_policy(settings, str(folder), iterations=2, num_envs=32, hops=2, seed=0, model={"experts": 4},
-                 world_model_args={"dim": 16, "epochs": 5})
+    train_policy(settings, PolicyTrainConfig(dataset=str(folder), iterations=2, walks=32).replace(
+        env={"hops": 2}, net={"experts": 4}, world_model={"dim": 16, "epochs": 5}))
+    serve.shutdown()
     url = run(settings)
     yield url
     serve.shutdown()

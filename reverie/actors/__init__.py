@@ -11,19 +11,17 @@ import itertools
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from reverie.config import Settings, offline_hub
+from reverie.config import Settings
+from reverie.dreams import Rollouts, WalkQuery, Walker, dream
 from reverie.encoders import TextEncoder
-from reverie.dreams import Arbiter, EmbeddingWalker, Rollouts, start_nodes
-from reverie.dreams.policy_walker import PolicyRollouts, policy_rollouts, rank_policy_rollouts
+from reverie.feedback import FeedbackLog
 from reverie.graph_store import GraphStore
 from reverie.graph_store.subgraph import Subgraph
-from reverie.feedback import FeedbackLog
+from reverie.llm.verbalizer import Verbalizer
 from reverie.memory import SessionMemory
-from reverie.policies.bundle import PolicyBundle
 
 NAMESPACE = "reverie"
 
@@ -37,57 +35,25 @@ MemoryActor = ray.remote(num_cpus=0)(SessionMemory)
 FeedbackActor = ray.remote(num_cpus=0, max_restarts=-1)(FeedbackLog)
 
 
+LLMActor = ray.remote(num_cpus=0)(Verbalizer)
+
+
 @ray.remote(num_cpus=0)
 class ArbiterActor:
-    def __init__(self):
-        self.arbiter = Arbiter()
+    """Ranks a question's rollouts off the driver, by the walker that made them."""
 
-    def rank(self, sub: Subgraph, question_vec: np.ndarray, limit: int, *parts: Rollouts):
+    def rank(self, walker: Walker, graph: Subgraph | None, query: WalkQuery, limit: int, *parts: Rollouts):
         """Rollout batches come as separate arguments so Ray resolves each from the object store."""
-        return self.arbiter.rank(sub, Rollouts.concat(parts), question_vec, limit)
-
-    def rank_policy(self, bundle: PolicyBundle, source: str, limit: int, *parts: PolicyRollouts):
-        """The trained policy's rollouts, ranked as `reverie eval` ranks (world model x path evidence)."""
-        return rank_policy_rollouts(bundle, PolicyRollouts.concat(parts), source, limit)
-
-
-@ray.remote(num_cpus=0)
-class LLMActor:
-    def __init__(self, settings: Settings):
-        offline_hub()
-        from reverie.llm import build_chain
-
-        self.settings = settings
-        self.chain = build_chain(settings)
-
-    def warm_up(self) -> None:
-        """Load the local model now (the first load converts the GGUF, ~20 s) rather than on a question."""
-        for backend in self.chain.backends:
-            if hasattr(backend, "load"):
-                backend.load()
-
-    def verbalize(self, question: str, chain, seed: int | None = None) -> tuple[str, str]:
-        from reverie.llm import verbalize
-
-        return verbalize(question, chain, self.chain, self.settings, seed=seed)
+        return walker.rank(graph, query, Rollouts.concat(parts), limit)
 
 
 # Rollout tasks return (rollouts, node id): the rollouts stay in the object store for the arbiter,
 # while the driver fetches only where each batch ran. rollout_placements() spreads them.
 @ray.remote(num_cpus=1, num_returns=2)
-def policy_rollout_task(bundle: PolicyBundle, sources: np.ndarray, relation: int, seed: int) -> tuple[PolicyRollouts, str]:
-    """A batch of the trained policy's rollouts; the bundle (net, graph) comes from the object store."""
-    import torch
-
-    torch.set_num_threads(1)
-    return policy_rollouts(bundle, sources, relation, seed), ray.get_runtime_context().get_node_id()
-
-
-@ray.remote(num_cpus=1, num_returns=2)
-def rollout_task(sub: Subgraph, question_vec: np.ndarray, count: int, hops: int, walker: EmbeddingWalker, seed: int) -> tuple[Rollouts, str]:
-    """A batch of rollouts; the subgraph arrives from the object store, shared by every task."""
-    rng = np.random.default_rng(seed)
-    return walker.walk(sub, question_vec, start_nodes(sub, count, rng), hops, rng), ray.get_runtime_context().get_node_id()
+def rollout_task(walker: Walker, graph: Subgraph | None, query: WalkQuery, count: int, seed: int) -> tuple[Rollouts, str]:
+    """A batch of rollouts; a walker too large to copy (a trained policy) and the subgraph come
+    from the object store, shared by every task."""
+    return dream(walker, graph, query, count, seed), ray.get_runtime_context().get_node_id()
 
 
 _CPU_NODES: tuple[float, list[str]] = (0.0, [])

@@ -1,5 +1,9 @@
-"""Rollout engine and arbitration. No Ray: actors/ hosts these."""
+"""The dreams: walkers that fan out rollouts, the Rollouts they produce, the chains they become,
+and arbitration. No Ray: actors/ hosts these."""
 from reverie.dreams.arbiter import Arbiter
-from reverie.dreams.walker import EmbeddingWalker, Rollouts, dream, start_nodes, walk
+from reverie.dreams.embedding_walker import EmbeddingWalker, residual, walk
+from reverie.dreams.rollouts import Rollouts, WalkQuery, build_chain
+from reverie.dreams.walkers import WALKERS, Walker, dream, make_walker
 
-__all__ = ["Arbiter", "EmbeddingWalker", "Rollouts", "dream", "start_nodes", "walk"]
+__all__ = ["WALKERS", "Arbiter", "EmbeddingWalker", "Rollouts", "WalkQuery", "Walker", "build_chain", "dream",
+           "make_walker", "residual", "walk"]

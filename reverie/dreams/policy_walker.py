@@ -1,130 +1,164 @@
-"""Dreams walked by the trained path policy, and their arbitration. No Ray.
+"""Dreams walked by a trained path policy over the graph it was trained on, and their ranking. No Ray.
 
-`policy_rollouts` samples walks of the policy over its own WalkGraph from the linked entities for
-one query relation, recording for each walk which expert most likely produced it (the largest
-posterior gate_k * prod_t pi_k(a_t)). `rank_policy_rollouts` groups walks by the entity they end
-at and ranks answers the way `reverie eval` does (bundle.arbiter_scores: the world model's belief
-times the path evidence), so the CLI, HTTP and the benchmark rank alike.
+`PolicyWalker.pose` turns a question into a query for the policy: the relation it asks (the policy
+relation whose text is nearest the question) and the linked entities the policy knows. `walk`
+samples the policy's walks of `bundle.hops` steps, recording for each which expert most likely
+produced it (the largest posterior gate_k * prod_t pi_k(a_t)); stays (NO_OP) are not hops. `rank`
+groups walks by the entity they end at and ranks answers the way `reverie eval` does
+(bundle.arbiter_scores: the world model's belief times the path evidence), so the CLI, HTTP and
+the benchmark rank alike.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
 import numpy as np
 import torch
 
-from reverie.graph_store.store import edge_id
+from reverie.dreams.embedding_walker import residual
+from reverie.dreams.rollouts import Rollouts, WalkQuery, build_chain
+from reverie.edges import edge_id
+from reverie.errors import NoMatchError
+from reverie.graph_store.subgraph import Subgraph
 from reverie.policies.bundle import PolicyBundle, arbiter_scores
 from reverie.policies.net import expert_name
-from reverie.schemas import Candidate, Chain, Step
+from reverie.schemas import Candidate, LinkedEntity
 
-WORLD_MODEL_SOURCE = "world-model"
-
-
-@dataclass
-class PolicyRollouts:
-    entities: np.ndarray   # (B, H + 1) WalkGraph entity ids, the start first
-    relations: np.ndarray  # (B, H) relation ids taken (NO_OP: stayed)
-    logp: np.ndarray       # (B,) log-probability of the whole walk under the policy
-    expert: np.ndarray     # (B,) index of the expert that most likely produced it
-    relation: int          # the query relation id asked
-
-    def __len__(self) -> int:
-        return int(self.logp.shape[0])
-
-    @staticmethod
-    def concat(parts: list["PolicyRollouts"]) -> "PolicyRollouts":
-        return PolicyRollouts(
-            entities=np.concatenate([p.entities for p in parts]),
-            relations=np.concatenate([p.relations for p in parts]),
-            logp=np.concatenate([p.logp for p in parts]),
-            expert=np.concatenate([p.expert for p in parts]),
-            relation=parts[0].relation,
-        )
+INVERSE_MARGIN = 0.1
+"""Cosine margin an inverse relation's text needs over the best forward one to be the one asked."""
 
 
-@torch.no_grad()
-def policy_rollouts(bundle: PolicyBundle, sources: np.ndarray, relation: int, seed: int) -> PolicyRollouts:
-    """One sampled walk of `bundle.hops` steps from each of `sources` (WalkGraph ids) for `relation`."""
-    graph, net = bundle.graph, bundle.net
-    src = np.asarray(sources, np.int64)
-    n, hops = len(src), bundle.hops
-    if not 0 <= relation < 2 * graph.num_relations:
-        raise ValueError(f"query relation id {relation} is outside 0..{2 * graph.num_relations - 1}")
-    generator = torch.Generator().manual_seed(int(seed))
-    entities = np.repeat(src[:, None], hops + 1, axis=1)
-    relations = np.full((n, hops), graph.no_op, np.int64)
-    logp = torch.zeros(n, dtype=torch.float64)
-    expert_logp = None
-    qrel = np.full(n, relation, np.int64)
-    for step in range(hops):
-        cur = entities[:, step]
-        allowed = graph.action_mask[cur].copy()
-        if bundle.mask_source_query_edges:
-            allowed &= ~((cur == src)[:, None] & (graph.action_relations[cur] == relation))
-        obs = {
-            "source": src, "query_relation": qrel, "current": cur, "step": np.full(n, step, np.int64),
-            "path_relations": relations, "path_entities": entities[:, 1:],
-            "action_relations": graph.action_relations[cur], "action_entities": graph.action_entities[cur],
-            "action_mask": allowed.astype(np.int8),
-        }
-        mixed, per_expert, log_gate = net.expert_log_probs({k: torch.as_tensor(v) for k, v in obs.items()})
-        if expert_logp is None:
-            expert_logp = log_gate.double().clone()
-        action = torch.multinomial(mixed.exp(), 1, generator=generator).squeeze(-1)
-        logp += mixed[torch.arange(n), action].double()
-        expert_logp += per_expert[torch.arange(n), :, action].double()
-        a = action.numpy()
-        relations[:, step] = graph.action_relations[cur, a]
-        entities[:, step + 1] = graph.action_entities[cur, a]  # later columns stay the source: the env's padding
-    return PolicyRollouts(entities=entities, relations=relations, logp=logp.numpy(),
-                          expert=expert_logp.argmax(dim=1).numpy(), relation=int(relation))
+class PolicyWalker:
+    """The trained policy of one graph, as a walker."""
 
+    kind = "path-policy"
+    walks_retrieved = False  # it walks its own WalkGraph: its action tables are the ones it was trained on
 
-def rank_policy_rollouts(bundle: PolicyBundle, rollouts: PolicyRollouts, source: str = "", limit: int = 10) -> list[Candidate]:
-    """Ranked answers, best first; walks that end where they started propose nothing."""
-    graph = bundle.graph
-    ends = rollouts.entities[:, -1]
-    valid = ends != rollouts.entities[:, 0]
-    if not valid.any():
-        return []
-    idx = np.flatnonzero(valid)
-    path_logp = np.full((1, graph.num_entities), -np.inf)
-    np.maximum.at(path_logp[0], ends[idx], rollouts.logp[idx])
-    world = None
-    if bundle.world_model is not None:
-        start = np.array([rollouts.entities[idx[0], 0]])
-        world = np.asarray(bundle.world_model.score_tails(start, np.array([rollouts.relation])), dtype=np.float64)
-    score = arbiter_scores(path_logp, world, bundle.arbiter_weight)[0]
-    candidates = []
-    for answer in np.unique(ends[idx]):
-        members = idx[ends[idx] == answer]
-        best = int(members[np.argmax(rollouts.logp[members])])
-        candidates.append(Candidate(answer=graph.id2entity[answer], score=float(score[answer]), votes=int(members.size),
-                                    best_chain=policy_chain(bundle, rollouts, best, source)))
-    candidates.sort(key=lambda c: (-c.score, c.answer))
-    return candidates[:limit]
+    def __init__(self, bundle: PolicyBundle):
+        self.bundle = bundle
+        self.name = f"path-policy:{bundle.meta.dataset}"
+        experts = bundle.net.config["experts"]
+        self.expert_names = tuple(expert_name(k, experts) for k in range(experts))
+        self._names = bundle.graph.id2entity
 
+    def for_rollouts(self) -> "PolicyWalker":
+        """The walker without its world model: walks need none, and unpickling one imports PyKEEN
+        (seconds per Ray worker)."""
+        return PolicyWalker(dataclasses.replace(self.bundle, world_model=None))
 
-def policy_chain(bundle: PolicyBundle, rollouts: PolicyRollouts, index: int, source: str = "") -> Chain:
-    """Walk `index` as (what, action, result) steps with provenance; stays (NO_OP) are left out."""
-    graph = bundle.graph
-    names, relation_names = graph.id2entity, graph.id2relation
-    R = graph.num_relations
-    steps = []
-    for hop, rel in enumerate(rollouts.relations[index].tolist()):
-        if rel == graph.no_op:
-            continue
-        imagined = bool(graph.is_imagined(rel))
-        stored = int(graph.stored_relation(rel))
-        inverse = stored >= R
-        what, result = names[rollouts.entities[index, hop]], names[rollouts.entities[index, hop + 1]]
-        name = relation_names[stored - R if inverse else stored]
-        head, tail = (result, what) if inverse else (what, result)
-        steps.append(Step(what=what, action=f"inverse of {name}" if inverse else name, result=result,
-                          edge_id=edge_id(head, name, tail), source=WORLD_MODEL_SOURCE if imagined else source,
-                          inverse=inverse, imagined=imagined))
-    experts = int(bundle.net.config.get("experts", 1))
-    return Chain(steps=steps, answer=names[rollouts.entities[index, -1]],
-                 score=float(rollouts.logp[index] / max(len(steps), 1)),
-                 expert=expert_name(int(rollouts.expert[index]), experts))
+    def knows(self, entity_names: list[str]) -> int:
+        """How many of `entity_names` the policy's graph holds."""
+        return sum(name in self.bundle.graph.entity2id for name in entity_names)
+
+    # ------------------------------------------------------------------ pose
+    def pose(self, sub: Subgraph, question_vec: np.ndarray, seeds: list[LinkedEntity], hops: int) -> WalkQuery:
+        """Walks start at the linked entities the policy knows, by link score, and walk the policy's
+        own number of hops (`hops` is the embedding walker's setting)."""
+        e2i = self.bundle.graph.entity2id
+        known = [e for e in seeds if e.name in e2i]
+        if not known:
+            raise NoMatchError("the trained policy's graph holds none of the linked entities")
+        weights = np.array([max(e.score, 1e-6) for e in known])
+        return WalkQuery(question_vec=np.asarray(question_vec, np.float32), starts=np.array([e2i[e.name] for e in known], np.int64),
+                         start_weights=weights / weights.sum(), hops=self.bundle.hops,
+                         relation=self.query_relation(sub, question_vec))
+
+    def query_relation(self, sub: Subgraph, question_vec: np.ndarray) -> int:
+        """The relation the question asks: the policy relation (forward or inverse) whose text is
+        nearest the question among those the retrieved neighbourhood holds. The linked entities are
+        projected out of the question first ("what does a steroid interact with" should match
+        "interacts with", not whatever steroids mostly do). The sentence encoder hardly tells
+        "X interacts with ?" from "? interacts with X", so the stored direction wins unless the
+        inverse's text ("inverse of ...") is clearly nearer."""
+        graph = self.bundle.graph
+        known = [i for i, name in enumerate(sub.rel_names) if name in graph.relation2id]
+        if not known:
+            raise NoMatchError("the question's neighbourhood has no relation the trained policy knows")
+        R_sub, R = sub.num_relations, graph.num_relations
+        sims = sub.rel_vecs @ residual(question_vec, sub.node_vecs[sub.seeds])
+        forward = max((float(sims[i]), graph.relation2id[sub.rel_names[i]]) for i in known)
+        inverse = max((float(sims[R_sub + i]), graph.relation2id[sub.rel_names[i]] + R) for i in known)
+        return inverse[1] if inverse[0] > forward[0] + INVERSE_MARGIN else forward[1]
+
+    # ------------------------------------------------------------------ walk
+    @torch.no_grad()
+    def walk(self, sub: Subgraph | None, query: WalkQuery, count: int, rng: np.random.Generator) -> Rollouts:
+        """One sampled walk of the policy's hops from each of `count` start entities."""
+        graph, net = self.bundle.graph, self.bundle.net
+        relation = int(query.relation)
+        if not 0 <= relation < 2 * graph.num_relations:
+            raise ValueError(f"query relation id {relation} is outside 0..{2 * graph.num_relations - 1}")
+        src = query.sample_starts(count, rng)
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        hops = query.hops
+        entities = np.repeat(src[:, None], hops + 1, axis=1)
+        taken = np.full((count, hops), graph.no_op, np.int64)
+        logp = torch.zeros(count, dtype=torch.float64)
+        expert_logp = None
+        qrel = np.full(count, relation, np.int64)
+        hide = self.bundle.mask_source_query_edges
+        for step in range(hops):
+            cur = entities[:, step]
+            allowed = graph.allowed_actions(cur, src if hide else None, qrel if hide else None)
+            obs = graph.observation(src, qrel, cur, step, taken, entities[:, 1:], allowed)
+            mixed, per_expert, log_gate = net.expert_log_probs({k: torch.as_tensor(v) for k, v in obs.items()})
+            if expert_logp is None:
+                expert_logp = log_gate.double().clone()
+            action = torch.multinomial(mixed.exp(), 1, generator=generator).squeeze(-1)
+            logp += mixed[torch.arange(count), action].double()
+            expert_logp += per_expert[torch.arange(count), :, action].double()
+            a = action.numpy()
+            taken[:, step] = graph.action_relations[cur, a]
+            entities[:, step + 1] = graph.action_entities[cur, a]  # later columns stay the source: the env's padding
+        return self.from_steps(entities, taken, logp.numpy(), expert_logp.argmax(dim=1).numpy())
+
+    def from_steps(self, entities: np.ndarray, taken: np.ndarray, logp: np.ndarray, expert: np.ndarray) -> Rollouts:
+        """Fixed-length walks (entities [B, H + 1] after each step, relation ids `taken` [B, H], NO_OP
+        for a stay) as Rollouts: stays are decisions but not hops."""
+        graph = self.bundle.graph
+        count, hops = taken.shape
+        moved = taken != graph.no_op
+        length = moved.sum(axis=1)
+        col = np.cumsum(moved, axis=1) - 1  # where each real hop goes
+        rows, steps = np.nonzero(moved)
+        nodes = np.full((count, hops + 1), -1, np.int64)
+        nodes[:, 0] = entities[:, 0]
+        nodes[rows, col[rows, steps] + 1] = entities[rows, steps + 1]
+        relations = np.full((count, hops), -1, np.int64)
+        relations[rows, col[rows, steps]] = graph.stored_relation(taken[rows, steps])
+        imagined = np.zeros((count, hops), bool)
+        imagined[rows, col[rows, steps]] = graph.is_imagined(taken[rows, steps])
+        return Rollouts(nodes=nodes, relations=relations, edge_refs=np.full((count, hops), -1, np.int64), imagined=imagined,
+                        logp=np.asarray(logp, np.float64), decisions=np.full(count, hops, np.int64), length=length,
+                        expert=np.asarray(expert, np.int64))
+
+    # ------------------------------------------------------------------ rank
+    def rank(self, sub: Subgraph | None, query: WalkQuery, rollouts: Rollouts, limit: int = 10) -> list[Candidate]:
+        """Ranked answers, best first; walks that end where they started propose nothing."""
+        graph, bundle = self.bundle.graph, self.bundle
+        ends, starts = rollouts.answers, rollouts.nodes[:, 0]
+        valid = ends != starts
+        if not valid.any():
+            return []
+        idx = np.flatnonzero(valid)
+        path_logp = np.full((1, graph.num_entities), -np.inf)
+        np.maximum.at(path_logp[0], ends[idx], rollouts.logp[idx])
+        world = None
+        if bundle.world_model is not None:
+            start = np.array([starts[idx[0]]])
+            world = np.asarray(bundle.world_model.score_tails(start, np.array([query.relation])), dtype=np.float64)
+        score = arbiter_scores(path_logp, world, bundle.arbiter_weight)[0]
+        candidates = []
+        for answer in np.unique(ends[idx]):
+            members = idx[ends[idx] == answer]
+            best = int(members[np.argmax(rollouts.logp[members])])
+            candidates.append(Candidate(answer=self._names[answer], score=float(score[answer]), votes=int(members.size),
+                                        best_chain=self.chain(rollouts, best)))
+        candidates.sort(key=lambda c: (-c.score, c.answer))
+        return candidates[:limit]
+
+    def chain(self, rollouts: Rollouts, index: int):
+        source = self.bundle.meta.dataset
+        return build_chain(rollouts, index, self._names, self.bundle.graph.id2relation,
+                           lambda _ref, head, relation, tail: (edge_id(head, relation, tail), source),
+                           self.expert_names[int(rollouts.expert[index])])

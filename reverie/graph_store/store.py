@@ -11,9 +11,7 @@ The embedded Qdrant store takes a file lock, so exactly one process (one Ray act
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -22,7 +20,9 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from reverie.atomic import atomic_file
 from reverie.config import Settings
+from reverie.edges import edge_id, relation_label
 from reverie.errors import EmptyGraphError, NoMatchError, NotFoundError, ReverieError
 from reverie.graph_store.subgraph import Subgraph
 from reverie.schemas import Entity, EntityView, Fact, GraphStats, LinkedEntity, Triple
@@ -32,10 +32,6 @@ RELATIONS = "relations"
 _POINT_NS = uuid.UUID("6f1c1d1e-5d2b-4c8e-9a47-3f1f0e2b7a10")
 _WORD = re.compile(r"[^a-z0-9]+")
 _MAX_PHRASE_WORDS = 8
-
-
-def edge_id(head: str, relation: str, tail: str) -> str:
-    return hashlib.sha1(f"{head}\t{relation}\t{tail}".encode()).hexdigest()[:16]
 
 
 def display(name: str) -> str:
@@ -51,7 +47,7 @@ def entity_text(entity: Entity) -> str:
 def relation_texts(relation: str) -> tuple[str, str]:
     """Texts embedded for a relation walked forward and against its direction."""
     label = display(relation)
-    return label, f"inverse of {label}"
+    return label, relation_label(label, inverse=True)
 
 
 def normalise(text: str) -> str:
@@ -129,21 +125,13 @@ class GraphStore:
             "relations": self._relations,
             "triples": [[t.head, t.relation, t.tail, t.source, t.confidence] for t in self._triples],
         }
-        self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.snapshot_path.with_name(f".snapshot-{uuid.uuid4().hex}.npz")
-        try:
-            with open(tmp, "wb") as handle:
-                np.savez(
-                    handle,
-                    meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-                    entity_vecs=self._entity_vecs,
-                    relation_vecs=self._relation_vecs,
-                )
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.snapshot_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_file(self.snapshot_path) as handle:
+            np.savez(
+                handle,
+                meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                entity_vecs=self._entity_vecs,
+                relation_vecs=self._relation_vecs,
+            )
 
     def _open_qdrant(self):
         from qdrant_client import QdrantClient
@@ -305,9 +293,6 @@ class GraphStore:
     # ---------- reading ----------
     def stats(self) -> GraphStats:
         return GraphStats(entities=len(self._entities), relations=len(self._relations), triples=len(self._triples))
-
-    def has_entity(self, name: str) -> bool:
-        return name in self._entity_index
 
     def get_entity(self, name: str) -> Entity | None:
         idx = self._entity_index.get(name)

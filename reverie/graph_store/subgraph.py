@@ -40,11 +40,3 @@ class Subgraph:
 
     def is_inverse(self, relation_ids: np.ndarray) -> np.ndarray:
         return relation_ids >= self.num_relations
-
-    def relation_label(self, relation_id: int) -> str:
-        if relation_id >= self.num_relations:
-            return f"inverse of {self.rel_names[relation_id - self.num_relations]}"
-        return self.rel_names[relation_id]
-
-    def local_id(self, name: str) -> int:
-        return self.node_names.index(name)

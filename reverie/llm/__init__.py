@@ -3,7 +3,7 @@ fallback chain over them. No Ray here; Ray actors elsewhere host these objects.
 
 Importing this package is cheap: transformers loads with the local model, on its first use.
 """
-from reverie.llm.chain import BackendUnavailable, FallbackChain, LLMBackend, StreamedAnswer, build_chain
+from reverie.llm.chain import LLM_BACKENDS, BackendUnavailable, FallbackChain, LLMBackend, StreamedAnswer, build_chain
 from reverie.llm.local import LocalLLM, bundled_gguf_path
 from reverie.llm.ollama_backend import OllamaLLM
 from reverie.llm.verbalize import (
@@ -18,6 +18,7 @@ from reverie.llm.verbalize import (
 )
 
 __all__ = [
+    "LLM_BACKENDS",
     "TEMPLATE_BACKEND",
     "BackendUnavailable",
     "FallbackChain",

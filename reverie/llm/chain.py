@@ -34,17 +34,28 @@ FALLBACK_ERRORS = (BackendUnavailable, ConnectionError, TimeoutError)
 
 
 class LLMBackend(Protocol):
+    """What every backend in LLM_BACKENDS does; tests/test_llm.py runs one contract against each."""
+
     name: str
+
+    def load(self) -> "LLMBackend":
+        """Be ready to generate now (load weights, reach the server); returns self. Raises
+        BackendUnavailable when it cannot."""
+        ...
 
     def generate(
         self, prompt: str, *, system: str | None = None, temperature: float, top_k: int,
         max_new_tokens: int, seed: int | None = None,
-    ) -> str: ...
+    ) -> str:
+        """The whole reply."""
+        ...
 
     def stream(
         self, prompt: str, *, system: str | None = None, temperature: float, top_k: int,
         max_new_tokens: int, seed: int | None = None,
-    ) -> Iterator[str]: ...
+    ) -> Iterator[str]:
+        """The reply in pieces, as they are written; joined, they are what `generate` returns."""
+        ...
 
 
 class StreamedAnswer:
@@ -152,19 +163,6 @@ def _all_failed(errors: dict[str, str]) -> BackendUnavailable:
     return BackendUnavailable(f"every LLM backend failed ({listing})", errors)
 
 
-def build_chain(settings: Settings) -> FallbackChain:
-    """The backends named in `settings.llm_backends`, in order.
-
-    Building is cheap: the local model loads on its first call, and the Ollama client connects
-    per request.
-    """
-    factories: dict[str, Callable[[], LLMBackend]] = {
-        "local": lambda: _local(settings),
-        "ollama": lambda: _ollama(settings),
-    }
-    return FallbackChain([factories[name]() for name in settings.llm_backends])
-
-
 def _local(settings: Settings) -> LLMBackend:
     from reverie.llm.local import LocalLLM
 
@@ -175,3 +173,16 @@ def _ollama(settings: Settings) -> LLMBackend:
     from reverie.llm.ollama_backend import OllamaLLM
 
     return OllamaLLM(settings.ollama_host, settings.ollama_model, settings.ollama_timeout_s, settings.ollama_api_key)
+
+
+LLM_BACKENDS: dict[str, Callable[[Settings], LLMBackend]] = {"local": _local, "ollama": _ollama}
+"""LLM backends by the name `settings.llm_backends` lists them with; each builds from the settings."""
+
+
+def build_chain(settings: Settings) -> FallbackChain:
+    """The backends named in `settings.llm_backends`, in order.
+
+    Building is cheap: the local model loads on its first call (or `load()`), and the Ollama
+    client connects per request.
+    """
+    return FallbackChain([LLM_BACKENDS[name](settings) for name in settings.llm_backends])

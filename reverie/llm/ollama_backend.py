@@ -26,6 +26,16 @@ class OllamaLLM:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self._client = ollama.Client(host=host, timeout=timeout_s, headers=headers)
 
+    def load(self) -> "OllamaLLM":
+        """Check that the server answers and lists the model; BackendUnavailable if not."""
+        try:
+            listed = {m.model for m in self._client.list().models}
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+        if self.model not in listed and f"{self.model}:latest" not in listed:
+            raise BackendUnavailable(f"Ollama at {self.host} has no model {self.model!r} (it has: {', '.join(sorted(listed)) or 'none'})")
+        return self
+
     def _request(self, prompt: str, system: str | None, temperature: float, top_k: int,
                  max_new_tokens: int, seed: int | None) -> dict[str, Any]:
         messages = [{"role": "system", "content": system}] if system else []

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from reverie.edges import parse_relation_label
 from reverie.llm.chain import BackendUnavailable, FallbackChain, StreamedAnswer
 from reverie.schemas import Chain, Step
 
@@ -25,7 +26,6 @@ TEMPLATE_BACKEND = "template"
 # A sentence ends at . ! or ? followed by a space or the end; "3.5" does not end one.
 _FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(?=\s|$)", re.S)
 _NEGATION = re.compile(r"\b(no|not|never|cannot|none)\b|n['’]t\b", re.I)
-_INVERSE_PREFIX = "inverse of "
 
 
 def step_fact(step: Step) -> str:
@@ -36,9 +36,7 @@ def step_fact(step: Step) -> str:
     """
     if not step.inverse:
         return f"{step.what} {step.action} {step.result}"
-    relation = step.action
-    if relation.startswith(_INVERSE_PREFIX):
-        relation = relation[len(_INVERSE_PREFIX):]
+    relation, _ = parse_relation_label(step.action)
     return f"{step.result} {relation} {step.what}"
 
 

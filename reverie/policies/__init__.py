@@ -1,8 +1,8 @@
 """Path policies: MINERVA-style walks over the knowledge graph, trained with RL.
 
-- `WalkGraph` (walkgraph.py): id maps and padded action tables (numpy only).
+- `PolicyTrainConfig` and its parts, `PolicyMeta` (config.py): what a policy is trained with.
+- `WalkGraph` (walkgraph.py): id maps, padded action tables and the policy's observation (numpy only).
 - `KGPathVectorEnv` (env.py): a gymnasium VectorEnv stepping many walks at once with numpy.
-- `filtered_rank`, `ranking_metrics`, `auc_pr` (metrics.py): link-prediction metrics.
 - `PathPolicyNet`, `save_policy`, `load_policy` (net.py): the policy as plain torch.
 - `PolicyBundle`, `load_bundle` (bundle.py): a trained policy with its graph and world model.
 - `evaluate_bundle` (evaluate.py): the field's filtered tail ranking, by beam search.
@@ -16,11 +16,13 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "PolicyTrainConfig": "reverie.policies.config",
+    "PolicyMeta": "reverie.policies.config",
+    "EnvConfig": "reverie.policies.config",
+    "NetConfig": "reverie.policies.config",
+    "PPOSettings": "reverie.policies.config",
     "WalkGraph": "reverie.policies.walkgraph",
     "KGPathVectorEnv": "reverie.policies.env",
-    "filtered_rank": "reverie.policies.metrics",
-    "ranking_metrics": "reverie.policies.metrics",
-    "auc_pr": "reverie.policies.metrics",
     "PathPolicyNet": "reverie.policies.net",
     "save_policy": "reverie.policies.net",
     "load_policy": "reverie.policies.net",

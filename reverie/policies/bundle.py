@@ -1,19 +1,21 @@
 """A trained path policy with everything it walks with: net, WalkGraph, world model. No Ray.
 
-A policy folder (settings.home / "policies" / <dataset>) holds config.json, the net's weights and,
-when training used one, `world_model.pt`: the world model that shaped its rewards, proposes its
-imagined edges and helps the arbiter rank answers. `load_bundle` rebuilds the exact action tables
-the policy was trained on (same max_actions, graph seed and imagined edges).
+A policy folder (settings.home / "policies" / <dataset>) holds config.json (the net and the
+training meta), the net's weights and, when training used one, `world_model.pt`: the world model
+that shaped its rewards, proposes its imagined edges and helps the arbiter rank answers.
+`load_bundle` rebuilds the exact action tables the policy was trained on (same max_actions, graph
+seed and imagined edges).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reverie.policies.net import PathPolicyNet, load_policy, read_policy_config
+from reverie.policies.config import PolicyMeta
+from reverie.policies.net import PathPolicyNet, load_policy, read_policy_meta
 from reverie.policies.walkgraph import WalkGraph
 
 WORLD_MODEL_FILE = "world_model.pt"
@@ -23,46 +25,41 @@ WORLD_MODEL_FILE = "world_model.pt"
 class PolicyBundle:
     net: PathPolicyNet
     graph: WalkGraph
-    world_model: Any | None  # reverie.dreams.world_model.WorldModel
-    meta: dict[str, Any] = field(default_factory=dict)
+    world_model: Any | None  # reverie.models.world_model.WorldModel
+    meta: PolicyMeta
     folder: Path | None = None
 
     @property
     def hops(self) -> int:
-        return int(self.meta.get("hops", 3))
+        return self.meta.hops
 
     @property
     def mask_source_query_edges(self) -> bool:
-        return self.meta.get("env_options", {}).get("mask_query_edges") == "all"
+        """A policy trained with every query-relation edge hidden at the source walks so at test too."""
+        return self.meta.env.mask_query_edges == "all"
 
     @property
     def arbiter_weight(self) -> float:
-        """How much path evidence counts against the world model when ranking answers (tuned on dev)."""
-        return float(self.meta.get("arbiter_weight", 1.0))
-
-
-def world_model_cache(settings: Any, dataset_name: str) -> Path:
-    """Where a dataset's world model is kept between policy trainings."""
-    return Path(settings.home) / "world_models" / f"{dataset_name}.pt"
+        """How much path evidence counts against the world model when ranking answers (fit on dev)."""
+        return self.meta.arbiter_weight
 
 
 def load_bundle(folder: str | Path, dataset: Any) -> PolicyBundle:
     """Load the policy in `folder` for `dataset` (a KGDataset); a ValueError if they do not match."""
     folder = Path(folder)
-    meta = read_policy_config(folder).get("meta", {})
-    graph = WalkGraph.from_dataset(dataset, max_actions=int(meta.get("max_actions", 200)), seed=int(meta.get("graph_seed", 0)))
-    if meta.get("entities") and list(meta["entities"]) != list(graph.id2entity):
+    meta = read_policy_meta(folder)
+    graph = WalkGraph.from_dataset(dataset, max_actions=meta.env.max_actions, seed=meta.env.graph_seed)
+    if meta.entities and list(meta.entities) != list(graph.id2entity):
         raise ValueError(f"the policy in {folder} was trained on a different graph than {dataset.name!r}")
     world_model = None
     if (folder / WORLD_MODEL_FILE).is_file():
-        from reverie.dreams.world_model import WorldModel
+        from reverie.models.world_model import WorldModel
 
         world_model = WorldModel.load(folder / WORLD_MODEL_FILE)
-    imagined = int(meta.get("env_options", {}).get("imagined_edges", 0) or 0)
-    if imagined:
+    if meta.env.imagined_edges:
         if world_model is None:
             raise ValueError(f"the policy in {folder} walks imagined edges but its {WORLD_MODEL_FILE} is missing")
-        graph = graph.with_imagined(world_model.score_tails, imagined)
+        graph = graph.with_imagined(world_model.score_tails, meta.env.imagined_edges)
     net = load_policy(folder)
     if net.config["num_relation_ids"] != graph.num_relation_ids or net.config["num_entities"] != graph.num_entities:
         raise ValueError(f"the policy in {folder} does not fit the graph of {dataset.name!r}")

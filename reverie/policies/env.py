@@ -19,6 +19,7 @@ it (its action is ignored) and returns its first observation with reward 0 and t
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -28,27 +29,13 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from reverie.policies.config import EnvConfig
 from reverie.policies.walkgraph import WalkGraph
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "dataset": "umls",
-    "num_envs": 256,
-    "hops": 3,
-    "max_actions": 200,
-    "shaping": 0.0,
-    "shaping_mode": "relative",
-    "world_model_path": None,
-    "world_model": None,
-    "any_answer": False,
-    "mask_query_edges": "target",
-    "action_dropout": 0.0,
-    "imagined_edges": 0,
-    "imagined_cost": 0.1,
-    "seed": None,
-    "graph_seed": 0,
-}
+RUNTIME_KEYS = ("dataset", "num_envs", "seed", "world_model", "world_model_path")
+"""Config keys besides EnvConfig's fields: what to walk, how many walks, and the world model object or file."""
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -58,18 +45,15 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class KGPathVectorEnv(gym.vector.VectorEnv):
     """Vectorised walks over a knowledge graph.
 
-    Config keys (a dict, e.g. RLlib's EnvContext, and/or keyword arguments, which win):
-      dataset: name or folder for `load_dataset`, or a KGDataset object (default "umls").
-      num_envs (256), hops (3), max_actions (200), shaping (0.0), shaping_mode ("relative"
-      or "sigmoid"), any_answer (False),
-      mask_query_edges ("target" or "all"), action_dropout (0.0), imagined_edges (0: per entity,
-      the world model's top proposals of missing edges; needs a world model), imagined_cost (0.1,
-      taken off the final reward per imagined edge walked).
+    Config (a dict, e.g. RLlib's EnvContext, and/or keyword arguments, which win): the fields of
+    `EnvConfig` (reverie/policies/config.py, where their defaults and meanings live), plus
+      dataset: name or folder for `load_dataset`, or a KGDataset object (default "umls");
+      num_envs: walks stepped together (default 256);
+      seed: seeds query sampling (default None: fresh entropy; `reset(seed=...)` reseeds);
       world_model: an object with `score_tails(heads, relations) -> np.ndarray[B, E]`, or
-      world_model_path: loaded with `reverie.dreams.world_model.WorldModel.load` (only when shaping != 0).
-      seed: seeds query sampling (default None: fresh entropy; `reset(seed=...)` reseeds).
-      graph_seed: seeds the action-table sample of high-degree entities (default 0, so every
-      worker and the inference side see the same tables).
+      world_model_path: a file `reverie.models.world_model.WorldModel.load` reads (when shaping or
+      imagined edges need one).
+    An unknown key is an error.
 
     `reset(options={"queries": int array (num_envs, 3)})` starts the walks at given
     (source, relation id, answer) queries instead of sampled ones (relation ids may be inverse
@@ -82,53 +66,43 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
     render_mode = None
 
     def __init__(self, config: dict | None = None, **kwargs: Any):
-        cfg = dict(DEFAULTS)
-        cfg.update(dict(config or {}))
-        cfg.update(kwargs)
-        unknown = set(cfg) - set(DEFAULTS) - {"num_envs_per_env_runner"}
+        cfg = {**dict(config or {}), **kwargs}
+        fields = {f.name for f in dataclasses.fields(EnvConfig)}
+        unknown = set(cfg) - fields - set(RUNTIME_KEYS)
         if unknown:
-            log.debug("KGPathVectorEnv ignores config keys %s", sorted(unknown))
-        self.config = cfg
-        self.num_envs = int(cfg["num_envs"])
-        self.hops = int(cfg["hops"])
-        self.shaping = float(cfg["shaping"])
-        self.shaping_mode = str(cfg["shaping_mode"])
-        if self.shaping_mode not in ("relative", "sigmoid"):
-            raise ValueError(f"shaping_mode must be 'relative' or 'sigmoid', got {self.shaping_mode!r}")
-        self.any_answer = bool(cfg["any_answer"])
-        self.mask_all_query_edges = {"target": False, "all": True}.get(cfg["mask_query_edges"])
-        if self.mask_all_query_edges is None:
-            raise ValueError(f"mask_query_edges must be 'target' or 'all', got {cfg['mask_query_edges']!r}")
-        self.action_dropout = float(cfg["action_dropout"])
-        if not 0.0 <= self.action_dropout < 1.0:
-            raise ValueError(f"action_dropout must be in [0, 1), got {self.action_dropout}")
+            raise ValueError(f"KGPathVectorEnv: unknown config keys {sorted(unknown)}")
+        self.settings = EnvConfig(**{k: v for k, v in cfg.items() if k in fields})
+        self.num_envs = int(cfg.get("num_envs", 256))
         if self.num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
-        if self.hops < 1:
-            raise ValueError(f"hops must be >= 1, got {self.hops}")
+        self.hops = self.settings.hops
+        self.shaping = self.settings.shaping
+        self.any_answer = self.settings.any_answer
+        self.mask_all_query_edges = self.settings.mask_query_edges == "all"
+        self.action_dropout = self.settings.action_dropout
 
-        dataset = cfg["dataset"]
+        dataset = cfg.get("dataset", "umls")
         if isinstance(dataset, (str, bytes)) or hasattr(dataset, "__fspath__"):
             from reverie.graph_store.datasets import load_dataset
 
             dataset = load_dataset(str(dataset))
         self.dataset_name = dataset.name
-        self.graph = WalkGraph.from_dataset(dataset, max_actions=int(cfg["max_actions"]), seed=int(cfg["graph_seed"]))
-        self.imagined_cost = float(cfg["imagined_cost"])
+        self.graph = WalkGraph.from_dataset(dataset, max_actions=self.settings.max_actions, seed=self.settings.graph_seed)
+        self.imagined_cost = self.settings.imagined_cost
         # World model: for shaping, and to imagine edges.
         self.world_model = None
-        if self.shaping != 0.0 or int(cfg["imagined_edges"]) > 0:
-            self.world_model = cfg["world_model"]
-            if self.world_model is None and cfg["world_model_path"]:
-                from reverie.dreams.world_model import WorldModel
+        if self.settings.needs_world_model:
+            self.world_model = cfg.get("world_model")
+            if self.world_model is None and cfg.get("world_model_path"):
+                from reverie.models.world_model import WorldModel
 
                 self.world_model = WorldModel.load(cfg["world_model_path"])
-            if self.world_model is None and int(cfg["imagined_edges"]) > 0:
+            if self.world_model is None and self.settings.imagined_edges > 0:
                 raise ValueError("imagined_edges needs a world model (world_model or world_model_path)")
             if self.world_model is None:
                 log.warning("shaping=%s but no world model given: wrong answers get reward 0", self.shaping)
-        if int(cfg["imagined_edges"]) > 0:
-            self.graph = self.graph.with_imagined(self.world_model.score_tails, int(cfg["imagined_edges"]))
+        if self.settings.imagined_edges > 0:
+            self.graph = self.graph.with_imagined(self.world_model.score_tails, self.settings.imagined_edges)
         g = self.graph
         E, R, A = g.num_entities, g.num_relations, g.max_actions
         self._E, self._R, self._A, self._no_op = E, R, A, g.no_op
@@ -198,7 +172,7 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
         self._imagined_steps = np.zeros(N, np.int64)
         self._needs_reset = np.ones(N, bool)
 
-        if cfg["seed"] is not None:
+        if cfg.get("seed") is not None:
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(int(cfg["seed"]))
 
     # ------------------------------------------------------------------ helpers
@@ -270,17 +244,7 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
             drop[:, 0] = False  # NO_OP always stays
             mask[drop] = 0
         self._mask = mask
-        return {
-            "source": self._src.copy(),
-            "query_relation": self._qrel.copy(),
-            "current": cur.copy(),
-            "step": self._step.copy(),
-            "path_relations": self._path_rel.copy(),
-            "path_entities": self._path_ent.copy(),
-            "action_relations": self._ar[cur],
-            "action_entities": self._ae[cur],
-            "action_mask": mask,
-        }
+        return self.graph.observation(self._src, self._qrel, cur, self._step, self._path_rel, self._path_ent, mask)
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -340,7 +304,7 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
                         "its entity ids must match the WalkGraph's (sorted names)"
                     )
                 reached = scores[np.arange(miss.size), cur[miss]].astype(np.float64)
-                if self.shaping_mode == "sigmoid":
+                if self.settings.shaping_mode == "sigmoid":
                     belief = _sigmoid(reached)
                 else:
                     belief = np.exp(reached - scores.max(axis=1))

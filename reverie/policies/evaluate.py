@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from reverie.graph_store.datasets import KGDataset
-from reverie.policies.metrics import auc_pr, filtered_rank, ranking_metrics
+from reverie.ranking import auc_pr, filtered_ranks, ranking_metrics
 from reverie.policies.walkgraph import WalkGraph
 from reverie.schemas import Triple
 
@@ -29,9 +29,8 @@ def beam_scores(
 ) -> np.ndarray:
     """Entity scores [Q, E] for queries [Q, 2] of (source id, relation id).
 
-    mask_source_query_edges: hide every edge with the query relation at the source, for a policy
-    trained with mask_query_edges="all" (the default training masks only the fact asked, which a
-    test query's graph does not hold anyway).
+    mask_source_query_edges: hide every edge with the query relation at the source, as
+    `WalkGraph.allowed_actions` does for a policy trained with mask_query_edges="all".
     """
     net.eval()
     out = np.full((len(queries), graph.num_entities), -np.inf, dtype=np.float64)
@@ -53,20 +52,9 @@ def _beam_chunk(net, graph: WalkGraph, queries: np.ndarray, hops: int, beam: int
         k = cur.shape[1]
         flat_cur = cur.reshape(-1)
         src_k, rel_k = np.repeat(src, k), np.repeat(rel, k)
-        allowed = graph.action_mask[flat_cur]
-        if mask_source_query_edges:
-            allowed = allowed & ~((flat_cur == src_k)[:, None] & (graph.action_relations[flat_cur] == rel_k[:, None]))
-        obs = {
-            "source": src_k,
-            "query_relation": rel_k,
-            "current": flat_cur,
-            "step": np.full(q * k, step, np.int64),
-            "path_relations": path_rel.reshape(q * k, hops),
-            "path_entities": path_ent.reshape(q * k, hops),
-            "action_relations": graph.action_relations[flat_cur],
-            "action_entities": graph.action_entities[flat_cur],
-            "action_mask": allowed.astype(np.int8),
-        }
+        hide = mask_source_query_edges
+        allowed = graph.allowed_actions(flat_cur, src_k if hide else None, rel_k if hide else None)
+        obs = graph.observation(src_k, rel_k, flat_cur, step, path_rel.reshape(q * k, hops), path_ent.reshape(q * k, hops), allowed)
         logits, _ = net({key: torch.as_tensor(v) for key, v in obs.items()})
         step_logp = torch.log_softmax(logits, dim=-1).double().numpy()
         step_logp[~allowed] = -np.inf
@@ -119,8 +107,7 @@ def evaluate_bundle(bundle, dataset: KGDataset, split: str = "test", beam: int =
     regions = countries_regions(graph, dataset) if dataset.name.lower().startswith("countries") else None
 
     def measure(scores: np.ndarray) -> dict:
-        ranks = [filtered_rank(scores[i], a, known.get((s, r), ())) for i, (s, r, a) in enumerate(queries)]
-        out = ranking_metrics(ranks)
+        out = ranking_metrics(filtered_ranks(scores, queries[:, 2], [known.get((s, r), ()) for s, r, _ in queries.tolist()]))
         if regions is not None:
             out["auc_pr"] = countries_auc_pr(scores, queries, regions)
         return out

@@ -6,8 +6,8 @@ tensors. The forward passes return `Columns.ACTION_DIST_INPUTS` (masked logits; 
 TorchCategorical for the Discrete action space), and the train pass also `Columns.EMBEDDINGS` (the
 policy state) so PPO's value loss reuses it through `compute_values` instead of a second pass.
 
-model_config keys: num_entities, num_relation_ids (both required unless the observation space's
-Box bounds give them), entity_dim, relation_dim, lstm_dim, state_dim (defaults in net.DEFAULTS).
+model_config keys: num_entities, num_relation_ids (both taken from the observation space's Box
+bounds unless given), and the fields of NetConfig (reverie/policies/config.py, with their defaults).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
-from reverie.policies.net import DEFAULTS, PathPolicyNet
+from reverie.policies.net import PathPolicyNet
 
 
 def _bound(space: gym.Space, key: str) -> Optional[int]:
@@ -39,8 +39,7 @@ class PathPolicyModule(TorchRLModule, ValueFunctionAPI):
     """PPO-ready RLModule over KGPathVectorEnv observations; `self.net` is a `PathPolicyNet`."""
 
     def setup(self) -> None:
-        config = dict(DEFAULTS)
-        config.update(dict(self.model_config or {}))
+        config = dict(self.model_config or {})
         if "num_entities" not in config:
             config["num_entities"] = _bound(self.observation_space, "current")
         if "num_relation_ids" not in config:

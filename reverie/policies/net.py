@@ -25,17 +25,19 @@ that config.json names; `save_policy` writes the weights first and replaces conf
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
+
+from reverie.atomic import atomic_write
+from reverie.policies.config import NetConfig, PolicyMeta
 
 MASK_LOGIT = -1.0e9
 """Logit given to masked actions: softmax makes them exactly 0, yet log-probs stay finite."""
@@ -55,10 +57,6 @@ OBS_KEYS = (
 CONFIG_FILE = "config.json"
 FORMAT = "reverie-path-policy/1"
 
-DEFAULTS: dict[str, Any] = {
-    "entity_dim": 64, "relation_dim": 64, "lstm_dim": 64, "state_dim": 64, "experts": 1, "use_entities": 0,
-}
-
 EXPERT_NAMES = ("spatial", "temporal", "causal", "abstract")
 """Labels of the seeds' four dream experts. The gate learns which query relations each one
 takes; on a dataset without such a split they are clusters of query relations, not semantics."""
@@ -74,33 +72,17 @@ def expert_name(index: int, experts: int) -> str:
 class PathPolicyNet(nn.Module):
     """Observation batch -> (masked action logits [B, A], values [B])."""
 
-    def __init__(
-        self,
-        num_entities: int,
-        num_relation_ids: int,
-        entity_dim: int = 64,
-        relation_dim: int = 64,
-        lstm_dim: int = 64,
-        state_dim: int = 64,
-        experts: int = 1,
-        use_entities: int = 0,
-    ) -> None:
+    def __init__(self, num_entities: int, num_relation_ids: int, config: NetConfig | None = None) -> None:
         super().__init__()
         if num_entities < 1 or num_relation_ids < 1:
             raise ValueError(f"need at least one entity and one relation id, got {num_entities}, {num_relation_ids}")
-        if experts < 1:
-            raise ValueError(f"experts must be >= 1, got {experts}")
-        self.config: dict[str, int] = {
-            "num_entities": int(num_entities),
-            "num_relation_ids": int(num_relation_ids),
-            "entity_dim": int(entity_dim),
-            "relation_dim": int(relation_dim),
-            "lstm_dim": int(lstm_dim),
-            "state_dim": int(state_dim),
-            "experts": int(experts),
-            "use_entities": int(bool(use_entities)),
-        }
-        self.meta: dict[str, Any] = {}  # set by load_policy from the checkpoint
+        config = config or NetConfig()
+        entity_dim, relation_dim, lstm_dim = config.entity_dim, config.relation_dim, config.lstm_dim
+        state_dim, experts, use_entities = config.state_dim, config.experts, config.use_entities
+        self.net_config = config
+        # What a checkpoint stores to rebuild the net: the sizes and the NetConfig.
+        self.config: dict[str, int] = {"num_entities": int(num_entities), "num_relation_ids": int(num_relation_ids),
+                                       **{k: int(v) for k, v in dataclasses.asdict(config).items()}}
         self.start_relation = int(num_relation_ids)  # one extra row: the start-of-path token
         self.entity_emb = nn.Embedding(num_entities, entity_dim)
         self.relation_emb = nn.Embedding(num_relation_ids + 1, relation_dim)
@@ -124,8 +106,10 @@ class PathPolicyNet(nn.Module):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "PathPolicyNet":
-        keys = ("num_entities", "num_relation_ids", *DEFAULTS)
-        return cls(**{k: int(config[k]) for k in keys if k in config})
+        """The net a checkpoint's `config` describes (sizes plus NetConfig fields)."""
+        fields = {f.name: f.type for f in dataclasses.fields(NetConfig)}
+        net = NetConfig(**{k: (bool(v) if k == "use_entities" else int(v)) for k, v in config.items() if k in fields})
+        return cls(int(config["num_entities"]), int(config["num_relation_ids"]), net)
 
     # -- pieces -------------------------------------------------------------------------------
 
@@ -273,25 +257,12 @@ def rollout_success(net: PathPolicyNet, env: Any, episodes: int, greedy: bool = 
 # -- checkpoints -------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_policy(net: PathPolicyNet, folder: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
+def save_policy(net: PathPolicyNet, folder: str | Path, meta: PolicyMeta | None = None) -> Path:
     """Save `net` under `folder` (config.json + plain torch state dict); returns the folder.
 
-    `meta` (JSON-serialisable: dataset, hops, training stats, ...) is stored in config.json too.
-    Weights go to a content-named file first, then config.json is atomically replaced, then
-    weight files no longer named are removed.
+    `meta` (what it was trained on and with) is stored in config.json too. Weights go to a
+    content-named file first, then config.json is atomically replaced, then weight files no
+    longer named are removed.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -299,9 +270,9 @@ def save_policy(net: PathPolicyNet, folder: str | Path, meta: Mapping[str, Any] 
     torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buffer)
     data = buffer.getvalue()
     weights = f"policy-{hashlib.sha256(data).hexdigest()[:16]}.pt"
-    _atomic_write(folder / weights, data)
-    config = {"format": FORMAT, "net": net.config, "weights": weights, "meta": dict(meta or {})}
-    _atomic_write(folder / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True).encode())
+    atomic_write(folder / weights, data)
+    config = {"format": FORMAT, "net": net.config, "weights": weights, "meta": meta.to_json() if meta else None}
+    atomic_write(folder / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True).encode())
     for stale in folder.glob("policy-*.pt"):
         if stale.name != weights:
             stale.unlink(missing_ok=True)
@@ -320,16 +291,20 @@ def read_policy_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def load_policy(path: str | Path, map_location: str | torch.device = "cpu") -> PathPolicyNet:
-    """Load a checkpoint saved by `save_policy` (a folder or its config.json), in eval mode, without Ray.
+def read_policy_meta(path: str | Path) -> PolicyMeta:
+    """What the checkpoint in `path` (a folder or its config.json) was trained on and with."""
+    meta = read_policy_config(path).get("meta")
+    if not meta:
+        raise ValueError(f"{path}: the checkpoint records no training meta")
+    return PolicyMeta.from_json(meta)
 
-    The checkpoint's meta dict is attached as `net.meta`.
-    """
+
+def load_policy(path: str | Path, map_location: str | torch.device = "cpu") -> PathPolicyNet:
+    """Load a checkpoint saved by `save_policy` (a folder or its config.json), in eval mode, without Ray."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     config = read_policy_config(path)
     net = PathPolicyNet.from_config(config["net"])
     state = torch.load(folder / config["weights"], map_location=map_location, weights_only=True)
     net.load_state_dict(state)
-    net.meta = config.get("meta", {})
     return net.eval()

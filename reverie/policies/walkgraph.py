@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reverie.edges import relation_label
 from reverie.schemas import Triple
 
 
@@ -204,9 +205,9 @@ class WalkGraph:
 
     @property
     def relation_names(self) -> list[str]:
-        """Names of all 2R + 1 relation ids: `name`, `name^-1` (inverse), `NO_OP`."""
+        """Labels of every relation id: `name`, `inverse of name`, `NO_OP`, then imagined ones as `name?`."""
         forward = self.id2relation
-        names = forward + [f"{name}^-1" for name in forward] + ["NO_OP"]
+        names = forward + [relation_label(name, inverse=True) for name in forward] + ["NO_OP"]
         if self.imagined_per_entity:
             names += [f"{name}?" for name in names[:-1]]  # imagined: the world model's guess
         return names
@@ -257,6 +258,38 @@ class WalkGraph:
         rel = np.asarray(relation_ids, dtype=np.int64)
         out = np.where(rel == 2 * R, rel, np.where(rel < R, rel + R, rel - R))
         return int(out) if out.ndim == 0 else out
+
+    # ------------------------------------------------------------------ what a policy sees
+    def allowed_actions(self, current: np.ndarray, source: np.ndarray | None = None,
+                        query_relation: np.ndarray | None = None) -> np.ndarray:
+        """bool [B, A]: the moves out of `current`. With `source` and `query_relation`, every edge of
+        the query relation at the source is hidden too (for a policy trained with
+        mask_query_edges="all"; the default training hides only the fact asked, which a test
+        query's graph does not hold anyway)."""
+        allowed = self.action_mask[current]
+        if source is not None and query_relation is not None:
+            at_source = (np.asarray(current) == np.asarray(source))[:, None]
+            allowed = allowed & ~(at_source & (self.action_relations[current] == np.asarray(query_relation)[:, None]))
+        return allowed
+
+    def observation(self, source, query_relation, current, step, path_relations, path_entities,
+                    action_mask) -> dict[str, np.ndarray]:
+        """The observation batch a path policy reads (reverie.policies.net.OBS_KEYS), the same for
+        the training env, beam search and sampled rollouts. Arrays are copied, so a caller may go
+        on changing its own."""
+        current = np.asarray(current, np.int64)
+        batch = current.shape[0]
+        return {
+            "source": np.array(source, np.int64).reshape(batch),
+            "query_relation": np.array(query_relation, np.int64).reshape(batch),
+            "current": current.copy(),
+            "step": np.broadcast_to(np.asarray(step, np.int64), (batch,)).copy(),
+            "path_relations": np.array(path_relations, np.int64).reshape(batch, -1),
+            "path_entities": np.array(path_entities, np.int64).reshape(batch, -1),
+            "action_relations": self.action_relations[current],
+            "action_entities": self.action_entities[current],
+            "action_mask": np.asarray(action_mask).astype(np.int8),
+        }
 
     # ------------------------------------------------------------------ encoding
     def encode(self, triples: Iterable[Triple], skip_unknown: bool = False) -> np.ndarray:

@@ -1,12 +1,12 @@
 """The HTTP API on Ray Serve: a FastAPI ingress over three deployments, composed by handles.
 
-    ReverieAPI (ingress, FastAPI) --handle--> Dreams      link, retrieve, dream (rollout tasks), arbitrate;
-                                 |                          ingest, feedback, entity views (the Pipeline)
+    ReverieAPI (ingress, FastAPI) --handle--> Pipeline    link, retrieve, dream (rollout tasks), arbitrate;
+                                 |                          ingest, feedback, entity views
                                  |                          --handle--> TextEncoder   (encode)
                                  |                          --handle--> LLM           (verbalize)
                                  +--handle--> LLM           streamed answers, Ollama generation
 
-Dreams and TextEncoder autoscale (see config.yaml beside this file); the graph store, arbiter,
+Pipeline and TextEncoder autoscale (see config.yaml beside this file); the graph store, arbiter,
 memory and feedback log stay single named actors, because the embedded Qdrant store takes a lock.
 Errors are JSON: a ReverieError maps to its status with {"detail": message}; a body that fails
 validation gets 422 naming the field. Request bodies are parsed as JSON, form data or text:
@@ -31,6 +31,7 @@ from ray.serve.handle import DeploymentHandle
 
 from reverie.config import Settings, offline_hub
 from reverie.errors import IngestError, ReverieError
+from reverie.llm.verbalizer import Verbalizer
 from reverie.schemas import EntityView, Feedback, FeedbackRecord, GraphStats, IngestReport, IngestRequest, Query, Verdict
 from reverie.serve import ollama_api
 from reverie.serve.guard import Guard, RequestRecorder
@@ -86,59 +87,13 @@ class EncoderDeployment:
         return self.encoder.encode(texts)
 
 
-@serve.deployment(name="LLM", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=8)
-class LLMDeployment:
-    def __init__(self, settings: dict):
-        import torch
-
-        from reverie.llm import build_chain
-
-        offline_hub()
-        self.settings = Settings(**settings)
-        torch.set_num_threads(self.settings.model_threads)
-        self.chain = build_chain(self.settings)
-        for backend in self.chain.backends:  # load now, not on the first question
-            if hasattr(backend, "load"):
-                backend.load()
-
-    def verbalize(self, question: str, chain, seed: int | None = None) -> tuple[str, str]:
-        from reverie.llm import verbalize
-
-        return verbalize(question, chain, self.chain, self.settings, seed=seed)
-
-    def stream_answer(self, question: str, chain, seed: int | None = None):
-        """{"token": piece} as the model writes, then {"answer", "backend"}: the checked sentence,
-        or the chain's template sentence when the model's is not grounded in the chain."""
-        from reverie.llm.verbalize import TEMPLATE_BACKEND, grounded_sentence, stream_verbalize, template_sentence
-
-        streamed = stream_verbalize(question, chain, self.chain, self.settings, seed=seed)
-        for piece in streamed:
-            yield {"token": piece}
-        if streamed.backend == TEMPLATE_BACKEND:
-            yield {"answer": streamed.text, "backend": TEMPLATE_BACKEND}
-            return
-        sentence = grounded_sentence(streamed.text, question, chain)
-        if sentence is None:
-            yield {"answer": template_sentence(question, chain), "backend": TEMPLATE_BACKEND}
-        else:
-            yield {"answer": sentence, "backend": streamed.backend}
-
-    def generate(self, prompt: str, system: str | None, options: dict):
-        """Plain generation, piece by piece, for the Ollama endpoints."""
-        s = self.settings
-        yield from self.chain.stream(
-            prompt,
-            system=system,
-            temperature=s.temperature if options.get("temperature") is None else options["temperature"],
-            top_k=options.get("top_k") or s.top_k,
-            max_new_tokens=options.get("num_predict") or s.max_new_tokens,
-            seed=options.get("seed"),
-        )
+# The LLM actor's class, as a deployment: load before taking requests, not on the first question.
+LLMDeployment = serve.deployment(name="LLM", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=8)(Verbalizer)
 
 
-@serve.deployment(name="Dreams", ray_actor_options={"num_cpus": 0}, health_check_period_s=10, health_check_timeout_s=60,
+@serve.deployment(name="Pipeline", ray_actor_options={"num_cpus": 0}, health_check_period_s=10, health_check_timeout_s=60,
                   autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4})
-class DreamsDeployment:
+class PipelineDeployment:
     """The Pipeline: its rollouts run as Ray tasks, so a replica mostly waits and reserves no CPU."""
 
     def __init__(self, settings: dict, encoder: DeploymentHandle, llm: DeploymentHandle):
@@ -188,15 +143,15 @@ _INGEST_BODY = {
 @serve.deployment(name="ReverieAPI", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
 @serve.ingress(api)
 class ReverieAPI:
-    def __init__(self, settings: dict, dreams: DeploymentHandle, llm: DeploymentHandle):
+    def __init__(self, settings: dict, pipeline: DeploymentHandle, llm: DeploymentHandle):
         self.settings = Settings(**settings)
-        self.dreams = dreams
+        self.pipeline = pipeline
         self.llm = llm
         api.add_middleware(Guard, api_key=self.settings.api_key, max_body_bytes=self.settings.max_body_bytes, recorder=RequestRecorder())
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
-        stats: GraphStats = await _result(self.dreams.stats.remote())
+        stats: GraphStats = await _result(self.pipeline.stats.remote())
         return {"status": "ok", "graph": stats.model_dump()}
 
     @api.get("/metrics", response_class=PlainTextResponse)
@@ -207,9 +162,9 @@ class ReverieAPI:
     @api.post("/v1/query", response_model=Verdict, responses={200: {"content": {SSE: {}}, "description": "The Verdict, or with `stream: true` server-sent events: `token` events, then one `verdict` event."}})
     async def query(self, query: Query):
         if not query.stream:
-            return await _result(self.dreams.answer.remote(query))
+            return await _result(self.pipeline.answer.remote(query))
         # Errors (no match, empty graph) must still be a 4xx, so the dreams finish before the stream opens.
-        verdict: Verdict = await _result(self.dreams.answer.remote(query.model_copy(update={"verbalize": False})))
+        verdict: Verdict = await _result(self.pipeline.answer.remote(query.model_copy(update={"verbalize": False})))
         return StreamingResponse(self._events(query, verdict), media_type=SSE)
 
     async def _events(self, query: Query, verdict: Verdict) -> AsyncIterator[bytes]:
@@ -236,7 +191,7 @@ class ReverieAPI:
             body = await self._uploaded(request)
         else:
             return JSONResponse(status_code=415, content={"detail": f"send application/json or multipart/form-data with a `file` field, not {kind or 'no content type'!r}"})
-        return await _result(self.dreams.ingest.remote(body))
+        return await _result(self.pipeline.ingest.remote(body))
 
     @staticmethod
     async def _uploaded(request: Request) -> IngestRequest:
@@ -264,11 +219,11 @@ class ReverieAPI:
     @api.post("/v1/feedback", response_model=FeedbackRecord)
     async def feedback(self, feedback: Feedback) -> FeedbackRecord:
         """Rate a verdict (good, bad or neutral, with a note); kept as a dataset under REVERIE_HOME/feedback."""
-        return await _result(self.dreams.feedback.remote(feedback))
+        return await _result(self.pipeline.feedback.remote(feedback))
 
     @api.get("/v1/graph/entities/{entity_id:path}", response_model=EntityView)
     async def entity(self, entity_id: str) -> EntityView:
-        return await _result(self.dreams.entity.remote(entity_id))
+        return await _result(self.pipeline.entity.remote(entity_id))
 
     # ---------- the Ollama face ----------
     @api.get("/api/tags")
@@ -307,7 +262,7 @@ class ReverieAPI:
             query = Query(question=question, seed=seed)
         except ValidationError as exc:
             raise RequestValidationError([{"type": "value_error", "loc": ("body", field), "msg": exc.errors()[0]["msg"], "input": None}]) from None
-        verdict: Verdict = await _result(self.dreams.answer.remote(query))
+        verdict: Verdict = await _result(self.pipeline.answer.remote(query))
 
         async def pieces() -> AsyncIterator[str]:
             yield ollama_api.verdict_text(verdict)
@@ -326,12 +281,12 @@ class ReverieAPI:
 
 
 def build_app(settings: Settings):
-    """The application graph: handles to the encoder and the LLM go into Dreams, and to Dreams and the LLM into the ingress."""
+    """The application graph: handles to the encoder and the LLM go into Pipeline, and to Pipeline and the LLM into the ingress."""
     config = settings.model_dump(mode="json")
     encoder = EncoderDeployment.bind(settings.model_threads)
-    llm = LLMDeployment.bind(config)
-    dreams = DreamsDeployment.bind(config, encoder, llm)
-    return ReverieAPI.bind(config, dreams, llm)
+    llm = LLMDeployment.bind(config, True)
+    pipeline = PipelineDeployment.bind(config, encoder, llm)
+    return ReverieAPI.bind(config, pipeline, llm)
 
 
 def app_builder(args: dict):

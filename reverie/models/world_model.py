@@ -1,6 +1,10 @@
 """A knowledge-graph embedding "world model" trained with PyKEEN; no Ray.
 
-The path policy uses it as a reward shaper (``score``) and to propose imagined edges (``propose``).
+The path policy uses it as a reward shaper (``score``) and to propose imagined edges (``propose``);
+the arbiter weighs its belief against the path evidence.
+
+Models come from one registry, ``WORLD_MODELS`` ("complex", "rotate"), picked by
+``WorldModelConfig.model``; every model there passes the same contract test.
 
 Ids follow the WalkGraph convention (reverie/policies/walkgraph.py): entity and relation ids are the
 positions of the SORTED names of the walkable graph; relation ids ``0..R-1`` are the stored
@@ -10,7 +14,7 @@ Training uses PyKEEN's LCWA loop with ``create_inverse_triples=True``, so PyKEEN
 embedding for every inverse relation; internally PyKEEN numbers relation ``r`` as ``2r`` and its
 inverse as ``2r + 1`` (``pykeen.inverse.DefaultRelationInverter``).
 
-Scoring modes (``config["score_mode"]``):
+Scoring modes (``score_mode``):
 - ``"forward"`` (default): the direction asked, ``f(h, 2r, t)`` for ``r`` and ``f(h, 2r+1, t)``
   for ``R + r``. This is what PyKEEN's own evaluation does (its ``predict_h`` answers
   ``(?, r, t)`` with the tails of ``(t, 2r+1)``), and it ranks best: on UMLS test, tail MRR 0.90.
@@ -23,20 +27,26 @@ Scoring modes (``config["score_mode"]``):
 
 Saved models are one file (torch.save of the state dict, a JSON string of config + id maps, and
 the walkable graph as an int array so ``propose`` can skip known edges without the dataset).
+
+torch and PyKEEN load on first use, so `WorldModelConfig` imports cheaply (the CLI reads its defaults).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
-import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
+
+from reverie.atomic import atomic_file
+from reverie.ranking import filtered_ranks, ranking_metrics
 
 if TYPE_CHECKING:
     from reverie.graph_store.datasets import KGDataset
@@ -45,73 +55,96 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-MODELS = ("complex", "rotate")
 SCORE_MODES = ("forward", "both")
 
-# Training defaults per model (everything PyKEEN needs besides the data and the dimension).
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "complex": {
-        "loss": "crossentropy",
-        "optimizer": "adam",
-        "lr": 0.01,
-        "batch_size": 256,
-        "regularizer_weight": 0.01,  # N3: sum of cubed moduli of the looked-up embeddings
-        "label_smoothing": 0.0,
-    },
-    "rotate": {
-        "loss": "crossentropy",
-        "optimizer": "adam",
-        "lr": 0.01,
-        "batch_size": 256,
-        "regularizer_weight": 0.0,
-        "label_smoothing": 0.0,
-    },
-}
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    """How a world model is trained (PyKEEN, LCWA loop, inverse triples)."""
+
+    model: str = "complex"
+    """A key of WORLD_MODELS: "complex" (ComplEx) or "rotate" (RotatE)."""
+    dim: int = 200
+    """Embedding dimension (complex numbers for both models)."""
+    epochs: int = 200
+    """Training epochs over the walkable graph."""
+    seed: int = 0
+    """Seeds the initialisation and the batches."""
+    lr: float = 0.01
+    """Adam learning rate."""
+    batch_size: int = 256
+    """Training batch (LCWA: one (head, relation) row per example)."""
+    loss: str = "crossentropy"
+    """PyKEEN loss: a softmax over all tails of each (head, relation)."""
+    optimizer: str = "adam"
+    """PyKEEN optimizer name."""
+    regularizer_weight: float | None = None
+    """N3 weight (Lacroix et al., 2018); None takes the model's own default (ComplEx 0.01, RotatE none)."""
+    label_smoothing: float = 0.0
+    """LCWA label smoothing."""
+    score_mode: Literal["forward", "both"] = "forward"
+    """Which learned direction scores a query; see the module docstring."""
+
+    def __post_init__(self) -> None:
+        if self.model not in WORLD_MODELS:
+            raise ValueError(f"unknown world model {self.model!r}: use one of {', '.join(WORLD_MODELS)}")
+        if self.score_mode not in SCORE_MODES:
+            raise ValueError(f"score_mode must be one of {SCORE_MODES}")
+        if self.dim < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("dim, epochs and batch_size must be >= 1")
+
+
+def _complex(config: WorldModelConfig, factory, seed):
+    from pykeen.models import ComplEx
+    from pykeen.nn.init import xavier_normal_
+    from pykeen.regularizers import PowerSumRegularizer
+
+    weight = 0.01 if config.regularizer_weight is None else float(config.regularizer_weight)
+    return ComplEx(
+        triples_factory=factory, embedding_dim=config.dim, loss=config.loss, random_seed=seed,
+        # PyKEEN's default (standard normal) init trains badly here; xavier works.
+        entity_initializer=xavier_normal_,
+        relation_initializer=xavier_normal_,
+        # N3: |x|^3 summed over the complex coordinates of the looked-up embeddings.
+        regularizer=PowerSumRegularizer if weight > 0 else None,
+        regularizer_kwargs={"weight": weight, "p": 3.0, "normalize": True} if weight > 0 else None,
+    )
+
+
+def _rotate(config: WorldModelConfig, factory, seed):
+    from pykeen.models import RotatE
+    from pykeen.regularizers import PowerSumRegularizer
+
+    weight = 0.0 if config.regularizer_weight is None else float(config.regularizer_weight)
+    return RotatE(
+        triples_factory=factory, embedding_dim=config.dim, loss=config.loss, random_seed=seed,
+        regularizer=PowerSumRegularizer if weight > 0 else None,
+        regularizer_kwargs={"weight": weight, "p": 3.0, "normalize": True} if weight > 0 else None,
+    )
+
+
+WORLD_MODELS: dict[str, Callable[..., Any]] = {"complex": _complex, "rotate": _rotate}
+"""World models by name: each builds its PyKEEN model from (config, triples factory, seed)."""
+
+
+def _build(config: WorldModelConfig, factory, seed: int | None):
+    from pykeen.models.base import NoRandomSeedNecessary
+
+    return WORLD_MODELS[config.model](config, factory, NoRandomSeedNecessary if seed is None else seed)
+
+
+def _empty_factory(num_entities: int, num_relations: int):
+    """A triples factory with no triples: the sizes are all a model needs to be rebuilt for loading."""
+    import torch
+
+    from pykeen.triples import CoreTriplesFactory
+
+    return CoreTriplesFactory(mapped_triples=torch.empty((0, 3), dtype=torch.long), num_entities=num_entities,
+                              num_relations=num_relations, create_inverse_triples=True)
 
 
 def _sorted_ids(names) -> dict[str, int]:
     return {name: i for i, name in enumerate(sorted(set(names)))}
-
-
-def _build_model(config: dict[str, Any], num_entities: int, num_relations: int, seed: int | None):
-    """The PyKEEN model for `config`, over an empty factory (the sizes are all a model needs)."""
-    from pykeen.triples import CoreTriplesFactory
-
-    factory = CoreTriplesFactory(
-        mapped_triples=torch.empty((0, 3), dtype=torch.long),
-        num_entities=num_entities,
-        num_relations=num_relations,
-        create_inverse_triples=True,
-    )
-    return _make_pykeen_model(config, factory, seed)
-
-
-def _make_pykeen_model(config: dict[str, Any], factory, seed: int | None):
-    from pykeen.models import ComplEx, RotatE
-    from pykeen.models.base import NoRandomSeedNecessary
-    from pykeen.nn.init import xavier_normal_
-    from pykeen.regularizers import PowerSumRegularizer
-
-    common = {
-        "triples_factory": factory,
-        "embedding_dim": int(config["dim"]),
-        "loss": config["loss"],
-        "random_seed": NoRandomSeedNecessary if seed is None else seed,
-    }
-    if config["model"] == "complex":
-        weight = float(config["regularizer_weight"])
-        return ComplEx(
-            **common,
-            # PyKEEN's default (standard normal) init trains badly here; xavier works.
-            entity_initializer=xavier_normal_,
-            relation_initializer=xavier_normal_,
-            # N3 (Lacroix et al., 2018): |x|^3 summed over the complex coordinates.
-            regularizer=PowerSumRegularizer if weight > 0 else None,
-            regularizer_kwargs={"weight": weight, "p": 3.0, "normalize": True} if weight > 0 else None,
-        )
-    if config["model"] == "rotate":
-        return RotatE(**common)
-    raise ValueError(f"unknown world model {config['model']!r}: use one of {', '.join(MODELS)}")
 
 
 class WorldModel:
@@ -122,8 +155,9 @@ class WorldModel:
         model,
         entities: list[str],
         relations: list[str],
-        config: dict[str, Any],
+        config: WorldModelConfig,
         graph: np.ndarray | None = None,
+        stats: dict[str, Any] | None = None,
     ) -> None:
         self.model = model.eval()
         self.entities = list(entities)
@@ -132,45 +166,23 @@ class WorldModel:
         self.relation2id = {name: i for i, name in enumerate(self.relations)}
         self.num_entities = len(self.entities)
         self.num_relations = len(self.relations)  # R forward relations; ids R..2R-1 are their inverses
-        self.config = dict(config)
+        self.config = config
+        self.stats = dict(stats or {})  # dataset, train_seconds, final_loss, num_graph_triples
         self.graph = np.zeros((0, 3), dtype=np.int64) if graph is None else np.asarray(graph, dtype=np.int64)
         self._graph_tails: dict[tuple[int, int], set[int]] | None = None
 
     # ------------------------------------------------------------------ training
 
     @classmethod
-    def train(
-        cls,
-        dataset: KGDataset,
-        model: str = "complex",
-        dim: int = 200,
-        epochs: int = 200,
-        seed: int = 0,
-        progress: bool = False,
-        **overrides: Any,
-    ) -> WorldModel:
-        """Train on `dataset.graph` (the walkable facts) only.
-
-        `overrides` may set any key of ``DEFAULTS[model]`` (loss, optimizer, lr, batch_size,
-        regularizer_weight, label_smoothing) and ``score_mode``.
-        """
+    def train(cls, dataset: KGDataset, config: WorldModelConfig | None = None, progress: bool = False) -> WorldModel:
+        """Train on `dataset.graph` (the walkable facts) only."""
+        import torch
         from pykeen.training import LCWATrainingLoop
         from pykeen.triples import CoreTriplesFactory
 
-        model = model.lower()
-        if model not in MODELS:
-            raise ValueError(f"unknown world model {model!r}: use one of {', '.join(MODELS)}")
-        unknown = set(overrides) - set(DEFAULTS[model]) - {"score_mode"}
-        if unknown:
-            raise TypeError(f"unknown training options {sorted(unknown)}")
+        config = config or WorldModelConfig()
         if not dataset.graph:
             raise ValueError(f"dataset {dataset.name!r} has no walkable triples to train on")
-        config = {"model": model, "dim": int(dim), "epochs": int(epochs), "seed": int(seed), "score_mode": "forward"}
-        config.update(DEFAULTS[model])
-        config.update(overrides)
-        if config["score_mode"] not in SCORE_MODES:
-            raise ValueError(f"score_mode must be one of {SCORE_MODES}")
-
         entity2id = _sorted_ids([t.head for t in dataset.graph] + [t.tail for t in dataset.graph])
         relation2id = _sorted_ids(t.relation for t in dataset.graph)
         mapped = np.array(
@@ -183,53 +195,50 @@ class WorldModel:
             num_relations=len(relation2id),
             create_inverse_triples=True,
         )
-        torch.manual_seed(seed)
-        np.random.seed(seed)
-        kge = _make_pykeen_model(config, factory, seed)
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed)
+        kge = _build(config, factory, config.seed)
         loop = LCWATrainingLoop(
             model=kge,
             triples_factory=factory,
-            optimizer=config["optimizer"],
-            optimizer_kwargs={"lr": float(config["lr"])},
+            optimizer=config.optimizer,
+            optimizer_kwargs={"lr": float(config.lr)},
             automatic_memory_optimization=False,
         )
         start = time.perf_counter()
         losses = loop.train(
             triples_factory=factory,
-            num_epochs=int(epochs),
-            batch_size=int(config["batch_size"]),
-            label_smoothing=float(config["label_smoothing"]),
+            num_epochs=config.epochs,
+            batch_size=config.batch_size,
+            label_smoothing=float(config.label_smoothing),
             use_tqdm=progress,
             use_tqdm_batch=False,
             pin_memory=False,
         )
-        config["train_seconds"] = round(time.perf_counter() - start, 2)
-        config["final_loss"] = float(losses[-1]) if losses else None
-        config["dataset"] = dataset.name
-        config["num_graph_triples"] = int(len(mapped))
-        return cls(
-            kge,
-            entities=sorted(entity2id, key=entity2id.get),
-            relations=sorted(relation2id, key=relation2id.get),
-            config=config,
-            graph=mapped,
-        )
+        stats = {
+            "train_seconds": round(time.perf_counter() - start, 2),
+            "final_loss": float(losses[-1]) if losses else None,
+            "dataset": dataset.name,
+            "num_graph_triples": int(len(mapped)),
+        }
+        return cls(kge, entities=sorted(entity2id, key=entity2id.get), relations=sorted(relation2id, key=relation2id.get),
+                   config=config, graph=mapped, stats=stats)
 
     # ------------------------------------------------------------------ scoring
 
     @property
     def score_mode(self) -> str:
         """"forward" (default) or "both"; see the module docstring."""
-        return self.config.get("score_mode", "forward")
+        return self.config.score_mode
 
     @score_mode.setter
     def score_mode(self, mode: str) -> None:
-        if mode not in SCORE_MODES:
-            raise ValueError(f"score_mode must be one of {SCORE_MODES}")
-        self.config["score_mode"] = mode
+        self.config = dataclasses.replace(self.config, score_mode=mode)
 
-    def _internal(self, relations: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _internal(self, relations: np.ndarray):
         """PyKEEN ids for WalkGraph relation ids: (the direction asked, the reverse direction)."""
+        import torch
+
         rel = np.asarray(relations, dtype=np.int64)
         R = self.num_relations
         if rel.size and (rel.min() < 0 or rel.max() >= 2 * R):
@@ -240,7 +249,9 @@ class WorldModel:
         reverse = 2 * base + (~inverse)
         return torch.from_numpy(asked), torch.from_numpy(reverse)
 
-    def _entities(self, ids: np.ndarray) -> torch.Tensor:
+    def _entities(self, ids: np.ndarray):
+        import torch
+
         ids = np.asarray(ids, dtype=np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_entities):
             raise IndexError(f"entity ids must be in [0, {self.num_entities})")
@@ -248,6 +259,8 @@ class WorldModel:
 
     def score_tails(self, heads: np.ndarray, relations: np.ndarray) -> np.ndarray:
         """float32 [B, E]: the score of every entity as the tail of (head, relation)."""
+        import torch
+
         heads_t = self._entities(np.atleast_1d(heads))
         asked, reverse = self._internal(np.atleast_1d(relations))
         if heads_t.shape != asked.shape:
@@ -260,6 +273,8 @@ class WorldModel:
 
     def score(self, heads: np.ndarray, relations: np.ndarray, tails: np.ndarray) -> np.ndarray:
         """float32 [B]: the score of each triple (head, relation, tail)."""
+        import torch
+
         heads_t = self._entities(np.atleast_1d(heads))
         tails_t = self._entities(np.atleast_1d(tails))
         asked, reverse = self._internal(np.atleast_1d(relations))
@@ -325,37 +340,25 @@ class WorldModel:
         if len(triples) < len(queries):
             logger.warning("evaluate: %d of %d %s triples use entities or relations the graph lacks; left out",
                            len(queries) - len(triples), len(queries), split)
-        if len(triples) == 0:
-            return {"hits@1": 0.0, "hits@3": 0.0, "hits@10": 0.0, "mrr": 0.0}
         known: dict[tuple[int, int], set[int]] = defaultdict(set)
         for h, r, t in self._ids([*dataset.graph, *dataset.train, *dataset.dev, *dataset.test]).tolist():
             known[(h, r)].add(t)
         ranks = []
         for start in range(0, len(triples), batch_size):
             batch = triples[start : start + batch_size]
-            scores = self.score_tails(batch[:, 0], batch[:, 1]).astype(np.float64)
-            answers = batch[:, 2]
-            rows, cols = [], []
-            for i, (h, r, t) in enumerate(batch.tolist()):
-                others = [o for o in known[(h, r)] if o != t]
-                rows.extend([i] * len(others))
-                cols.extend(others)
-            scores[np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64)] = -np.inf
-            target = scores[np.arange(len(batch)), answers][:, None]
-            better = (scores > target).sum(axis=1)
-            ties = (scores == target).sum(axis=1) - 1  # the answer itself is not a tie
-            ranks.append(1.0 + better + ties / 2.0)
-        return ranking_summary(np.concatenate(ranks))
+            scores = self.score_tails(batch[:, 0], batch[:, 1])
+            ranks.append(filtered_ranks(scores, batch[:, 2], [known[(h, r)] for h, r, _ in batch.tolist()]))
+        return ranking_metrics(np.concatenate(ranks) if ranks else [])
 
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write one file atomically (temp file in the same folder, then os.replace)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write one file atomically."""
+        import torch
+
         meta = {
             "format": FORMAT_VERSION,
-            "config": self.config,
+            "config": {**dataclasses.asdict(self.config), **self.stats},
             "entities": self.entities,
             "relations": self.relations,
         }
@@ -364,46 +367,44 @@ class WorldModel:
             "state_dict": self.model.state_dict(),
             "graph": torch.from_numpy(np.ascontiguousarray(self.graph)),
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(payload, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        return path
+        with atomic_file(path) as handle:
+            torch.save(payload, handle)
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> WorldModel:
+        import torch
+
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
         meta = json.loads(payload["meta_json"])
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"{path}: unsupported world model format {meta.get('format')!r}")
-        config = meta["config"]
-        kge = _build_model(config, len(meta["entities"]), len(meta["relations"]), seed=None)
+        saved = meta["config"]
+        fields = {f.name for f in dataclasses.fields(WorldModelConfig)}
+        config = WorldModelConfig(**{k: v for k, v in saved.items() if k in fields})
+        kge = _build(config, _empty_factory(len(meta["entities"]), len(meta["relations"])), seed=None)
         kge.load_state_dict(payload["state_dict"])
-        return cls(kge, meta["entities"], meta["relations"], config, graph=payload["graph"].numpy())
+        stats = {k: v for k, v in saved.items() if k not in fields}
+        return cls(kge, meta["entities"], meta["relations"], config, graph=payload["graph"].numpy(), stats=stats)
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"WorldModel({c['model']}, dim={c['dim']}, entities={self.num_entities}, "
-                f"relations={self.num_relations}, score_mode={c.get('score_mode')})")
+        return (f"WorldModel({c.model}, dim={c.dim}, entities={self.num_entities}, "
+                f"relations={self.num_relations}, score_mode={c.score_mode})")
 
 
-def ranking_summary(ranks: np.ndarray) -> dict[str, float]:
-    """Hits@1/3/10 and MRR (fractions) of 1-based ranks."""
-    ranks = np.asarray(ranks, dtype=np.float64)
-    if ranks.size == 0:
-        return {"hits@1": 0.0, "hits@3": 0.0, "hits@10": 0.0, "mrr": 0.0}
-    return {
-        "hits@1": float((ranks <= 1).mean()),
-        "hits@3": float((ranks <= 3).mean()),
-        "hits@10": float((ranks <= 10).mean()),
-        "mrr": float((1.0 / ranks).mean()),
-    }
+def world_model_path(home: str | os.PathLike, dataset_name: str) -> Path:
+    """Where a dataset's world model is kept between trainings: home/world_models/<name>.pt."""
+    return Path(home) / "world_models" / f"{dataset_name}.pt"
+
+
+def ensure_world_model(home: str | os.PathLike, dataset: KGDataset, config: WorldModelConfig | None = None,
+                       progress: Callable[[str], None] | None = None) -> Path:
+    """The cached world model of `dataset`, trained on its walkable graph first when missing."""
+    path = world_model_path(home, dataset.name)
+    if not path.is_file():
+        config = config or WorldModelConfig()
+        if progress is not None:
+            progress(f"training the world model of {dataset.name} ({config.model}, {config.epochs} epochs) ...")
+        WorldModel.train(dataset, config).save(path)
+    return path

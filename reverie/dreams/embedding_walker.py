@@ -1,57 +1,18 @@
-"""Batched rollouts over a Subgraph: many walks advanced together with numpy.
+"""The embedding-guided walker: batched rollouts over a retrieved Subgraph, many walks advanced
+together with numpy, steered by how close each hop's relation and target are to the question.
 
-The embedding-guided walker scores each next hop by how close its relation and its target entity
-are to the question, samples with Gumbel-max at a temperature, and may stop once it has taken a
-step. Every decision's log-probability is kept, so the arbiter can score whole paths.
+It samples with Gumbel-max at a temperature and may stop once it has taken a step. Every
+decision's log-probability is kept, so the arbiter can score whole paths. It needs no training:
+it is the walker for any graph without a trained path policy.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from reverie.dreams.arbiter import Arbiter
+from reverie.dreams.rollouts import Rollouts, WalkQuery, build_chain
 from reverie.graph_store.subgraph import Subgraph
-
-
-@dataclass
-class Rollouts:
-    """B walks. nodes[b, :length[b] + 1] is the path; edges[b, k] the local edge taken at hop k."""
-
-    nodes: np.ndarray      # (B, H + 1) int64, -1 after the walk ended
-    edges: np.ndarray      # (B, H) int64, -1 after the walk ended
-    logp: np.ndarray       # (B,) summed log-probability of every decision, stop included
-    decisions: np.ndarray  # (B,) number of decisions made
-    length: np.ndarray     # (B,) hops taken
-    expert: str = "walker"
-
-    def __len__(self) -> int:
-        return int(self.length.shape[0])
-
-    @property
-    def answers(self) -> np.ndarray:
-        """Local id of the node each walk ended at."""
-        return self.nodes[np.arange(len(self)), self.length]
-
-    @property
-    def path_score(self) -> np.ndarray:
-        """Mean log-probability per decision: comparable across paths of different lengths."""
-        return self.logp / np.maximum(self.decisions, 1)
-
-    @staticmethod
-    def concat(parts: list["Rollouts"]) -> "Rollouts":
-        width = max(p.edges.shape[1] for p in parts)
-
-        def pad(a: np.ndarray, cols: int) -> np.ndarray:
-            return np.pad(a, ((0, 0), (0, cols - a.shape[1])), constant_values=-1)
-
-        return Rollouts(
-            nodes=np.concatenate([pad(p.nodes, width + 1) for p in parts]),
-            edges=np.concatenate([pad(p.edges, width) for p in parts]),
-            logp=np.concatenate([p.logp for p in parts]),
-            decisions=np.concatenate([p.decisions for p in parts]),
-            length=np.concatenate([p.length for p in parts]),
-            expert=parts[0].expert,
-        )
+from reverie.schemas import Candidate, LinkedEntity
 
 
 def residual(question_vec: np.ndarray, seed_vecs: np.ndarray) -> np.ndarray:
@@ -74,14 +35,27 @@ class EmbeddingWalker:
     sideways move more often than a step of reasoning.
     """
 
+    kind = "embedding"
     name = "embedding-walker"
+    walks_retrieved = True
+    expert_names = ("walker",)
 
-    def __init__(self, temperature: float = 0.1, stop_bias: float = -0.1, inverse_bias: float = -0.3):
+    def __init__(self, temperature: float = 0.1, stop_bias: float = -0.1, inverse_bias: float = -0.3,
+                 arbiter: Arbiter | None = None):
         if temperature <= 0:
             raise ValueError("temperature must be > 0")
         self.temperature = temperature
         self.stop_bias = stop_bias
         self.inverse_bias = inverse_bias
+        self.arbiter = arbiter or Arbiter()
+
+    def pose(self, sub: Subgraph, question_vec: np.ndarray, seeds: list[LinkedEntity], hops: int) -> WalkQuery:
+        """Walks start at the retrieved seeds, by their link weights."""
+        return WalkQuery(question_vec=np.asarray(question_vec, np.float32), starts=sub.seeds,
+                         start_weights=sub.seed_weights, hops=hops)
+
+    def for_rollouts(self) -> "EmbeddingWalker":
+        return self
 
     def edge_logits(self, sub: Subgraph, question_vec: np.ndarray) -> np.ndarray:
         q = np.asarray(question_vec, np.float32)
@@ -91,29 +65,33 @@ class EmbeddingWalker:
         score = score + self.inverse_bias * sub.is_inverse(sub.relations)
         return (score / self.temperature).astype(np.float64)
 
-    def walk(self, sub: Subgraph, question_vec: np.ndarray, starts: np.ndarray, hops: int, rng: np.random.Generator) -> Rollouts:
-        return walk(sub, self.edge_logits(sub, question_vec), self.stop_bias / self.temperature, starts, hops, rng, self.name)
+    def walk(self, sub: Subgraph, query: WalkQuery, count: int, rng: np.random.Generator) -> Rollouts:
+        starts = query.sample_starts(count, rng)
+        return walk(sub, self.edge_logits(sub, query.question_vec), self.stop_bias / self.temperature, starts, query.hops, rng)
+
+    def rank(self, sub: Subgraph, query: WalkQuery, rollouts: Rollouts, limit: int = 10) -> list[Candidate]:
+        """Answers by the arbiter's agreement, path probability and last-hop relevance."""
+        scored = self.arbiter.score(sub, rollouts, query.question_vec)
+        candidates = [
+            Candidate(answer=sub.node_names[answer], score=score, votes=votes, best_chain=self.chain(sub, rollouts, best))
+            for answer, score, votes, best in scored
+        ]
+        candidates.sort(key=lambda c: (-c.score, c.answer))
+        return candidates[:limit]
+
+    def chain(self, sub: Subgraph, rollouts: Rollouts, index: int):
+        return build_chain(rollouts, index, sub.node_names, sub.rel_names,
+                           lambda ref, *_: (sub.edge_ids[ref], sub.edge_sources[ref]), self.expert_names[0])
 
 
-def start_nodes(sub: Subgraph, count: int, rng: np.random.Generator) -> np.ndarray:
-    """Spread `count` walks over the seeds in proportion to their link weights."""
-    return sub.seeds[rng.choice(len(sub.seeds), size=count, p=sub.seed_weights)]
-
-
-def walk(
-    sub: Subgraph,
-    logits: np.ndarray,
-    stop_logit: float,
-    starts: np.ndarray,
-    hops: int,
-    rng: np.random.Generator,
-    expert: str,
-) -> Rollouts:
-    """Advance all walks together. A walk never revisits a node; it stops when it chooses to
-    (from the second decision on), when it has no unvisited neighbour, or after `hops` hops."""
+def walk(sub: Subgraph, logits: np.ndarray, stop_logit: float, starts: np.ndarray, hops: int, rng: np.random.Generator) -> Rollouts:
+    """Advance all walks together over the subgraph's CSR edges, each edge with its logit. A walk
+    never revisits a node; it stops when it chooses to (from the second decision on), when it has
+    no unvisited neighbour, or after `hops` hops."""
     batch = len(starts)
     nodes = np.full((batch, hops + 1), -1, np.int64)
-    edges = np.full((batch, hops), -1, np.int64)
+    relations = np.full((batch, hops), -1, np.int64)
+    edge_refs = np.full((batch, hops), -1, np.int64)
     nodes[:, 0] = starts
     logp = np.zeros(batch)
     decisions = np.zeros(batch, np.int64)
@@ -155,17 +133,13 @@ def walk(
         stops = has_choice & ~takes_edge
         moved = alive[takes_edge]
         picked = chosen[takes_edge]
-        edges[moved, t] = picked
+        relations[moved, t] = sub.relations[picked]
+        edge_refs[moved, t] = sub.edge_refs[picked]
         nodes[moved, t + 1] = sub.targets[picked]
         length[moved] += 1
         logp[moved] += logits[picked] - lse[takes_edge]
         logp[alive[stops]] += stop[stops] - lse[stops]
         decisions[alive[has_choice]] += 1
         alive = moved
-    return Rollouts(nodes=nodes, edges=edges, logp=logp, decisions=decisions, length=length, expert=expert)
-
-
-def dream(sub: Subgraph, question_vec: np.ndarray, count: int, hops: int, walker: EmbeddingWalker, seed: int) -> Rollouts:
-    """`count` rollouts in one process: the single-process vectorised walker."""
-    rng = np.random.default_rng(seed)
-    return walker.walk(sub, question_vec, start_nodes(sub, count, rng), hops, rng)
+    return Rollouts(nodes=nodes, relations=relations, edge_refs=edge_refs, imagined=np.zeros((batch, hops), bool),
+                    logp=logp, decisions=decisions, length=length, expert=np.zeros(batch, np.int64))

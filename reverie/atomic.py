@@ -1,0 +1,49 @@
+"""Write a file so that a reader, or a crash, sees the old content or the new, never half of it.
+
+The one way Reverie writes state: into a temporary file beside the target, flushed and fsynced,
+then renamed over it (a rename within one folder is atomic on POSIX file systems).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary handle whose content replaces `path` when the block ends without an error.
+
+    On an error the temporary file is removed and `path` keeps its old content. Missing parent
+    folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
+    """Replace `path` with `data` atomically; returns the path."""
+    with atomic_file(path) as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def atomic_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy `source` over `target` atomically; returns the target."""
+    with open(source, "rb") as src, atomic_file(target) as out:
+        while chunk := src.read(1 << 20):
+            out.write(chunk)
+    return Path(target)

@@ -1,0 +1,71 @@
+"""Walkers: what fans out the dreams. One interface, one registry, one contract test for all.
+
+A walker turns a question into a `WalkQuery` (`pose`), walks it (`walk`, in each rollout task)
+and ranks the answers its walks reach (`rank`, in the arbiter). Walkers by kind:
+
+- "embedding": `EmbeddingWalker`, steered by the question's embedding over the retrieved
+  subgraph; needs no training.
+- "path-policy": `PolicyWalker`, a path policy trained with RLlib on one graph, walking that graph.
+
+`walks_retrieved` says which graph a walker's `walk` and `rank` take: the retrieved Subgraph (True)
+or none, because it walks its own (False).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from reverie.dreams.rollouts import Rollouts, WalkQuery
+from reverie.graph_store.subgraph import Subgraph
+from reverie.schemas import Candidate, LinkedEntity
+
+
+class Walker(Protocol):
+    kind: str
+    """Its key in WALKERS."""
+    name: str
+    """What the Verdict reports as the policy that walked."""
+    walks_retrieved: bool
+    expert_names: tuple[str, ...]
+    """Labels of its experts: Rollouts.expert indexes them."""
+
+    def pose(self, sub: Subgraph, question_vec: np.ndarray, seeds: list[LinkedEntity], hops: int) -> WalkQuery: ...
+
+    def walk(self, graph: Subgraph | None, query: WalkQuery, count: int, rng: np.random.Generator) -> Rollouts: ...
+
+    def rank(self, graph: Subgraph | None, query: WalkQuery, rollouts: Rollouts, limit: int = 10) -> list[Candidate]: ...
+
+    def for_rollouts(self) -> "Walker":
+        """The part of the walker the rollout tasks need (what Ray ships to each)."""
+        ...
+
+
+def _embedding(settings: Any, bundle: Any = None) -> Walker:
+    from reverie.dreams.embedding_walker import EmbeddingWalker
+
+    return EmbeddingWalker(settings.walker_temperature, settings.stop_bias, settings.walker_inverse_bias)
+
+
+def _path_policy(settings: Any, bundle: Any = None) -> Walker:
+    from reverie.dreams.policy_walker import PolicyWalker
+
+    if bundle is None:
+        raise ValueError("the path-policy walker needs a trained policy (reverie train policy)")
+    return PolicyWalker(bundle)
+
+
+WALKERS: dict[str, Callable[..., Walker]] = {"embedding": _embedding, "path-policy": _path_policy}
+"""Walker kinds: each builds its walker from (settings, trained policy bundle or None)."""
+
+
+def make_walker(kind: str, settings: Any, bundle: Any = None) -> Walker:
+    if kind not in WALKERS:
+        raise ValueError(f"unknown walker {kind!r}: use one of {', '.join(WALKERS)}")
+    return WALKERS[kind](settings, bundle)
+
+
+def dream(walker: Walker, graph: Subgraph | None, query: WalkQuery, count: int, seed: int) -> Rollouts:
+    """`count` rollouts in one process: what one rollout task does."""
+    return walker.walk(graph, query, count, np.random.default_rng(seed))

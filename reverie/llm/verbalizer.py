@@ -1,0 +1,72 @@
+"""The LLM as Reverie hosts it: one fallback chain, loaded once, that says answers and generates.
+
+`Verbalizer` is the one class both hosts run: the CLI's LLM actor (`ray.remote(Verbalizer)`) and
+Serve's LLM deployment (`serve.deployment(Verbalizer)`), so the two cannot drift apart.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from reverie.config import Settings, offline_hub
+from reverie.llm.chain import BackendUnavailable, build_chain
+from reverie.llm.verbalize import TEMPLATE_BACKEND, grounded_sentence, stream_verbalize, template_sentence, verbalize
+from reverie.schemas import Chain
+
+log = logging.getLogger(__name__)
+
+
+class Verbalizer:
+    def __init__(self, settings: Settings | dict[str, Any], load: bool = False):
+        """`load`: load every backend now (Serve: before the replica takes requests) rather than
+        on the first answer or `warm_up`."""
+        import torch
+
+        offline_hub()
+        self.settings = settings if isinstance(settings, Settings) else Settings(**settings)
+        torch.set_num_threads(self.settings.model_threads)  # a host that reserves no CPU would get one thread
+        self.chain = build_chain(self.settings)
+        if load:
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """Load every backend now (the local model's first load converts the GGUF, ~20 s). One
+        that cannot load is left to the fallback chain, which skips it when asked."""
+        for backend in self.chain.backends:
+            try:
+                backend.load()
+            except BackendUnavailable as exc:
+                log.warning("LLM backend %r is unavailable: %s", backend.name, exc)
+
+    def verbalize(self, question: str, chain: Chain, seed: int | None = None) -> tuple[str, str]:
+        """(sentence, backend): the model's sentence when the chain supports it, else the template's."""
+        return verbalize(question, chain, self.chain, self.settings, seed=seed)
+
+    def stream_answer(self, question: str, chain: Chain, seed: int | None = None) -> Iterator[dict[str, str]]:
+        """{"token": piece} as the model writes, then {"answer", "backend"}: the checked sentence,
+        or the chain's template sentence when the model's is not grounded in the chain."""
+        streamed = stream_verbalize(question, chain, self.chain, self.settings, seed=seed)
+        for piece in streamed:
+            yield {"token": piece}
+        if streamed.backend == TEMPLATE_BACKEND:
+            yield {"answer": streamed.text, "backend": TEMPLATE_BACKEND}
+            return
+        sentence = grounded_sentence(streamed.text, question, chain)
+        if sentence is None:
+            yield {"answer": template_sentence(question, chain), "backend": TEMPLATE_BACKEND}
+        else:
+            yield {"answer": sentence, "backend": streamed.backend}
+
+    def generate(self, prompt: str, system: str | None, options: dict[str, Any]) -> Iterator[str]:
+        """Plain generation, piece by piece (the Ollama endpoints); `options` are Ollama's, unset
+        ones take the settings'."""
+        s = self.settings
+        yield from self.chain.stream(
+            prompt,
+            system=system,
+            temperature=s.temperature if options.get("temperature") is None else options["temperature"],
+            top_k=options.get("top_k") or s.top_k,
+            max_new_tokens=options.get("num_predict") or s.max_new_tokens,
+            seed=options.get("seed"),
+        )

@@ -1,0 +1,6 @@
+"""The trained networks of the system besides the path policy. No Ray.
+
+- `WorldModel`, `WorldModelConfig`, `WORLD_MODELS` (world_model.py): the knowledge-graph
+  embedding (PyKEEN ComplEx or RotatE) that shapes the path policy's reward, imagines edges and
+  weighs answers in the arbiter.
+"""

@@ -1,0 +1,35 @@
+"""DESIGN.md's rule, checked: the parts that compute import no Ray. Every module of the computing
+packages is imported in a fresh interpreter, which must end with no `ray` module loaded."""
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import reverie
+
+COMPUTING = ["graph_store", "encoders", "llm", "dreams", "models", "policies"]
+TOP_LEVEL = ["atomic", "config", "edges", "errors", "feedback", "memory", "ranking", "schemas"]
+HOSTING = {"reverie.policies.train", "reverie.policies.module"}  # the RLlib trainer and its RLModule wrapper
+
+
+def modules(package: str) -> list[str]:
+    path = [f"{reverie.__path__[0]}/{package}"]
+    names = [f"reverie.{package}"] + [f"reverie.{package}.{m.name}" for m in pkgutil.iter_modules(path)]
+    return [name for name in names if name not in HOSTING]
+
+
+@pytest.mark.parametrize("package", COMPUTING + ["top-level"])
+def test_computing_modules_import_no_ray(package):
+    names = [f"reverie.{m}" for m in TOP_LEVEL] if package == "top-level" else modules(package)
+    code = f"import importlib, sys\nfor name in {names!r}:\n    importlib.import_module(name)\nprint(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"{package} pulls in Ray: {out.stdout.strip()[:300]}"
+
+
+def test_the_hosting_modules_are_the_ones_that_use_ray():
+    """The exceptions above are real modules, so the list cannot hide a typo."""
+    assert HOSTING <= {f"reverie.policies.{m.name}" for m in pkgutil.iter_modules([f"{reverie.__path__[0]}/policies"])}
