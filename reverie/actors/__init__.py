@@ -133,7 +133,9 @@ class Services:
         ray.get(refs)
 
     def stop(self) -> None:
-        for handle in (self.encoder, self.store, self.arbiter, self.llm, self.memory, self.feedback):
+        """End the actors of this REVERIE_HOME. The encoder and the arbiter are shared by every
+        home on the cluster (they hold no state of one), so they stay for the others."""
+        for handle in (self.store, self.llm, self.memory, self.feedback):
             ray.kill(handle)
 
 
