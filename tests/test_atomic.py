@@ -11,8 +11,11 @@ def test_a_failed_write_keeps_the_old_content_and_leaves_no_temporary_file(tmp_p
             handle.write(b"new, half")
             raise RuntimeError("crash")
     assert path.read_bytes() == b"old" and [p.name for p in path.parent.iterdir()] == ["data.bin"]
+    assert path.stat().st_mode & 0o777 == 0o644  # not the temporary file's private mode
+    path.chmod(0o600)
     atomic_write(path, b"new")
     assert path.read_bytes() == b"new" and [p.name for p in path.parent.iterdir()] == ["data.bin"]
+    assert path.stat().st_mode & 0o777 == 0o600  # a rewrite keeps the mode
 
 
 def test_copy_replaces_the_target_whole(tmp_path):

@@ -34,6 +34,17 @@ def error_line(result) -> str:
         (["eval", "--dataset", "umls", "--beam", "0"], "--beam must be at least 1"),
         (["train", "policy", "--dataset", "umls", "--experts", "0"], "--experts, --hops and --walks must be at least 1"),
         (["train", "policy", "--dataset", "umls", "--imagined", "2", "--no-world-model"], "--imagined needs the world model"),
+        (["tune", "headline", "--scheduler", "bogus"], "unknown scheduler 'bogus'"),
+        (["tune", "headline", "--budget", "0"], "the budget must be at least 1 gradient step"),
+        (["tune", "headline", "--samples", "0"], "--samples and --intervals must be at least 1"),
+        (["tune", "headline", "--dataset", "twitter"], "unknown headline dataset 'twitter'"),
+        (["tune", "policy", "--dataset", "freebase"], "unknown dataset 'freebase'"),
+        (["train", "tuner", "--dataset", "twitter"], "unknown headline dataset 'twitter'"),
+        (["train", "tuner", "--iterations", "0"], "--iterations must be at least 1"),
+        (["train", "tuner", "--model", "transformer"], "unknown classifier 'transformer'"),
+        (["eval", "tuner", "--arms", "oracle"], "unknown arm 'oracle'"),
+        (["eval", "tuner"], "no trained tuner"),
+        (["eval"], "eval policy needs --dataset"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
@@ -105,3 +116,20 @@ def test_train_policy_then_eval_json(tmp_path):
     assert metrics["mrr"] == pytest.approx(expected["mrr"])
     text = reverie("eval", "--dataset", str(folder), "--beam", "8", home=home)
     assert text.returncode == 0 and "world model alone" in text.stdout and "MRR" in text.stdout
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_train_tuner_then_eval_it_against_the_schedule(tmp_path):
+    """`reverie train tuner` shows its progress and saves the agent; `eval tuner --json` compares it
+    with the plain schedule on the same seeds and budget."""
+    home = tmp_path / "home"
+    small = ["--dataset", "news", "--budget", "20"]
+    train = reverie("train", "tuner", *small, "--intervals", "2", "--iterations", "1", "--envs", "2", home=home, timeout=600)
+    assert train.returncode == 0, train.stderr
+    assert f"tuner saved to {home / 'tuner'}" in train.stdout and "1/1" in train.stderr
+    result = reverie("eval", "tuner", *small, "--arms", "cosine", "agent", "--seeds", "2", "--json", home=home, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [a["arm"] for a in report["arms"]] == ["cosine", "agent"]
+    assert all(a["seeds"] == 2 and a["grad_steps"] == 20 for a in report["arms"])

@@ -156,6 +156,30 @@ class LocalLLM:
             self.load()
         return self._model, self._tokenizer
 
+    # embeddings
+
+    def embed(self, texts: list[str], batch_size: int = 32, max_length: int = 128) -> "np.ndarray":
+        """Mean-pooled last hidden states, L2-normalised: float32 [n, hidden size] (576 for SmolLM2-135M).
+
+        The seed's "LLM embeddings": the instruction model read as an encoder, without its chat template.
+        """
+        import numpy as np
+        import torch
+
+        model, tokenizer = self._loaded()
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        out = np.zeros((len(texts), model.config.hidden_size), np.float32)
+        with self._generate_lock, torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                tokens = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=max_length,
+                                   return_tensors="pt")
+                hidden = model.model(**tokens).last_hidden_state
+                mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out[start : start + len(pooled)] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        return out
+
     # generation
 
     def _prepare(self, prompt: str, system: str | None, temperature: float, top_k: int, max_new_tokens: int):

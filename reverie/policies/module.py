@@ -66,3 +66,28 @@ class PathPolicyModule(TorchRLModule, ValueFunctionAPI):
         if embeddings is None:
             embeddings = self.net.state(batch[Columns.OBS])
         return self.net.value_from_state(embeddings)
+
+
+class TunerModule(TorchRLModule, ValueFunctionAPI):
+    """PPO-ready RLModule over TrainingControlEnv observations; `self.net` is a `TunerNet`.
+
+    model_config: hidden (default 64); the sizes come from the spaces."""
+
+    def setup(self) -> None:
+        from reverie.policies.tuner_net import TunerNet
+
+        hidden = int((self.model_config or {}).get("hidden", 64))
+        self.net = TunerNet(int(np.prod(self.observation_space.shape)), int(self.action_space.n), hidden)
+
+    def _forward(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
+        logits, _ = self.net(batch[Columns.OBS])
+        return {Columns.ACTION_DIST_INPUTS: logits}
+
+    def _forward_train(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
+        logits, values = self.net(batch[Columns.OBS])
+        return {Columns.ACTION_DIST_INPUTS: logits, Columns.EMBEDDINGS: values}
+
+    def compute_values(self, batch: Dict[str, Any], embeddings: Optional[Any] = None):
+        if embeddings is not None:
+            return embeddings
+        return self.net(batch[Columns.OBS])[1]

@@ -80,9 +80,9 @@ class PPORun:
     history: list[dict[str, Any]]
 
 
-def run_ppo(config: PolicyTrainConfig, world_model_path: str | Path | None = None,
-            progress: Callable[[dict[str, Any]], None] | None = None) -> PPORun:
-    """Train with PPO for `config.iterations` algo.train() calls, or until `config.minutes` pass.
+def ppo_iterations(algo: Any, iterations: int, max_seconds: float | None, label: str,
+                   progress: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Call algo.train() `iterations` times, or until `max_seconds` of it pass; one report per call.
 
     progress(info) is called after every iteration with keys: iteration, iterations, env_steps,
     env_steps_per_s (sampled env steps / wall time of that train() call, sampling + learning),
@@ -98,44 +98,52 @@ def run_ppo(config: PolicyTrainConfig, world_model_path: str | Path | None = Non
         TIMERS,
     )
 
+    history: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    steps_before = 0
+    for it in range(1, iterations + 1):
+        t0 = time.perf_counter()
+        result = algo.train()
+        seconds = time.perf_counter() - t0
+        runner = result.get(ENV_RUNNER_RESULTS, {})
+        steps = int(runner.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, steps_before))
+        ret = runner.get(EPISODE_RETURN_MEAN)
+        timers = result.get(TIMERS, {})
+        sample_s = float(timers.get(ENV_RUNNER_SAMPLING_TIMER, float("nan")))
+        info = {
+            "iteration": it,
+            "iterations": iterations,
+            "env_steps": steps,
+            "env_steps_per_s": (steps - steps_before) / seconds if seconds > 0 else 0.0,
+            "episode_return_mean": float(ret) if ret is not None else float("nan"),
+            "seconds": seconds,
+            "sample_seconds": sample_s,
+            "learn_seconds": float(timers.get(LEARNER_UPDATE_TIMER, float("nan"))),
+            "sample_steps_per_s": (steps - steps_before) / sample_s if sample_s > 0 else float("nan"),
+            "elapsed": time.perf_counter() - started,
+        }
+        steps_before = steps
+        history.append(info)
+        log.info("%s iteration %d/%d: %.0f env steps/s, return %.3f", label, it, iterations,
+                 info["env_steps_per_s"], info["episode_return_mean"])
+        if progress is not None:
+            progress(info)
+        if max_seconds is not None and info["elapsed"] >= max_seconds:
+            break
+    return history
+
+
+def run_ppo(config: PolicyTrainConfig, world_model_path: str | Path | None = None,
+            progress: Callable[[dict[str, Any]], None] | None = None) -> PPORun:
+    """Train with PPO for `config.iterations` algo.train() calls, or until `config.minutes` pass;
+    `progress` as in `ppo_iterations`."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    max_seconds = config.minutes * 60 if config.minutes else None
     algo = None
-    history: list[dict[str, Any]] = []
     try:
         algo = build_ppo_config(config, world_model_path).build_algo()
-        started = time.perf_counter()
-        steps_before = 0
-        for it in range(1, config.iterations + 1):
-            t0 = time.perf_counter()
-            result = algo.train()
-            seconds = time.perf_counter() - t0
-            runner = result.get(ENV_RUNNER_RESULTS, {})
-            steps = int(runner.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, steps_before))
-            ret = runner.get(EPISODE_RETURN_MEAN)
-            timers = result.get(TIMERS, {})
-            sample_s = float(timers.get(ENV_RUNNER_SAMPLING_TIMER, float("nan")))
-            info = {
-                "iteration": it,
-                "iterations": config.iterations,
-                "env_steps": steps,
-                "env_steps_per_s": (steps - steps_before) / seconds if seconds > 0 else 0.0,
-                "episode_return_mean": float(ret) if ret is not None else float("nan"),
-                "seconds": seconds,
-                "sample_seconds": sample_s,
-                "learn_seconds": float(timers.get(LEARNER_UPDATE_TIMER, float("nan"))),
-                "sample_steps_per_s": (steps - steps_before) / sample_s if sample_s > 0 else float("nan"),
-                "elapsed": time.perf_counter() - started,
-            }
-            steps_before = steps
-            history.append(info)
-            log.info("policy %s iteration %d/%d: %.0f env steps/s, return %.3f", config.dataset, it, config.iterations,
-                     info["env_steps_per_s"], info["episode_return_mean"])
-            if progress is not None:
-                progress(info)
-            if max_seconds is not None and info["elapsed"] >= max_seconds:
-                break
+        history = ppo_iterations(algo, config.iterations, config.minutes * 60 if config.minutes else None,
+                                 f"policy {config.dataset}", progress)
         env = algo.env_runner.env.unwrapped
         # the local EnvRunner's module, synced from the learner after each update
         return PPORun(net=algo.get_module().net, graph=env.graph, dataset_name=env.dataset_name, history=history)
