@@ -14,6 +14,8 @@ RUNS = [
     ["bench.reasoning"],
     ["bench.reasoning", "--datasets", "umls", "--experts", "4", "--name", "reasoning_experts"],
     ["bench.reasoning", "--datasets", "umls", "--imagined", "3", "--name", "reasoning_imagined"],
+    ["bench.training_control"],
+    ["bench.tune_policy"],
 ]
 for args in RUNS:
     print(f"== {' '.join(args)}", flush=True)

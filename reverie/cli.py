@@ -238,7 +238,7 @@ def cmd_eval_tuner(args: argparse.Namespace) -> int:
     else:
         control = _control_config(args, headline)
     chain = None
-    if "llm" in arms:
+    if {"llm", "llm-free"} & set(arms):
         from reverie.llm import build_chain
 
         chain = build_chain(settings)
@@ -252,7 +252,7 @@ def cmd_eval_tuner(args: argparse.Namespace) -> int:
         return 0
     print(f"{headline.dataset} / {headline.model}, {headline.budget} gradient steps per run, {len(seeds)} seeds (test accuracy):")
     for row in rows:
-        print(f"  {row['arm']:<8} {row['test_mean']:.4f} ± {row['test_std']:.4f}  {row['note']}")
+        print(f"  {row['arm']:<9} {row['test_mean']:.4f} ± {row['test_std']:.4f}  {row['note']}")
     return 0
 
 
@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedder", help="tuner: minilm or smollm2 (default minilm)")
     p.add_argument("--budget", type=int, help="tuner: gradient steps per run (default 400)")
     p.add_argument("--intervals", type=int, help="tuner: decisions per run when no agent is compared")
-    p.add_argument("--arms", nargs="+", help="tuner: which controllers (default static cosine linear agent replay; also llm, random)")
+    p.add_argument("--arms", nargs="+", help="tuner: which controllers (default static cosine linear agent replay; also llm, llm-free, random)")
     p.add_argument("--seeds", type=int, default=5, help="tuner: runs per arm (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object (policy: hits@1, hits@3, hits@10, mrr as fractions, auc_pr for Countries, and 'policy' and 'world_model' breakdowns; tuner: each arm's test accuracy)")
     p.set_defaults(func=cmd_eval)

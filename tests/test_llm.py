@@ -177,8 +177,8 @@ def test_first_load_writes_the_safetensors_cache_and_second_load_uses_it(local_l
 # the backend contract: every backend in LLM_BACKENDS, built from settings by its name
 
 
-@pytest.fixture(scope="module", params=[pytest.param("local", marks=pytest.mark.slow),
-                                        pytest.param("ollama", marks=[pytest.mark.slow, pytest.mark.ray])])
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=[pytest.mark.slow] + ([pytest.mark.ray] if name == "ollama" else []))
+                                        for name in sorted(LLM_BACKENDS)])
 def backend(request, settings):
     """Each registered backend, loaded: the bundled model, and an Ollama server (Reverie's own
     Ollama API, serving the bundled model: no Ollama can be installed here)."""
@@ -214,6 +214,20 @@ def test_a_backends_seeded_sampling_is_reproducible(backend):
     assert backend.generate("Tell me about cats.", seed=7, **sampled) == first
     assert "".join(backend.stream("Tell me about cats.", seed=7, **sampled)) == first
     assert backend.generate("Tell me about cats.", seed=8, **sampled) != first
+
+
+def test_a_backend_constrained_to_choices_answers_one_of_them_whole(backend):
+    """Constrained decoding: what a free reply would never be (a bare menu item), for greedy and
+    sampled decoding, whatever max_new_tokens says (the reply is never cut inside a choice)."""
+    menu = ["keep", "halve the learning rate", "double the learning rate"]
+    prompt = "The validation loss stopped falling. What should the training do?"
+    free = backend.generate(prompt, **GREEDY)
+    assert free not in menu  # the 135M model answers in a sentence when it is free
+    greedy = backend.generate(prompt, choices=menu, **{**GREEDY, "max_new_tokens": 2})
+    assert greedy in menu
+    assert backend.generate(prompt, choices=menu, **GREEDY) == greedy
+    sampled = {backend.generate(prompt, choices=menu, seed=s, temperature=1.5, top_k=50, max_new_tokens=4) for s in range(8)}
+    assert sampled <= set(menu) and len(sampled) > 1
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import pytest
 
 from reverie.models.headline import HeadlineConfig, load_texts, stratified_split
 from reverie.models.pbt_toy import PBTToy, PBTToyConfig, optimal_lr
+from reverie.models.trainee import TRAINEES
 from reverie.policies.config import ControlConfig
 from reverie.policies.controllers import CONTROLLERS, Keep, Replay, parse_action, run_episode
 from reverie.policies.tuner_env import ACTIONS, LR_DOWN, LR_UP, OBSERVATION, WD_UP, TrainingControlEnv
@@ -59,17 +60,22 @@ def test_the_env_bounds_actions_and_its_rewards_add_up_to_the_runs_progress(home
         TrainingControlEnv({"trainee": "headline", "intervalz": 3})
 
 
-def test_a_trainee_run_is_reproducible_and_resumes_from_its_state(home):
-    from reverie.models.headline import HeadlineRun
-
-    lr = lambda step: 1e-3  # noqa: E731
-    a, b = HeadlineRun(TINY, 5, home), HeadlineRun(TINY, 5, home)
+@pytest.mark.parametrize("trainee", sorted(TRAINEES))
+def test_every_trainee_is_reproducible_resumes_from_its_state_and_stops_at_its_budget(trainee, home):
+    """The trainee contract (reverie.models.trainee.Trainee), run against every registered trainee."""
+    config = {"headline": TINY, "pbt-toy": PBTToyConfig(budget=60)}[trainee]
+    make = lambda seed: TRAINEES[trainee](config, seed, home)  # noqa: E731
+    lr = lambda step: 3e-3  # noqa: E731
+    a, b = make(5), make(5)
+    assert a.budget == 60 and a.report().steps == 0
     assert a.advance(30, lr, 1e-4) == b.advance(30, lr, 1e-4)
     saved = a.state_dict()
     ahead = a.advance(30, lr, 1e-4)
-    c = HeadlineRun(TINY, 99, home)
+    assert ahead != b.report()  # it moved on
+    c = make(99)
     c.load_state_dict(saved)
-    assert c.advance(30, lr, 1e-4) == ahead  # resumed weights, optimiser and batch order
+    assert c.advance(30, lr, 1e-4) == ahead  # resumed weights, optimiser and data order (the toy: its noise)
+    assert c.test_score() == a.test_score()
     assert a.steps == a.budget and a.advance(10, lr, 1e-4).steps == a.budget  # the budget is a hard stop
 
 
@@ -100,12 +106,12 @@ def llm_chain(home):
     return chain
 
 
-@pytest.mark.parametrize("name", [n if n != "llm" else pytest.param(n, marks=pytest.mark.slow) for n in sorted(CONTROLLERS)])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("llm") else n for n in sorted(CONTROLLERS)])
 def test_every_controller_runs_a_whole_episode(name, home, request):
     from reverie.policies.tuner_net import TunerNet
 
     kwargs = {"net": TunerNet(len(OBSERVATION), len(ACTIONS)), "actions": [LR_UP, WD_UP], "seed": 0,
-              "chain": request.getfixturevalue("llm_chain") if name == "llm" else None}
+              "chain": request.getfixturevalue("llm_chain") if name.startswith("llm") else None}
     config = ControlConfig(trainee="pbt-toy", trainee_config=PBTToyConfig(budget=50), intervals=5, schedule="constant", base_lr=0.003)
     episode = run_episode(config, CONTROLLERS[name](**kwargs), 7, home)
     assert len(episode.actions) == 5 and all(0 <= a < len(ACTIONS) for a in episode.actions)
@@ -126,13 +132,16 @@ def test_replies_are_parsed_strictly():
 def test_the_llm_controller_counts_what_is_not_an_action(home, llm_chain):
     from reverie.policies.controllers import LLMController
 
-    controller = LLMController(llm_chain)
     config = ControlConfig(trainee="pbt-toy", trainee_config=PBTToyConfig(budget=40), intervals=4, schedule="constant", base_lr=0.003)
-    episode = run_episode(config, controller, 0, home)
-    assert controller.asked == 4 and len(controller.replies) == 4
-    assert controller.invalid == sum(parse_action(r) is None for r in controller.replies)
-    kept = [a for a, r in zip(episode.actions, controller.replies) if parse_action(r) is None]
-    assert all(a == 0 for a in kept)  # an answer that is not an action keeps
+    free = LLMController(llm_chain, constrained=False)
+    episode = run_episode(config, free, 0, home)
+    assert free.asked == 4 and len(free.replies) == 4
+    assert free.invalid == sum(parse_action(r) is None for r in free.replies) > 0  # it answers in sentences
+    kept = [a for a, r in zip(episode.actions, free.replies) if parse_action(r) is None]
+    assert kept and all(a == 0 for a in kept)  # an answer that is not an action keeps
+    constrained = LLMController(llm_chain)
+    episode = run_episode(config, constrained, 0, home)
+    assert constrained.invalid == 0 and [ACTIONS.index(r) for r in constrained.replies] == episode.actions
 
 
 def test_replay_is_open_loop_and_keep_is_the_schedule(home):

@@ -67,8 +67,9 @@ def test_a_walker_is_its_kind(walker):
 def test_pose_starts_at_the_linked_entities(walker, retrieved):
     sub, question = retrieved
     query = walker.pose(sub, question, SEEDS, hops=3)
-    assert query.hops >= 1 and len(query.starts) == len(query.start_weights) >= 1
+    assert query.hops == 3 and len(query.starts) == len(query.start_weights) == 1
     assert np.isclose(query.start_weights.sum(), 1.0)
+    assert walker.knows(["glass cup", "steel pan"]) == 2 and walker.knows(["glass cup", "tea"]) == (2 if walker.walks_retrieved else 1)
 
 
 def test_walks_follow_stored_facts_and_repeat_with_the_seed(walker, retrieved, triples):

@@ -49,6 +49,10 @@ class EmbeddingWalker:
         self.inverse_bias = inverse_bias
         self.arbiter = arbiter or Arbiter()
 
+    def knows(self, entity_names: list[str]) -> int:
+        """All of them: it walks the subgraph retrieved around them from the store."""
+        return len(entity_names)
+
     def pose(self, sub: Subgraph, question_vec: np.ndarray, seeds: list[LinkedEntity], hops: int) -> WalkQuery:
         """Walks start at the retrieved seeds, by their link weights."""
         return WalkQuery(question_vec=np.asarray(question_vec, np.float32), starts=sub.seeds,

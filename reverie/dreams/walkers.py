@@ -31,6 +31,11 @@ class Walker(Protocol):
     expert_names: tuple[str, ...]
     """Labels of its experts: Rollouts.expert indexes them."""
 
+    def knows(self, entity_names: list[str]) -> int:
+        """How many of `entity_names` it can start a walk from (the Pipeline picks the walker that
+        knows most of a question's entities)."""
+        ...
+
     def pose(self, sub: Subgraph, question_vec: np.ndarray, seeds: list[LinkedEntity], hops: int) -> WalkQuery: ...
 
     def walk(self, graph: Subgraph | None, query: WalkQuery, count: int, rng: np.random.Generator) -> Rollouts: ...

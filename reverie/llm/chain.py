@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from reverie.errors import ReverieError
@@ -45,9 +45,10 @@ class LLMBackend(Protocol):
 
     def generate(
         self, prompt: str, *, system: str | None = None, temperature: float, top_k: int,
-        max_new_tokens: int, seed: int | None = None,
+        max_new_tokens: int, seed: int | None = None, choices: Sequence[str] | None = None,
     ) -> str:
-        """The whole reply."""
+        """The whole reply. With `choices`, decoding is constrained to them (a menu the model must
+        pick from, as Ollama's structured outputs do): the reply is one of them, whole."""
         ...
 
     def stream(
@@ -102,15 +103,15 @@ class FallbackChain:
 
     def generate(
         self, prompt: str, *, system: str | None = None, temperature: float, top_k: int,
-        max_new_tokens: int, seed: int | None = None,
+        max_new_tokens: int, seed: int | None = None, choices: Sequence[str] | None = None,
     ) -> tuple[str, str]:
-        """(reply, name of the backend that wrote it)."""
+        """(reply, name of the backend that wrote it); `choices` as in LLMBackend.generate."""
         errors: dict[str, str] = {}
         for backend in self.backends:
             try:
                 text = backend.generate(
                     prompt, system=system, temperature=temperature, top_k=top_k,
-                    max_new_tokens=max_new_tokens, seed=seed,
+                    max_new_tokens=max_new_tokens, seed=seed, choices=choices,
                 )
             except FALLBACK_ERRORS as exc:
                 _record(errors, backend.name, exc)

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -214,9 +214,13 @@ class LocalLLM:
         top_k: int,
         max_new_tokens: int,
         seed: int | None = None,
+        choices: Sequence[str] | None = None,
     ) -> str:
-        """The reply to `prompt`; temperature 0 is greedy, above 0 samples from the top_k tokens."""
+        """The reply to `prompt`; temperature 0 is greedy, above 0 samples from the top_k tokens.
+        With `choices`, decoding is constrained to them: the reply is one of them, whole."""
         model, tokenizer, inputs, options = self._prepare(prompt, system, temperature, top_k, max_new_tokens)
+        if choices:
+            options = {**options, **_constrained(tokenizer, inputs["input_ids"].shape[1], choices)}
         output = self._run(model, inputs, options, seed)
         return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
@@ -279,3 +283,23 @@ def _dequantize_kwargs() -> dict[str, Any]:
     except ImportError:
         return {}
     return {"quantization_config": GgufConfig(dequantize=True)}
+
+
+def _constrained(tokenizer, prompt_length: int, choices: Sequence[str]) -> dict[str, Any]:
+    """generate() options that allow only the token paths of `choices` (then the end of text), so a
+    small model that cannot be told to answer with a menu item is made to pick one."""
+    paths = [tokenizer.encode(choice, add_special_tokens=False) for choice in dict.fromkeys(choices)]
+    if not all(paths):
+        raise ValueError("a choice must not be empty")
+    eos = tokenizer.eos_token_id
+
+    def allowed(_batch: int, input_ids) -> list[int]:
+        written = input_ids[prompt_length:].tolist()
+        n = len(written)
+        nexts = {path[n] for path in paths if len(path) > n and path[:n] == written}
+        if any(path == written for path in paths):
+            nexts.add(eos)
+        return sorted(nexts) or [eos]
+
+    longest = max(len(path) for path in paths) + 1
+    return {"prefix_allowed_tokens_fn": allowed, "max_new_tokens": longest}

@@ -1,7 +1,8 @@
 """An Ollama server as an LLM backend, through the official `ollama` client."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -13,6 +14,11 @@ from reverie.llm.chain import BackendUnavailable
 # connection into ConnectionError only outside streaming; timeouts and streamed connects surface
 # as httpx errors; a missing model is a ResponseError (404).
 _UNAVAILABLE = (ConnectionError, httpx.TransportError, ollama.ResponseError)
+
+
+def choice_schema(choices: Sequence[str]) -> dict[str, Any]:
+    """Ollama's `format` for a reply that is one of `choices`: a JSON schema of one string."""
+    return {"type": "string", "enum": list(dict.fromkeys(choices))}
 
 
 class OllamaLLM:
@@ -58,13 +64,26 @@ class OllamaLLM:
         top_k: int,
         max_new_tokens: int,
         seed: int | None = None,
+        choices: Sequence[str] | None = None,
     ) -> str:
+        """The whole reply. With `choices`, Ollama's structured output (a JSON schema of one string
+        from `choices`) constrains it; the server's JSON string is decoded, and a reply that is not
+        one (a server that ignores `format`) comes back as it is."""
         request = self._request(prompt, system, temperature, top_k, max_new_tokens, seed)
+        if choices:
+            request["format"] = choice_schema(choices)
         try:
             response = self._client.chat(**request, stream=False)
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
-        return response.message.content or ""
+        content = response.message.content or ""
+        if choices:
+            try:
+                decoded = json.loads(content)
+            except ValueError:
+                return content
+            return decoded if isinstance(decoded, str) else content
+        return content
 
     def stream(
         self,

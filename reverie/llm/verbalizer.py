@@ -5,6 +5,7 @@ Serve's LLM deployment (`serve.deployment(Verbalizer)`), so the two cannot drift
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -60,13 +61,17 @@ class Verbalizer:
 
     def generate(self, prompt: str, system: str | None, options: dict[str, Any]) -> Iterator[str]:
         """Plain generation, piece by piece (the Ollama endpoints); `options` are Ollama's, unset
-        ones take the settings'."""
+        ones take the settings'. With `choices` (a structured-output menu), the reply is one of
+        them, JSON-encoded as Ollama sends structured output, in one piece."""
         s = self.settings
-        yield from self.chain.stream(
-            prompt,
-            system=system,
-            temperature=s.temperature if options.get("temperature") is None else options["temperature"],
-            top_k=options.get("top_k") or s.top_k,
-            max_new_tokens=options.get("num_predict") or s.max_new_tokens,
-            seed=options.get("seed"),
-        )
+        sampling = {
+            "temperature": s.temperature if options.get("temperature") is None else options["temperature"],
+            "top_k": options.get("top_k") or s.top_k,
+            "max_new_tokens": options.get("num_predict") or s.max_new_tokens,
+            "seed": options.get("seed"),
+        }
+        if options.get("choices"):
+            text, _ = self.chain.generate(prompt, system=system, choices=options["choices"], **sampling)
+            yield json.dumps(text)
+            return
+        yield from self.chain.stream(prompt, system=system, **sampling)

@@ -172,6 +172,10 @@ class ControlConfig:
     """Domain randomisation for the headline trainee: each run trains on the first of these sizes
     its seed picks (seed mod count; 0 = the whole train split), so an agent meets runs that
     under-fit and runs that over-fit. Empty: the trainee config's own."""
+    base_lrs: tuple[float, ...] = ()
+    """Domain randomisation of the starting point: each run's schedule peaks at the one of these its
+    seed picks (seed // 7 mod count) instead of `base_lr`, so an agent must read the run to know
+    whether to raise or lower it. Empty: `base_lr` always."""
 
     def __post_init__(self) -> None:
         if self.trainee not in TRAINEES:
@@ -182,6 +186,12 @@ class ControlConfig:
             raise ValueError("intervals must be >= 1, base_lr > 0 and the exponent bounds >= 0")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
+
+    def for_run(self, seed: int) -> "ControlConfig":
+        """The config one run follows: `base_lr` as `base_lrs` picks it for this seed."""
+        if not self.base_lrs:
+            return self
+        return dataclasses.replace(self, base_lr=float(self.base_lrs[(seed // 7) % len(self.base_lrs)]), base_lrs=())
 
     def make_trainee(self, seed: int, home: Any = None) -> Trainee:
         """A fresh run of the trainee, seeded."""
@@ -282,16 +292,21 @@ class PolicyMeta:
     env: EnvConfig = field(default_factory=EnvConfig)
     """The walks it was trained on; inference rebuilds the same action tables from it."""
     walks: int = 0
+    """Walks stepped together in training (the vector env's width)."""
     seed: int = 0
+    """The training seed."""
     iterations: int = 0
     """PPO iterations run."""
     env_steps: int = 0
+    """Environment steps sampled in training, all walks together."""
     final_return_mean: float | None = None
+    """The mean episode return of the last iteration."""
     seconds: float = 0.0
     """PPO training time."""
     entities: list[str] = field(default_factory=list)
     """The WalkGraph's entity names by id: a check that a dataset gives the same graph."""
     relations: list[str] = field(default_factory=list)
+    """The WalkGraph's relation names by id, likewise."""
     arbiter_weight: float = 1.0
     """Weight of path evidence against the world model when ranking answers, fit on the dev split."""
 

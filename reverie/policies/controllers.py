@@ -8,8 +8,11 @@ equal compute on the same runs:
 - "agent": the RLlib-trained TunerNet, greedy;
 - "replay": a fixed action sequence, open loop (the agent's schedule without its feedback);
 - "llm": the local LLM (or Ollama, through the fallback chain) reads the same history as text and
-  names one action. Its reply is parsed strictly: anything but an action's exact name counts as
-  "keep", and is counted (`invalid`).
+  names one action, its decoding constrained to the menu (the backends' `choices`: token masks for
+  the bundled model, structured output for Ollama);
+- "llm-free": the same, unconstrained, as a chat model would answer.
+Both replies are parsed strictly: anything but an action's exact name counts as "keep", and is
+counted (`invalid`). The bundled 135M model never answers with a bare action name unconstrained.
 """
 from __future__ import annotations
 
@@ -127,6 +130,8 @@ class LLMController:
     """The LLM as a controller: the same history, as text; the same menu."""
 
     chain: Any  # an llm.FallbackChain
+    constrained: bool = True
+    """Decode within the menu (the reply is an action) rather than free text."""
     max_new_tokens: int = 12
     name: str = "llm"
     invalid: int = 0
@@ -139,7 +144,8 @@ class LLMController:
 
     def act(self, observation, state, config) -> int:
         reply, _ = self.chain.generate(history_text(state, config), system=SYSTEM, temperature=0.0,
-                                       top_k=1, max_new_tokens=self.max_new_tokens, seed=self.seed)
+                                       top_k=1, max_new_tokens=self.max_new_tokens, seed=self.seed,
+                                       choices=ACTIONS if self.constrained else None)
         self.asked += 1
         self.replies.append(reply)
         action = parse_action(reply)
@@ -156,6 +162,7 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "agent": lambda net=None, **_: AgentController(net),
     "replay": lambda actions=(), **_: Replay(actions),
     "llm": lambda chain=None, **_: LLMController(chain),
+    "llm-free": lambda chain=None, **_: LLMController(chain, constrained=False, name="llm-free"),
 }
 """Controllers by name; each takes what it needs by keyword (net, actions, chain, seed)."""
 
@@ -180,7 +187,7 @@ def run_episode(config: ControlConfig, controller: Controller, run_seed: int, ho
     controller.reset(run_seed)
     total, done = 0.0, False
     while not done:
-        obs, reward, done, _, _ = env.step(controller.act(obs, env.state, env.config))
+        obs, reward, done, _, _ = env.step(controller.act(obs, env.state, env.run_config))
         total += reward
     return Episode(run_seed, env.trainee.test_score(), env.state.reports[-1].val_acc, env.trainee.steps,
                    list(env.state.actions), list(env.state.lrs), total)

@@ -19,16 +19,12 @@ Architecture (MINERVA-like):
     entropy stay finite);
   - value = MLP(mean of the expert states).
 
-Checkpoints are a folder holding `config.json` and a plain torch state dict `policy-<hash>.pt`
-that config.json names; `save_policy` writes the weights first and replaces config.json last
-(os.replace), so a reader always finds a complete, matching pair.
+Checkpoints follow reverie/checkpoints.py: a folder with config.json and the `policy-<hash>.pt`
+state dict it names, written so that a reader always finds a complete, matching pair.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reverie.atomic import atomic_write
+from reverie.checkpoints import load_weights, read_checkpoint, save_checkpoint
 from reverie.policies.config import NetConfig, PolicyMeta
 
 MASK_LOGIT = -1.0e9
@@ -54,7 +50,6 @@ OBS_KEYS = (
     "action_mask",
 )
 
-CONFIG_FILE = "config.json"
 FORMAT = "reverie-path-policy/1"
 
 EXPERT_NAMES = ("spatial", "temporal", "causal", "abstract")
@@ -258,37 +253,15 @@ def rollout_success(net: PathPolicyNet, env: Any, episodes: int, greedy: bool = 
 
 
 def save_policy(net: PathPolicyNet, folder: str | Path, meta: PolicyMeta | None = None) -> Path:
-    """Save `net` under `folder` (config.json + plain torch state dict); returns the folder.
-
-    `meta` (what it was trained on and with) is stored in config.json too. Weights go to a
-    content-named file first, then config.json is atomically replaced, then weight files no
-    longer named are removed.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buffer)
-    data = buffer.getvalue()
-    weights = f"policy-{hashlib.sha256(data).hexdigest()[:16]}.pt"
-    atomic_write(folder / weights, data)
-    config = {"format": FORMAT, "net": net.config, "weights": weights, "meta": meta.to_json() if meta else None}
-    atomic_write(folder / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True).encode())
-    for stale in folder.glob("policy-*.pt"):
-        if stale.name != weights:
-            stale.unlink(missing_ok=True)
-    return folder
+    """Save `net` under `folder` (reverie.checkpoints' layout); returns the folder. `meta` (what it
+    was trained on and with) is stored in config.json too."""
+    return save_checkpoint(folder, net.state_dict(), {"net": net.config, "meta": meta.to_json() if meta else None},
+                           FORMAT, "policy")
 
 
 def read_policy_config(path: str | Path) -> dict[str, Any]:
     """The config.json of a checkpoint folder (or the file itself)."""
-    path = Path(path)
-    config_path = path / CONFIG_FILE if path.is_dir() else path
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{path}: no policy checkpoint ({CONFIG_FILE} missing)")
-    config = json.loads(config_path.read_text())
-    if config.get("format") != FORMAT:
-        raise ValueError(f"{config_path}: not a {FORMAT} checkpoint")
-    return config
+    return read_checkpoint(path, FORMAT)
 
 
 def read_policy_meta(path: str | Path) -> PolicyMeta:
@@ -299,12 +272,9 @@ def read_policy_meta(path: str | Path) -> PolicyMeta:
     return PolicyMeta.from_json(meta)
 
 
-def load_policy(path: str | Path, map_location: str | torch.device = "cpu") -> PathPolicyNet:
+def load_policy(path: str | Path) -> PathPolicyNet:
     """Load a checkpoint saved by `save_policy` (a folder or its config.json), in eval mode, without Ray."""
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
     config = read_policy_config(path)
     net = PathPolicyNet.from_config(config["net"])
-    state = torch.load(folder / config["weights"], map_location=map_location, weights_only=True)
-    net.load_state_dict(state)
+    net.load_state_dict(load_weights(path, config))
     return net.eval()

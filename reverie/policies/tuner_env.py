@@ -127,7 +127,7 @@ class TrainingControlEnv(gym.Env):
         unknown = set(cfg) - fields
         if unknown:
             raise ValueError(f"TrainingControlEnv: unknown config keys {sorted(unknown)}")
-        for key in ("seeds", "train_subsets"):
+        for key in ("seeds", "train_subsets", "base_lrs"):
             if key in cfg:
                 cfg[key] = tuple(cfg[key])
         self.config = ControlConfig(**cfg)
@@ -143,12 +143,13 @@ class TrainingControlEnv(gym.Env):
             run_seed = int(self.np_random.choice(self.config.seeds))
         self.run_seed = int(run_seed)
         self.trainee = self.config.make_trainee(self.run_seed, self.home)
+        self.run_config = self.config.for_run(self.run_seed)
         self.state = ControlState(budget=self.trainee.budget, epochs=self.trainee.epochs, reports=[self.trainee.report()])
         self._interval = 0
-        return observe(self.config, self.state), {"run_seed": self.run_seed}
+        return observe(self.run_config, self.state), {"run_seed": self.run_seed}
 
     def step(self, action):
-        config, state, trainee = self.config, self.state, self.trainee
+        config, state, trainee = self.run_config, self.state, self.trainee
         apply_action(config, state, int(action))
         self._interval += 1
         target = round(trainee.budget * self._interval / config.intervals)

@@ -6,7 +6,7 @@ same default learning rate and weight decay; they differ only in the base schedu
 - "cosine", "linear": the schedule, no actions;
 - "agent": the trained agent acting on cosine;
 - "replay": the agent's actions on a calibration run, replayed open loop on every run;
-- "llm": the LLM acting on cosine;
+- "llm", "llm-free": the LLM acting on cosine, its reply constrained to the menu or free;
 - "random": random actions on cosine.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from reverie.policies.config import ControlConfig
 from reverie.policies.controllers import CONTROLLERS, Controller, Episode, LLMController, run_episode
 
-ARMS = ("static", "cosine", "linear", "agent", "replay", "llm", "random")
+ARMS = ("static", "cosine", "linear", "agent", "replay", "llm", "llm-free", "random")
 STATIC_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 CALIBRATION_SEED = 10_000
 EVAL_SEEDS = tuple(range(5))
@@ -51,6 +51,7 @@ def control_of_agent(folder: str | Path, trainee_config: Any) -> ControlConfig:
     saved = dict(read_tuner_config(folder)["control"])
     saved.pop("seeds", None)
     saved.pop("train_subsets", None)  # training's domain randomisation; the runs measured are the task's own
+    saved.pop("base_lrs", None)
     return ControlConfig(**{**saved, "trainee_config": trainee_config})
 
 
@@ -85,15 +86,17 @@ def run_arm(arm: str, control: ControlConfig, seeds: Sequence[int], home: Any, a
         calibration = run_episode(control, CONTROLLERS["agent"](net=agent), CALIBRATION_SEED, home)
         return ArmResult(arm, over(control, lambda: CONTROLLERS["replay"](actions=calibration.actions)),
                          f"actions {calibration.actions} (the agent on seed {CALIBRATION_SEED})")
-    if arm == "llm":
+    if arm in ("llm", "llm-free"):
         controllers: list[LLMController] = []
 
         def make() -> Controller:
-            controllers.append(CONTROLLERS["llm"](chain=chain))
+            controllers.append(CONTROLLERS[arm](chain=chain))
             return controllers[-1]
 
         episodes = over(cosine, make)
         asked = sum(c.asked for c in controllers)
         invalid = sum(c.invalid for c in controllers)
-        return ArmResult(arm, episodes, f"{invalid} of {asked} replies were not an action (kept)")
+        replies = [r for c in controllers for r in c.replies]
+        example = f"; e.g. {replies[0].strip()[:80]!r}" if replies else ""
+        return ArmResult(arm, episodes, f"{invalid} of {asked} replies were not an action (kept){example}")
     raise ValueError(f"unknown arm {arm!r}: use one of {', '.join(ARMS)}")

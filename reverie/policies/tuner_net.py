@@ -1,15 +1,12 @@
 """The training-control agent's network as plain torch (no Ray): observation -> action logits and
 a value. The RLlib RLModule in module.py wraps it for PPO; a checkpoint loads and acts with torch alone.
 
-A checkpoint is a folder: config.json (the net's sizes, the ControlConfig it was trained with, the
-training figures) and the weights it names, written weights first, config last, each atomically.
+A checkpoint (reverie/checkpoints.py's layout) holds the net's sizes, the ControlConfig it was
+trained with and the training figures.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from reverie.atomic import atomic_write
+from reverie.checkpoints import load_weights, read_checkpoint, save_checkpoint
 
-CONFIG_FILE = "config.json"
 FORMAT = "reverie-tuner/1"
 
 
@@ -46,35 +42,18 @@ class TunerNet(nn.Module):
 
 def save_tuner(net: TunerNet, folder: str | Path, control: Any, meta: dict[str, Any]) -> Path:
     """Save the net with the ControlConfig it acts under (`control`) and training figures (`meta`)."""
-    folder = Path(folder)
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buffer)
-    data = buffer.getvalue()
-    weights = f"tuner-{hashlib.sha256(data).hexdigest()[:16]}.pt"
-    atomic_write(folder / weights, data)
     control_json = {k: v for k, v in dataclasses.asdict(control).items() if k != "trainee_config"}
     control_json["seeds"] = [min(control.seeds), max(control.seeds)]
-    config = {"format": FORMAT, "net": net.config, "weights": weights, "control": control_json, "meta": meta}
-    atomic_write(folder / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True).encode())
-    for stale in folder.glob("tuner-*.pt"):
-        if stale.name != weights:
-            stale.unlink(missing_ok=True)
-    return folder
+    return save_checkpoint(folder, net.state_dict(), {"net": net.config, "control": control_json, "meta": meta}, FORMAT, "tuner")
 
 
 def read_tuner_config(folder: str | Path) -> dict[str, Any]:
-    path = Path(folder) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder}: no tuner checkpoint ({CONFIG_FILE} missing)")
-    config = json.loads(path.read_text())
-    if config.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a {FORMAT} checkpoint")
-    return config
+    return read_checkpoint(folder, FORMAT)
 
 
 def load_tuner(folder: str | Path) -> TunerNet:
     """The agent saved in `folder`, in eval mode, without Ray."""
     config = read_tuner_config(folder)
     net = TunerNet(**config["net"])
-    net.load_state_dict(torch.load(Path(folder) / config["weights"], map_location="cpu", weights_only=True))
+    net.load_state_dict(load_weights(folder, config))
     return net.eval()

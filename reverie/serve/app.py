@@ -240,7 +240,7 @@ class ReverieAPI:
         if model == ollama_api.REASONING_MODEL:
             pieces = await self._reasoned(request.prompt, request.options.seed, "prompt")
         else:
-            pieces = self._generated(request.prompt, request.system, request.options)
+            pieces = self._generated(request.prompt, request.system, request.generation_options())
         return await self._ollama_reply("generate", request.model, request.stream, pieces)
 
     @api.post("/api/chat")
@@ -253,7 +253,7 @@ class ReverieAPI:
         if model == ollama_api.REASONING_MODEL:
             pieces = await self._reasoned(request.messages[-1].content, request.options.seed, "messages")
         else:
-            pieces = self._generated(prompt, system, request.options)
+            pieces = self._generated(prompt, system, request.generation_options())
         return await self._ollama_reply("chat", request.model, request.stream, pieces)
 
     async def _reasoned(self, question: str, seed: int | None, field: str) -> AsyncIterator[str]:
@@ -269,8 +269,8 @@ class ReverieAPI:
 
         return pieces()
 
-    async def _generated(self, prompt: str, system: str | None, options: ollama_api.OllamaOptions) -> AsyncIterator[str]:
-        async for piece in self.llm.options(stream=True).generate.remote(prompt, system, options.model_dump()):
+    async def _generated(self, prompt: str, system: str | None, options: dict) -> AsyncIterator[str]:
+        async for piece in self.llm.options(stream=True).generate.remote(prompt, system, options):
             yield piece
 
     @staticmethod

@@ -36,14 +36,22 @@ class OllamaOptions(BaseModel):
     seed: int | None = None
 
 
+FORMAT_DOC = ("Ollama's structured output. Reverie honours a JSON schema of one string from a list "
+              '({"type": "string", "enum": [...]}): the reply is one of them, JSON-encoded; other formats are ignored.')
+
+
 class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # Ollama clients send fields (keep_alive, format...) Reverie has no use for
+    model_config = ConfigDict(extra="ignore")  # Ollama clients send fields (keep_alive, ...) Reverie has no use for
 
     model: str = Field(min_length=1)
     prompt: str = ""
     system: str | None = None
     stream: bool = True
+    format: str | dict[str, Any] | None = Field(default=None, description=FORMAT_DOC)
     options: OllamaOptions = Field(default_factory=OllamaOptions)
+
+    def generation_options(self) -> dict[str, Any]:
+        return {**self.options.model_dump(), "choices": choices_of(self.format)}
 
 
 class ChatMessage(BaseModel):
@@ -59,7 +67,11 @@ class ChatRequest(BaseModel):
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = True
+    format: str | dict[str, Any] | None = Field(default=None, description=FORMAT_DOC)
     options: OllamaOptions = Field(default_factory=OllamaOptions)
+
+    def generation_options(self) -> dict[str, Any]:
+        return {**self.options.model_dump(), "choices": choices_of(self.format)}
 
     def system_and_prompt(self) -> tuple[str | None, str]:
         """The system messages joined, and the conversation so far ending at the last user turn."""
@@ -71,6 +83,16 @@ class ChatRequest(BaseModel):
             return system, turns[0].content
         history = "\n".join(f"{m.role.capitalize()}: {m.content}" for m in turns[:-1])
         return system, f"{history}\nUser: {turns[-1].content}"
+
+
+def choices_of(format: str | dict[str, Any] | None) -> list[str] | None:
+    """The strings a `format` schema allows, when it is one string from a list; else None."""
+    if not isinstance(format, dict) or format.get("type", "string") != "string":
+        return None
+    enum = format.get("enum")
+    if isinstance(enum, list) and enum and all(isinstance(c, str) and c for c in enum):
+        return enum
+    return None
 
 
 def model_name(requested: str) -> str:
