@@ -2,6 +2,8 @@
 sweep, and the path-policy sweep against its defaults."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from reverie.config import Settings
@@ -33,6 +35,7 @@ def test_a_headline_sweep_runs_with_each_scheduler(scheduler, ray_cluster, headl
     experiment = grid.experiment_path
     assert experiment.startswith(str(headline_home / "tune"))
     assert list((headline_home / "tune").rglob("events.out.tfevents*"))  # TensorBoard logs
+    assert all(Path(r.path).name.startswith("trial-") and Path(r.path).parent == Path(experiment) for r in grid)
 
 
 def test_the_policy_sweep_compares_its_best_trial_with_the_defaults(ray_cluster, tmp_path):

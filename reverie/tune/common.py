@@ -11,6 +11,11 @@ def tune_root(settings: Any) -> Path:
     return Path(settings.home) / "tune"
 
 
+def trial_dirname(trial) -> str:
+    """A trial's folder: its id (Tune's default spells out the whole config, nested settings too)."""
+    return f"trial-{trial.trial_id}"
+
+
 def reports_run(result_grid) -> int:
     """How many intervals every trial reported, summed: the sweep's compute in report units
     (a PBT trial that exploits another's checkpoint keeps counting what it itself ran)."""

@@ -111,7 +111,7 @@ def sweep_headline(settings: Any, sweep: HeadlineSweepConfig, verbose: int = 1):
     from ray import tune
 
     from reverie.models.headline import load_splits
-    from reverie.tune.common import tune_root
+    from reverie.tune.common import trial_dirname, tune_root
 
     load_splits(str(settings.home), sweep.headline.dataset, sweep.headline.embedder)  # embed once, before the trials
     space = {
@@ -124,7 +124,7 @@ def sweep_headline(settings: Any, sweep: HeadlineSweepConfig, verbose: int = 1):
         tune.with_resources(headline_trainable, {"cpu": 1}),
         param_space=space,
         tune_config=tune.TuneConfig(metric="val_acc", mode="max", num_samples=sweep.samples, scheduler=_scheduler(sweep),
-                                    reuse_actors=False),
+                                    reuse_actors=False, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=sweep.name or f"headline-{sweep.scheduler}", storage_path=str(tune_root(settings)), verbose=verbose,
             stop={"training_iteration": sweep.intervals},

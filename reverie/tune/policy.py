@@ -95,7 +95,7 @@ def sweep_policy(settings: Any, sweep: PolicySweepConfig, verbose: int = 1):
 
     from reverie.graph_store.datasets import load_dataset
     from reverie.models.world_model import ensure_world_model
-    from reverie.tune.common import tune_root
+    from reverie.tune.common import trial_dirname, tune_root
 
     base = sweep.base
     data = load_dataset(sweep.dataset)
@@ -111,7 +111,7 @@ def sweep_policy(settings: Any, sweep: PolicySweepConfig, verbose: int = 1):
         tune.with_resources(policy_trainable, {"cpu": 1}),
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric=sweep.metric, mode="max", num_samples=sweep.samples, reuse_actors=False,
+            trial_dirname_creator=trial_dirname, metric=sweep.metric, mode="max", num_samples=sweep.samples, reuse_actors=False,
             scheduler=ASHAScheduler(time_attr="training_iteration", max_t=reports, grace_period=max(1, reports // 3), reduction_factor=2),
             search_alg=tune.search.BasicVariantGenerator(points_to_evaluate=[defaults], random_state=sweep.seed),
         ),
