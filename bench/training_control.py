@@ -162,7 +162,7 @@ def main() -> None:
         "training_control",
         "Training control: test accuracy at equal compute, the RLlib agent against schedules, an LLM and Ray Tune",
         "cd /work/main && .venv/bin/python -m bench.training_control " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "home"),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k in ("minutes", "seeds", "samples", "toy_minutes")),
         ["task", "arm", "test accuracy (mean ± std over seeds)", "gradient steps", "notes"],
         rows + toy_rows,
         notes=f"""
