@@ -54,7 +54,8 @@ class HeadlineSweepConfig:
 
 
 def _clip(config: dict) -> dict:
-    """PBT's perturbations (x0.8, x1.2) stay inside the search space."""
+    """PBT's perturbations (x0.8, x1.2) and PB2's rescaled proposals (a float's hair outside) stay inside the search
+    space."""
     config["lr"] = min(max(config["lr"], LR_BOUNDS[0]), LR_BOUNDS[1])
     config["weight_decay"] = min(max(config["weight_decay"], WD_BOUNDS[0]), WD_BOUNDS[1])
     return config
@@ -69,6 +70,7 @@ def headline_trainable(config: dict) -> None:
     from reverie.models.headline import HeadlineRun
 
     torch.set_num_threads(1)
+    config = _clip(dict(config))
     run = HeadlineRun(headline, config["seed"], config["home"])
     checkpoint = tune.get_checkpoint()
     if checkpoint:
