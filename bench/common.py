@@ -49,3 +49,18 @@ def write_table(name: str, title: str, command: str, header: list[str], rows: li
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return path
+
+
+MINERVA_GIT = Path(os.environ.get("MINERVA_GIT", "/work/.mirror/shehzaadzd+MINERVA/repo"))
+"""A git directory of github.com/shehzaadzd/MINERVA: the one public home of Countries S3 (MINERVA's split)."""
+
+
+def minerva_countries_s3() -> Path:
+    """Countries S3 read from the MINERVA repository's git objects into a temporary folder (never into the project)."""
+    folder = Path(tempfile.mkdtemp(prefix="countries_s3-")) / "countries_s3"
+    folder.mkdir()
+    for name in ("graph", "train", "dev", "test"):
+        text = subprocess.run(["git", f"--git-dir={MINERVA_GIT}", "show", f"HEAD:datasets/data_preprocessed/countries_S3/{name}.txt"],
+                              capture_output=True, text=True, check=True).stdout
+        (folder / f"{name}.txt").write_text(text)
+    return folder

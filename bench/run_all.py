@@ -14,6 +14,7 @@ RUNS = [
     ["bench.reasoning"],
     ["bench.reasoning", "--datasets", "umls", "--experts", "4", "--name", "reasoning_experts"],
     ["bench.reasoning", "--datasets", "umls", "--imagined", "3", "--name", "reasoning_imagined"],
+    ["bench.graph_reasoner", "--datasets", "countries_s1", "countries_s2", "countries_s3", "umls", "kinships", "--minutes", "5"],
     ["bench.training_control"],
     ["bench.tune_policy"],
 ]

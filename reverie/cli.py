@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from reverie.errors import ReverieError
+from reverie.models.reasoner_config import ReasonerConfig
 from reverie.policies.config import PolicyTrainConfig, TunerTrainConfig
 
 POLICY_DEFAULTS = PolicyTrainConfig()
@@ -153,6 +154,48 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     folder = train_policy(settings, config, progress=progress, message=lambda msg: print(msg, flush=True))
     bar.close()
     print(f"policy saved to {folder}")
+    return 0
+
+
+def cmd_train_reasoner(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from reverie.models.graph_reasoner import HIDE, reasoner_path, train_reasoner
+    from reverie.policies.train import policy_dir
+
+    if args.hide not in HIDE:
+        raise ReverieError(f"--hide must be one of {', '.join(HIDE)}")
+    try:
+        config = ReasonerConfig(dim=args.dim, layers=args.layers, heads=args.heads, batch_size=args.batch_size, lr=args.lr,
+                                epochs=args.epochs, minutes=args.minutes, hide=args.hide, seed=args.seed)
+    except ValueError as exc:
+        raise ReverieError(str(exc)) from None
+    dataset = _kg_dataset(args.dataset)
+    settings = _settings(args)
+    import torch
+
+    torch.set_num_threads(settings.model_threads)
+    bar = tqdm(desc=f"train reasoner {dataset.name}", unit="eval")
+
+    def progress(record: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(epoch=record["epoch"], step=record["step"], loss=f"{record['loss']:.3f}", dev_mrr=f"{record['dev_mrr']:.3f}")
+
+    reasoner = train_reasoner(dataset, config, progress=progress)
+    bar.close()
+    path = reasoner.save(reasoner_path(settings.home, dataset.name))
+    print(f"reasoner saved to {path} (best dev MRR {reasoner.stats['best_dev_mrr']:.3f}, temperature {reasoner.temperature:.2f})")
+    folder = policy_dir(settings, dataset.name)
+    if (folder / "config.json").is_file():
+        from reverie.policies.bundle import attach_reasoner
+
+        try:
+            bundle = attach_reasoner(folder, dataset, path)
+        except ValueError as exc:
+            raise ReverieError(str(exc)) from None
+        m = bundle.meta
+        print(f"added to the policy in {folder}: arbiter weights (paths {m.arbiter_weight:g}, world model {m.world_weight:g}), "
+              f"temperature {m.temperature:.2f}, fit on dev")
     return 0
 
 
@@ -328,6 +371,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(line("policy paths alone", metrics["policy"]))
     if metrics["world_model"] is not None:
         print(line("world model alone", metrics["world_model"]))
+    if metrics["reasoner"] is not None:
+        print(line("reasoner alone", metrics["reasoner"]))
+    if metrics["ece"] is not None:
+        print(f"  expected calibration error of Reverie's confidence: {metrics['ece']:.3f}")
     return 0
 
 
@@ -382,6 +429,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=d.seed)
     t.set_defaults(func=cmd_train_policy)
 
+    r = ReasonerConfig()
+    t = train_sub.add_parser("reasoner", help="train the graph reasoner (path-based message passing) of a dataset")
+    t.add_argument("--dataset", required=True, help="a dataset name (umls, kinships, nations) or a folder with train/dev/test.txt")
+    t.add_argument("--minutes", type=float, default=r.minutes, help="stop after this much training time (the best dev checkpoint is kept)")
+    t.add_argument("--epochs", type=int, default=r.epochs, help=f"passes over the training queries (default {r.epochs})")
+    t.add_argument("--layers", type=int, default=r.layers, help=f"rounds of message passing: the longest path it reads (default {r.layers})")
+    t.add_argument("--dim", type=int, default=r.dim, help=f"width of node states (default {r.dim})")
+    t.add_argument("--heads", type=int, default=r.heads, help=f"attention heads (default {r.heads})")
+    t.add_argument("--batch-size", type=int, default=r.batch_size, help=f"queries per step (default {r.batch_size})")
+    t.add_argument("--lr", type=float, default=r.lr, help=f"Adam's learning rate (default {r.lr:g})")
+    t.add_argument("--hide", default=r.hide, help="what a training query may not read: fact (its own fact) or relation "
+                   "(every edge of its relation at the head; for Countries S2/S3)")
+    t.add_argument("--seed", type=int, default=r.seed)
+    t.set_defaults(func=cmd_train_reasoner)
+
     t = train_sub.add_parser("tuner", help="train the training-control agent (RLlib PPO) on headline-classifier runs")
     _headline_options(t, budget_help="gradient steps per training run")
     c = TUNER_DEFAULTS
@@ -403,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intervals", type=int, help="tuner: decisions per run when no agent is compared")
     p.add_argument("--arms", nargs="+", help="tuner: which controllers (default static cosine linear agent replay; also llm, llm-free, random)")
     p.add_argument("--seeds", type=int, default=5, help="tuner: runs per arm (default 5)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (policy: hits@1, hits@3, hits@10, mrr as fractions, auc_pr for Countries, and 'policy' and 'world_model' breakdowns; tuner: each arm's test accuracy)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (policy: hits@1, hits@3, hits@10, mrr as fractions, auc_pr for Countries, 'policy', 'world_model' and 'reasoner' breakdowns and 'ece'; tuner: each arm's test accuracy)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("tune", help="sweep hyperparameters with Ray Tune")

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     walker_temperature: float = Field(default=0.1, gt=0.0, description="Softmax temperature of the embedding-guided walker over cosine scores.")
     stop_bias: float = Field(default=-0.1, description="Score of the stop action relative to edge scores (cosine units).")
     walker_inverse_bias: float = Field(default=-0.3, description="Score added to hops against a fact's stored direction (cosine units).")
+    confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="A Verdict whose calibrated confidence is below this says it is not sure (`sure: false`).")
     alternatives: int = Field(default=3, ge=0, le=20, description="Runner-up answers reported with their chains.")
 
     # LLM

@@ -188,6 +188,8 @@ class Pipeline:
             linked=linked,
             backend=backend,
             policy=walker.name,
+            confidence=best.confidence,
+            sure=None if best.confidence is None else best.confidence >= s.confidence_threshold,
             rollouts=branches,
             nodes=nodes,
             timings_ms=timings,

@@ -81,6 +81,8 @@ class Candidate(BaseModel):
     score: float = Field(description="Arbiter score: agreement across branches plus path score.")
     votes: int = Field(description="Rollouts that ended at this answer.")
     best_chain: Chain
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0,
+                                     description="Calibrated probability that this answer is right (a trained policy's arbiter, fit on dev).")
 
 
 class LinkedEntity(BaseModel):
@@ -103,6 +105,9 @@ class Verdict(BaseModel):
     linked: list[LinkedEntity]
     backend: str = Field(description="Which backend put the answer into words ('template' when verbalize is off).")
     policy: str = Field(description="Which policy walked the graph.")
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0,
+                                     description="Calibrated probability that the answer is right; None when the walker has no calibrated arbiter.")
+    sure: bool | None = Field(default=None, description="Whether the confidence reaches the settable threshold (REVERIE_CONFIDENCE_THRESHOLD).")
     rollouts: int
     nodes: dict[str, int] = Field(default_factory=dict, description="Rollouts per Ray node id: where the dreams ran.")
     timings_ms: dict[str, float] = Field(description="Milliseconds per stage.")

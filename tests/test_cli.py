@@ -116,6 +116,27 @@ def test_train_policy_then_eval_json(tmp_path):
     assert metrics["mrr"] == pytest.approx(expected["mrr"])
     text = reverie("eval", "--dataset", str(folder), "--beam", "8", home=home)
     assert text.returncode == 0 and "world model alone" in text.stdout and "MRR" in text.stdout
+    assert metrics["reasoner"] is None and 0.0 <= metrics["ece"] <= 1.0
+
+    # a graph reasoner trained afterwards joins the policy's arbiter: a fourth ranking in eval
+    reason = reverie("train", "reasoner", "--dataset", str(folder), "--epochs", "3", "--layers", "2", "--dim", "16",
+                     "--heads", "2", home=home, timeout=600)
+    assert reason.returncode == 0, reason.stderr
+    assert f"reasoner saved to {home / 'reasoners' / 'toyfamily.pt'}" in reason.stdout
+    assert f"added to the policy in {home / 'policies' / 'toyfamily'}" in reason.stdout
+    assert "dev_mrr" in reason.stderr  # the progress bar
+    result = reverie("eval", "--dataset", str(folder), "--json", "--beam", "8", home=home)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    bundle = load_bundle(home / "policies" / "toyfamily", data)
+    assert bundle.reasoner is not None
+    expected = evaluate_bundle(bundle, data, beam=8)
+    assert metrics["reasoner"] == pytest.approx(expected["reasoner"]) and metrics["ece"] == pytest.approx(expected["ece"])
+    assert metrics["mrr"] == pytest.approx(expected["mrr"])
+    text = reverie("eval", "--dataset", str(folder), "--beam", "8", home=home)
+    assert "reasoner alone" in text.stdout and "calibration error" in text.stdout
+    bad = reverie("train", "reasoner", "--dataset", str(folder), "--hide", "everything", home=home)
+    assert bad.returncode == 2 and "--hide must be one of fact, relation" in error_line(bad)
 
 
 @pytest.mark.ray

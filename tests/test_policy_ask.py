@@ -37,6 +37,8 @@ def test_ask_uses_the_trained_policy_and_keeps_every_path(ray_cluster, tmp_path)
         grandparent = next(t.tail for t in data.train if t.head == "p12" and t.relation == "grandparent")
         assert verdict.answer_entity == grandparent  # the relation asked is "grandparent", and its answer wins
         assert verdict.rollouts == 300 and verdict.candidates
+        assert verdict.confidence == verdict.candidates[0].confidence and 0.0 < verdict.confidence <= 1.0
+        assert verdict.sure == (verdict.confidence >= 0.5) and before.confidence is None and before.sure is None
         assert sum(c.votes for c in verdict.candidates) <= 300
         for cand in verdict.candidates:
             chain = cand.best_chain

@@ -284,7 +284,8 @@ def test_training_with_a_world_model_gives_a_self_contained_bundle(ray_cluster, 
     from reverie.models.world_model import world_model_path
     from reverie.policies.bundle import WORLD_MODEL_FILE, load_bundle
     from reverie.policies.evaluate import evaluate_bundle
-    from reverie.policies.train import ARBITER_WEIGHTS, train_policy
+    from reverie.policies.evaluate import PATH_WEIGHTS
+    from reverie.policies.train import train_policy
 
     dataset = tmp_path / "toyfamily"
     write_toy_dataset(dataset)
@@ -296,7 +297,7 @@ def test_training_with_a_world_model_gives_a_self_contained_bundle(ray_cluster, 
     data = load_dataset(str(dataset))
     bundle = load_bundle(folder, data)
     assert bundle.world_model is not None and bundle.graph.imagined_per_entity == 2
-    assert bundle.net.config["experts"] == 4 and bundle.meta.arbiter_weight in ARBITER_WEIGHTS
+    assert bundle.net.config["experts"] == 4 and bundle.meta.arbiter_weight in PATH_WEIGHTS and bundle.meta.temperature > 0
     # inference walks the very action tables training walked (imagined columns included)
     from reverie.policies.env import KGPathVectorEnv
     from reverie.policies.train import env_config

@@ -142,3 +142,29 @@ def test_arbiter_scores_mix_world_and_paths():
     assert np.argmax(mixed[0]) == 1
     no_world = arbiter_scores(paths, None)
     assert no_world[0, 0] == -np.inf and no_world[0, 1] == np.log(0.5)
+
+
+def test_with_a_reasoner_every_candidate_has_a_path_and_a_confidence():
+    import dataclasses
+
+    from reverie.graph_store.datasets import KGDataset
+    from reverie.models.graph_reasoner import ReasonerConfig, train_reasoner
+
+    g = graph()
+    facts = [Triple(head=h, relation=r, tail=t, source="toy") for h, r, t in FACTS]
+    reasoner = train_reasoner(KGDataset(name="toy", graph=facts, train=facts),
+                              ReasonerConfig(dim=8, layers=2, heads=2, batch_size=4, epochs=20, patience=0))
+    walker = PolicyWalker(dataclasses.replace(bundle(g), reasoner=reasoner))
+    e, rid = g.entity2id, g.relation2id
+    walks = walker.from_steps(np.array([[e["a"], e["b"], e["c"]]]), np.array([[rid["r1"], rid["r2"]]]), np.array([-1.0]), np.array([0]))
+    ranked = walker.rank(None, query(g, rid["q"]), walks)
+    assert {"b", "c", "d"} <= {c_.answer for c_ in ranked}  # the reasoner's answers join the one walk's
+    assert all(0.0 < c_.confidence <= 1.0 for c_ in ranked) and sum(c_.confidence for c_ in ranked) <= 1.0 + 1e-9
+    assert [c_.score for c_ in ranked] == sorted((c_.score for c_ in ranked), reverse=True)
+    for c_ in ranked:  # each answer's chain is a walk from the asked entity that ends at it
+        steps = c_.best_chain.steps
+        assert steps and steps[0].what == "a" and steps[-1].result == c_.answer
+        assert all(x.result == y.what for x, y in zip(steps, steps[1:]))
+        if c_.votes == 0:
+            assert c_.best_chain.expert == "reasoner"
+    assert walker.for_rollouts().bundle.reasoner is None  # rollout tasks do not carry it

@@ -5,8 +5,11 @@ relation whose text is nearest the question) and the linked entities the policy 
 samples the policy's walks of `bundle.hops` steps, recording for each which expert most likely
 produced it (the largest posterior gate_k * prod_t pi_k(a_t)); stays (NO_OP) are not hops. `rank`
 groups walks by the entity they end at and ranks answers the way `reverie eval` does
-(bundle.arbiter_scores: the world model's belief times the path evidence), so the CLI, HTTP and
-the benchmark rank alike.
+(PolicyBundle.answer_scores: the graph reasoner's and the world model's beliefs times the path
+evidence), so the CLI, HTTP and the benchmark rank alike. With a reasoner, the reasoner's top answers
+are candidates even where no walk ended, and each candidate's chain is a walk the reasoner itself
+ranks among its top paths to that answer, else the reasoner's best path: the chain shown is a reason
+for the answer. Every candidate carries its calibrated confidence.
 """
 from __future__ import annotations
 
@@ -20,9 +23,9 @@ from reverie.dreams.rollouts import Rollouts, WalkQuery, build_chain
 from reverie.edges import edge_id
 from reverie.errors import NoMatchError
 from reverie.graph_store.subgraph import Subgraph
-from reverie.policies.bundle import PolicyBundle, arbiter_scores
+from reverie.policies.bundle import PolicyBundle
 from reverie.policies.net import expert_name
-from reverie.schemas import Candidate, LinkedEntity
+from reverie.schemas import Candidate, Chain, LinkedEntity
 
 INVERSE_MARGIN = 0.1
 """Cosine margin an inverse relation's text needs over the best forward one to be the one asked."""
@@ -42,9 +45,9 @@ class PolicyWalker:
         self._names = bundle.graph.id2entity
 
     def for_rollouts(self) -> "PolicyWalker":
-        """The walker without its world model: walks need none, and unpickling one imports PyKEEN
-        (seconds per Ray worker)."""
-        return PolicyWalker(dataclasses.replace(self.bundle, world_model=None))
+        """The walker without its world model and reasoner: walks need neither, and unpickling a world
+        model imports PyKEEN (seconds per Ray worker)."""
+        return PolicyWalker(dataclasses.replace(self.bundle, world_model=None, reasoner=None))
 
     def knows(self, entity_names: list[str]) -> int:
         """How many of `entity_names` the policy's graph holds."""
@@ -141,21 +144,43 @@ class PolicyWalker:
         if not valid.any():
             return []
         idx = np.flatnonzero(valid)
+        start = int(starts[idx[0]])
         path_logp = np.full((1, graph.num_entities), -np.inf)
         np.maximum.at(path_logp[0], ends[idx], rollouts.logp[idx])
-        world = None
-        if bundle.world_model is not None:
-            start = np.array([starts[idx[0]]])
-            world = np.asarray(bundle.world_model.score_tails(start, np.array([query.relation])), dtype=np.float64)
-        score = arbiter_scores(path_logp, world, bundle.arbiter_weight)[0]
+        scores = bundle.answer_scores(path_logp, np.array([start]), np.array([query.relation]))
+        score, confidence = scores["arbiter"][0], bundle.confidence(scores["arbiter"])[0]
+        answers = set(np.unique(ends[idx]).tolist())
+        if bundle.reasoner is not None:  # the reasoner's own best answers compete even where no walk ended
+            top = np.argsort(-score)[: limit + 1]
+            answers |= {int(a) for a in top if a != start}
+        ranked = sorted(answers, key=lambda a: (-score[a], self._names[a]))[:limit]
         candidates = []
-        for answer in np.unique(ends[idx]):
+        for answer in ranked:
             members = idx[ends[idx] == answer]
-            best = int(members[np.argmax(rollouts.logp[members])])
+            chain = self.chain(rollouts, int(members[np.argmax(rollouts.logp[members])])) if members.size else None
+            if bundle.reasoner is not None:
+                chain = self.reasoned_chain(start, query.relation, answer, rollouts, members) or chain
+            if chain is None:
+                continue
             candidates.append(Candidate(answer=self._names[answer], score=float(score[answer]), votes=int(members.size),
-                                        best_chain=self.chain(rollouts, best)))
-        candidates.sort(key=lambda c: (-c.score, c.answer))
-        return candidates[:limit]
+                                        best_chain=chain, confidence=float(confidence[answer])))
+        return candidates
+
+    def reasoned_chain(self, head: int, relation: int, answer: int, rollouts: Rollouts, members: np.ndarray,
+                       top: int = 5) -> Chain | None:
+        """The most probable walk to `answer` that is among the reasoner's `top` paths to it, else the
+        reasoner's best path (expert "reasoner"); None when the reasoner finds no path."""
+        reasoner = self.bundle.reasoner
+        paths = reasoner.explain(head, relation, answer, top=top)
+        if not paths:
+            return None
+        reasons = {tuple((s.what, s.action, s.result) for s in p.steps) for p in paths}
+        for index in members[np.argsort(-rollouts.logp[members])].tolist():
+            chain = self.chain(rollouts, index)
+            if tuple((s.what, s.action, s.result) for s in chain.steps) in reasons:
+                return chain
+        best = paths[0]
+        return Chain(steps=best.steps, answer=self._names[answer], score=float(best.importance), expert="reasoner")
 
     def chain(self, rollouts: Rollouts, index: int):
         source = self.bundle.meta.dataset

@@ -309,6 +309,10 @@ class PolicyMeta:
     """The WalkGraph's relation names by id, likewise."""
     arbiter_weight: float = 1.0
     """Weight of path evidence against the world model when ranking answers, fit on the dev split."""
+    world_weight: float = 1.0
+    """Weight of the world model when a graph reasoner ranks too (the reasoner's weight is 1), fit on dev."""
+    temperature: float = 1.0
+    """Softmax temperature of the arbiter's scores, fit on dev: softmax(score / T) is a calibrated probability."""
 
     @property
     def hops(self) -> int:

@@ -86,39 +86,95 @@ def tail_queries(graph: WalkGraph, triples: Sequence[Triple]) -> np.ndarray:
 
 
 def evaluate_bundle(bundle, dataset: KGDataset, split: str = "test", beam: int = DEFAULT_BEAM) -> dict:
-    """Reverie's answer ranking on a split, the field's way (filtered, tail only), three ways:
+    """Reverie's answer ranking on a split, the field's way (filtered, tail only), four ways:
 
-    the top level ranks by the arbiter (path evidence x world model, what `reverie ask` answers
-    with); "policy" by the rollouts' path scores alone (MINERVA's measure); "world_model" by the
-    world model alone (None without one). Countries folders also get MINERVA's AUC-PR ("auc_pr").
+    the top level ranks by the arbiter (what `reverie ask` answers with: the reasoner, the world model
+    and the path evidence, `PolicyBundle.answer_scores`); "policy" by the rollouts' path scores alone
+    (MINERVA's measure); "world_model" and "reasoner" by each model alone (None without one). "ece" is
+    the expected calibration error of the top answer's confidence. Countries folders also get MINERVA's
+    AUC-PR ("auc_pr").
     """
-    from reverie.policies.bundle import arbiter_scores
+    scores = split_scores(bundle, dataset, split, beam)
+    queries, known = scores["queries"], scores["known"]
+    regions = countries_regions(bundle.graph, dataset) if dataset.name.lower().startswith("countries") else None
 
+    def measure(ranked: np.ndarray) -> dict:
+        out = ranking_metrics(filtered_ranks(ranked, queries[:, 2], known))
+        if regions is not None:
+            out["auc_pr"] = countries_auc_pr(ranked, queries, regions)
+        return out
+
+    result = measure(scores["arbiter"])
+    result["policy"] = measure(scores["paths"])
+    result["world_model"] = measure(scores["world_model"]) if scores["world_model"] is not None else None
+    result["reasoner"] = measure(scores["reasoner"]) if scores["reasoner"] is not None else None
+    result["ece"] = calibration_error(bundle.confidence(scores["arbiter"]), queries[:, 2], known) if len(queries) else None
+    paths = scores["paths"]
+    result["reached"] = float(np.isfinite(paths[np.arange(len(queries)), queries[:, 2]]).mean()) if len(queries) else 0.0
+    result["queries"] = len(queries)
+    result["skipped"] = scores["skipped"]
+    return result
+
+
+def split_scores(bundle, dataset: KGDataset, split: str, beam: int = DEFAULT_BEAM) -> dict:
+    """The split's queries [Q, 3], their other known answers, and every ranker's scores [Q, E]: the beam's
+    path log-probabilities ("paths"), the world model's, the reasoner's (over its temperature) and the arbiter's."""
     triples = getattr(dataset, split)
     if not triples:
         raise ValueError(f"dataset {dataset.name!r} has no {split} split")
     graph = bundle.graph
     queries = tail_queries(graph, triples)
-    known = graph.known_answers(dataset.train, dataset.graph, dataset.dev, dataset.test, inverse=False)
+    everything = graph.known_answers(dataset.train, dataset.graph, dataset.dev, dataset.test, inverse=False)
     paths = beam_scores(bundle.net, graph, queries[:, :2], bundle.hops, beam, mask_source_query_edges=bundle.mask_source_query_edges)
-    world = None
-    if bundle.world_model is not None:
-        world = np.asarray(bundle.world_model.score_tails(queries[:, 0], queries[:, 1]), dtype=np.float64)
-    regions = countries_regions(graph, dataset) if dataset.name.lower().startswith("countries") else None
+    out = bundle.answer_scores(paths, queries[:, 0], queries[:, 1])
+    out.update(queries=queries, paths=paths, skipped=len(triples) - len(queries),
+               known=[everything.get((s, r), ()) for s, r, _ in queries.tolist()])
+    return out
 
-    def measure(scores: np.ndarray) -> dict:
-        out = ranking_metrics(filtered_ranks(scores, queries[:, 2], [known.get((s, r), ()) for s, r, _ in queries.tolist()]))
-        if regions is not None:
-            out["auc_pr"] = countries_auc_pr(scores, queries, regions)
-        return out
 
-    result = measure(arbiter_scores(paths, world, bundle.arbiter_weight))
-    result["policy"] = measure(paths)
-    result["world_model"] = measure(world) if world is not None else None
-    result["reached"] = float(np.isfinite(paths[np.arange(len(queries)), queries[:, 2]]).mean()) if len(queries) else 0.0
-    result["queries"] = len(queries)
-    result["skipped"] = len(triples) - len(queries)
-    return result
+WORLD_WEIGHTS = (1.0, 0.3, 0.1, 0.0)
+"""Weights of the world model beside a reasoner tried on the dev split; on a tie the earlier wins."""
+PATH_WEIGHTS = (1.0, 0.3, 3.0, 0.1, 0.0)
+"""Weights of path evidence tried on the dev split; on a tie the earlier wins."""
+
+
+def fit_arbiter(bundle, dataset: KGDataset, beam: int = DEFAULT_BEAM) -> dict:
+    """Fit the arbiter on the dev split: the weights of path evidence and (beside a reasoner) of the world
+    model with the best MRR, then the temperature that calibrates its softmax. Leaves them in `bundle.meta`;
+    returns them. Without a dev split or a model to mix, the weights stay 1 and the temperature 1."""
+    from reverie.models.graph_reasoner import fit_temperature
+    from reverie.policies.bundle import arbiter_scores
+
+    meta = bundle.meta
+    meta.arbiter_weight, meta.world_weight, meta.temperature = 1.0, 1.0, 1.0
+    if not dataset.dev or (bundle.world_model is None and bundle.reasoner is None):
+        return {"arbiter_weight": 1.0, "world_weight": 1.0, "temperature": 1.0}
+    scores = split_scores(bundle, dataset, "dev", beam)
+    queries, known = scores["queries"], scores["known"]
+    best = (-1.0, 1.0, 1.0)
+    for world_weight in (WORLD_WEIGHTS if scores["reasoner"] is not None and scores["world_model"] is not None else (1.0,)):
+        for weight in PATH_WEIGHTS:
+            ranked = arbiter_scores(scores["paths"], scores["world_model"], weight, scores["reasoner"], world_weight)
+            mrr = ranking_metrics(filtered_ranks(ranked, queries[:, 2], known))["mrr"]
+            if mrr > best[0]:
+                best = (mrr, weight, world_weight)
+    meta.arbiter_weight, meta.world_weight = best[1], best[2]
+    ranked = arbiter_scores(scores["paths"], scores["world_model"], meta.arbiter_weight, scores["reasoner"], meta.world_weight)
+    meta.temperature = fit_temperature(ranked, queries[:, 2], [set(k) for k in known])
+    return {"arbiter_weight": meta.arbiter_weight, "world_weight": meta.world_weight, "temperature": meta.temperature}
+
+
+def calibration_error(probabilities: np.ndarray, answers: np.ndarray, known) -> float:
+    """The expected calibration error of each row's top answer (the other known answers masked, renormalised)."""
+    from reverie.models.graph_reasoner import expected_calibration_error
+
+    probs = np.array(probabilities, np.float64)
+    for i, others in enumerate(known):
+        drop = [k for k in others if k != answers[i]]
+        probs[i, drop] = 0.0
+    probs /= np.clip(probs.sum(axis=1, keepdims=True), 1e-300, None)
+    top = probs.argmax(axis=1)
+    return expected_calibration_error(probs[np.arange(len(top)), top], top == np.asarray(answers))
 
 
 def countries_regions(graph: WalkGraph, dataset: KGDataset) -> list[int]:

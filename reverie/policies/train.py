@@ -1,8 +1,8 @@
 """Train a path policy with RLlib PPO (new API stack) on KGPathVectorEnv.
 
 Three steps, each its own function: `run_ppo` trains the net, `save_policy_folder` writes the
-self-contained checkpoint, `tune_arbiter_weight` fits the weight of path evidence against the world
-model on the dev split. `train_policy` runs them in order, after training the dataset's world
+self-contained checkpoint, `evaluate.fit_arbiter` fits the arbiter (the weights of path evidence,
+world model and reasoner, and its temperature) on the dev split. `train_policy` runs them in order, after training the dataset's world
 model when the walks need one.
 
 The env is natively vectorised: with `gym_env_vectorize_mode="vector_entry_point"` RLlib calls
@@ -25,9 +25,6 @@ import torch
 from reverie.policies.config import PolicyMeta, PolicyTrainConfig
 
 log = logging.getLogger(__name__)
-
-ARBITER_WEIGHTS = (1.0, 0.3, 3.0, 0.1, 0.0)
-"""Weights of path evidence tried on the dev split; on a tie the earlier wins."""
 
 
 def policy_dir(settings: Any, dataset_name: str) -> Path:
@@ -153,38 +150,21 @@ def run_ppo(config: PolicyTrainConfig, world_model_path: str | Path | None = Non
         torch.set_num_threads(previous_threads)
 
 
-def save_policy_folder(folder: Path, net: Any, meta: PolicyMeta, world_model_path: str | Path | None) -> Path:
-    """Write the self-contained checkpoint: weights and config.json, with the world model beside
-    them when the policy was trained with one (and none left from an earlier training otherwise)."""
+def save_policy_folder(folder: Path, net: Any, meta: PolicyMeta, world_model_path: str | Path | None,
+                       reasoner_path: str | Path | None = None) -> Path:
+    """Write the self-contained checkpoint: weights and config.json, with the world model and the graph
+    reasoner beside them when the dataset has them (and none left from an earlier training otherwise)."""
     from reverie.atomic import atomic_copy
-    from reverie.policies.bundle import WORLD_MODEL_FILE
+    from reverie.policies.bundle import REASONER_FILE, WORLD_MODEL_FILE
     from reverie.policies.net import save_policy
 
     folder.mkdir(parents=True, exist_ok=True)
-    if world_model_path:
-        atomic_copy(world_model_path, folder / WORLD_MODEL_FILE)
-    else:
-        (folder / WORLD_MODEL_FILE).unlink(missing_ok=True)
+    for source, name in ((world_model_path, WORLD_MODEL_FILE), (reasoner_path, REASONER_FILE)):
+        if source:
+            atomic_copy(source, folder / name)
+        else:
+            (folder / name).unlink(missing_ok=True)
     return save_policy(net, folder, meta=meta)
-
-
-def tune_arbiter_weight(bundle: Any, dataset: Any, weights=ARBITER_WEIGHTS, beam: int | None = None) -> float:
-    """The weight of path evidence against the world model with the best MRR on the dev split
-    (1.0 when there is no dev split or no world model; on a tie, the earlier weight in `weights`).
-    Leaves the best weight in `bundle.meta`."""
-    from reverie.policies.evaluate import DEFAULT_BEAM, evaluate_bundle
-
-    if bundle.world_model is None or not dataset.dev:
-        bundle.meta.arbiter_weight = 1.0
-        return 1.0
-    best, best_mrr = 1.0, -1.0
-    for w in weights:
-        bundle.meta.arbiter_weight = w
-        mrr = evaluate_bundle(bundle, dataset, split="dev", beam=beam or DEFAULT_BEAM)["mrr"]
-        if mrr > best_mrr:
-            best, best_mrr = w, mrr
-    bundle.meta.arbiter_weight = best
-    return best
 
 
 def train_policy(settings: Any, config: PolicyTrainConfig,
@@ -193,18 +173,22 @@ def train_policy(settings: Any, config: PolicyTrainConfig,
     """Train, save and tune the policy of `config.dataset`; returns its folder (policy_dir).
 
     When the walks need a world model (shaping or imagined edges) the dataset's cached one is used,
-    trained first when missing (`config.world_model`); it is copied into the policy folder.
+    trained first when missing (`config.world_model`); it is copied into the policy folder, and so is
+    the dataset's graph reasoner when `reverie train reasoner` made one. The arbiter is then fit on dev.
     `message` hears what happens besides the iterations (the world model being trained).
     Ray must already be initialised by the caller.
     """
     from reverie.graph_store.datasets import load_dataset
+    from reverie.models.graph_reasoner import reasoner_path
     from reverie.models.world_model import ensure_world_model
     from reverie.policies.bundle import load_bundle
+    from reverie.policies.evaluate import fit_arbiter
 
     data = load_dataset(config.dataset)
     world_model_path = None
     if config.env.needs_world_model:
         world_model_path = ensure_world_model(settings.home, data, config.world_model, message or log.info)
+    reasoner = reasoner_path(settings.home, data.name)
     run = run_ppo(config, world_model_path, progress)
     last = run.history[-1]
     meta = PolicyMeta(
@@ -213,10 +197,12 @@ def train_policy(settings: Any, config: PolicyTrainConfig,
         final_return_mean=None if math.isnan(last["episode_return_mean"]) else last["episode_return_mean"],
         seconds=last["elapsed"], entities=list(run.graph.id2entity), relations=list(run.graph.id2relation),
     )
-    folder = save_policy_folder(policy_dir(settings, run.dataset_name), run.net, meta, world_model_path)
-    if world_model_path:
+    folder = save_policy_folder(policy_dir(settings, run.dataset_name), run.net, meta, world_model_path,
+                                reasoner if reasoner.is_file() else None)
+    bundle = load_bundle(folder, data)
+    if bundle.world_model is not None or bundle.reasoner is not None:
         from reverie.policies.net import save_policy
 
-        meta.arbiter_weight = tune_arbiter_weight(load_bundle(folder, data), data)
-        save_policy(run.net, folder, meta=meta)
+        fit_arbiter(bundle, data)
+        save_policy(run.net, folder, meta=bundle.meta)
     return folder

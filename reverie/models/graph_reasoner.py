@@ -1,0 +1,482 @@
+"""A learned graph reasoner: query-conditioned message passing over the knowledge graph. No Ray.
+
+The network is a generalised Bellman-Ford iteration, as NBFNet (Zhu et al., NeurIPS 2021): for a
+query (head, relation, ?) every node's state starts at zero except the head's, which holds the
+query relation's embedding (the boundary condition), and each of `layers` rounds sends along every
+edge u -r-> v the message state(u) * w_l(r) (DistMult's composition, one relation table per
+round). A node gathers its incoming messages two ways, as a multi-head graph attention network
+(a softmax over its incoming edges, per head) and as a plain sum (how many paths agree), adds the
+boundary, and updates its state with a residual MLP. After the last round an MLP of (state,
+query) scores every node as the answer. A node's state is thus a learned function of every path
+from the head to it, so each score has paths as its reason.
+
+Propagation is progressive, as RED-GNN and AdaProp do it: round l sends messages only from nodes
+the head reaches within l - 1 hops, so a sparse graph (WN18RR) costs what the head's neighbourhood
+costs, not the whole graph; a dense one (UMLS) gets the full iteration.
+
+Training is 1-vs-all: a softmax over every entity, the other known answers of the query masked
+out (filtered), queries in both directions, and each batch's own facts (and their inverses)
+removed from the graph it walks, so the network learns to infer a fact rather than to read it.
+
+Explanations follow NBFNet: the gradient of an answer's score with respect to a per-round weight
+on each edge measures the edge's importance, and a beam search over rounds finds the paths from
+the head to the answer with the highest mean importance.
+
+Ids follow WalkGraph and the world model: entities and relations sorted by name over every split;
+relation r + R is the inverse of r. The checkpoint is one file (weights, names, graph, calibration).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from reverie.atomic import atomic_file
+from reverie.edges import edge_id, relation_label
+from reverie.models.reasoner_config import HIDE, ReasonerConfig  # noqa: F401  (HIDE: re-exported)
+from reverie.ranking import filtered_ranks, ranking_metrics
+from reverie.schemas import Step
+
+FORMAT_VERSION = 1
+
+
+# ---------------------------------------------------------------------------------- the network
+
+
+class _Round(nn.Module):
+    """One round of message passing: DistMult messages, attention and sum aggregation, residual update."""
+
+    def __init__(self, dim: int, num_relation_ids: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.relation = nn.Parameter(torch.normal(1.0, 0.1, (num_relation_ids, dim)))  # messages start as the sender's state
+        # attention logit of edge u -r-> v, per head: a(state u) + a(r) + a(state v), GAT's additive form
+        self.attend_sender = nn.Linear(dim, heads, bias=False)
+        self.attend_receiver = nn.Linear(dim, heads, bias=False)
+        self.attend_relation = nn.Parameter(torch.zeros(num_relation_ids, heads))
+        self.update = nn.Sequential(nn.Linear(3 * dim, dim), nn.LayerNorm(dim), nn.ReLU())
+
+    def forward(self, state: torch.Tensor, boundary: torch.Tensor, senders: torch.Tensor, receivers: torch.Tensor,
+                relations: torch.Tensor, edge_weight: torch.Tensor | None, active: torch.Tensor) -> torch.Tensor:
+        """state, boundary [B*N, d]; senders/receivers [P] flat (query, node) rows; relations [P]; active [A] rows to update."""
+        rows, dim = state.shape
+        message = state[senders] * self.relation[relations]
+        if edge_weight is not None:
+            message = message * edge_weight[:, None]
+        logits = (self.attend_sender(state)[senders] + self.attend_receiver(state)[receivers] + self.attend_relation[relations])
+        # bounded logits need no per-receiver maximum for a stable softmax: exp stays within e^+-10
+        weight = torch.exp(10.0 * torch.tanh(nn.functional.leaky_relu(logits, 0.2) / 10.0))
+        total = torch.zeros(rows, self.heads, dtype=weight.dtype).index_add(0, receivers, weight)
+        weighted = (message.view(-1, self.heads, dim // self.heads) * weight[:, :, None]).view(-1, dim)
+        both = torch.zeros(rows, 2 * dim, dtype=state.dtype).index_add(0, receivers, torch.cat([weighted, message], dim=1))
+        attended = both[:, :dim] / total.clamp_min(1e-20).repeat_interleave(dim // self.heads, dim=1)
+        summed = both[:, dim:] + boundary
+        delta = self.update(torch.cat([state[active], attended[active], summed[active]], dim=1))
+        return state.index_add(0, active, delta)
+
+
+class GraphReasonerNet(nn.Module):
+    def __init__(self, num_entities: int, num_relations: int, dim: int, layers: int, heads: int) -> None:
+        super().__init__()
+        self.num_entities, self.num_relations = num_entities, num_relations
+        self.query = nn.Embedding(2 * num_relations, dim)
+        self.rounds = nn.ModuleList(_Round(dim, 2 * num_relations, heads) for _ in range(layers))
+        self.score = nn.Sequential(nn.Linear(2 * dim, 2 * dim), nn.ReLU(), nn.Linear(2 * dim, 1))
+
+    def forward(self, heads: torch.Tensor, relations: torch.Tensor, edges: torch.Tensor,
+                edge_weights: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """Scores [B, N] of every entity as the answer of (heads[b], relations[b], ?) over `edges` [3, M]
+        (source, relation id, target). edge_weights: one [M] weight per round (for explanations)."""
+        n, b = self.num_entities, heads.numel()
+        query = self.query(relations)
+        rows = torch.arange(b) * n + heads
+        boundary = torch.zeros(b * n, query.shape[1]).index_copy(0, rows, query)
+        state = boundary
+        reached = torch.zeros(b, n, dtype=torch.bool)
+        reached[torch.arange(b), heads] = True
+        src, rel, dst = edges
+        for layer, round_ in enumerate(self.rounds):
+            qi, ei = reached[:, src].nonzero(as_tuple=True)  # edges whose sender the head already reaches
+            senders, receivers = qi * n + src[ei], qi * n + dst[ei]
+            reached = reached.clone()
+            reached.view(-1)[receivers] = True
+            active = reached.view(-1).nonzero(as_tuple=True)[0]
+            weight = edge_weights[layer][ei] if edge_weights is not None else None
+            state = round_(state, boundary, senders, receivers, rel[ei], weight, active)
+        features = torch.cat([state.view(b, n, -1), query[:, None, :].expand(b, n, -1)], dim=2)
+        return self.score(features).squeeze(-1)
+
+
+# ---------------------------------------------------------------------------------- the reasoner
+
+
+def _names(dataset) -> tuple[list[str], list[str]]:
+    """Entity and relation names sorted over every split: WalkGraph's and the world model's ids."""
+    entities, relations = set(), set()
+    for split in (dataset.graph, dataset.train, dataset.dev, dataset.test):
+        for t in split:
+            entities.update((t.head, t.tail))
+            relations.add(t.relation)
+    return sorted(entities), sorted(relations)
+
+
+def _answers(triples: np.ndarray, num_relations: int) -> dict[tuple[int, int], set[int]]:
+    """(head, relation) -> tails, both directions (inverse relation ids r + R)."""
+    out: dict[tuple[int, int], set[int]] = defaultdict(set)
+    for h, r, t in triples.tolist():
+        out[(h, r)].add(t)
+        out[(t, r + num_relations)].add(h)
+    return out
+
+
+@dataclass
+class Explanation:
+    """One path from the head to an answer as (what, action, result) steps, and its mean edge importance."""
+
+    steps: list[Step]
+    importance: float
+
+
+class GraphReasoner:
+    """A trained reasoner with its graph and names; `score_tails` is the world model's contract."""
+
+    def __init__(self, net: GraphReasonerNet, entities: list[str], relations: list[str], graph: np.ndarray,
+                 config: ReasonerConfig, stats: dict[str, Any] | None = None, temperature: float = 1.0) -> None:
+        self.net = net.eval()
+        self.entities, self.relations = list(entities), list(relations)
+        self.entity2id = {name: i for i, name in enumerate(self.entities)}
+        self.relation2id = {name: i for i, name in enumerate(self.relations)}
+        self.num_entities, self.num_relations = len(self.entities), len(self.relations)
+        self.graph = np.asarray(graph, dtype=np.int64).reshape(-1, 3)
+        self.config = config
+        self.stats = dict(stats or {})
+        self.temperature = float(temperature)
+        """Softmax temperature fit on the dev split: softmax(scores / T) is a calibrated probability."""
+        self.edges = _edge_tensor(self.graph, self.num_relations)
+
+    # ------------------------------------------------------------------ scoring
+
+    def _check(self, heads: np.ndarray, relations: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        heads, relations = np.atleast_1d(np.asarray(heads, np.int64)), np.atleast_1d(np.asarray(relations, np.int64))
+        if heads.shape != relations.shape:
+            raise ValueError("heads and relations must have the same length")
+        if heads.size and (heads.min() < 0 or heads.max() >= self.num_entities):
+            raise IndexError(f"entity ids must be in [0, {self.num_entities})")
+        if relations.size and (relations.min() < 0 or relations.max() >= 2 * self.num_relations):
+            raise IndexError(f"relation ids must be in [0, {2 * self.num_relations})")
+        return torch.from_numpy(heads), torch.from_numpy(relations)
+
+    @torch.no_grad()
+    def score_tails(self, heads: np.ndarray, relations: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """float32 [B, E]: every entity's score as the tail of (head, relation); relation ids as WalkGraph's."""
+        h, r = self._check(heads, relations)
+        step = batch_size or self.config.batch_size
+        parts = [self.net(h[i : i + step], r[i : i + step], self.edges) for i in range(0, len(h), step)]
+        return torch.cat(parts).float().numpy() if parts else np.zeros((0, self.num_entities), np.float32)
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """Calibrated answer probabilities [B, E] from `score_tails` rows."""
+        return softmax(np.asarray(scores, np.float64) / self.temperature)
+
+    # ------------------------------------------------------------------ explaining
+
+    def explain(self, head: int, relation: int, answer: int, top: int = 3, beam: int = 10) -> list[Explanation]:
+        """The `top` paths that most make `answer` the answer of (head, relation, ?), best first.
+
+        An edge's importance in round l is the gradient of the answer's score with respect to a weight
+        on its message in that round (all weights 1), as NBFNet reads paths. A path of k hops uses k
+        increasing rounds (a node's state carries over through the residual); its importance is the
+        mean of its edges'. Beam search keeps `beam` partial paths per node and round.
+        """
+        h, r = self._check([head], [relation])
+        if not 0 <= answer < self.num_entities:
+            raise IndexError(f"entity ids must be in [0, {self.num_entities})")
+        weights = [torch.ones(self.edges.shape[1], requires_grad=True) for _ in self.net.rounds]
+        self.net.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            score = self.net(h, r, self.edges, weights)[0, answer]
+            grads = torch.autograd.grad(score, weights, allow_unused=True)
+        src, rel, dst = (x.numpy() for x in self.edges)
+        # beams[node]: list of (sum of importance, edge indices), best first
+        beams: dict[int, list[tuple[float, tuple[int, ...]]]] = {int(head): [(0.0, ())]}
+        for grad in grads:
+            if grad is None:
+                continue
+            g = grad.numpy()
+            live = np.flatnonzero((g > 0) & np.isin(src, list(beams)))
+            extended: dict[int, list[tuple[float, tuple[int, ...]]]] = defaultdict(list)
+            for node, paths in beams.items():  # the residual carries every path on unchanged
+                extended[node].extend(paths)
+            for e in live.tolist():
+                for total, path in beams[int(src[e])]:
+                    if e in path or len(path) >= len(self.net.rounds):
+                        continue
+                    extended[int(dst[e])].append((total + float(g[e]), path + (e,)))
+            beams = {node: sorted(set(paths), key=lambda p: -p[0] / max(len(p[1]), 1))[:beam] for node, paths in extended.items()}
+        found = [(total / len(path), path) for total, path in beams.get(int(answer), []) if path and _is_walk(path, src, dst, head)]
+        found.sort(key=lambda p: -p[0])
+        return [Explanation(self.steps(path), float(mean)) for mean, path in found[:top]]
+
+    def steps(self, path: Sequence[int]) -> list[Step]:
+        """A path of edge indices as (what, action, result) steps with the stored fact's edge id."""
+        src, rel, dst = (x.numpy() for x in self.edges)
+        out = []
+        for e in path:
+            s, r, d = int(src[e]), int(rel[e]), int(dst[e])
+            inverse = r >= self.num_relations
+            base = self.relations[r - self.num_relations if inverse else r]
+            fact = (self.entities[d], base, self.entities[s]) if inverse else (self.entities[s], base, self.entities[d])
+            out.append(Step(what=self.entities[s], action=relation_label(base, inverse), result=self.entities[d],
+                            edge_id=edge_id(*fact), source=self.stats.get("dataset", "graph"), inverse=inverse))
+        return out
+
+    # ------------------------------------------------------------------ measuring
+
+    def evaluate(self, dataset, split: str = "test", both_directions: bool = False) -> dict[str, Any]:
+        """Filtered ranking of `split`: tail only (MINERVA's protocol), or both directions (NBFNet's)."""
+        triples = self.encode(getattr(dataset, split))
+        queries = _queries(triples, self.num_relations, both_directions)
+        known = _answers(self.encode([*dataset.graph, *dataset.train, *dataset.dev, *dataset.test]), self.num_relations)
+        scores = self.score_tails(queries[:, 0], queries[:, 1])
+        ranks = filtered_ranks(scores, queries[:, 2], [known.get((h, r), ()) for h, r, _ in queries.tolist()])
+        out: dict[str, Any] = ranking_metrics(ranks)
+        out["queries"] = len(queries)
+        return out
+
+    def encode(self, triples) -> np.ndarray:
+        """[N, 3] ids of the triples whose names the reasoner knows."""
+        rows = [(self.entity2id[t.head], self.relation2id[t.relation], self.entity2id[t.tail]) for t in triples
+                if t.head in self.entity2id and t.tail in self.entity2id and t.relation in self.relation2id]
+        return np.asarray(rows, np.int64).reshape(-1, 3)
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write one file atomically."""
+        meta = {"format": FORMAT_VERSION, "config": dataclasses.asdict(self.config), "stats": self.stats,
+                "entities": self.entities, "relations": self.relations, "temperature": self.temperature}
+        payload = {"meta_json": json.dumps(meta), "state_dict": self.net.state_dict(),
+                   "graph": torch.from_numpy(np.ascontiguousarray(self.graph))}
+        with atomic_file(path) as handle:
+            torch.save(payload, handle)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> GraphReasoner:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no reasoner at {path}: train one with `reverie train reasoner --dataset NAME`")
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        meta = json.loads(payload["meta_json"])
+        if meta.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: unsupported reasoner format {meta.get('format')!r}")
+        config = ReasonerConfig(**meta["config"])
+        net = _net(config, len(meta["entities"]), len(meta["relations"]))
+        net.load_state_dict(payload["state_dict"])
+        return cls(net, meta["entities"], meta["relations"], payload["graph"].numpy(), config, meta["stats"], meta["temperature"])
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"GraphReasoner(dim={c.dim}, layers={c.layers}, heads={c.heads}, entities={self.num_entities}, relations={self.num_relations})"
+
+
+def _is_walk(path: Sequence[int], src: np.ndarray, dst: np.ndarray, head: int) -> bool:
+    node = int(head)
+    for e in path:
+        if int(src[e]) != node:
+            return False
+        node = int(dst[e])
+    return True
+
+
+def _edge_tensor(graph: np.ndarray, num_relations: int) -> torch.Tensor:
+    """[3, 2M] (source, relation id, target) with every fact and its inverse."""
+    h, r, t = graph[:, 0], graph[:, 1], graph[:, 2]
+    return torch.from_numpy(np.stack([np.concatenate([h, t]), np.concatenate([r, r + num_relations]), np.concatenate([t, h])]))
+
+
+def _queries(triples: np.ndarray, num_relations: int, both_directions: bool) -> np.ndarray:
+    if not both_directions:
+        return triples
+    inverse = np.stack([triples[:, 2], triples[:, 1] + num_relations, triples[:, 0]], axis=1)
+    return np.concatenate([triples, inverse])
+
+
+def _net(config: ReasonerConfig, num_entities: int, num_relations: int) -> GraphReasonerNet:
+    return GraphReasonerNet(num_entities, num_relations, config.dim, config.layers, config.heads)
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    z = scores - np.max(scores, axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------------- training
+
+
+def train_reasoner(dataset, config: ReasonerConfig | None = None,
+                   progress: Callable[[dict[str, Any]], None] | None = None) -> GraphReasoner:
+    """Train on `dataset` (a KGDataset): its graph is what messages travel; its graph and train facts are
+    the training queries, in both directions. The dev split picks the best checkpoint and the temperature."""
+    config = config or ReasonerConfig()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    entities, relations = _names(dataset)
+    e2i, r2i = {n: i for i, n in enumerate(entities)}, {n: i for i, n in enumerate(relations)}
+    encode = lambda ts: np.asarray([(e2i[t.head], r2i[t.relation], e2i[t.tail]) for t in ts], np.int64).reshape(-1, 3)  # noqa: E731
+    graph = np.unique(encode(dataset.graph), axis=0)
+    facts = np.unique(np.concatenate([graph, encode(dataset.train)]), axis=0)
+    if not len(facts):
+        raise ValueError(f"dataset {dataset.name!r} has no facts to train on")
+    R, N = len(relations), len(entities)
+    net = _net(config, N, R)
+    reasoner = GraphReasoner(net, entities, relations, graph, config, {"dataset": dataset.name})
+    edges = reasoner.edges
+    edge_keys = _keys(edges[0], edges[1], edges[2], R, N)
+    queries = _queries(facts, R, both_directions=True)
+    train_known = _answers(facts, R)
+    dev = reasoner.encode(dataset.dev)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    steps_per_epoch = math.ceil(len(queries) / config.batch_size)
+    eval_every = config.eval_every or steps_per_epoch
+    deadline = time.monotonic() + 60 * config.minutes if config.minutes else math.inf
+    started, step, best, best_state, stale, losses = time.monotonic(), 0, -1.0, None, 0, []
+    history: list[dict[str, float]] = []
+    done = False
+    for epoch in range(config.epochs):
+        order = rng.permutation(len(queries))
+        for first in range(0, len(order), config.batch_size):
+            batch = torch.from_numpy(queries[order[first : first + config.batch_size]])
+            h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
+            # the batch's facts leave the graph, both directions: infer them, do not read them
+            back = _inverse(r, R)
+            if config.hide == "fact":
+                drop = torch.isin(edge_keys, torch.cat([_keys(h, r, t, R, N), _keys(t, back, h, R, N)]))
+            else:  # every edge (h, r, *) and its inverse (*, r^-1, h)
+                asked = h * (2 * R) + r
+                drop = torch.isin(edges[0] * (2 * R) + edges[1], asked) | torch.isin(edges[2] * (2 * R) + _inverse(edges[1], R), asked)
+            net.train()
+            logits = net(h, r, edges[:, ~drop])
+            mask = torch.zeros_like(logits, dtype=torch.bool)
+            for i, (hi, ri, ti) in enumerate(batch.tolist()):
+                mask[i, list(train_known[(hi, ri)] - {ti})] = True
+            loss = nn.functional.cross_entropy(logits.masked_fill(mask, -torch.inf), t)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            out_of_time = time.monotonic() > deadline
+            if step % eval_every == 0 or out_of_time:
+                net.eval()
+                dev_mrr = _dev_mrr(reasoner, dev, dataset) if len(dev) else -float(np.mean(losses[-eval_every:]))
+                record = {"epoch": epoch + 1, "step": step, "loss": float(np.mean(losses[-eval_every:])), "dev_mrr": dev_mrr,
+                          "seconds": time.monotonic() - started}
+                history.append(record)
+                if progress is not None:
+                    progress(record)
+                if dev_mrr > best:
+                    best, best_state, stale = dev_mrr, {k: v.clone() for k, v in net.state_dict().items()}, 0
+                else:
+                    stale += 1
+                if out_of_time or (config.patience and stale >= config.patience):
+                    done = True
+                    break
+        if done:
+            break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    reasoner.stats.update(train_seconds=time.monotonic() - started, steps=step, best_dev_mrr=best, history=history)
+    if len(dev):
+        known = _answers(reasoner.encode([*dataset.graph, *dataset.train, *dataset.dev, *dataset.test]), R)
+        reasoner.temperature = fit_temperature(reasoner.score_tails(dev[:, 0], dev[:, 1]), dev[:, 2],
+                                               [known.get((h, r), set()) - {t} for h, r, t in dev.tolist()])
+    return reasoner
+
+
+def _inverse(relations: torch.Tensor, R: int) -> torch.Tensor:
+    return torch.where(relations >= R, relations - R, relations + R)
+
+
+def _keys(src: torch.Tensor, rel: torch.Tensor, dst: torch.Tensor, R: int, N: int) -> torch.Tensor:
+    return (src * (2 * R) + rel) * N + dst
+
+
+def _dev_mrr(reasoner: GraphReasoner, dev: np.ndarray, dataset) -> float:
+    known = _answers(reasoner.encode([*dataset.graph, *dataset.train, *dataset.dev]), reasoner.num_relations)
+    scores = reasoner.score_tails(dev[:, 0], dev[:, 1])
+    return ranking_metrics(filtered_ranks(scores, dev[:, 2], [known.get((h, r), ()) for h, r, _ in dev.tolist()]))["mrr"]
+
+
+# ---------------------------------------------------------------------------------- calibration
+
+
+def fit_temperature(scores: np.ndarray, answers: np.ndarray, others: Sequence[set[int]] | None = None) -> float:
+    """The temperature T that minimises the dev split's negative log-likelihood of softmax(scores / T), the
+    other known answers of each query masked (temperature scaling, Guo et al. 2017). A 1-d search over log T."""
+    scores = _filtered(scores, answers, others)
+    rows = np.arange(len(answers))
+
+    def nll(log_t: float) -> float:
+        z = scores / math.exp(log_t)
+        top = z.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(z - top).sum(axis=1)) + top[:, 0] - z[rows, answers]))
+
+    lo, hi = math.log(1e-2), math.log(1e2)
+    for _ in range(60):  # golden-section search: the NLL is convex in 1/T, unimodal in log T
+        a, b = hi - 0.618 * (hi - lo), lo + 0.618 * (hi - lo)
+        if nll(a) < nll(b):
+            hi = b
+        else:
+            lo = a
+    return float(math.exp((lo + hi) / 2))
+
+
+def _filtered(scores: np.ndarray, answers: np.ndarray, others: Sequence[set[int]] | None) -> np.ndarray:
+    scores = np.array(scores, dtype=np.float64)
+    if others is not None:
+        for i, drop in enumerate(others):
+            idx = [k for k in drop if k != answers[i]]
+            scores[i, idx] = -np.inf
+    return scores
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """ECE: the mean |accuracy - confidence| over equal-width confidence bins, weighted by their size."""
+    confidence, correct = np.asarray(confidence, np.float64), np.asarray(correct, np.float64)
+    if confidence.shape != correct.shape or not confidence.size:
+        raise ValueError("confidence and correct must be non-empty and of one shape")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        member = which == b
+        if member.any():
+            total += member.mean() * abs(correct[member].mean() - confidence[member].mean())
+    return float(total)
+
+
+def top_answer_confidence(scores: np.ndarray, answers: np.ndarray, temperature: float,
+                          others: Sequence[set[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence of each row's top answer, whether it is the right one), the other known answers masked."""
+    probs = softmax(_filtered(scores, answers, others) / temperature)
+    top = probs.argmax(axis=1)
+    return probs[np.arange(len(top)), top], top == np.asarray(answers)
+
+
+def reasoner_path(home: str | os.PathLike, dataset_name: str) -> Path:
+    """Where `reverie train reasoner` keeps a dataset's reasoner: home/reasoners/<name>.pt."""
+    return Path(home) / "reasoners" / f"{dataset_name}.pt"
