@@ -54,7 +54,7 @@ def run(name: str, seed: int, minutes: float, epochs: int) -> dict:
     torch.set_num_threads(2)
     data = load(name)
     setup = {k: v for k, v in SETUPS[name].items() if k != "dataset"}
-    config = ReasonerConfig(minutes=minutes, epochs=epochs, seed=seed, eval_every=100, patience=6, **setup)
+    config = ReasonerConfig(minutes=minutes, epochs=epochs, seed=seed, **setup)
     started = time.perf_counter()
     reasoner = train_reasoner(data, config, progress=lambda r: print(f"  {name} seed {seed} step {r['step']} "
                                                                      f"{r['seconds']:.0f}s loss {r['loss']:.3f} dev {r['dev_mrr']:.3f}", flush=True))

@@ -350,7 +350,7 @@ def train_reasoner(dataset, config: ReasonerConfig | None = None,
     dev = reasoner.encode(dataset.dev)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     steps_per_epoch = math.ceil(len(queries) / config.batch_size)
-    eval_every = config.eval_every or steps_per_epoch
+    eval_every = min(config.eval_every or steps_per_epoch, steps_per_epoch)
     deadline = time.monotonic() + 60 * config.minutes if config.minutes else math.inf
     started, step, best, best_state, stale, losses = time.monotonic(), 0, -1.0, None, 0, []
     history: list[dict[str, float]] = []

@@ -25,9 +25,9 @@ class ReasonerConfig:
     """Passes over the training queries (both directions); `minutes` may end training earlier."""
     minutes: float | None = None
     """Wall-clock cap on training; the best dev checkpoint so far is kept."""
-    eval_every: int = 0
-    """Gradient steps between dev evaluations (0: once per epoch)."""
-    patience: int = 4
+    eval_every: int = 100
+    """Gradient steps between dev evaluations and progress reports (at most an epoch; 0: once per epoch)."""
+    patience: int = 6
     """Stop after this many dev evaluations without a better dev MRR (0: never)."""
     hide: str = "fact"
     """What a training query may not read: "fact", its own fact (both directions); "relation", every edge of
