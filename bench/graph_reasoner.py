@@ -106,7 +106,6 @@ def main() -> None:
     rows = []
     for name, runs in results.items():
         countries = name.startswith("countries")
-        key = "auc_pr" if countries else "mrr"
         tail = [r["auc_pr"] if countries else r["tail"]["mrr"] for r in runs]
         pub = PUBLISHED[name]
         fmt = lambda k: f"{pub[k]:.3f}" if pub.get(k) is not None else "n/a"  # noqa: E731
@@ -119,7 +118,6 @@ def main() -> None:
             f"{np.mean([r['explain_ms'] for r in runs]):.0f}", f"{np.mean([r['train_seconds'] for r in runs]) / 60:.1f}",
             runs[0]["layers"],
         ])
-        _ = key
     command = ("cd /work/main && .venv/bin/python -m bench.graph_reasoner --datasets " + " ".join(args.datasets)
                + " --seeds " + " ".join(map(str, args.seeds)) + f" --minutes {args.minutes:g} --epochs {args.epochs}")
     write_table(
