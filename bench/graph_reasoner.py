@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from bench.common import SHARED_KG, minerva_countries_s3, write_table
+from bench.common import RESULTS, SHARED_KG, minerva_countries_s3, write_table
 
 SETUPS = {  # rounds of message passing: the longest path the dataset's rules need (MINERVA's hops + 1)
     "umls": {"dataset": "umls", "layers": 3},
@@ -134,7 +134,7 @@ def main() -> None:
                "'answers with a path': the share of the first 50 test queries whose top answer gets a path from the "
                "reasoner's explanation (edge-gradient beam search). Published figures are the papers' own."),
     )
-    (write_table.__globals__["RESULTS"] / f"{args.name}.json").write_text(json.dumps(results, indent=1))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
