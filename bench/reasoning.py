@@ -1,8 +1,12 @@
-"""Reasoning quality against MINERVA and MultiHopKG: train a path policy per dataset, then rank test
-answers the field's way (filtered, tail only; AUC-PR for Countries), three ways: Reverie's arbiter
-(path evidence x world model), the policy's paths alone, and the world model alone.
+"""Reasoning quality against MINERVA, MultiHopKG and the path-based GNNs: per dataset train the graph
+reasoner, the world model and a path policy (its wrong answers shaped by the world model or by the
+reasoner), then rank test answers the field's way (filtered, tail only; AUC-PR for Countries), four
+ways: Reverie's arbiter (reasoner, world model and path evidence), the reasoner alone, the policy's
+paths alone, and the world model alone. Also: the share of answers whose shown chain is a walk of the
+policy that the reasoner ranks among its top paths, and the eval time per query.
 
     .venv/bin/python -m bench.reasoning [--datasets umls kinships countries_s1 countries_s2] [--minutes 5]
+        [--reasoner-minutes 5] [--shaper world-model|reasoner]
 
 Countries come from ../shared/data/kg (a benchmark-only input). Each run uses a fresh REVERIE_HOME.
 """
@@ -23,7 +27,7 @@ SETUPS = {
     "countries_s2": {"dataset": str(SHARED_KG / "countries_s2"), "hops": 3, "use_entities": 1},
 }
 PUBLISHED = {  # test MRR, or AUC-PR for Countries
-    "umls": {"MINERVA": 0.825, "MultiHopKG": 0.940},
+    "umls": {"MINERVA": 0.825, "MultiHopKG": 0.940, "RED-GNN": 0.964},
     "kinships": {"MINERVA": 0.720, "MultiHopKG": 0.865},
     "countries_s1": {"MINERVA": 1.00},
     "countries_s2": {"MINERVA": 0.924},
@@ -31,7 +35,8 @@ PUBLISHED = {  # test MRR, or AUC-PR for Countries
 BEAM = 256  # test beam; MINERVA used 100, MultiHopKG 128 on UMLS
 
 
-def run(name: str, minutes: float, experts: int, imagined: int, seed: int) -> dict:
+def run(name: str, minutes: float, experts: int, imagined: int, seed: int, reasoner_minutes: float = 0.0,
+        shaper: str = "world-model") -> dict:
     import ray
 
     from reverie.config import Settings
@@ -46,7 +51,19 @@ def run(name: str, minutes: float, experts: int, imagined: int, seed: int) -> di
     settings = Settings(home=fresh_home(f"reasoning-{name}"))
     data = load_dataset(setup["dataset"])
     config = PolicyTrainConfig(dataset=setup["dataset"], iterations=100_000, minutes=minutes, seed=seed).replace(
-        env={"hops": setup["hops"], "imagined_edges": imagined}, net={"use_entities": bool(setup["use_entities"]), "experts": experts})
+        env={"hops": setup["hops"], "imagined_edges": imagined, "shaper": shaper,
+             "mask_query_edges": setup.get("mask_query_edges", "target")},
+        net={"use_entities": bool(setup["use_entities"]), "experts": experts})
+    reasoner_seconds = 0.0
+    if reasoner_minutes:
+        from bench.graph_reasoner import SETUPS as REASONER_SETUPS
+        from reverie.models.graph_reasoner import ReasonerConfig, reasoner_path, train_reasoner
+
+        started = time.perf_counter()
+        built = {k: v for k, v in REASONER_SETUPS[name].items() if k != "dataset"}
+        reasoner = train_reasoner(data, ReasonerConfig(minutes=reasoner_minutes, epochs=1000, patience=0, seed=seed, **built))
+        reasoner.save(reasoner_path(settings.home, data.name))
+        reasoner_seconds = time.perf_counter() - started
     started = time.perf_counter()
     ensure_world_model(settings.home, data, config.world_model)
     wm_seconds = time.perf_counter() - started
@@ -61,13 +78,47 @@ def run(name: str, minutes: float, experts: int, imagined: int, seed: int) -> di
     )
     policy_seconds = time.perf_counter() - started
     bundle = load_bundle(folder, data)
+    started = time.perf_counter()
     result = evaluate_bundle(bundle, data, split="test", beam=BEAM)
+    result["eval_ms_per_query"] = 1000 * (time.perf_counter() - started) / max(result["queries"], 1)
     result["gate"] = gate_summary(bundle) if experts > 1 else ""
+    if bundle.reasoner is not None:
+        result["chains"] = chain_sources(bundle, data)
     result.update(name=name, iterations=bundle.meta.iterations, wm_seconds=wm_seconds, policy_seconds=policy_seconds,
-                  arbiter_weight=bundle.arbiter_weight, experts=experts, imagined=imagined,
-                  world_model_file=str(world_model_path(settings.home, data.name)))
+                  reasoner_seconds=reasoner_seconds, arbiter_weight=bundle.arbiter_weight, world_weight=bundle.meta.world_weight,
+                  experts=experts, imagined=imagined, shaper=shaper, world_model_file=str(world_model_path(settings.home, data.name)))
     print(json.dumps(result), flush=True)
     return result
+
+
+def chain_sources(bundle, data, sample: int = 100, walks: int = 64, seed: int = 0) -> dict:
+    """Where the chain shown with each answer comes from, over the first `sample` test queries: the walker
+    dreams `walks` rollouts from the head, ranks, and shows for its top answer the most probable rollout that
+    the reasoner ranks among its top 5 paths ("policy walk"), else the reasoner's own best path
+    ("reasoner path"), else nothing. Every shown chain is thus one of the reasoner's top paths; the share of
+    policy walks says how often the policy itself found the reason."""
+    import numpy as np
+
+    from reverie.dreams.policy_walker import PolicyWalker
+    from reverie.dreams.rollouts import WalkQuery
+    from reverie.policies.evaluate import tail_queries
+
+    walker = PolicyWalker(bundle)
+    rng = np.random.default_rng(seed)
+    queries = tail_queries(bundle.graph, data.test)[:sample]
+    counts = {"policy walk": 0, "reasoner path": 0, "none": 0}
+    right = 0
+    started = time.perf_counter()
+    for head, relation, answer in queries.tolist():
+        query = WalkQuery(question_vec=np.zeros(1, np.float32), starts=np.array([head]), start_weights=np.ones(1),
+                          hops=bundle.hops, relation=relation)
+        ranked = walker.rank(None, query, walker.walk(None, query, walks, rng), limit=1)
+        chain = ranked[0].best_chain if ranked else None
+        counts["none" if chain is None else "reasoner path" if chain.expert == "reasoner" else "policy walk"] += 1
+        right += bool(ranked) and ranked[0].answer == bundle.graph.id2entity[answer]
+    total = max(len(queries), 1)
+    return {**{k: v / total for k, v in counts.items()}, "queries": len(queries), "top1": right / total,
+            "ms_per_question": 1000 * (time.perf_counter() - started) / total}
 
 
 def gate_summary(bundle) -> str:
@@ -99,26 +150,34 @@ def main() -> None:
     parser.add_argument("--experts", type=int, default=1)
     parser.add_argument("--imagined", type=int, default=0, help="imagined edges per entity")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reasoner-minutes", type=float, default=5.0, help="graph reasoner training time per dataset (0: none)")
+    parser.add_argument("--shaper", default="world-model", choices=["world-model", "reasoner"], help="whose belief shapes wrong answers")
     parser.add_argument("--name", default="reasoning")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
     rows, results = [], []
     for name in args.datasets:
-        r = run(name, args.minutes, args.experts, args.imagined, args.seed)
+        r = run(name, args.minutes, args.experts, args.imagined, args.seed, args.reasoner_minutes, args.shaper)
         results.append(r)
         countries = name.startswith("countries")
         key = "auc_pr" if countries else "mrr"
         published = PUBLISHED[name]
         wm = r["world_model"] or {}
+        reasoner = r["reasoner"] or {}
+        chains = r.get("chains") or {}
         rows.append([
             name, "AUC-PR" if countries else "MRR",
-            f"{r[key]:.3f}", f"{r['policy'][key]:.3f}", f"{wm.get(key, float('nan')):.3f}",
+            f"{r[key]:.3f}", f"{reasoner.get(key, float('nan')):.3f}", f"{r['policy'][key]:.3f}", f"{wm.get(key, float('nan')):.3f}",
             f"{published.get('MINERVA', float('nan')):.3f}",
             f"{published['MultiHopKG']:.3f}" if "MultiHopKG" in published else "n/a",
+            f"{published['RED-GNN']:.3f}" if "RED-GNN" in published else "n/a",
             f"{r['hits@1']:.3f} / {r['hits@10']:.3f}", f"{r['policy']['hits@1']:.3f} / {r['policy']['hits@10']:.3f}",
-            f"{r['reached']:.3f}", r["iterations"], f"{r['wm_seconds']:.0f}", f"{r['policy_seconds']:.0f}",
-            f"{r['arbiter_weight']:g}",
+            f"{r['ece']:.3f}" if r["ece"] is not None else "n/a",
+            f"{chains.get('policy walk', float('nan')):.2f} / {chains.get('reasoner path', float('nan')):.2f}",
+            f"{r['eval_ms_per_query']:.1f}", f"{chains.get('ms_per_question', float('nan')):.0f}",
+            f"{r['reached']:.3f}", r["iterations"], r["shaper"], f"{r['reasoner_seconds']:.0f}", f"{r['wm_seconds']:.0f}",
+            f"{r['policy_seconds']:.0f}", f"{r['arbiter_weight']:g} / {r['world_weight']:g}",
         ])
     command = "cd /work/main && .venv/bin/python -m bench.reasoning " + " ".join(
         f"--{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items() if k != "name")
@@ -126,17 +185,25 @@ def main() -> None:
         args.name,
         "Reasoning: filtered tail ranking on the test split (MRR; AUC-PR for Countries)",
         command,
-        ["dataset", "measure", "Reverie (arbiter)", "policy paths alone", "world model alone", "MINERVA (paper)",
-         "MultiHopKG (paper)", "Reverie H@1 / H@10", "policy H@1 / H@10", "answer reached by beam",
-         "PPO iterations", "world model train s", "policy train s", "arbiter weight (dev)"],
+        ["dataset", "measure", "Reverie (arbiter)", "reasoner alone", "policy paths alone", "world model alone", "MINERVA (paper)",
+         "MultiHopKG (paper)", "RED-GNN (paper)", "Reverie H@1 / H@10", "policy H@1 / H@10", "ECE",
+         "shown chain: policy walk / reasoner path", "eval ms / query", "ask ms / question", "answer reached by beam",
+         "PPO iterations", "shaper", "reasoner train s", "world model train s", "policy train s", "weights: paths / world (dev)"],
         rows,
         notes=(
             f"Policy: PPO (RLlib, new API stack), {args.experts} expert(s), {args.imagined} imagined edges per entity, "
-            "reward 1 at the asked answer else the world model's belief exp(score - best), action dropout 0.1, "
+            f"reward 1 at the asked answer else the {args.shaper}'s belief exp(score - best), action dropout 0.1, "
             f"entropy 0.05, 256 walks per env, beam {BEAM} at test. World model: PyKEEN ComplEx dim 200, 200 epochs, "
-            "trained on the walkable graph only. 'Reverie (arbiter)' ranks by log p_world + w log(p_path + e^-10), "
-            "w picked on the dev split; 'policy paths alone' by the best beam path's log-probability (unreached "
-            "entities tie last), as MINERVA reports. Published figures are the papers' own. Single seed."
+            "trained on the walkable graph only. Graph reasoner: bench/graph_reasoner.py's setup for the dataset, "
+            f"{args.reasoner_minutes:g} minutes. 'Reverie (arbiter)' ranks by log p_reasoner + w_world log p_world + "
+            "w_paths log(p_path + e^-10), both weights picked on the dev split (without a reasoner: log p_world + w_paths ...); "
+            "'policy paths alone' by the best beam path's log-probability (unreached entities tie last), as MINERVA reports. "
+            "ECE: the arbiter's top answer's calibrated confidence on test. 'shown chain': over the first 100 test queries, "
+            "64 dreams each, the share of top answers shown with a policy walk the reasoner ranks among its top 5 paths, "
+            "and with the reasoner's own best path (a walk that is not among them is never shown). 'eval ms / query': "
+            "reverie eval's ranking (beam search of 256 and every model); 'ask ms / question': the walker's dreams, "
+            "rank and chains. RED-GNN's UMLS figure is on NeuralLP's split, both directions. Published figures are the "
+            "papers' own. Single seed."
             + "".join(f"\n\nGate of the {r['name']} policy (which expert each query relation goes to):\n{r['gate']}"
                       for r in results if r["gate"])
         ),

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from reverie.errors import ReverieError
 from reverie.models.reasoner_config import ReasonerConfig
-from reverie.policies.config import PolicyTrainConfig, TunerTrainConfig
+from reverie.policies.config import SHAPERS, PolicyTrainConfig, TunerTrainConfig
 
 POLICY_DEFAULTS = PolicyTrainConfig()
 TUNER_DEFAULTS = TunerTrainConfig()
@@ -137,13 +137,22 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
         raise ReverieError("--experts, --hops and --walks must be at least 1, --imagined at least 0")
     if args.no_world_model and args.imagined:
         raise ReverieError("--imagined needs the world model: drop --no-world-model")
+    if args.shaper not in SHAPERS:
+        raise ReverieError(f"--shaper must be one of {', '.join(SHAPERS)}")
+    if args.no_world_model and args.shaper == "reasoner":
+        raise ReverieError("--no-world-model turns shaping off: drop --shaper reasoner")
     config = POLICY_DEFAULTS.replace(
         dataset=args.dataset, iterations=args.iterations, minutes=args.minutes, walks=args.walks, seed=args.seed,
-        env={"hops": args.hops, "imagined_edges": args.imagined, **({"shaping": 0.0} if args.no_world_model else {})},
+        env={"hops": args.hops, "imagined_edges": args.imagined, "shaper": args.shaper, **({"shaping": 0.0} if args.no_world_model else {})},
         net={"experts": args.experts, "use_entities": args.entity_features},
     )
-    _kg_dataset(args.dataset)  # a clear error before Ray starts
+    dataset = _kg_dataset(args.dataset)  # a clear error before Ray starts
     settings = _settings(args)
+    if args.shaper == "reasoner":
+        from reverie.models.graph_reasoner import reasoner_path
+
+        if not reasoner_path(settings.home, dataset.name).is_file():
+            raise ReverieError(f"--shaper reasoner needs a reasoner: run `reverie train reasoner --dataset {args.dataset}` first")
     init_ray(settings)
     bar = tqdm(total=args.iterations, unit="iter", desc=f"train policy {args.dataset}")
 
@@ -167,7 +176,7 @@ def cmd_train_reasoner(args: argparse.Namespace) -> int:
         raise ReverieError(f"--hide must be one of {', '.join(HIDE)}")
     try:
         config = ReasonerConfig(dim=args.dim, layers=args.layers, heads=args.heads, batch_size=args.batch_size, lr=args.lr,
-                                epochs=args.epochs, minutes=args.minutes, hide=args.hide, seed=args.seed)
+                                epochs=args.epochs, minutes=args.minutes, hide=args.hide, max_nodes=args.max_nodes, seed=args.seed)
     except ValueError as exc:
         raise ReverieError(str(exc)) from None
     dataset = _kg_dataset(args.dataset)
@@ -426,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--imagined", type=int, default=d.env.imagined_edges, help=f"imagined edges per entity proposed by the world model (default {d.env.imagined_edges})")
     t.add_argument("--entity-features", action="store_true", default=d.net.use_entities, help="let the policy see entity embeddings (MINERVA does for Countries)")
     t.add_argument("--no-world-model", action="store_true", help="no world model: exact-answer reward only, no arbiter help")
+    t.add_argument("--shaper", default=d.env.shaper, help=f"whose belief rewards a wrong answer: world-model or reasoner (after `reverie train reasoner`; default {d.env.shaper})")
     t.add_argument("--seed", type=int, default=d.seed)
     t.set_defaults(func=cmd_train_policy)
 
@@ -441,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=r.lr, help=f"Adam's learning rate (default {r.lr:g})")
     t.add_argument("--hide", default=r.hide, help="what a training query may not read: fact (its own fact) or relation "
                    "(every edge of its relation at the head; for Countries S2/S3)")
+    t.add_argument("--max-nodes", type=int, default=r.max_nodes, help="at most this many nodes per query send each round, "
+                   "those of highest learned priority (A*Net's pruning, for large graphs; default: all)")
     t.add_argument("--seed", type=int, default=r.seed)
     t.set_defaults(func=cmd_train_reasoner)
 

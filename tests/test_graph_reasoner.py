@@ -70,11 +70,35 @@ def test_an_untrained_reasoner_does_not_know_the_rule():
     assert reasoner.evaluate(data, "test")["mrr"] < 0.5
 
 
+def test_pruning_keeps_the_top_nodes_of_each_query_sending():
+    """A*Net's pruning: with room for every node nothing changes; with room for one, one node per query
+    sends after the first round, so of two grandchildren at most one is reached."""
+    from reverie.models.graph_reasoner import GraphReasonerNet
+
+    torch.manual_seed(0)
+    edges = torch.tensor([[0, 0, 1, 2], [0, 0, 0, 0], [1, 2, 3, 4]])  # 0 -> 1 -> 3, 0 -> 2 -> 4, relation 0
+    full = GraphReasonerNet(6, 1, 8, 2, 2)
+    roomy = GraphReasonerNet(6, 1, 8, 2, 2, max_nodes=6)
+    tight = GraphReasonerNet(6, 1, 8, 2, 2, max_nodes=1)
+    roomy.load_state_dict(full.state_dict(), strict=False)
+    tight.load_state_dict(roomy.state_dict())
+    heads, relations = torch.tensor([0]), torch.tensor([0])
+    with torch.no_grad():
+        base = full(heads, relations, edges)[0]
+        torch.testing.assert_close(roomy(heads, relations, edges)[0], base)
+        pruned = tight(heads, relations, edges)[0]
+    unreached = base[5]  # entity 5 has no edge: the query's own score
+    assert base[3] != unreached and base[4] != unreached  # both grandchildren reached
+    assert (pruned[3] == unreached) or (pruned[4] == unreached)  # not both
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="hide must be one of"):
         ReasonerConfig(hide="everything")
     with pytest.raises(ValueError, match="does not divide"):
         ReasonerConfig(dim=10, heads=4)
+    with pytest.raises(ValueError, match="max_nodes"):
+        ReasonerConfig(max_nodes=0)
 
 
 def test_temperature_scaling_recovers_a_known_overconfidence():

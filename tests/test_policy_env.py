@@ -263,6 +263,40 @@ def test_shaping_uses_the_world_model_score_for_wrong_answers_only():
     assert plain.world_model is None
 
 
+def test_the_graph_reasoner_can_shape_instead_of_the_world_model(tmp_path):
+    from reverie.models.graph_reasoner import ReasonerConfig, train_reasoner
+    from reverie.policies.env import RowCache
+
+    data = toy(extra=[T("a", "r5", "e")])
+    g = WalkGraph.from_dataset(data)
+    path = train_reasoner(data, ReasonerConfig(dim=8, layers=2, heads=2, epochs=2, patience=0)).save(tmp_path / "toy.pt")
+    world = TableScorer(np.zeros((2 * g.num_relations, g.num_entities)))
+    env = make_env({"dataset": data, "num_envs": 3, "hops": 1, "shaping": 0.2, "shaper": "reasoner",
+                    "reasoner_path": str(path), "world_model": world})
+    qa = query(env, "a", "q", "c")
+    env.reset(options={"queries": [qa] * 3})
+    acts = [col_of(g, "a", g.relation2id["r1"], "b"), 0, col_of(g, "a", g.relation2id["r5"], "e")]
+    _, rew, *_ = env.step(np.array(acts))
+    from reverie.models.graph_reasoner import GraphReasoner
+
+    scores = GraphReasoner.load(path).score_tails(np.array([qa[0]]), np.array([qa[1]]))[0]
+    belief = np.exp(scores - scores.max())
+    np.testing.assert_allclose(rew, 0.2 * belief[[g.entity2id["b"], g.entity2id["a"], g.entity2id["e"]]], rtol=1e-5)
+    assert world.calls == []  # the world model did not shape
+    with pytest.raises(ValueError, match="reasoner_path"):
+        make_env({"dataset": data, "num_envs": 1, "shaping": 0.2, "shaper": "reasoner"})
+    with pytest.raises(ValueError, match="shaper must be one of"):
+        make_env({"dataset": data, "num_envs": 1, "shaper": "oracle"})
+    # each (head, relation) row is computed once
+    inner = TableScorer(np.arange(12.0).reshape(3, 4))
+    cache = RowCache(inner.score_tails)
+    first = cache.score_tails(np.array([0, 1, 0]), np.array([2, 1, 2]))
+    again = cache.score_tails(np.array([1, 0, 5]), np.array([1, 2, 0]))
+    assert inner.calls == [([0, 1], [2, 1]), ([5], [0])]
+    np.testing.assert_array_equal(first, inner.table[[2, 1, 2]])
+    np.testing.assert_array_equal(again, inner.table[[1, 2, 0]])
+
+
 def test_next_step_autoreset():
     env = make_env({"dataset": toy(), "num_envs": 3, "hops": 2, "seed": 1})
     from gymnasium.vector import AutoresetMode

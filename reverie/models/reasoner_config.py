@@ -11,10 +11,10 @@ HIDE = ("fact", "relation")
 class ReasonerConfig:
     """How the graph reasoner is built and trained (`reverie train reasoner`)."""
 
-    dim: int = 32
+    dim: int = 64
     """Width of node states and relation embeddings."""
-    layers: int = 6
-    """Rounds of message passing: the longest path that can reach an answer."""
+    layers: int = 3
+    """Rounds of message passing: the longest path that can reach an answer (3 suits UMLS and Kinship)."""
     heads: int = 4
     """Attention heads over a node's incoming edges (dim must divide by it)."""
     batch_size: int = 32
@@ -33,6 +33,9 @@ class ReasonerConfig:
     """What a training query may not read: "fact", its own fact (both directions); "relation", every edge of
     the query relation at the head (as the path policy's mask_query_edges="all"), for graphs whose test heads
     have no edge of the asked relation at all (Countries S2, S3)."""
+    max_nodes: int | None = None
+    """At most this many reached nodes per query send messages in a round, those of highest learned priority
+    (A*Net's pruning, for large graphs such as WN18RR); None: every reached node sends."""
     seed: int = 0
     """Seed of the weights and of the batch order."""
 
@@ -43,6 +46,8 @@ class ReasonerConfig:
             raise ValueError("dim, layers, heads, batch_size and epochs must be at least 1")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} does not divide into {self.heads} heads")
+        if self.max_nodes is not None and self.max_nodes < 1:
+            raise ValueError("max_nodes must be at least 1 (or None)")
         if self.lr <= 0:
             raise ValueError("lr must be positive")
         if self.minutes is not None and self.minutes <= 0:

@@ -20,6 +20,9 @@ from reverie.models.trainee import TRAINEES, Trainee
 from reverie.models.world_model import WorldModelConfig
 
 
+SHAPERS = ("world-model", "reasoner")
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """How KGPathVectorEnv poses walks and rewards them."""
@@ -30,6 +33,9 @@ class EnvConfig:
     """Width of the per-entity action tables; an entity with more edges keeps a seeded sample."""
     shaping: float = 1.0
     """Reward of a wrong answer, times the world model's belief in it (MultiHopKG's reward shaping); 0 turns it off."""
+    shaper: Literal["world-model", "reasoner"] = "world-model"
+    """Whose belief shapes a wrong answer's reward: the world model's (MultiHopKG's recipe), or the graph
+    reasoner's (`reverie train reasoner` first)."""
     shaping_mode: Literal["relative", "sigmoid"] = "relative"
     """Belief as exp(score - best score) ("relative"), or MultiHopKG's sigmoid(score), which PyKEEN's
     softmax-trained models leave near 1 for most entities."""
@@ -53,6 +59,8 @@ class EnvConfig:
             raise ValueError(f"max_actions must be >= 1, got {self.max_actions}")
         if self.shaping_mode not in ("relative", "sigmoid"):
             raise ValueError(f"shaping_mode must be 'relative' or 'sigmoid', got {self.shaping_mode!r}")
+        if self.shaper not in SHAPERS:
+            raise ValueError(f"shaper must be one of {', '.join(SHAPERS)}, got {self.shaper!r}")
         if self.mask_query_edges not in ("target", "all"):
             raise ValueError(f"mask_query_edges must be 'target' or 'all', got {self.mask_query_edges!r}")
         if not 0.0 <= self.action_dropout < 1.0:

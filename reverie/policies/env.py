@@ -6,8 +6,9 @@ action tables (NO_OP, column 0, stays put). The fact being asked is masked (the 
 answer with the query relation, and its inverse back), so the answer has to be reached by another
 path, as MINERVA and MultiHopKG train; `mask_query_edges="all"` masks every query-relation edge
 at the source instead. The reward comes at the last step only: 1.0 at the answer (`any_answer`:
-at any known training answer of the query), else `shaping` times the world model's belief in
-the entity reached when a world model is given (MultiHopKG's reward shaping), else 0. The belief
+at any known training answer of the query), else `shaping` times the shaper's belief in the
+entity reached (MultiHopKG's reward shaping; the shaper is the world model, or the graph reasoner
+with `shaper="reasoner"`), else 0. The belief
 is `exp(score - best score of the query)`, 1 for the world model's favourite: PyKEEN models trained
 with a softmax loss are not calibrated for MultiHopKG's `sigmoid(score)`, which is above 0.98 for
 nearly every true answer and above 0.5 for ~40% of all UMLS entities, so it hardly separates the
@@ -34,12 +35,35 @@ from reverie.policies.walkgraph import WalkGraph
 
 log = logging.getLogger(__name__)
 
-RUNTIME_KEYS = ("dataset", "num_envs", "seed", "world_model", "world_model_path")
-"""Config keys besides EnvConfig's fields: what to walk, how many walks, and the world model object or file."""
+RUNTIME_KEYS = ("dataset", "num_envs", "seed", "world_model", "world_model_path", "reasoner_path")
+"""Config keys besides EnvConfig's fields: what to walk, how many walks, the world model object or file,
+and the graph reasoner's file (when it shapes)."""
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
+class RowCache:
+    """`score_tails` with each (head, relation) row computed once: the graph reasoner propagates over the
+    whole graph per query, and PPO asks the same training queries again and again. Rows are kept up to
+    `max_bytes`, then the cache starts afresh."""
+
+    def __init__(self, score_tails, max_bytes: int = 512 << 20) -> None:
+        self._score_tails, self._max_bytes = score_tails, max_bytes
+        self._rows: dict[tuple[int, int], np.ndarray] = {}
+
+    def score_tails(self, heads: np.ndarray, relations: np.ndarray) -> np.ndarray:
+        keys = list(zip(np.asarray(heads).tolist(), np.asarray(relations).tolist()))
+        rows = {k: self._rows[k] for k in set(keys) & self._rows.keys()}
+        missing = sorted(set(keys) - rows.keys())
+        if missing:
+            fresh = np.asarray(self._score_tails(np.array([h for h, _ in missing]), np.array([r for _, r in missing])), np.float32)
+            rows.update(zip(missing, fresh))
+            if (len(self._rows) + len(missing)) * fresh.shape[1] * 4 > self._max_bytes:
+                self._rows.clear()
+            self._rows.update(zip(missing, fresh))
+        return np.stack([rows[k] for k in keys])
 
 
 class KGPathVectorEnv(gym.vector.VectorEnv):
@@ -52,7 +76,8 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
       seed: seeds query sampling (default None: fresh entropy; `reset(seed=...)` reseeds);
       world_model: an object with `score_tails(heads, relations) -> np.ndarray[B, E]`, or
       world_model_path: a file `reverie.models.world_model.WorldModel.load` reads (when shaping or
-      imagined edges need one).
+      imagined edges need one);
+      reasoner_path: a file `reverie.models.graph_reasoner.GraphReasoner.load` reads (shaper "reasoner").
     An unknown key is an error.
 
     `reset(options={"queries": int array (num_envs, 3)})` starts the walks at given
@@ -101,6 +126,14 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
                 raise ValueError("imagined_edges needs a world model (world_model or world_model_path)")
             if self.world_model is None:
                 log.warning("shaping=%s but no world model given: wrong answers get reward 0", self.shaping)
+        # Whose belief shapes a wrong answer's reward: the world model, or the graph reasoner.
+        self.shaper = self.world_model
+        if self.shaping != 0.0 and self.settings.shaper == "reasoner":
+            if not cfg.get("reasoner_path"):
+                raise ValueError('shaper "reasoner" needs reasoner_path: train one with `reverie train reasoner`')
+            from reverie.models.graph_reasoner import GraphReasoner
+
+            self.shaper = RowCache(GraphReasoner.load(cfg["reasoner_path"]).score_tails)
         if self.settings.imagined_edges > 0:
             self.graph = self.graph.with_imagined(self.world_model.score_tails, self.settings.imagined_edges)
         g = self.graph
@@ -294,13 +327,13 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
         else:
             hit = cur == self._ans[which]
         out = hit.astype(np.float64)
-        if self.shaping != 0.0 and self.world_model is not None:
+        if self.shaping != 0.0 and self.shaper is not None:
             miss = np.nonzero(~hit)[0]
             if miss.size:
-                scores = np.asarray(self.world_model.score_tails(src[miss], rel[miss]))
+                scores = np.asarray(self.shaper.score_tails(src[miss], rel[miss]))
                 if scores.ndim != 2 or scores.shape[0] != miss.size or scores.shape[1] != self._E:
                     raise ValueError(
-                        f"world model score_tails returned shape {scores.shape}, expected ({miss.size}, {self._E}): "
+                        f"{self.settings.shaper} score_tails returned shape {scores.shape}, expected ({miss.size}, {self._E}): "
                         "its entity ids must match the WalkGraph's (sorted names)"
                     )
                 reached = scores[np.arange(miss.size), cur[miss]].astype(np.float64)

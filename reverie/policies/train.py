@@ -32,15 +32,19 @@ def policy_dir(settings: Any, dataset_name: str) -> Path:
     return Path(settings.home) / "policies" / dataset_name
 
 
-def env_config(config: PolicyTrainConfig, world_model_path: str | Path | None = None) -> dict[str, Any]:
+def env_config(config: PolicyTrainConfig, world_model_path: str | Path | None = None,
+               reasoner_path: str | Path | None = None) -> dict[str, Any]:
     """KGPathVectorEnv's config for these settings (RLlib hands it to the env as a dict)."""
     out = {"dataset": config.dataset, "seed": config.seed, **dataclasses.asdict(config.env)}
     if world_model_path:
         out["world_model_path"] = str(world_model_path)
+    if reasoner_path:
+        out["reasoner_path"] = str(reasoner_path)
     return out
 
 
-def build_ppo_config(config: PolicyTrainConfig, world_model_path: str | Path | None = None):
+def build_ppo_config(config: PolicyTrainConfig, world_model_path: str | Path | None = None,
+                     reasoner_path: str | Path | None = None):
     """The RLlib PPOConfig `run_ppo` trains with (exposed for benchmarks and tests)."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
@@ -51,7 +55,7 @@ def build_ppo_config(config: PolicyTrainConfig, world_model_path: str | Path | N
     hops, walks = config.env.hops, config.walks
     return (
         PPOConfig()
-        .environment(env=KGPathVectorEnv, env_config=env_config(config, world_model_path))
+        .environment(env=KGPathVectorEnv, env_config=env_config(config, world_model_path, reasoner_path))
         .framework("torch")
         .env_runners(
             num_env_runners=0,
@@ -131,14 +135,14 @@ def ppo_iterations(algo: Any, iterations: int, max_seconds: float | None, label:
 
 
 def run_ppo(config: PolicyTrainConfig, world_model_path: str | Path | None = None,
-            progress: Callable[[dict[str, Any]], None] | None = None) -> PPORun:
+            progress: Callable[[dict[str, Any]], None] | None = None, reasoner_path: str | Path | None = None) -> PPORun:
     """Train with PPO for `config.iterations` algo.train() calls, or until `config.minutes` pass;
     `progress` as in `ppo_iterations`."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     algo = None
     try:
-        algo = build_ppo_config(config, world_model_path).build_algo()
+        algo = build_ppo_config(config, world_model_path, reasoner_path).build_algo()
         history = ppo_iterations(algo, config.iterations, config.minutes * 60 if config.minutes else None,
                                  f"policy {config.dataset}", progress)
         env = algo.env_runner.env.unwrapped
@@ -189,7 +193,12 @@ def train_policy(settings: Any, config: PolicyTrainConfig,
     if config.env.needs_world_model:
         world_model_path = ensure_world_model(settings.home, data, config.world_model, message or log.info)
     reasoner = reasoner_path(settings.home, data.name)
-    run = run_ppo(config, world_model_path, progress)
+    shaping_reasoner = None
+    if config.env.shaping != 0.0 and config.env.shaper == "reasoner":
+        if not reasoner.is_file():
+            raise FileNotFoundError(f"shaping by the reasoner needs {reasoner}: run `reverie train reasoner --dataset {data.name}` first")
+        shaping_reasoner = reasoner
+    run = run_ppo(config, world_model_path, progress, shaping_reasoner)
     last = run.history[-1]
     meta = PolicyMeta(
         dataset=run.dataset_name, dataset_arg=str(config.dataset), env=config.env, walks=config.walks, seed=config.seed,
