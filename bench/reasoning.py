@@ -60,8 +60,8 @@ def run(name: str, minutes: float, experts: int, imagined: int, seed: int, reaso
         from reverie.models.graph_reasoner import ReasonerConfig, reasoner_path, train_reasoner
 
         started = time.perf_counter()
-        built = {k: v for k, v in REASONER_SETUPS[name].items() if k != "dataset"}
-        reasoner = train_reasoner(data, ReasonerConfig(minutes=reasoner_minutes, epochs=1000, patience=0, seed=seed, **built))
+        built = {"patience": 0, **{k: v for k, v in REASONER_SETUPS[name].items() if k != "dataset"}}
+        reasoner = train_reasoner(data, ReasonerConfig(minutes=reasoner_minutes, epochs=1000, seed=seed, **built))
         reasoner.save(reasoner_path(settings.home, data.name))
         reasoner_seconds = time.perf_counter() - started
     started = time.perf_counter()
@@ -180,7 +180,7 @@ def main() -> None:
             f"{r['policy_seconds']:.0f}", f"{r['arbiter_weight']:g} / {r['world_weight']:g}",
         ])
     command = "cd /work/main && .venv/bin/python -m bench.reasoning " + " ".join(
-        f"--{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items() if k != "name")
+        f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items() if k != "name")
     write_table(
         args.name,
         "Reasoning: filtered tail ranking on the test split (MRR; AUC-PR for Countries)",

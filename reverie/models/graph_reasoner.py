@@ -274,7 +274,9 @@ class GraphReasoner:
             if grad is None:
                 continue
             g = grad.numpy()
-            live = np.flatnonzero((g > 0) & np.isin(src, list(beams)))
+            # every edge the round used (a non-zero gradient), even one that lowers the score: an answer the
+            # head reaches always gets its best paths, ranked by mean importance
+            live = np.flatnonzero((g != 0) & np.isin(src, list(beams)))
             extended: dict[int, list[tuple[float, tuple[int, ...]]]] = defaultdict(list)
             for node, paths in beams.items():  # the residual carries every path on unchanged
                 extended[node].extend(paths)

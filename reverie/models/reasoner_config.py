@@ -32,7 +32,7 @@ class ReasonerConfig:
     hide: str = "fact"
     """What a training query may not read: "fact", its own fact (both directions); "relation", every edge of
     the query relation at the head (as the path policy's mask_query_edges="all"), for graphs whose test heads
-    have no edge of the asked relation at all (Countries S2, S3)."""
+    have no edge of the asked relation at all (Countries S3; it also does best on S2)."""
     max_nodes: int | None = None
     """At most this many reached nodes per query send messages in a round, those of highest learned priority
     (A*Net's pruning, for large graphs such as WN18RR); None: every reached node sends."""
