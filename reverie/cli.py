@@ -40,8 +40,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     from reverie.graph_store.datasets import load_dataset, read_file
 
-    if bool(args.path) == bool(args.dataset):
-        raise ReverieError("give exactly one of PATH or --dataset NAME")
+    if (bool(args.path) + bool(args.dataset) + bool(args.images)) != 1:
+        raise ReverieError("give exactly one of PATH, --dataset NAME or --images FILE.jsonl")
+    if args.images:
+        return _ingest_images(args)
     if args.dataset:
         dataset = load_dataset(args.dataset)
         triples, entities, source = dataset.graph, dataset.entities, dataset.name
@@ -73,6 +75,31 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest_images(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from reverie.graph_store.images import read_image_file
+
+    settings = _settings(args)
+    lines = read_image_file(args.images, settings.max_image_pixels)  # every image checked before Ray starts
+    pipeline = _pipeline(settings)
+    bar = tqdm(total=None, unit="img", desc=f"ingest {args.images}", disable=args.quiet)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    report = pipeline.ingest_images(lines, source=args.images, progress=progress)
+    bar.close()
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print(f"ingested {args.images}: {len(lines)} lines, {report.triples_added} new triples, "
+              f"{report.entities_added} new entities in {report.seconds:.1f}s")
+    return 0
+
+
 def _show_chain(chain, indent: str = "  ") -> list[str]:
     lines = []
     for i, step in enumerate(chain.steps, 1):
@@ -84,7 +111,16 @@ def _show_chain(chain, indent: str = "  ") -> list[str]:
 def cmd_ask(args: argparse.Namespace) -> int:
     from reverie.schemas import Query
 
-    query = Query(question=args.question, branches=args.branches, hops=args.hops, verbalize=not args.no_llm, seed=args.seed)
+    image = None
+    if args.image:
+        import base64
+
+        from reverie.encoders.image import load_image
+
+        settings = _settings(args)
+        load_image(args.image, settings.max_image_pixels, name=args.image)  # a bad file fails before Ray starts
+        image = base64.b64encode(Path(args.image).read_bytes()).decode()
+    query = Query(question=args.question, branches=args.branches, hops=args.hops, verbalize=not args.no_llm, seed=args.seed, image=image)
     pipeline = _pipeline(_settings(args))
     pipeline.services.warm_up(llm=query.verbalize)
     verdict = pipeline.answer(query)
@@ -93,6 +129,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return 0
     best = verdict.candidates[0]
     print(f"Q: {verdict.question}")
+    if verdict.image is not None:
+        token = "" if verdict.image.token is None else f", image token {verdict.image.token}"
+        print(f"   the image shows: {verdict.image.entity} (similarity {verdict.image.score:.2f}{token})")
     print(f"A: {verdict.answer}")
     where = f" on {len(verdict.nodes)} nodes" if len(verdict.nodes) > 1 else ""
     print(f"   answer: {verdict.answer_entity} · score {best.score:.3f} · {best.votes}/{verdict.rollouts} rollouts{where} · said by {verdict.backend}")
@@ -205,6 +244,28 @@ def cmd_train_reasoner(args: argparse.Namespace) -> int:
         m = bundle.meta
         print(f"added to the policy in {folder}: arbiter weights (paths {m.arbiter_weight:g}, world model {m.world_weight:g}), "
               f"temperature {m.temperature:.2f}, fit on dev")
+    return 0
+
+
+def cmd_train_clip(args: argparse.Namespace) -> int:
+    from reverie.encoders.image import tower_path
+    from reverie.encoders.image_training import ClipTrainConfig, train_image_tower
+
+    config = ClipTrainConfig(backbone=args.backbone, image_size=args.image_size, renders_per_entity=args.renders, epochs=args.epochs,
+                             minutes=args.minutes, codebook_size=args.codebook_size, seed=args.seed)
+    from reverie.encoders.image import ImageConfig
+
+    ImageConfig(backbone=config.backbone, image_size=config.image_size)  # a bad backbone or size fails here, in one line
+    settings = _settings(args)
+    path = Path(args.out) if args.out else tower_path(settings)
+    import torch
+
+    torch.set_num_threads(settings.model_threads)
+    tokenizer, report = train_image_tower(config)
+    tokenizer.save(path)
+    print(f"image tower ({config.backbone}) saved to {path}: held-out renders link to the right entity "
+          f"{report['held_out_top1']:.1%} top-1, {report['held_out_top5']:.1%} top-5 among {report['candidates']} entities "
+          f"(chance {1 / report['candidates']:.1%}); {report['epochs']} epochs in {report['train_s']:.0f}s, codebook of {report['codebook_size']} tokens")
     return 0
 
 
@@ -404,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="add triples from a file, a dataset folder, or a named dataset")
     p.add_argument("path", nargs="?", help="a .tsv/.txt/.csv/.jsonl file, or a folder with train/dev/test.txt")
     p.add_argument("--dataset", help="a named dataset: world, umls, kinships, nations")
+    p.add_argument("--images", metavar="FILE.jsonl", help='images beside a JSONL of {"image", "caption"|"entity"} or {"what", "action", "result"} lines (needs `reverie train clip` first)')
     p.add_argument("--json", action="store_true", help="print the ingest report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_ingest)
@@ -414,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hops", type=int, help="maximum hops per rollout (default: REVERIE_HOPS, 3)")
     p.add_argument("--seed", type=int, help="seed for the rollouts")
     p.add_argument("--no-llm", action="store_true", help="skip the LLM; say the answer with a template")
+    p.add_argument("--image", metavar="PATH", help="an image the question is about: it links to an entity, the question's subject")
     p.add_argument("--json", action="store_true", help="print the whole Verdict as JSON")
     p.set_defaults(func=cmd_ask)
 
@@ -455,6 +518,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "those of highest learned priority (A*Net's pruning, for large graphs; default: all)")
     t.add_argument("--seed", type=int, default=r.seed)
     t.set_defaults(func=cmd_train_reasoner)
+
+    from reverie.encoders.image_training import ClipTrainConfig
+
+    k = ClipTrainConfig()
+    t = train_sub.add_parser("clip", help="train the image tower on renders of the built-in world, against the locked text encoder")
+    t.add_argument("--backbone", default=k.backbone, help=f"clip (open_clip ViT), resnet (open_clip ResNet) or lite (small CNN) (default {k.backbone})")
+    t.add_argument("--epochs", type=int, default=k.epochs, help=f"passes over the renders (default {k.epochs})")
+    t.add_argument("--minutes", type=float, default=k.minutes, help="stop after this much training time (--epochs stays the cap)")
+    t.add_argument("--renders", type=int, default=k.renders_per_entity, help=f"training renders per entity (default {k.renders_per_entity})")
+    t.add_argument("--image-size", type=int, default=k.image_size, help=f"input side in pixels (default {k.image_size})")
+    t.add_argument("--codebook-size", type=int, default=k.codebook_size, help=f"image tokens: k-means centroids (default {k.codebook_size})")
+    t.add_argument("--out", help="where to save the checkpoint (default: REVERIE_CLIP_WEIGHTS, else REVERIE_HOME/models/clip/image_tower.pt)")
+    t.add_argument("--seed", type=int, default=k.seed)
+    t.set_defaults(func=cmd_train_clip)
 
     t = train_sub.add_parser("tuner", help="train the training-control agent (RLlib PPO) on headline-classifier runs")
     _headline_options(t, budget_help="gradient steps per training run")

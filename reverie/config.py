@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     top_k: int = Field(default=40, ge=1, description="Top-k sampling when temperature > 0.")
     max_new_tokens: int = Field(default=48, ge=1, le=1024, description="Tokens the LLM may generate per answer.")
 
+    # images
+    clip_weights: Path | None = Field(default=None, description="An image-tower checkpoint (what `reverie train clip` writes); unset uses the one trained under `home`.")
+    image_link_min_score: float = Field(default=0.1, ge=-1.0, le=1.0, description="Cosine similarity below which a question's image links to nothing (an error, rather than a guess).")
+    max_image_pixels: int = Field(default=40_000_000, ge=1024, description="Largest image (width x height) accepted; a larger one is refused (HTTP 413).")
+
     model_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description="Torch threads of the encoder and LLM actors; Ray would give these zero-CPU actors one.")
 
     # serving
@@ -119,8 +124,12 @@ def get_settings() -> Settings:
 
 
 def offline_hub() -> None:
-    """No network at run time: every model comes from an installed package."""
+    """No network at run time: every model comes from an installed package. Called before the
+    first transformers import, which also imports torchvision when it is installed."""
+    from reverie.encoders.torchvision_fix import ensure_torchvision_importable
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ensure_torchvision_importable()

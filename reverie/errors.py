@@ -37,3 +37,9 @@ class NoMatchError(ReverieError):
 
 class EmptyGraphError(ReverieError):
     status = 409
+
+
+class UnsupportedMediaError(ReverieError):
+    """A request body of a content type the route does not take."""
+
+    status = 415

@@ -21,12 +21,16 @@ from ray.serve.handle import DeploymentResponse
 from reverie.actors import Services, init_ray, rollout_placements, rollout_task
 from reverie.config import Settings
 from reverie.dreams import Walker, make_walker
-from reverie.errors import NoMatchError, ReverieError
+from reverie.errors import IngestError, NoMatchError, ReverieError
 from reverie.graph_store.datasets import KGDataset
+from reverie.graph_store.images import DEPICTS, IMAGE_TYPE, ImageLine, ImageRef
 from reverie.memory import Turn
-from reverie.schemas import Entity, EntityView, Feedback, FeedbackRecord, GraphStats, IngestReport, LinkedEntity, Query, Triple, Verdict
+from reverie.encoders.image import decode_base64
+from reverie.schemas import (Entity, EntityView, Feedback, FeedbackRecord, GraphStats, ImageLink, IngestReport, LinkedEntity, Query,
+                             Triple, Verdict)
 
 ENCODE_BATCH = 2048
+IMAGE_BATCH = 64
 log = logging.getLogger(__name__)
 
 
@@ -133,15 +137,24 @@ class Pipeline:
         seed = query.seed if query.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
 
         with stage("encode"):
-            question_vec = get(svc.encoder.encode.remote([query.question]))[0]
+            question_ref = svc.encoder.encode.remote([query.question])
+            image_ref = svc.images.encode.remote([decode_base64(query.image)]) if query.image else None
+            question_vec = get(question_ref)[0]
+            image_vec = get(image_ref)[0] if image_ref is not None else None
         with stage("link"):
+            image = None
+            if image_vec is not None:
+                links, token = get(svc.store.link_image.remote(image_vec, 1 + s.alternatives, s.image_link_min_score))
+                image = ImageLink(entity=links[0].name, type=links[0].type, score=links[0].score, token=token, runners_up=links[1:])
             history = get(svc.memory.recall.remote(query.session_id)) if query.session_id else []
             try:
                 linked = get(svc.store.link.remote(query.question, question_vec, s.link_top_k, s.link_min_score))
             except NoMatchError:
-                if not history:
+                if not history and image is None:
                     raise
                 linked = []
+            if image is not None:  # the image names the subject ("What happens if I drop this?")
+                linked = [links[0], *(e for e in linked if e.name != image.entity)]
             linked = self._with_memory(linked, history)
             seeds = [e for e in linked if e.how != "vector"] or linked
         with stage("retrieve"):
@@ -186,6 +199,7 @@ class Pipeline:
             candidates=candidates,
             alternatives=[c.best_chain for c in candidates[1:]],
             linked=linked,
+            image=image,
             backend=backend,
             policy=walker.name,
             confidence=best.confidence,
@@ -210,7 +224,7 @@ class Pipeline:
     @staticmethod
     def _with_memory(linked: list[LinkedEntity], history: list[Turn]) -> list[LinkedEntity]:
         """A follow-up that names nothing exactly ("and what if it is heated?") continues from the last answer's subject."""
-        if not history or any(e.how == "exact" for e in linked):
+        if not history or any(e.how in ("exact", "image") for e in linked):
             return linked
         last = history[-1]
         names = {e.name for e in linked}
@@ -224,22 +238,27 @@ class Pipeline:
         entities: list[Entity] | None = None,
         source: str = "",
         progress: Callable[[int, int], None] | None = None,
+        image_vecs: dict[str, np.ndarray] | None = None,
+        codebook: np.ndarray | None = None,
     ) -> IngestReport:
-        """Add facts. Nothing is written until every vector is ready; re-ingesting adds nothing."""
+        """Add facts. Nothing is written until every vector is ready; re-ingesting adds nothing.
+        Image entities bring their vectors (image_vecs, by name) and the tower's codebook."""
         start = time.perf_counter()
         store, encoder = self.services.store, self.services.encoder
         plan = get(store.plan.remote(triples, entities or []))
         planned = time.perf_counter()
-        texts = plan.entity_texts + plan.relation_texts
+        image_vecs = image_vecs or {}
+        texts = [t for e, t in zip(plan.entities, plan.entity_texts) if e.name not in image_vecs] + plan.relation_texts
         vecs = []
         for i in range(0, len(texts), ENCODE_BATCH):
             vecs.append(get(encoder.encode.remote(texts[i : i + ENCODE_BATCH])))
             if progress:
                 progress(min(i + ENCODE_BATCH, len(texts)), len(texts))
-        vecs = np.concatenate(vecs) if vecs else np.zeros((0, 384), np.float32)
-        n = len(plan.entities)
+        vecs = iter(np.concatenate(vecs) if vecs else np.zeros((0, 384), np.float32))
+        entity_vecs = np.stack([image_vecs[e.name] if e.name in image_vecs else next(vecs) for e in plan.entities]) if plan.entities else np.zeros((0, 384), np.float32)
+        relation_vecs = np.array(list(vecs), np.float32).reshape(-1, 384)
         encoded = time.perf_counter()
-        get(store.apply.remote(plan, vecs[:n], vecs[n:]))
+        get(store.apply.remote(plan, entity_vecs, relation_vecs, codebook))
         written = time.perf_counter()
         return IngestReport(
             source=source,
@@ -250,6 +269,52 @@ class Pipeline:
             seconds=round(written - start, 3),
             timings_s={"plan": round(planned - start, 3), "encode": round(encoded - planned, 3), "write": round(written - encoded, 3)},
         )
+
+    def ingest_images(self, lines: list[ImageLine], source: str = "", progress: Callable[[int, int], None] | None = None) -> IngestReport:
+        """Images with captions or entities, and triplets whose sides may be images (graph_store/images.py).
+        Every image is encoded and every link found before anything is written."""
+        s, svc = self.settings, self.services
+        images = list({ref.name: ref for line in lines for ref in line.images}.values())
+        vecs = []
+        for i in range(0, len(images), IMAGE_BATCH):
+            vecs.append(get(svc.images.encode.remote([ref.data for ref in images[i : i + IMAGE_BATCH]])))
+            if progress:
+                progress(min(i + IMAGE_BATCH, len(images)), len(images))
+        image_vecs = dict(zip((ref.name for ref in images), np.concatenate(vecs)))
+        codebook = get(svc.images.codebook.remote())
+        captions = [line.caption for line in lines if line.caption and not line.entity]
+        caption_vecs = iter(get(svc.encoder.encode.remote(captions)) if captions else [])
+        entities: dict[str, Entity] = {}
+        triples: list[Triple] = []
+
+        def node(ref: ImageRef | str, line: ImageLine, caption: str = "") -> str:
+            if isinstance(ref, str):
+                return ref
+            if ref.name not in entities:
+                entities[ref.name] = Entity(name=ref.name, type=IMAGE_TYPE, description=caption, image=str(ref.path))
+                if not line.image:  # a triplet's image: what it depicts is the nearest entity
+                    try:
+                        links, _ = get(svc.store.link_image.remote(image_vecs[ref.name], 1, s.image_link_min_score))
+                    except NoMatchError as exc:
+                        raise IngestError(f"{line.where}: {ref.path.name}: {exc.message}") from None
+                    triples.append(Triple(head=ref.name, relation=DEPICTS, tail=links[0].name, source=line.where))
+            return ref.name
+
+        for line in lines:
+            if line.image is not None:
+                depicted = line.entity
+                if depicted is None:
+                    caption_vec = next(caption_vecs)
+                    try:
+                        linked = get(svc.store.link.remote(line.caption, caption_vec, 1, s.link_min_score))
+                    except NoMatchError:
+                        raise IngestError(f"{line.where}: the caption {line.caption!r} names no entity of the graph; give \"entity\" instead") from None
+                    depicted = linked[0].name
+                triples.append(Triple(head=node(line.image, line, line.caption or f"an image of {depicted}"), relation=DEPICTS,
+                                      tail=depicted, source=line.where))
+            else:
+                triples.append(Triple(head=node(line.what, line), relation=line.action, tail=node(line.result, line), source=line.where))
+        return self.ingest(triples, list(entities.values()), source=source, image_vecs=image_vecs, codebook=codebook)
 
     def ingest_dataset(self, dataset: KGDataset, progress=None) -> IngestReport:
         return self.ingest(dataset.graph, dataset.entities, source=dataset.name, progress=progress)

@@ -15,6 +15,7 @@ class Entity(BaseModel):
     type: str = Field(default="entity", description="Entity type, e.g. object, material, property, result.")
     description: str = Field(default="", description="One line of text; embedded with the name for linking.")
     image: str | None = Field(default=None, description="Optional reference (path or URI) to an image of it.")
+    token: int | None = Field(default=None, description="An image entity's image token: its nearest centroid in the graph's codebook.")
 
 
 class Triple(BaseModel):
@@ -47,6 +48,7 @@ class Query(BaseModel):
     verbalize: bool = Field(default=True, description="Put the answer into words with the LLM.")
     seed: int | None = Field(default=None, description="Seed for the rollouts; the same seed gives the same verdict.")
     stream: bool = Field(default=False, description="HTTP only: stream the answer's tokens, then the Verdict, as server-sent events.")
+    image: str | None = Field(default=None, description="An image the question is about, base64-encoded (a data: URL too); it links to an entity, the question's subject.")
 
     @field_validator("question")
     @classmethod
@@ -89,7 +91,17 @@ class LinkedEntity(BaseModel):
     name: str
     type: str
     score: float
-    how: Literal["exact", "vector", "memory"]
+    how: Literal["exact", "vector", "memory", "image"]
+
+
+class ImageLink(BaseModel):
+    """Which entity a question's image was linked to, and how sure."""
+
+    entity: str = Field(description="The entity the image links to (the question's subject).")
+    type: str
+    score: float = Field(description="Cosine similarity of the image's vector and the entity's, in the text encoder's space.")
+    token: int | None = Field(default=None, description="The image's token in the graph's codebook (None before any image was ingested).")
+    runners_up: list[LinkedEntity] = Field(default_factory=list, description="The next nearest entities, for a person to check the link.")
 
 
 class Verdict(BaseModel):
@@ -103,6 +115,7 @@ class Verdict(BaseModel):
     candidates: list[Candidate] = Field(description="Ranked answers, best first.")
     alternatives: list[Chain] = Field(description="Best chains of the runner-up answers.")
     linked: list[LinkedEntity]
+    image: ImageLink | None = Field(default=None, description="Where the question's image linked, when it came with one.")
     backend: str = Field(description="Which backend put the answer into words ('template' when verbalize is off).")
     policy: str = Field(description="Which policy walked the graph.")
     confidence: float | None = Field(default=None, ge=0.0, le=1.0,

@@ -56,7 +56,7 @@ def served(world_pipeline, world_settings):
     from reverie.serve.app import run
     from servers import API_KEY, free_port
 
-    settings = world_settings.model_copy(update={"port": free_port(), "api_key": API_KEY, "max_body_bytes": 64 * 1024})
+    settings = world_settings.model_copy(update={"port": free_port(), "api_key": API_KEY, "max_body_bytes": 64 * 1024, "max_image_pixels": 1_000_000})
     url = run(settings)
     yield url, settings
     serve.shutdown()

@@ -17,6 +17,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from reverie.config import Settings
 from reverie.dreams import Rollouts, WalkQuery, Walker, dream
 from reverie.encoders import TextEncoder
+from reverie.encoders.image import ImageEncoder, tower_path
 from reverie.feedback import FeedbackLog
 from reverie.graph_store import GraphStore
 from reverie.graph_store.subgraph import Subgraph
@@ -28,6 +29,7 @@ NAMESPACE = "reverie"
 
 # The computing classes hosted as they are: every public method becomes a remote method.
 TextEncoderActor = ray.remote(num_cpus=0)(TextEncoder)
+ImageEncoderActor = ray.remote(num_cpus=0)(ImageEncoder)
 # The store restarts from its snapshot when its process dies; a call in flight is retried on the
 # new process, which is safe because apply() skips what is already stored.
 GraphStoreActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3)(GraphStore)
@@ -108,6 +110,7 @@ class Services:
     """Handles to the actors one REVERIE_HOME uses."""
 
     encoder: "ray.actor.ActorHandle"
+    images: "ray.actor.ActorHandle"
     store: "ray.actor.ActorHandle"
     arbiter: "ray.actor.ActorHandle"
     llm: "ray.actor.ActorHandle"
@@ -115,11 +118,14 @@ class Services:
     feedback: "ray.actor.ActorHandle"
 
     @classmethod
-    def start(cls, settings: Settings, encoder=None, llm=None) -> "Services":
+    def start(cls, settings: Settings, encoder=None, llm=None, images=None) -> "Services":
         """The named actors of settings.home; Serve passes its own deployments' handles for the
-        encoder and the LLM, which it scales (the Pipeline calls both kinds of handle alike)."""
+        encoders and the LLM, which it scales (the Pipeline calls both kinds of handle alike)."""
+        weights = tower_path(settings)
         return cls(
             encoder=encoder or _actor(TextEncoderActor, f"text-encoder-{settings.model_threads}", threads=settings.model_threads),
+            images=images or _actor(ImageEncoderActor, f"image-encoder-{hashlib.sha1(str(weights).encode()).hexdigest()[:10]}",
+                                    weights, settings.max_image_pixels, settings.model_threads),
             arbiter=_actor(ArbiterActor, "arbiter"),
             llm=llm or _actor(LLMActor, f"llm-{_home_tag(settings)}", settings, threads=settings.model_threads),
             **state_actors(settings),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -70,30 +71,37 @@ def _read_delimited(path: Path, delimiter: str, source: str) -> list[Triple]:
     return triples
 
 
-def _read_jsonl(path: Path, source: str) -> tuple[list[Triple], list[Entity]]:
-    triples, entities = [], []
+def jsonl_objects(path: Path, label: str | None = None) -> Iterator[tuple[int, str, dict]]:
+    """Each non-blank line of a JSONL file as (line number, "file:line", object); a line that is not
+    a JSON object is an IngestError naming it."""
     with path.open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
+            where = f"{label or path}:{lineno}"
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise IngestError(f"{where}: invalid JSON ({exc.msg})") from None
             if not isinstance(obj, dict):
                 raise IngestError(f"{where}: expected a JSON object")
-            try:
-                if "entity" in obj:
-                    entities.append(Entity(**obj["entity"]))
-                    continue
-                unknown = set(obj) - {"head", "relation", "tail", "source", "confidence"}
-                if unknown:
-                    raise ValueError(f"unknown keys {sorted(unknown)}")
-                obj.setdefault("source", f"{source}:{lineno}")
-                triples.append(Triple(**obj))
-            except (ValidationError, ValueError, TypeError) as exc:
-                raise IngestError(f"{where}: {_reason(exc)}") from None
+            yield lineno, where, obj
+
+
+def _read_jsonl(path: Path, source: str) -> tuple[list[Triple], list[Entity]]:
+    triples, entities = [], []
+    for lineno, where, obj in jsonl_objects(path):
+        try:
+            if "entity" in obj:
+                entities.append(Entity(**obj["entity"]))
+                continue
+            unknown = set(obj) - {"head", "relation", "tail", "source", "confidence"}
+            if unknown:
+                raise ValueError(f"unknown keys {sorted(unknown)}")
+            obj.setdefault("source", f"{source}:{lineno}")
+            triples.append(Triple(**obj))
+        except (ValidationError, ValueError, TypeError) as exc:
+            raise IngestError(f"{where}: {_reason(exc)}") from None
     return triples, entities
 
 

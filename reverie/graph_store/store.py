@@ -107,6 +107,7 @@ class GraphStore:
         self._relation_vecs = np.zeros((0, 2, self.dim), np.float32)
         self._csr: tuple[np.ndarray, ...] | None = None
         self._phrases: dict[str, list[int]] | None = None
+        self._codebook: np.ndarray | None = None  # image-token centroids, adopted from the tower of the first image ingest
 
     def _load_snapshot(self) -> None:
         if not self.snapshot_path.is_file():
@@ -115,9 +116,11 @@ class GraphStore:
             meta = json.loads(bytes(data["meta"]).decode())
             entity_vecs = data["entity_vecs"]
             relation_vecs = data["relation_vecs"]
+            codebook = data["codebook"] if "codebook" in data.files else None
         entities = [Entity(**e) for e in meta["entities"]]
         triples = [Triple(head=h, relation=r, tail=t, source=s, confidence=c) for h, r, t, s, c in meta["triples"]]
         self._add(entities, meta["relations"], triples, entity_vecs, relation_vecs)
+        self._codebook = codebook if codebook is not None and len(codebook) else None
 
     def _write_snapshot(self) -> None:
         meta = {
@@ -131,6 +134,7 @@ class GraphStore:
                 meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
                 entity_vecs=self._entity_vecs,
                 relation_vecs=self._relation_vecs,
+                codebook=self._codebook if self._codebook is not None else np.zeros((0, self.dim), np.float32),
             )
 
     def _open_qdrant(self):
@@ -220,11 +224,14 @@ class GraphStore:
         plan.relations = list(new_relations)
         return plan
 
-    def apply(self, plan: IngestPlan, entity_vecs: np.ndarray, relation_vecs: np.ndarray) -> None:
-        """Add a plan with its vectors (relation_vecs: forward and inverse text of each relation, interleaved)."""
+    def apply(self, plan: IngestPlan, entity_vecs: np.ndarray, relation_vecs: np.ndarray, codebook: np.ndarray | None = None) -> None:
+        """Add a plan with its vectors (relation_vecs: forward and inverse text of each relation, interleaved).
+        Image entities get their token from the graph's codebook; the first image ingest brings it
+        (`codebook`, the image tower's), so tokens keep their meaning when the tower is retrained."""
         entity_vecs = np.asarray(entity_vecs, np.float32).reshape(len(plan.entities), self.dim)
         relation_vecs = np.asarray(relation_vecs, np.float32).reshape(len(plan.relations), 2, self.dim)
         self.qdrant  # open and sync the index against the old snapshot, before the graph changes
+        plan = self._with_tokens(plan, entity_vecs, codebook)
         plan, entity_vecs, relation_vecs = self._unapplied(plan, entity_vecs, relation_vecs)
         try:
             self._apply_in_memory(plan, entity_vecs, relation_vecs)
@@ -239,6 +246,26 @@ class GraphStore:
             self._upsert_entities(plan.entities, entity_vecs)
         if plan.relations:
             self._upsert_relations(plan.relations, relation_vecs[:, 0])
+
+    def _with_tokens(self, plan: IngestPlan, entity_vecs: np.ndarray, codebook: np.ndarray | None) -> IngestPlan:
+        images = [i for i, e in enumerate(plan.entities) if e.type == "image"]
+        if not images:
+            return plan
+        if self._codebook is None:
+            if codebook is None or not len(codebook):
+                raise ReverieError("image entities need a codebook: the image tower has none; retrain it with `reverie train clip`")
+            self._codebook = np.asarray(codebook, np.float32).reshape(-1, self.dim)
+        tokens = self.image_tokens(entity_vecs[images])
+        entities = list(plan.entities)
+        for i, token in zip(images, tokens):
+            entities[i] = entities[i].model_copy(update={"token": int(token)})
+        return IngestPlan(entities, plan.relations, plan.triples, plan.triples_read)
+
+    def image_tokens(self, vecs: np.ndarray) -> np.ndarray | None:
+        """Image tokens by the graph's codebook, or None before any image was ingested."""
+        if self._codebook is None:
+            return None
+        return np.argmax(np.asarray(vecs, np.float32).reshape(-1, self.dim) @ self._codebook.T, axis=1)
 
     def _unapplied(self, plan: IngestPlan, entity_vecs: np.ndarray, relation_vecs: np.ndarray):
         """The part of a plan the graph still lacks. Another ingest may have applied between this
@@ -364,6 +391,23 @@ class GraphStore:
             best = f" (closest: {hits[0].payload['name']!r} at {hits[0].score:.2f})" if hits else ""
             raise NoMatchError(f"no entity in the graph matches the question{best}")
         return list(linked.values())
+
+    def link_image(self, image_vec: np.ndarray, top_k: int, min_score: float):
+        """The entities nearest an image's vector (image entities aside: a question's subject is a
+        thing, not a picture of it), and the image's token: (links, token)."""
+        from qdrant_client import models
+
+        self._require_graph()
+        not_images = models.Filter(must_not=[models.FieldCondition(key="type", match=models.MatchValue(value="image"))])
+        hits = self.qdrant.query_points(ENTITIES, query=np.asarray(image_vec, np.float32).tolist(), limit=top_k,
+                                        query_filter=not_images, with_payload=True).points
+        links = [LinkedEntity(name=h.payload["name"], type=h.payload.get("type", "entity"), score=float(h.score), how="image")
+                 for h in hits if h.payload["name"] in self._entity_index]
+        if not links or links[0].score < min_score:
+            best = f" (closest: {links[0].name!r} at {links[0].score:.2f})" if links else ""
+            raise NoMatchError(f"the image links to no entity of the graph with a similarity of {min_score} or more{best}")
+        tokens = self.image_tokens(image_vec)
+        return links, None if tokens is None else int(tokens[0])
 
     # ---------- retrieval ----------
     def _full_csr(self) -> tuple[np.ndarray, ...]:

@@ -3,6 +3,7 @@
     ReverieAPI (ingress, FastAPI) --handle--> Pipeline    link, retrieve, dream (rollout tasks), arbitrate;
                                  |                          ingest, feedback, entity views
                                  |                          --handle--> TextEncoder   (encode)
+                                 |                          --handle--> ImageEncoder  (images -> vectors)
                                  |                          --handle--> LLM           (verbalize)
                                  +--handle--> LLM           streamed answers, Ollama generation
 
@@ -30,7 +31,7 @@ from ray.exceptions import RayTaskError
 from ray.serve.handle import DeploymentHandle
 
 from reverie.config import Settings, offline_hub
-from reverie.errors import IngestError, ReverieError
+from reverie.errors import IngestError, ReverieError, UnsupportedMediaError
 from reverie.llm.verbalizer import Verbalizer
 from reverie.schemas import EntityView, Feedback, FeedbackRecord, GraphStats, IngestReport, IngestRequest, Query, Verdict
 from reverie.serve import ollama_api
@@ -41,6 +42,22 @@ APP_NAME = "reverie"
 SSE = "text/event-stream"
 
 api = FastAPI(title="Reverie", version="0.1.0", description="Ask a knowledge graph; get an answer with its chain and provenance.")
+
+
+def _openapi() -> dict:
+    """FastAPI's schema, plus the models of bodies these routes parse by hand (JSON or multipart)."""
+    if api.openapi_schema is None:
+        schema = FastAPI.openapi(api)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (Query, IngestRequest):
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+        api.openapi_schema = schema
+    return api.openapi_schema
+
+
+api.openapi = _openapi
 
 
 @api.exception_handler(ReverieError)
@@ -87,6 +104,27 @@ class EncoderDeployment:
         return self.encoder.encode(texts)
 
 
+@serve.deployment(name="ImageEncoder", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=16)
+class ImageEncoderDeployment:
+    """The image tower, hosted as the text encoder is; it loads on the first image (a server
+    without a trained tower still starts, and an image question says how to get one)."""
+
+    def __init__(self, settings: dict):
+        import torch
+
+        from reverie.encoders.image import ImageEncoder, tower_path
+
+        self.settings = Settings(**settings)
+        torch.set_num_threads(self.settings.model_threads)
+        self.encoder = ImageEncoder(tower_path(self.settings), self.settings.max_image_pixels)
+
+    def encode(self, images: list[bytes]) -> np.ndarray:
+        return self.encoder.encode(images)
+
+    def codebook(self) -> np.ndarray | None:
+        return self.encoder.codebook()
+
+
 # The LLM actor's class, as a deployment: load before taking requests, not on the first question.
 LLMDeployment = serve.deployment(name="LLM", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=8)(Verbalizer)
 
@@ -96,14 +134,14 @@ LLMDeployment = serve.deployment(name="LLM", ray_actor_options={"num_cpus": 0}, 
 class PipelineDeployment:
     """The Pipeline: its rollouts run as Ray tasks, so a replica mostly waits and reserves no CPU."""
 
-    def __init__(self, settings: dict, encoder: DeploymentHandle, llm: DeploymentHandle):
+    def __init__(self, settings: dict, encoder: DeploymentHandle, llm: DeploymentHandle, images: DeploymentHandle):
         import ray
 
         from reverie.actors import Services
         from reverie.pipeline import Pipeline
 
         self.settings = Settings(**settings)
-        self.pipeline = Pipeline(self.settings, Services.start(self.settings, encoder=encoder, llm=llm))
+        self.pipeline = Pipeline(self.settings, Services.start(self.settings, encoder=encoder, llm=llm, images=images))
         ray.get(self.pipeline.services.store.open_index.remote())
 
     def check_health(self) -> None:
@@ -127,6 +165,22 @@ class PipelineDeployment:
         return self.pipeline.stats()
 
 
+_QUERY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Query"}},
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["question"], "properties": {
+                    "question": {"type": "string"},
+                    "image": {"type": "string", "format": "binary", "description": "an image (PNG, JPEG, GIF, BMP, WebP, TIFF) the question is about"},
+                    "branches": {"type": "integer"}, "hops": {"type": "integer"}, "session_id": {"type": "string"},
+                    "verbalize": {"type": "boolean"}, "seed": {"type": "integer"}, "stream": {"type": "boolean"},
+                }}
+            },
+        },
+    }
+}
 _INGEST_BODY = {
     "requestBody": {
         "required": True,
@@ -159,13 +213,40 @@ class ReverieAPI:
         """Prometheus text: Ray's own metrics and Reverie's (ray_reverie_*), from every node."""
         return PlainTextResponse(await cluster_metrics(), media_type=PROMETHEUS_TEXT)
 
-    @api.post("/v1/query", response_model=Verdict, responses={200: {"content": {SSE: {}}, "description": "The Verdict, or with `stream: true` server-sent events: `token` events, then one `verdict` event."}})
-    async def query(self, query: Query):
+    @api.post("/v1/query", response_model=Verdict, openapi_extra=_QUERY_BODY,
+              responses={200: {"content": {SSE: {}}, "description": "The Verdict, or with `stream: true` server-sent events: `token` events, then one `verdict` event."}})
+    async def query(self, request: Request):
+        """A Query as JSON (an image as base64 in `image`), or as multipart form data: the Query's fields as form fields and the image as a file field `image`."""
+        query = await self._query(request)
         if not query.stream:
             return await _result(self.pipeline.answer.remote(query))
         # Errors (no match, empty graph) must still be a 4xx, so the dreams finish before the stream opens.
         verdict: Verdict = await _result(self.pipeline.answer.remote(query.model_copy(update={"verbalize": False})))
         return StreamingResponse(self._events(query, verdict), media_type=SSE)
+
+    async def _query(self, request: Request) -> Query:
+        import base64
+
+        from starlette.datastructures import UploadFile
+
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "multipart/form-data":
+            form = await request.form()
+            fields = {k: v for k, v in form.items() if not isinstance(v, UploadFile)}
+            upload = form.get("image")
+            if isinstance(upload, UploadFile):
+                fields["image"] = base64.b64encode(await upload.read()).decode()
+        elif kind in ("application/json", ""):
+            try:
+                fields = json.loads(await request.body())
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {exc}", "input": None}]) from None
+        else:
+            raise UnsupportedMediaError(f"send application/json or multipart/form-data, not {kind!r}")
+        try:
+            return Query.model_validate(fields)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
 
     async def _events(self, query: Query, verdict: Verdict) -> AsyncIterator[bytes]:
         if query.verbalize:
@@ -190,7 +271,7 @@ class ReverieAPI:
         elif kind == "multipart/form-data":
             body = await self._uploaded(request)
         else:
-            return JSONResponse(status_code=415, content={"detail": f"send application/json or multipart/form-data with a `file` field, not {kind or 'no content type'!r}"})
+            raise UnsupportedMediaError(f"send application/json or multipart/form-data with a `file` field, not {kind or 'no content type'!r}")
         return await _result(self.pipeline.ingest.remote(body))
 
     @staticmethod
@@ -237,8 +318,9 @@ class ReverieAPI:
     @api.post("/api/generate")
     async def ollama_generate(self, request: ollama_api.GenerateRequest):
         model = ollama_api.model_name(request.model)
+        image = ollama_api.one_image(request.images, model)
         if model == ollama_api.REASONING_MODEL:
-            pieces = await self._reasoned(request.prompt, request.options.seed, "prompt")
+            pieces = await self._reasoned(request.prompt, request.options.seed, "prompt", image)
         else:
             pieces = self._generated(request.prompt, request.system, request.generation_options())
         return await self._ollama_reply("generate", request.model, request.stream, pieces)
@@ -250,16 +332,17 @@ class ReverieAPI:
             system, prompt = request.system_and_prompt()
         except ValueError as exc:
             raise RequestValidationError([{"type": "value_error", "loc": ("body", "messages"), "msg": str(exc), "input": None}]) from None
+        image = ollama_api.one_image(request.messages[-1].images, model)
         if model == ollama_api.REASONING_MODEL:
-            pieces = await self._reasoned(request.messages[-1].content, request.options.seed, "messages")
+            pieces = await self._reasoned(request.messages[-1].content, request.options.seed, "messages", image)
         else:
             pieces = self._generated(prompt, system, request.generation_options())
         return await self._ollama_reply("chat", request.model, request.stream, pieces)
 
-    async def _reasoned(self, question: str, seed: int | None, field: str) -> AsyncIterator[str]:
+    async def _reasoned(self, question: str, seed: int | None, field: str, image: str | None = None) -> AsyncIterator[str]:
         """The reasoning model's reply, computed before the reply opens so that errors are 4xx."""
         try:
-            query = Query(question=question, seed=seed)
+            query = Query(question=question, seed=seed, image=image)
         except ValidationError as exc:
             raise RequestValidationError([{"type": "value_error", "loc": ("body", field), "msg": exc.errors()[0]["msg"], "input": None}]) from None
         verdict: Verdict = await _result(self.pipeline.answer.remote(query))
@@ -281,11 +364,12 @@ class ReverieAPI:
 
 
 def build_app(settings: Settings):
-    """The application graph: handles to the encoder and the LLM go into Pipeline, and to Pipeline and the LLM into the ingress."""
+    """The application graph: handles to the encoders and the LLM go into Pipeline, and to Pipeline and the LLM into the ingress."""
     config = settings.model_dump(mode="json")
     encoder = EncoderDeployment.bind(settings.model_threads)
     llm = LLMDeployment.bind(config, True)
-    pipeline = PipelineDeployment.bind(config, encoder, llm)
+    images = ImageEncoderDeployment.bind(config)
+    pipeline = PipelineDeployment.bind(config, encoder, llm, images)
     return ReverieAPI.bind(config, pipeline, llm)
 
 

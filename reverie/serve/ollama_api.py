@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reverie.errors import NotFoundError
+from reverie.errors import NotFoundError, ReverieError
 from reverie.schemas import Verdict
 
 REASONING_MODEL = "reverie"
@@ -40,6 +40,20 @@ FORMAT_DOC = ("Ollama's structured output. Reverie honours a JSON schema of one 
               '({"type": "string", "enum": [...]}): the reply is one of them, JSON-encoded; other formats are ignored.')
 
 
+IMAGES_DOC = "Base64 images, as Ollama takes them: the `reverie` model links one to the entity it shows; the text-only LLM refuses images."
+
+
+def one_image(images: list[str] | None, model: str) -> str | None:
+    """The question's image; Reverie reasons about one subject, and the bundled LLM sees no images."""
+    if not images:
+        return None
+    if model != REASONING_MODEL:
+        raise ReverieError(f"model {model!r} does not support images; ask the {REASONING_MODEL!r} model")
+    if len(images) > 1:
+        raise ReverieError(f"send one image per question, not {len(images)}")
+    return images[0]
+
+
 class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")  # Ollama clients send fields (keep_alive, ...) Reverie has no use for
 
@@ -49,6 +63,7 @@ class GenerateRequest(BaseModel):
     stream: bool = True
     format: str | dict[str, Any] | None = Field(default=None, description=FORMAT_DOC)
     options: OllamaOptions = Field(default_factory=OllamaOptions)
+    images: list[str] | None = Field(default=None, description=IMAGES_DOC)
 
     def generation_options(self) -> dict[str, Any]:
         return {**self.options.model_dump(), "choices": choices_of(self.format)}
@@ -59,6 +74,7 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str = ""
+    images: list[str] | None = Field(default=None, description=IMAGES_DOC)
 
 
 class ChatRequest(BaseModel):
@@ -120,6 +136,8 @@ def tags() -> dict[str, Any]:
 def verdict_text(verdict: Verdict) -> str:
     """The `reverie` model's reply: the answer, then the chain with each step's provenance."""
     lines = [verdict.answer, "", f"Chain ({verdict.policy}):"]
+    if verdict.image is not None:
+        lines.insert(1, f"(The image shows {verdict.image.entity}, similarity {verdict.image.score:.2f}.)")
     for i, step in enumerate(verdict.chain.steps, 1):
         flag = " [imagined]" if step.imagined else ""
         lines.append(f"{i}. {step.what} --[{step.action}]--> {step.result}{flag} (source {step.source})")
