@@ -114,6 +114,7 @@ def main(argv=None) -> int:
         rows.append([backbone, f"{params / 1e6:.2f} M", report["epochs"], f"{report['train_s']:.0f}", f"{report['train_top1']:.3f}",
                      f"{held['top1']:.3f}", f"{held['top5']:.3f}", f"{rate:.0f}"])
         results[backbone] = {**report, "bench_held_out": held, "images_per_s": rate, "params": params}
+        (RESULTS / "images.json").write_text(json.dumps(results, indent=2, default=float))  # kept if a later step fails
         if best is None or held["top1"] > results[best]["bench_held_out"]["top1"]:
             best = backbone
             best_tokenizer = tokenizer

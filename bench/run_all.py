@@ -18,6 +18,7 @@ RUNS = [
     ["bench.reasoning", "--datasets", "umls", "--imagined", "3", "--reasoner-minutes", "0", "--name", "reasoning_imagined"],
     ["bench.graph_reasoner", "--datasets", "countries_s1", "countries_s2", "countries_s3", "umls", "kinships", "--minutes", "4"],
     ["bench.graph_reasoner", "--datasets", "wn18rr", "--seeds", "0", "--minutes", "12", "--name", "graph_reasoner_wn18rr"],
+    ["bench.images", "--backbones", "lite", "resnet", "clip", "--minutes", "4"],
     ["bench.training_control"],
     ["bench.tune_policy"],
 ]

@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(default=48, ge=1, le=1024, description="Tokens the LLM may generate per answer.")
 
     # images
-    clip_weights: Path | None = Field(default=None, description="An image-tower checkpoint (what `reverie train clip` writes); unset uses the one trained under `home`.")
+    clip_weights: Path | None = Field(default=None, description="An image-tower checkpoint (what `reverie train clip` writes), or with `clip_arch` an open_clip checkpoint; unset uses the tower trained under `home`.")
+    clip_arch: str | None = Field(default=None, description="The open_clip architecture of an open_clip checkpoint in `clip_weights` (e.g. ViT-B-32, or a model-config JSON file); its image vectors reach MiniLM's space by a map fit on text.")
     image_link_min_score: float = Field(default=0.1, ge=-1.0, le=1.0, description="Cosine similarity below which a question's image links to nothing (an error, rather than a guess).")
     max_image_pixels: int = Field(default=40_000_000, ge=1024, description="Largest image (width x height) accepted; a larger one is refused (HTTP 413).")
 

@@ -207,3 +207,44 @@ def test_store_tokens_image_entities_and_links_images_to_things(tmp_path, encode
     assert again.get_entity(image.name).token == 0
     assert np.allclose(again.image_tokens(codebook), [0, 1])
     again.close()
+
+
+# ---------- real open_clip weights, bridged by a map fit on text ----------
+def test_fit_map_recovers_a_linear_map():
+    from reverie.encoders.open_clip_bridge import fit_map
+
+    rng = np.random.default_rng(0)
+    source = rng.standard_normal((500, 16)).astype(np.float32)
+    truth = rng.standard_normal((16, 8)).astype(np.float32)
+    assert np.allclose(fit_map(source, source @ truth, ridge=1e-6), truth, atol=1e-3)
+
+
+def test_open_clip_checkpoint_with_its_architecture_needs_no_training(tmp_path, encoder):
+    """A tiny open_clip model stands in for real weights (none can be downloaded here): its
+    checkpoint loads through ImageEncoder with REVERIE_CLIP_ARCH, and images come out in MiniLM's space."""
+    import torch
+
+    from reverie.encoders.image import ImageEncoder
+    from reverie.encoders.open_clip_bridge import OpenClipBridge
+    from reverie.encoders.torchvision_fix import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
+    import open_clip
+
+    config = tmp_path / "reverie-tiny-clip.json"
+    config.write_text(json.dumps({"embed_dim": 64, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
+                                  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}))
+    open_clip.add_model_config(str(config))
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model("reverie-tiny-clip").state_dict(), tmp_path / "tiny.pt")
+    bridge = OpenClipBridge(str(config), tmp_path / "tiny.pt", text_encoder=encoder, codebook_size=8)
+    vecs = bridge.tokenize(noise_images(3))
+    assert vecs.shape == (3, 384) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+    assert bridge.codebook.size == 8 and bridge.name == "open_clip:reverie-tiny-clip"
+    hosted = ImageEncoder(tmp_path / "tiny.pt", arch=str(config))
+    assert np.allclose(hosted.encode([png()]), bridge.tokenize([load_image(png())]), atol=1e-5)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ImageModelMissingError, match="not an open_clip"):
+        OpenClipBridge(str(config), tmp_path / "junk.pt", text_encoder=encoder)
+    with pytest.raises(ReverieError, match="unknown open_clip architecture"):
+        OpenClipBridge("ViT-Nope", tmp_path / "tiny.pt", text_encoder=encoder)

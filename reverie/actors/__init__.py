@@ -124,8 +124,8 @@ class Services:
         weights = tower_path(settings)
         return cls(
             encoder=encoder or _actor(TextEncoderActor, f"text-encoder-{settings.model_threads}", threads=settings.model_threads),
-            images=images or _actor(ImageEncoderActor, f"image-encoder-{hashlib.sha1(str(weights).encode()).hexdigest()[:10]}",
-                                    weights, settings.max_image_pixels, settings.model_threads),
+            images=images or _actor(ImageEncoderActor, f"image-encoder-{hashlib.sha1(f'{weights}|{settings.clip_arch}'.encode()).hexdigest()[:10]}",
+                                    weights, settings.max_image_pixels, settings.model_threads, settings.clip_arch),
             arbiter=_actor(ArbiterActor, "arbiter"),
             llm=llm or _actor(LLMActor, f"llm-{_home_tag(settings)}", settings, threads=settings.model_threads),
             **state_actors(settings),

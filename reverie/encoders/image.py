@@ -13,6 +13,7 @@ import base64
 import binascii
 import io
 import pickle
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -252,13 +253,21 @@ class ImageTokenizer:
             for start in range(0, len(images), batch_size):
                 batch = [load_image(im, name=f"image {start + i}") for i, im in enumerate(images[start : start + batch_size])]
                 pixels = preprocess(batch, self.config.image_size).to(self.device)
-                vecs = torch.nn.functional.normalize(self.tower(pixels).float(), dim=-1)
+                vecs = torch.nn.functional.normalize(self.embed(pixels).float(), dim=-1)
                 out[start : start + len(batch)] = vecs.cpu().numpy()
                 if bar is not None:
                     bar.update(len(batch))
         if bar is not None:
             bar.close()
         return out
+
+    def embed(self, pixels):
+        """The tower's output for preprocessed pixels; a tower from elsewhere maps its own here."""
+        return self.tower(pixels)
+
+    def describe(self) -> dict:
+        return {"backbone": self.name, "image_size": self.config.image_size,
+                "codebook_size": 0 if self.codebook is None else self.codebook.size, **asdict(self.meta)}
 
     def tokens(self, vectors: np.ndarray) -> np.ndarray:
         if self.codebook is None:
@@ -290,7 +299,7 @@ class ImageTokenizer:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             config = ImageConfig(**state["config"])
-        except (RuntimeError, KeyError, TypeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+        except (RuntimeError, KeyError, TypeError, EOFError, OSError, pickle.UnpicklingError, struct.error) as exc:
             reason = (str(exc).splitlines() or [""])[0][:120]
             raise ImageModelMissingError(f"{path} is not a Reverie image-tower checkpoint ({type(exc).__name__}: {reason}); `reverie train clip` writes one") from None
         codebook = None if state.get("codebook") is None else Codebook(state["codebook"].numpy())
@@ -309,8 +318,9 @@ class ImageEncoder:
     first use (so a server without one starts, and says how to get one when asked) and again
     when the file changes (after `reverie train clip` on a running server)."""
 
-    def __init__(self, weights: Path, max_pixels: int = MAX_IMAGE_PIXELS, threads: int | None = None):
+    def __init__(self, weights: Path, max_pixels: int = MAX_IMAGE_PIXELS, threads: int | None = None, arch: str | None = None):
         self.weights = Path(weights)
+        self.arch = arch
         self.max_pixels = max_pixels
         self.threads = threads
         self._loaded: tuple[float, ImageTokenizer] | None = None
@@ -325,7 +335,13 @@ class ImageEncoder:
                 import torch
 
                 torch.set_num_threads(self.threads)
-            self._loaded = (stamp, ImageTokenizer.load(self.weights))
+            if self.arch:
+                from reverie.encoders.open_clip_bridge import OpenClipBridge
+
+                tokenizer = OpenClipBridge(self.arch, self.weights)
+            else:
+                tokenizer = ImageTokenizer.load(self.weights)
+            self._loaded = (stamp, tokenizer)
         return self._loaded[1]
 
     def encode(self, images: list[bytes]) -> np.ndarray:
@@ -338,6 +354,4 @@ class ImageEncoder:
         return None if book is None else book.centroids
 
     def describe(self) -> dict:
-        tokenizer = self.tokenizer()
-        return {"backbone": tokenizer.name, "weights": str(self.weights), "image_size": tokenizer.config.image_size,
-                "codebook_size": 0 if tokenizer.codebook is None else tokenizer.codebook.size, **asdict(tokenizer.meta)}
+        return {"weights": str(self.weights), **self.tokenizer().describe()}

@@ -153,15 +153,25 @@ def train_image_tower(
     optimizer = torch.optim.AdamW([*tower.parameters(), logit_scale], lr=lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(labels) / config.batch_size)
     total = steps_per_epoch * config.epochs
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total, pct_start=0.1)
+    train_start = time.perf_counter()
+
+    def progress_made(step: int) -> float:
+        """How far along the run is: by steps, or by the clock when a time budget is the tighter."""
+        done = step / total
+        if config.minutes is not None:
+            done = max(done, (time.perf_counter() - train_start) / (60 * config.minutes))
+        return min(done, 1.0)
+
+    def learning_rate(done: float) -> float:
+        """Warm up over the first tenth, then a cosine to zero, whichever of epochs or minutes ends the run."""
+        return lr * (done / 0.1 if done < 0.1 else 0.5 * (1 + math.cos(math.pi * (done - 0.1) / 0.9)))
     generator = torch.Generator().manual_seed(config.seed)
-    deadline = None if config.minutes is None else time.perf_counter() + 60 * config.minutes
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc=f"train clip ({config.backbone})", unit="step")
-    epochs_run, loss_value = 0, float("nan")
+    epochs_run, step, loss_value = 0, 0, float("nan")
     for epoch in range(config.epochs):
         if epoch and config.fresh_renders:
             fresh, fresh_names = render_set(config.renders_per_entity, "train", config.image_size, seed=config.seed + 1000 + epoch)
@@ -174,16 +184,18 @@ def train_image_tower(
             captions = -(positive[labels[rows]] * (scale * vecs @ targets.T).log_softmax(-1)).sum(-1).mean()
             links = torch.nn.functional.cross_entropy(scale * vecs @ entity_matrix.T, entity_of[labels[rows]])
             loss = links + config.caption_weight * captions
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(progress_made(step))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            schedule.step()
+            step += 1
             loss_value = loss.item()
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.3f}")
         epochs_run = epoch + 1
-        if deadline is not None and time.perf_counter() > deadline:
+        if progress_made(step) >= 1.0 and epochs_run < config.epochs:
             log(f"stopping after epoch {epochs_run}: the {config.minutes} minute budget is spent")
             break
     if bar is not None:

@@ -116,7 +116,7 @@ class ImageEncoderDeployment:
 
         self.settings = Settings(**settings)
         torch.set_num_threads(self.settings.model_threads)
-        self.encoder = ImageEncoder(tower_path(self.settings), self.settings.max_image_pixels)
+        self.encoder = ImageEncoder(tower_path(self.settings), self.settings.max_image_pixels, arch=self.settings.clip_arch)
 
     def encode(self, images: list[bytes]) -> np.ndarray:
         return self.encoder.encode(images)
