@@ -125,12 +125,8 @@ def get_settings() -> Settings:
 
 
 def offline_hub() -> None:
-    """No network at run time: every model comes from an installed package. Called before the
-    first transformers import, which also imports torchvision when it is installed."""
-    from reverie.encoders.torchvision_fix import ensure_torchvision_importable
-
+    """No network at run time: every model comes from an installed package."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    ensure_torchvision_importable()

@@ -28,20 +28,20 @@ def noise_images(n, seed=0, size=(50, 40)):
 
 
 # ---------- the torchvision fix ----------
-def test_torchvision_transformers_and_open_clip_import_after_the_fix():
-    code = ("from reverie.encoders.torchvision_fix import ensure_torchvision_importable, needs_fix\n"
-            "applied = ensure_torchvision_importable()\n"
+def test_torchvision_transformers_and_open_clip_import_after_import_reverie():
+    code = ("import sys, reverie\n"
+            "print('torch' in sys.modules)\n"  # the hook is cheap: nothing imported until torchvision is
             "import torchvision, open_clip\n"
             "from transformers import BertModel\n"
-            "print(applied, needs_fix())")
+            "from reverie.torchvision_fix import needs_fix\n"
+            "print(needs_fix())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    applied, still_needed = out.stdout.split()
-    assert still_needed == "False"  # once applied (or not needed), never again
+    assert out.stdout.split() == ["False", "False"]  # torch not imported by the hook; once fixed, never again
 
 
 def test_without_the_fix_the_broken_torchvision_fails_to_import():
-    from reverie.encoders.torchvision_fix import compiled_ops_path
+    from reverie.torchvision_fix import compiled_ops_path
 
     code = ("import torch\n"
             "try:\n    torch.ops.load_library(r'%s')\nexcept OSError:\n    print('broken')\nelse:\n    print('fine')\n") % compiled_ops_path()
@@ -226,9 +226,6 @@ def test_open_clip_checkpoint_with_its_architecture_needs_no_training(tmp_path, 
 
     from reverie.encoders.image import ImageEncoder
     from reverie.encoders.open_clip_bridge import OpenClipBridge
-    from reverie.encoders.torchvision_fix import ensure_torchvision_importable
-
-    ensure_torchvision_importable()
     import open_clip
 
     config = tmp_path / "reverie-tiny-clip.json"

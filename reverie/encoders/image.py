@@ -112,9 +112,6 @@ BACKBONES: dict[str, Callable] = {"clip": _clip_tower, "resnet": _resnet_tower, 
 
 
 def build_tower(config: ImageConfig):
-    from reverie.encoders.torchvision_fix import ensure_torchvision_importable
-
-    ensure_torchvision_importable()  # open_clip imports torchvision
     return BACKBONES[config.backbone](config)
 
 

@@ -44,9 +44,6 @@ class OpenClipBridge(ImageTokenizer):
     def __init__(self, arch: str, weights: Path, text_encoder=None, device: str = "cpu", codebook_size: int = 64):
         import torch
 
-        from reverie.encoders.torchvision_fix import ensure_torchvision_importable
-
-        ensure_torchvision_importable()
         import open_clip
 
         if arch.endswith(".json"):

@@ -6,10 +6,16 @@ next to CPU torch, and then `import torchvision` dies registering fake kernels f
 open_clip import torchvision when it is installed, so they die too. Defining the two op schemas
 first lets the import finish; only the compiled ops (detection boxes, which Reverie never uses)
 stay missing. Nothing is done when the compiled ops load or torchvision is absent.
+
+`import reverie` installs an import hook that runs the fix just before torchvision's first import,
+in whatever process (a Ray worker, an RLlib env runner) and by whichever library (transformers,
+open_clip, pykeen) it comes; until then nothing is imported, torch included.
 """
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
+import sys
 from pathlib import Path
 
 # The schemas torchvision's C++ library would define (torchvision/csrc/ops/nms.cpp, quantized/qnms).
@@ -58,3 +64,22 @@ def ensure_torchvision_importable() -> bool:
     for schema in SCHEMAS.values():
         _library.define(schema)
     return True
+
+
+class _FixBeforeTorchvision(importlib.abc.MetaPathFinder):
+    """Runs the fix when torchvision is first imported, then finds nothing itself: the usual
+    finders import it. (It stays in sys.meta_path: removing a finder while the import system
+    iterates that list would skip the next one.)"""
+
+    done = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torchvision" and not self.done:
+            self.done = True
+            ensure_torchvision_importable()
+        return None
+
+
+def install_import_hook() -> None:
+    if "torchvision" not in sys.modules and not any(isinstance(f, _FixBeforeTorchvision) for f in sys.meta_path):
+        sys.meta_path.insert(0, _FixBeforeTorchvision())
