@@ -34,7 +34,7 @@ from reverie.config import Settings, offline_hub
 from reverie.errors import IngestError, ReverieError, UnsupportedMediaError
 from reverie.llm.verbalizer import Verbalizer
 from reverie.schemas import EntityView, Feedback, FeedbackRecord, GraphStats, IngestReport, IngestRequest, Query, Verdict
-from reverie.serve import ollama_api
+from reverie.serve import ollama_api, openai_api
 from reverie.serve.guard import Guard, RequestRecorder
 from reverie.serve.metrics import PROMETHEUS_TEXT, cluster_metrics
 
@@ -62,6 +62,8 @@ api.openapi = _openapi
 
 @api.exception_handler(ReverieError)
 async def _reverie_error(request: Request, exc: ReverieError) -> JSONResponse:
+    if request.url.path in openai_api.PATHS:
+        return JSONResponse(status_code=exc.status, content=openai_api.error_body(exc.message, exc.status))
     content = {"detail": exc.message}
     if request.url.path.startswith("/api/"):
         content["error"] = exc.message  # the key Ollama clients read
@@ -163,6 +165,11 @@ class PipelineDeployment:
 
     def stats(self) -> GraphStats:
         return self.pipeline.stats()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        from reverie.pipeline import get
+
+        return get(self.pipeline.services.encoder.encode.remote(texts))
 
 
 _QUERY_BODY = {
@@ -306,6 +313,39 @@ class ReverieAPI:
     async def entity(self, entity_id: str) -> EntityView:
         return await _result(self.pipeline.entity.remote(entity_id))
 
+    # ---------- the OpenAI face ----------
+    @api.get("/v1/models")
+    async def openai_models(self) -> dict:
+        return openai_api.models()
+
+    @api.post("/v1/embeddings")
+    async def openai_embeddings(self, request: openai_api.EmbeddingRequest) -> dict:
+        openai_api.check_embedding_model(request.model)
+        vectors = await _result(self.pipeline.embed.remote(request.texts()))
+        return openai_api.embedding_reply(vectors, request.model)
+
+    @api.post("/v1/chat/completions")
+    async def openai_chat(self, request: openai_api.ChatCompletionRequest):
+        """The `reverie` model reasons (the last user message is the question); `smollm2:135m` generates."""
+        chat = ollama_api.ChatRequest(model=request.model, messages=request.ollama_messages(), stream=request.stream,
+                                      options=ollama_api.OllamaOptions(**request.options()))
+        pieces = await self._chat_pieces(chat)
+        if request.stream:
+            return StreamingResponse(openai_api.sse_chunks(request.model, pieces), media_type=SSE)
+        return await openai_api.whole_reply(request.model, pieces)
+
+    async def _chat_pieces(self, request: ollama_api.ChatRequest) -> AsyncIterator[str]:
+        """One chat, the same for both faces: the reasoning model's reply or the LLM's pieces."""
+        model = ollama_api.model_name(request.model)
+        image = ollama_api.one_image(request.messages[-1].images, model)
+        try:
+            system, prompt = request.system_and_prompt()
+        except ValueError as exc:
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", "messages"), "msg": str(exc), "input": None}]) from None
+        if model == ollama_api.REASONING_MODEL:
+            return await self._reasoned(request.messages[-1].content, request.options.seed, "messages", image)
+        return self._generated(prompt, system, request.generation_options())
+
     # ---------- the Ollama face ----------
     @api.get("/api/tags")
     async def ollama_tags(self) -> dict:
@@ -327,16 +367,7 @@ class ReverieAPI:
 
     @api.post("/api/chat")
     async def ollama_chat(self, request: ollama_api.ChatRequest):
-        model = ollama_api.model_name(request.model)
-        try:
-            system, prompt = request.system_and_prompt()
-        except ValueError as exc:
-            raise RequestValidationError([{"type": "value_error", "loc": ("body", "messages"), "msg": str(exc), "input": None}]) from None
-        image = ollama_api.one_image(request.messages[-1].images, model)
-        if model == ollama_api.REASONING_MODEL:
-            pieces = await self._reasoned(request.messages[-1].content, request.options.seed, "messages", image)
-        else:
-            pieces = self._generated(prompt, system, request.generation_options())
+        pieces = await self._chat_pieces(request)
         return await self._ollama_reply("chat", request.model, request.stream, pieces)
 
     async def _reasoned(self, question: str, seed: int | None, field: str, image: str | None = None) -> AsyncIterator[str]:
