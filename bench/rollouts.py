@@ -1,5 +1,6 @@
 """Rollout throughput in steps/s: Ray remote tasks against the single-process vectorised walker,
-over the same subgraph, at 8, 64 and 512 rollouts.
+over the same subgraph, at 8 to 4096 rollouts, and the crossover where tasks start to pay
+(what `REVERIE_LOCAL_ROLLOUTS_MAX` is set from).
 
 A step is one hop a rollout takes. The Ray path is what `Pipeline.answer` does: the subgraph goes
 into the object store once, rollouts run in batches of `rollouts_per_task` per remote task.
@@ -44,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--per-task", type=int, nargs="+", default=[32, Settings().rollouts_per_task])
     parser.add_argument("--hops", type=int, default=3)
+    parser.add_argument("--counts", type=int, nargs="+", default=[8, 64, 512, 1024, 2048, 4096])
     args = parser.parse_args()
 
     cases = [
@@ -53,11 +55,13 @@ def main() -> None:
     ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False)
     walker = EmbeddingWalker()
     rows = []
+    crossover: dict[str, int | None] = {}
     for dataset, question, seed_entity in cases:
         sub, qvec = build(dataset, question, seed_entity)
         sub_ref = ray.put(sub)
         query = walker.pose(sub, qvec, [LinkedEntity(name=seed_entity, type="entity", score=1.0, how="exact")], args.hops)
-        for count in (8, 64, 512):
+        crossover[dataset] = None
+        for count in args.counts:
             local_s, local = timed(lambda: dream(walker, sub, query, count, seed=0))
 
             local_rate = int(local.length.sum()) / local_s
@@ -73,12 +77,14 @@ def main() -> None:
                 ray_s, remote = timed(on_ray)
                 ray_rate = int(remote.length.sum()) / ray_s
                 row += [f"{ray_rate:,.0f} ({-(-count // per_task)} tasks, {ray_s * 1000:.1f} ms)", f"{ray_rate / local_rate:.3f}"]
+                if per_task == Settings().rollouts_per_task and ray_s < local_s and crossover[dataset] is None:
+                    crossover[dataset] = count
             rows.append(row)
     ray.shutdown()
     write_table(
         "rollouts",
         "Rollout throughput: Ray remote tasks vs the single-process vectorised walker",
-        f"python -m bench.rollouts --per-task {' '.join(map(str, args.per_task))} --hops {args.hops}",
+        f"python -m bench.rollouts --per-task {' '.join(map(str, args.per_task))} --hops {args.hops} --counts {' '.join(map(str, args.counts))}",
         ["graph", "subgraph nodes / edges", "rollouts", "single-process steps/s", "single-process ms"]
         + [h for n in args.per_task for h in (f"Ray steps/s, {n} per task", "Ray / single")],
         rows,
@@ -92,6 +98,11 @@ submission, scheduling and transfer, so small batches are mostly Ray overhead; 2
 (the default) brings the larger batches close to the single process (last column). The remote tasks pay
 off when one batch of walks costs more than a task's round trip (larger subgraphs, learned policies)
 or when rollouts spread over the nodes of a cluster.
+
+Crossover, the fewest rollouts at which {Settings().rollouts_per_task} per task beat the single process on an idle machine:
+{"; ".join(f"{d}: {c if c else f'none up to {args.counts[-1]}'}" for d, c in crossover.items())}.
+A question with at most `REVERIE_LOCAL_ROLLOUTS_MAX` rollouts (default {Settings().local_rollouts_max}) therefore dreams in the
+process that answers it; under load, when every core is busy, the tasks' parallelism buys less still.
 """,
     )
 

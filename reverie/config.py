@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     branches: int = Field(default=64, ge=1, le=4096, description="Dream rollouts per question.")
     hops: int = Field(default=3, ge=1, le=6, description="Maximum hops per rollout.")
     rollouts_per_task: int = Field(default=256, ge=1, description="Rollouts batched into one Ray remote task; a batch walks in about a millisecond, so small batches are all Ray overhead (bench/results/rollouts.md).")
+    local_rollouts_max: int = Field(default=512, ge=0, description="A question with at most this many rollouts dreams and is ranked in the process that answers it, rather than as Ray tasks and an arbiter call: below it a task's round trip costs more than the walks (bench/results/rollouts.md measures the crossover). 0 sends every question's rollouts out as tasks.")
     walker_temperature: float = Field(default=0.1, gt=0.0, description="Softmax temperature of the embedding-guided walker over cosine scores.")
     stop_bias: float = Field(default=-0.1, description="Score of the stop action relative to edge scores (cosine units).")
     walker_inverse_bias: float = Field(default=-0.3, description="Score added to hops against a fact's stored direction (cosine units).")
@@ -80,6 +81,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP server.")
     api_key: str | None = Field(default=None, description="When set, every HTTP request needs `Authorization: Bearer <key>`; without it the answer is 401.")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest HTTP request body; a larger one gets 413.")
+    cors_origins: list[str] = Field(default=[], description="Browser origins (scheme://host[:port]) allowed to call the API from a web page, besides those `cors_origin_regex` matches.")
+    cors_origin_regex: str | None = Field(default=r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?", description="Browser origins allowed to call the API, as a regular expression the whole origin must match (default: localhost on any port); unset allows only `cors_origins`.")
 
     @field_validator("home")
     @classmethod

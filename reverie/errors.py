@@ -43,3 +43,17 @@ class UnsupportedMediaError(ReverieError):
     """A request body of a content type the route does not take."""
 
     status = 415
+
+
+class StoreUnavailableError(ReverieError):
+    """REVERIE_HOME's graph store cannot be used as it is; the message names the file or the holder."""
+
+    status = 503
+
+
+class SnapshotError(StoreUnavailableError):
+    """The graph snapshot is unreadable or inconsistent: never loaded as an empty graph."""
+
+
+class StoreInUseError(StoreUnavailableError):
+    """Another process holds the embedded vector store's lock."""

@@ -18,9 +18,10 @@ import ray
 from ray.exceptions import RayTaskError
 from ray.serve.handle import DeploymentResponse
 
-from reverie.actors import Services, init_ray, rollout_placements, rollout_task
+from reverie.actors import Services, here, init_ray, rollout_placements, rollout_task
+from reverie.batching import JoinedCalls
 from reverie.config import Settings
-from reverie.dreams import Walker, make_walker
+from reverie.dreams import Rollouts, Walker, dream, make_walker
 from reverie.errors import IngestError, NoMatchError, ReverieError
 from reverie.graph_store.datasets import KGDataset
 from reverie.graph_store.images import DEPICTS, IMAGE_TYPE, ImageLine, ImageRef
@@ -119,6 +120,10 @@ class Pipeline:
             services = Services.start(settings)
         self.services = services
         self.walkers = Walkers(settings)
+        # Questions answered at the same time (Serve's threads) share one encoder call.
+        self.encode_questions = JoinedCalls(lambda texts: get(services.encoder.encode.remote(texts)), max_items=64)
+        # and concurrent answer sentences one LLM batch (on a CPU, 8 greedy replies took less time than one alone).
+        self.say_answers = JoinedCalls(lambda answers: get(services.llm.verbalize_many.remote(answers)), max_items=8)
 
     # ---------- asking ----------
     def answer(self, query: Query) -> Verdict:
@@ -137,9 +142,8 @@ class Pipeline:
         seed = query.seed if query.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
 
         with stage("encode"):
-            question_ref = svc.encoder.encode.remote([query.question])
             image_ref = svc.images.encode.remote([decode_base64(query.image)]) if query.image else None
-            question_vec = get(question_ref)[0]
+            question_vec = self.encode_questions([query.question])[0]
             image_vec = get(image_ref)[0] if image_ref is not None else None
         with stage("link"):
             image = None
@@ -160,29 +164,38 @@ class Pipeline:
         with stage("retrieve"):
             sub_ref = svc.store.retrieve.remote([e.name for e in seeds], [e.score for e in seeds], hops, s.max_subgraph_nodes)
             sub = get(sub_ref)
+        # Batch i walks with seed + i, in this process or as a task wherever it runs: the same rollouts either way.
         sizes = [min(s.rollouts_per_task, branches - i) for i in range(0, branches, s.rollouts_per_task)]
-        placements = rollout_placements(len(sizes))  # task i walks with seed + i wherever it runs
         hosted = self.walkers.for_question([e.name for e in seeds])
         walker = hosted.walker
+        local = branches <= s.local_rollouts_max
         with stage("dream"):
             posed = walker.pose(sub, question_vec, seeds, hops)
-            graph = sub_ref if walker.walks_retrieved else None
-            tasks = [
-                rollout_task.options(scheduling_strategy=where).remote(hosted.to_rollouts, graph, posed, n, seed + i)
-                for i, (n, where) in enumerate(zip(sizes, placements))
-            ]
-            parts = [rollouts for rollouts, _ in tasks]
-            nodes: dict[str, int] = {}
-            for size, node in zip(sizes, get([node for _, node in tasks])):
-                nodes[node] = nodes.get(node, 0) + size
+            if local:
+                graph = sub if walker.walks_retrieved else None
+                parts = [dream(walker, graph, posed, n, seed + i) for i, n in enumerate(sizes)]
+                nodes = {here(): branches}
+            else:
+                graph = sub_ref if walker.walks_retrieved else None
+                tasks = [
+                    rollout_task.options(scheduling_strategy=where).remote(hosted.to_rollouts, graph, posed, n, seed + i)
+                    for i, (n, where) in enumerate(zip(sizes, rollout_placements(len(sizes))))
+                ]
+                parts = [rollouts for rollouts, _ in tasks]
+                nodes: dict[str, int] = {}
+                for size, node in zip(sizes, get([node for _, node in tasks])):
+                    nodes[node] = nodes.get(node, 0) + size
         with stage("arbitrate"):
-            candidates = get(svc.arbiter.rank.remote(hosted.to_arbiter, graph, posed, 1 + s.alternatives, *parts))
+            if local:
+                candidates = walker.rank(graph, posed, Rollouts.concat(parts), 1 + s.alternatives)
+            else:
+                candidates = get(svc.arbiter.rank.remote(hosted.to_arbiter, graph, posed, 1 + s.alternatives, *parts))
         if not candidates:
             raise NoMatchError(f"no walk from {', '.join(e.name for e in seeds)} reached an answer within {posed.hops} hops")
         best = candidates[0]
         with stage("verbalize"):
             if query.verbalize:
-                sentence, backend = get(svc.llm.verbalize.remote(query.question, best.best_chain, seed))
+                [(sentence, backend)] = self.say_answers([(query.question, best.best_chain, seed)])
             else:
                 from reverie.llm import template_sentence
 
@@ -220,6 +233,10 @@ class Pipeline:
 
     def stats(self) -> GraphStats:
         return get(self.services.store.stats.remote())
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """MiniLM vectors of texts (the embeddings endpoints), joined with concurrent questions' when few."""
+        return np.asarray(self.encode_questions(texts), np.float32).reshape(len(texts), -1)
 
     @staticmethod
     def _with_memory(linked: list[LinkedEntity], history: list[Turn]) -> list[LinkedEntity]:

@@ -63,6 +63,22 @@ def served(world_pipeline, world_settings):
 
 
 @pytest.fixture(scope="session")
+def base_url(served):
+    return served[0]
+
+
+@pytest.fixture(scope="session")
+def http(base_url):
+    """An HTTP client of the served app that sends the API key."""
+    import httpx
+
+    from servers import AUTH
+
+    with httpx.Client(base_url=base_url, headers=AUTH, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
 def headline_home(tmp_path_factory):
     """A REVERIE_HOME with the `news` titles embedded (3,764 MiniLM vectors, once per session)."""
     from reverie.models.headline import load_splits

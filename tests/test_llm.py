@@ -1,6 +1,7 @@
 """The LLM package against the real bundled SmolLM2 and a real (refused) Ollama port."""
 from __future__ import annotations
 
+import json
 import pickle
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from reverie.llm import (
     TEMPLATE_BACKEND,
     BackendUnavailable,
     FallbackChain,
+    Finish,
     LocalLLM,
     OllamaLLM,
     build_chain,
@@ -24,6 +26,7 @@ from reverie.llm import (
     step_fact,
     stream_verbalize,
     template_sentence,
+    text_of,
     verbalize,
 )
 from reverie.llm.local import CACHE_NAME
@@ -144,7 +147,7 @@ def test_chain_of_unreachable_backends_names_each():
 
 def test_verbalize_without_any_backend_uses_the_template(glass_chain, settings):
     chain = FallbackChain([unreachable_ollama()])
-    assert verbalize(QUESTION, glass_chain, chain, settings) == (template_sentence(QUESTION, glass_chain), TEMPLATE_BACKEND)
+    assert verbalize([(QUESTION, glass_chain, None)], chain, settings) == [(template_sentence(QUESTION, glass_chain), TEMPLATE_BACKEND)]
     streamed = stream_verbalize(QUESTION, glass_chain, chain, settings)
     assert "".join(streamed) == template_sentence(QUESTION, glass_chain)
     assert streamed.backend == TEMPLATE_BACKEND
@@ -202,17 +205,42 @@ def test_a_backend_answers_greedily_the_same_each_time(backend):
     assert backend.generate(QUESTION, system="Answer in one sentence.", **GREEDY) == first
 
 
+def test_a_backend_generates_a_batch_as_it_generates_each(backend):
+    requests = [(QUESTION, "Answer in one sentence.", None), ("Name a colour.", None, None), (QUESTION, "Answer in one sentence.", None)]
+    greedy = {k: GREEDY[k] for k in ("temperature", "top_k", "max_new_tokens")}
+    many = backend.generate_many(requests, **greedy)
+    assert many == [backend.generate(prompt, system=system, **GREEDY) for prompt, system, _ in requests]
+    assert many[0] == many[2] != many[1]
+    cut = backend.generate_many(requests, **greedy, stop=(", ", ". "))
+    assert cut == [backend.generate(prompt, system=system, **GREEDY, stop=(", ", ". ")) for prompt, system, _ in requests]
+    assert all(len(short) < len(whole) or ", " not in whole for short, whole in zip(cut, many))
+
+
 def test_a_backends_stream_joins_to_its_reply(backend):
-    pieces = list(backend.stream(QUESTION, system="Answer in one sentence.", **GREEDY))
-    assert len(pieces) > 1
+    *pieces, finish = backend.stream(QUESTION, system="Answer in one sentence.", **GREEDY)
+    assert len(pieces) > 1 and all(isinstance(piece, str) for piece in pieces)
     assert "".join(pieces) == backend.generate(QUESTION, system="Answer in one sentence.", **GREEDY)
+    assert isinstance(finish, Finish) and finish.prompt_tokens > 10 and 0 < finish.completion_tokens <= GREEDY["max_new_tokens"]
+
+
+def test_a_backend_says_why_it_ended_and_honours_stop_top_p_and_json(backend):
+    cut = list(backend.stream(QUESTION, **{**GREEDY, "max_new_tokens": 4}))[-1]
+    assert (cut.reason, cut.completion_tokens) == ("length", 4)
+    free = backend.generate(QUESTION, **GREEDY)
+    word = free.split()[2]
+    stopped = list(backend.stream(QUESTION, stop=[word], **GREEDY))
+    assert text_of(stopped) == free[: free.index(word)] and stopped[-1].reason == "stop"
+    # a nucleus of almost no mass keeps only the likeliest token: hot sampling turns greedy
+    assert backend.generate(QUESTION, seed=3, **{**GREEDY, "temperature": 1.5, "top_p": 1e-6}) == free
+    as_json = backend.generate("Describe a cat as JSON with its name and colour.", json_object=True, **{**GREEDY, "max_new_tokens": 60})
+    assert isinstance(json.loads(as_json), dict)
 
 
 def test_a_backends_seeded_sampling_is_reproducible(backend):
     sampled = {"temperature": 1.0, "top_k": 40, "max_new_tokens": 16}
     first = backend.generate("Tell me about cats.", seed=7, **sampled)
     assert backend.generate("Tell me about cats.", seed=7, **sampled) == first
-    assert "".join(backend.stream("Tell me about cats.", seed=7, **sampled)) == first
+    assert text_of(backend.stream("Tell me about cats.", seed=7, **sampled)) == first
     assert backend.generate("Tell me about cats.", seed=8, **sampled) != first
 
 
@@ -252,9 +280,21 @@ def test_chain_falls_back_from_unreachable_ollama_to_local(local_llm):
 
 
 @pytest.mark.slow
+def test_verbalize_says_a_batch_and_reuses_a_reply_it_already_wrote(local_llm, glass_chain, settings):
+    replies: dict = {}
+    batch = [(QUESTION, glass_chain, 1), ("What would happen if a glass cup fell?", glass_chain, 2), (QUESTION, glass_chain, 3)]
+    said = verbalize(batch, FallbackChain([local_llm]), settings, replies=replies)
+    assert len(replies) == 2  # greedy: the same prompt is one reply, whatever the seed
+    assert said[0] == said[2] and all(sentence for sentence, _ in said)
+    # With no backend left that could generate, the replies come from the cache, not the template.
+    assert verbalize(batch, FallbackChain([unreachable_ollama()]), settings, replies=replies) == said
+    assert verbalize(batch, FallbackChain([unreachable_ollama()]), settings)[0][1] == TEMPLATE_BACKEND
+
+
+@pytest.mark.slow
 def test_verbalize_gives_a_grounded_sentence(local_llm, glass_chain, settings):
     chain = FallbackChain([unreachable_ollama(), local_llm])
-    sentence, backend = verbalize(QUESTION, glass_chain, chain, settings)
+    [(sentence, backend)] = verbalize([(QUESTION, glass_chain, None)], chain, settings)
     # greedy SmolLM2 names "shatters" here, so its sentence is kept rather than the template's
     assert backend == "local" and sentence != template_sentence(QUESTION, glass_chain)
     assert "shatters" in sentence.lower()

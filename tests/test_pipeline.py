@@ -67,3 +67,36 @@ def test_the_local_llm_says_the_answer(world_pipeline):
     # greedy SmolLM2 names the answer here, so its own sentence is kept, not the template's
     assert verdict.backend == "local" and verdict.answer != template_sentence(SAMPLE_QUESTION, verdict.chain)
     assert "shatter" in verdict.answer.lower() and verdict.answer == first_sentence(verdict.answer)
+
+
+def test_rollouts_in_process_and_as_tasks_give_the_same_verdict(world_pipeline, world_settings):
+    import ray
+
+    from reverie.pipeline import Pipeline
+
+    query = Query(question="What happens when you heat a chocolate bar?", seed=3, branches=300, verbalize=False)  # batches of 256 + 44
+    local = world_pipeline.answer(query)
+    as_tasks = Pipeline(world_settings.model_copy(update={"local_rollouts_max": 0}), world_pipeline.services).answer(query)
+    assert local.candidates == as_tasks.candidates and local.answer_entity == as_tasks.answer_entity == "melts"
+    assert local.nodes == {ray.get_runtime_context().get_node_id(): 300}
+    assert sum(as_tasks.nodes.values()) == 300
+
+
+def test_concurrent_questions_share_encoder_calls(world_pipeline):
+    import threading
+
+    questions = world_questions()[:8]
+    alone = {q.question: world_pipeline.answer(Query(question=q.question, seed=1, verbalize=False)) for q in questions}
+    before = world_pipeline.encode_questions.calls
+    verdicts = {}
+    threads = [threading.Thread(target=lambda q=q: verdicts.__setitem__(q.question, world_pipeline.answer(Query(question=q.question, seed=1, verbalize=False))))
+               for q in questions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Joined encoding changes no answer (a padded batch moves vectors by float rounding only).
+    for question, verdict in verdicts.items():
+        assert verdict.answer_entity == alone[question].answer_entity and verdict.chain.steps == alone[question].chain.steps
+        assert [c.score for c in verdict.candidates] == pytest.approx([c.score for c in alone[question].candidates], abs=1e-4)
+    assert world_pipeline.encode_questions.calls - before < len(questions)

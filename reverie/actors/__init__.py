@@ -25,6 +25,9 @@ from reverie.llm.verbalizer import Verbalizer
 from reverie.memory import SessionMemory
 
 NAMESPACE = "reverie"
+# Torch's OpenMP threads sleep when idle instead of spinning. Reverie's processes share the cores
+# (rollouts, replicas, other models): with spinning threads one LLM batch of 8 took 108 s instead of 5.
+PASSIVE_THREADS = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 # The computing classes hosted as they are: every public method becomes a remote method.
@@ -49,13 +52,18 @@ class ArbiterActor:
         return walker.rank(graph, query, Rollouts.concat(parts), limit)
 
 
+def here() -> str:
+    """This process's Ray node id, where local rollouts ran."""
+    return ray.get_runtime_context().get_node_id()
+
+
 # Rollout tasks return (rollouts, node id): the rollouts stay in the object store for the arbiter,
 # while the driver fetches only where each batch ran. rollout_placements() spreads them.
 @ray.remote(num_cpus=1, num_returns=2)
 def rollout_task(walker: Walker, graph: Subgraph | None, query: WalkQuery, count: int, seed: int) -> tuple[Rollouts, str]:
     """A batch of rollouts; a walker too large to copy (a trained policy) and the subgraph come
     from the object store, shared by every task."""
-    return dream(walker, graph, query, count, seed), ray.get_runtime_context().get_node_id()
+    return dream(walker, graph, query, count, seed), here()
 
 
 _CPU_NODES: tuple[float, list[str]] = (0.0, [])
@@ -86,7 +94,7 @@ def _actor(cls, name: str, *args, threads: int | None = None, pin: bool = False)
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     if threads:
         # Ray sets OMP_NUM_THREADS=1 in a worker that reserves no CPU; torch reads it at import.
-        options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}}
+        options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **PASSIVE_THREADS}}
     return cls.options(**options).remote(*args)
 
 

@@ -7,23 +7,37 @@ State on disk, all under `settings.home`:
 - `qdrant/`: the embedded Qdrant index for entity linking (or a Qdrant server by URL). It is
   written after the snapshot; on start-up an index whose point counts disagree with the snapshot
   is rebuilt from it, so a crash between the two writes heals itself.
-The embedded Qdrant store takes a file lock, so exactly one process (one Ray actor) owns a store.
+The embedded Qdrant store takes a file lock, so exactly one process (one Ray actor) owns a store;
+the owner notes who it is beside the lock, so a second process is told which one holds it.
+
+Both load on first use, not in the constructor: a snapshot that cannot be read (SnapshotError) or
+an index another process holds (StoreInUseError) then fails a call with an error naming the file or
+the holder, which reaches the caller of the store's actor, rather than failing the actor's
+construction, which reaches callers only as an ActorDiedError. A bad snapshot is never read as an
+empty graph.
 """
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
+import socket
+import sys
+import time
 import uuid
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
 import numpy as np
 
-from reverie.atomic import atomic_file
+from reverie.atomic import atomic_file, atomic_write
 from reverie.config import Settings
 from reverie.edges import edge_id, relation_label
-from reverie.errors import EmptyGraphError, NoMatchError, NotFoundError, ReverieError
+from reverie.errors import EmptyGraphError, NoMatchError, NotFoundError, ReverieError, SnapshotError, StoreInUseError
 from reverie.graph_store.subgraph import Subgraph
 from reverie.schemas import Entity, EntityView, Fact, GraphStats, LinkedEntity, Triple
 
@@ -32,6 +46,9 @@ RELATIONS = "relations"
 _POINT_NS = uuid.UUID("6f1c1d1e-5d2b-4c8e-9a47-3f1f0e2b7a10")
 _WORD = re.compile(r"[^a-z0-9]+")
 _MAX_PHRASE_WORDS = 8
+OWNER_NOTE = "reverie-owner.json"  # beside the embedded store's lock: which process holds it
+# What a damaged snapshot raises while numpy and json read it (a short or bit-flipped zip, a bad member).
+_UNREADABLE = (OSError, EOFError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile, zlib.error)
 
 
 def display(name: str) -> str:
@@ -72,21 +89,31 @@ class IngestPlan:
         return [t for r in self.relations for t in relation_texts(r)]
 
 
+def _loaded(method):
+    """Load the snapshot before the first call that reads the graph (see the module docstring)."""
+
+    @functools.wraps(method)
+    def with_snapshot(self, *args, **kwargs):
+        self._ensure_loaded()
+        return method(self, *args, **kwargs)
+
+    return with_snapshot
+
+
 class GraphStore:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.dim = 384
         self.snapshot_path = settings.graph_dir / "snapshot.npz"
         self._clear()
-        self._load_snapshot()
+        self._loaded = False
         self._qdrant = None
 
     @property
     def qdrant(self):
-        """The vector index, opened on first use so a locked store fails a call with a clear
-        error (which reaches the caller) rather than failing construction (which, in an actor,
-        reaches the caller only as an ActorDiedError)."""
+        """The vector index, opened on first use (see the module docstring)."""
         if self._qdrant is None:
+            self._ensure_loaded()
             self._qdrant = self._open_qdrant()
             self._sync_index()
         return self._qdrant
@@ -109,18 +136,56 @@ class GraphStore:
         self._phrases: dict[str, list[int]] | None = None
         self._codebook: np.ndarray | None = None  # image-token centroids, adopted from the tower of the first image ingest
 
+    def _ensure_loaded(self) -> None:
+        if not self._loaded:
+            self._clear()
+            self._load_snapshot()
+            self._loaded = True
+
     def _load_snapshot(self) -> None:
+        """The graph the snapshot holds (none when there is no snapshot yet); SnapshotError, naming
+        the file, when it cannot be read whole or disagrees with itself."""
         if not self.snapshot_path.is_file():
             return
-        with np.load(self.snapshot_path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["meta"]).decode())
-            entity_vecs = data["entity_vecs"]
-            relation_vecs = data["relation_vecs"]
-            codebook = data["codebook"] if "codebook" in data.files else None
-        entities = [Entity(**e) for e in meta["entities"]]
-        triples = [Triple(head=h, relation=r, tail=t, source=s, confidence=c) for h, r, t, s, c in meta["triples"]]
-        self._add(entities, meta["relations"], triples, entity_vecs, relation_vecs)
+        try:
+            with np.load(self.snapshot_path, allow_pickle=False) as data:
+                meta = json.loads(bytes(data["meta"]).decode())
+                entity_vecs = data["entity_vecs"]
+                relation_vecs = data["relation_vecs"]
+                codebook = data["codebook"] if "codebook" in data.files else None
+            entities = [Entity(**e) for e in meta["entities"]]
+            relations = list(meta["relations"])
+            triples = [Triple(head=h, relation=r, tail=t, source=s, confidence=c) for h, r, t, s, c in meta["triples"]]
+        except _UNREADABLE as exc:
+            raise self._snapshot_error(f"{type(exc).__name__}: {exc}") from None
+        problem = self._inconsistency(entities, relations, triples, entity_vecs, relation_vecs, codebook)
+        if problem:
+            raise self._snapshot_error(problem)
+        self._add(entities, relations, triples, entity_vecs, relation_vecs)
         self._codebook = codebook if codebook is not None and len(codebook) else None
+
+    def _inconsistency(self, entities, relations, triples, entity_vecs, relation_vecs, codebook) -> str | None:
+        """What makes a readable snapshot unusable, or None. Each part is checked against the others,
+        so a snapshot is loaded whole or not at all."""
+        names = {e.name for e in entities}
+        if len(names) != len(entities) or len(set(relations)) != len(relations):
+            return "it names an entity or a relation twice"
+        if entity_vecs.shape != (len(entities), self.dim) or relation_vecs.shape != (len(relations), 2, self.dim):
+            return (f"{len(entities)} entities and {len(relations)} relations, but vectors of shape "
+                    f"{entity_vecs.shape} and {relation_vecs.shape}")
+        if codebook is not None and (codebook.ndim != 2 or (len(codebook) and codebook.shape[1] != self.dim)):
+            return f"an image codebook of shape {codebook.shape}"
+        known_relations = set(relations)
+        for triple in triples:
+            if triple.head not in names or triple.tail not in names or triple.relation not in known_relations:
+                return f"the triple ({triple.head!r}, {triple.relation!r}, {triple.tail!r}) names an entity or relation it does not hold"
+        return None
+
+    def _snapshot_error(self, reason: str) -> SnapshotError:
+        return SnapshotError(
+            f"the graph snapshot {self.snapshot_path} cannot be loaded ({reason}); it is not read as an empty graph: "
+            "restore it from a copy, or move it away to start from an empty graph"
+        )
 
     def _write_snapshot(self) -> None:
         meta = {
@@ -144,12 +209,30 @@ class GraphStore:
             return QdrantClient(url=self.settings.qdrant_url, api_key=self.settings.qdrant_api_key)
         self.settings.qdrant_path.mkdir(parents=True, exist_ok=True)
         try:
-            return QdrantClient(path=str(self.settings.qdrant_path))
-        except RuntimeError as exc:  # the embedded store's lock: another process owns it
-            raise ReverieError(
-                f"the vector store at {self.settings.qdrant_path} is in use by another process ({exc}); "
-                "stop it, or point REVERIE_HOME elsewhere"
+            client = QdrantClient(path=str(self.settings.qdrant_path))
+        except RuntimeError:  # the embedded store's lock: another process owns it
+            raise StoreInUseError(
+                f"the vector store at {self.settings.qdrant_path} is in use by another process{self._holder()}: "
+                "stop it (a `reverie serve`, or another Reverie command on this REVERIE_HOME), or point REVERIE_HOME elsewhere"
             ) from None
+        # The lock is ours: note who holds it, and clear the temporary snapshots that a process
+        # killed while writing left behind (no other process writes this home's snapshot now).
+        atomic_write(self.settings.qdrant_path / OWNER_NOTE, json.dumps(_this_process()).encode())
+        for stale in self.settings.graph_dir.glob(f".{self.snapshot_path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        return client
+
+    def _holder(self) -> str:
+        """Who holds the lock, as its owner noted it: ' (pid N, TITLE, on HOST since T)', or ''."""
+        try:
+            note = json.loads((self.settings.qdrant_path / OWNER_NOTE).read_text())
+            pid, host = int(note["pid"]), str(note["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""
+        if host == socket.gethostname() and not _alive(pid):
+            return ""  # a note left by a process that died; the holder is another one
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(note.get("since", 0))))
+        return f" (pid {pid}, {note.get('process') or 'unknown process'}, on {host} since {since})"
 
     def _sync_index(self) -> None:
         """Make the Qdrant index agree with the snapshot (rebuild after a crash or a lost index)."""
@@ -189,16 +272,25 @@ class GraphStore:
                 wait=True,
             )
 
+    @_loaded
     def open_index(self) -> None:
         """Open (and, if it disagrees with the snapshot, rebuild) the vector index now."""
         self.qdrant
 
     def close(self) -> None:
         if self._qdrant is not None:
+            if not self.settings.qdrant_url:
+                note = self.settings.qdrant_path / OWNER_NOTE
+                try:
+                    if json.loads(note.read_text()).get("pid") == os.getpid():
+                        note.unlink()
+                except (OSError, ValueError):
+                    pass
             self._qdrant.close()
             self._qdrant = None
 
     # ---------- ingest ----------
+    @_loaded
     def plan(self, triples: list[Triple], entities: list[Entity] | None = None) -> IngestPlan:
         """What these facts add to the graph; re-ingesting the same facts plans nothing."""
         plan = IngestPlan(triples_read=len(triples))
@@ -224,6 +316,7 @@ class GraphStore:
         plan.relations = list(new_relations)
         return plan
 
+    @_loaded
     def apply(self, plan: IngestPlan, entity_vecs: np.ndarray, relation_vecs: np.ndarray, codebook: np.ndarray | None = None) -> None:
         """Add a plan with its vectors (relation_vecs: forward and inverse text of each relation, interleaved).
         Image entities get their token from the graph's codebook; the first image ingest brings it
@@ -261,6 +354,7 @@ class GraphStore:
             entities[i] = entities[i].model_copy(update={"token": int(token)})
         return IngestPlan(entities, plan.relations, plan.triples, plan.triples_read)
 
+    @_loaded
     def image_tokens(self, vecs: np.ndarray) -> np.ndarray | None:
         """Image tokens by the graph's codebook, or None before any image was ingested."""
         if self._codebook is None:
@@ -318,13 +412,16 @@ class GraphStore:
         self._phrases = None
 
     # ---------- reading ----------
+    @_loaded
     def stats(self) -> GraphStats:
         return GraphStats(entities=len(self._entities), relations=len(self._relations), triples=len(self._triples))
 
+    @_loaded
     def get_entity(self, name: str) -> Entity | None:
         idx = self._entity_index.get(name)
         return None if idx is None else self._entities[idx]
 
+    @_loaded
     def neighbours(self, name: str) -> list[Triple]:
         """Every stored triple that touches an entity, outgoing first."""
         if name not in self._entity_index:
@@ -333,6 +430,7 @@ class GraphStore:
         inc = [self._triple_at(u, name, d) for u, _, d in self.graph.in_edges(name, data=True)]
         return out + inc
 
+    @_loaded
     def entity_view(self, name: str) -> EntityView:
         """An entity with every stored fact that touches it, each with its edge id."""
         entity = self.get_entity(name)
@@ -367,6 +465,7 @@ class GraphStore:
             self._phrases = phrases
         return self._phrases
 
+    @_loaded
     def link(self, question: str, question_vec: np.ndarray, top_k: int, min_score: float) -> list[LinkedEntity]:
         """Entities the question mentions: exact phrase matches (longest first), then vector hits."""
         self._require_graph()
@@ -392,6 +491,7 @@ class GraphStore:
             raise NoMatchError(f"no entity in the graph matches the question{best}")
         return list(linked.values())
 
+    @_loaded
     def link_image(self, image_vec: np.ndarray, top_k: int, min_score: float):
         """The entities nearest an image's vector (image entities aside: a question's subject is a
         thing, not a picture of it), and the image's token: (links, token)."""
@@ -425,6 +525,7 @@ class GraphStore:
             self._csr = (indptr, dst[order], rel[order], ref[order])
         return self._csr
 
+    @_loaded
     def neighbourhood(self, seeds: list[str], hops: int, max_nodes: int, sample_seed: int = 0) -> np.ndarray:
         """Global ids of the nodes within `hops` of the seeds, seeds first.
 
@@ -453,6 +554,7 @@ class GraphStore:
             frontier = nxt
         return np.concatenate(order)
 
+    @_loaded
     def retrieve(self, seeds: list[str], seed_weights: list[float], hops: int, max_nodes: int) -> Subgraph:
         """The k-hop subgraph around the seeds, as CSR arrays with the vectors the walker needs."""
         self._require_graph()
@@ -489,6 +591,7 @@ class GraphStore:
             seed_weights=weights / weights.sum(),
         )
 
+    @_loaded
     def random_walks(self, starts: list[str], length: int, seed: int = 0) -> list[list[Triple]]:
         """Uniform random walks over stored edges (forward and inverse), one per start."""
         indptr, dst, rel, ref = self._full_csr()
@@ -505,3 +608,22 @@ class GraphStore:
                 node = dst[k]
             walks.append(walk)
         return walks
+
+
+def _this_process() -> dict:
+    """The owner note: pid, host, the process's title (a Ray worker's names its actor), and since when."""
+    try:
+        title = Path("/proc/self/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:  # not Linux
+        title = " ".join(sys.argv)
+    return {"pid": os.getpid(), "host": socket.gethostname(), "process": " ".join(title.split())[:120], "since": time.time()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's
+        pass
+    return True

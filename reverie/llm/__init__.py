@@ -3,7 +3,7 @@ fallback chain over them. No Ray here; Ray actors elsewhere host these objects.
 
 Importing this package is cheap: transformers loads with the local model, on its first use.
 """
-from reverie.llm.chain import LLM_BACKENDS, BackendUnavailable, FallbackChain, LLMBackend, StreamedAnswer, build_chain
+from reverie.llm.chain import LLM_BACKENDS, BackendUnavailable, FallbackChain, Finish, LLMBackend, StreamedAnswer, build_chain, text_of
 from reverie.llm.local import LocalLLM, bundled_gguf_path
 from reverie.llm.ollama_backend import OllamaLLM
 from reverie.llm.verbalize import (
@@ -22,6 +22,7 @@ __all__ = [
     "TEMPLATE_BACKEND",
     "BackendUnavailable",
     "FallbackChain",
+    "Finish",
     "LLMBackend",
     "LocalLLM",
     "OllamaLLM",
@@ -34,5 +35,6 @@ __all__ = [
     "step_fact",
     "stream_verbalize",
     "template_sentence",
+    "text_of",
     "verbalize",
 ]

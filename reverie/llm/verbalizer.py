@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 from reverie.config import Settings, offline_hub
-from reverie.llm.chain import BackendUnavailable, build_chain
+from reverie.llm.chain import BackendUnavailable, Finish, build_chain
 from reverie.llm.verbalize import TEMPLATE_BACKEND, grounded_sentence, stream_verbalize, template_sentence, verbalize
 from reverie.schemas import Chain
 
 log = logging.getLogger(__name__)
+REPLY_CACHE_SIZE = 4096
 
 
 class Verbalizer:
@@ -28,6 +30,8 @@ class Verbalizer:
         self.settings = settings if isinstance(settings, Settings) else Settings(**settings)
         torch.set_num_threads(self.settings.model_threads)  # a host that reserves no CPU would get one thread
         self.chain = build_chain(self.settings)
+        self.replies: dict[tuple, tuple[str, str]] = {}  # the model's replies by prompt: verbalize_many's cache
+        self._replies_lock = threading.Lock()
         if load:
             self.warm_up()
 
@@ -40,9 +44,14 @@ class Verbalizer:
             except BackendUnavailable as exc:
                 log.warning("LLM backend %r is unavailable: %s", backend.name, exc)
 
-    def verbalize(self, question: str, chain: Chain, seed: int | None = None) -> tuple[str, str]:
-        """(sentence, backend): the model's sentence when the chain supports it, else the template's."""
-        return verbalize(question, chain, self.chain, self.settings, seed=seed)
+    def verbalize_many(self, answers: list[tuple[str, Chain, int | None]]) -> list[tuple[str, str]]:
+        """(sentence, backend) for each (question, chain, seed), generated as one batch; a reply the
+        model already wrote for the same prompt (and seed, when sampling) comes from the cache."""
+        with self._replies_lock:  # Serve calls from several threads; generation is one at a time anyway
+            said = verbalize(answers, self.chain, self.settings, replies=self.replies)
+            while len(self.replies) > REPLY_CACHE_SIZE:  # oldest first
+                self.replies.pop(next(iter(self.replies)))
+        return said
 
     def stream_answer(self, question: str, chain: Chain, seed: int | None = None) -> Iterator[dict[str, str]]:
         """{"token": piece} as the model writes, then {"answer", "backend"}: the checked sentence,
@@ -59,19 +68,24 @@ class Verbalizer:
         else:
             yield {"answer": sentence, "backend": streamed.backend}
 
-    def generate(self, prompt: str, system: str | None, options: dict[str, Any]) -> Iterator[str]:
-        """Plain generation, piece by piece (the Ollama endpoints); `options` are Ollama's, unset
-        ones take the settings'. With `choices` (a structured-output menu), the reply is one of
-        them, JSON-encoded as Ollama sends structured output, in one piece."""
+    def generate(self, prompt: str, system: str | None, options: dict[str, Any]) -> Iterator[str | Finish]:
+        """Plain generation (the Ollama and OpenAI endpoints): the reply's pieces, then one Finish
+        (token counts, "stop" or "length", durations). `options` are Ollama's (temperature, top_k,
+        top_p, num_predict, seed, stop), unset ones take the settings', plus the structured output
+        the request asked for: `json_object` (one JSON object) or `choices` (a menu: the reply is
+        one of them, JSON-encoded as Ollama sends structured output, in one piece)."""
         s = self.settings
-        sampling = {
-            "temperature": s.temperature if options.get("temperature") is None else options["temperature"],
-            "top_k": options.get("top_k") or s.top_k,
-            "max_new_tokens": options.get("num_predict") or s.max_new_tokens,
-            "seed": options.get("seed"),
-        }
+        streamed = self.chain.stream(
+            prompt, system=system,
+            temperature=s.temperature if options.get("temperature") is None else options["temperature"],
+            top_k=options.get("top_k") or s.top_k,
+            top_p=1.0 if options.get("top_p") is None else options["top_p"],
+            max_new_tokens=options.get("num_predict") or s.max_new_tokens,
+            seed=options.get("seed"), stop=options.get("stop") or (),
+            choices=options.get("choices"), json_object=bool(options.get("json_object")),
+        )
         if options.get("choices"):
-            text, _ = self.chain.generate(prompt, system=system, choices=options["choices"], **sampling)
-            yield json.dumps(text)
-            return
-        yield from self.chain.stream(prompt, system=system, **sampling)
+            yield json.dumps("".join(streamed))
+        else:
+            yield from streamed
+        yield streamed.finish

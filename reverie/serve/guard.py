@@ -1,5 +1,9 @@
-"""What every HTTP request passes before a route sees it: the API key, the body-size limit, and
-request metrics. A plain ASGI middleware, so it also covers streamed replies and the docs pages.
+"""What every HTTP request passes before a route sees it: CORS, the API key, the body-size limit,
+and request metrics. A plain ASGI middleware, so it also covers streamed replies and the docs pages.
+
+Errors take the shape of the face a path belongs to (`error_content`): OpenAI's
+{"error": {"message", "type", "code"}} on the OpenAI paths, Ollama's {"error": message} on / and
+/api/*, and Reverie's {"detail": message} everywhere else.
 """
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
+
+from reverie.serve import openai_api
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -15,9 +21,35 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-async def send_json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    # "error" too, because Ollama clients read that key; Reverie's own errors use "detail".
-    body = json.dumps({"detail": detail, "error": detail}).encode()
+def face(path: str) -> Literal["openai", "ollama", "reverie"]:
+    """Which API a path belongs to, for the shape of its errors."""
+    if openai_api.is_openai_path(path):
+        return "openai"
+    if path == "/" or path.startswith("/api/"):
+        return "ollama"
+    return "reverie"
+
+
+def error_content(path: str, status: int, message: str) -> dict[str, Any]:
+    """An error body in the shape the path's clients read."""
+    kind = face(path)
+    if kind == "openai":
+        return openai_api.error_body(status, message)
+    if kind == "ollama":
+        return {"error": message}
+    return {"detail": message}
+
+
+def cors_options(allow_origins: list[str], allow_origin_regex: str | None) -> dict[str, Any]:
+    """Starlette CORSMiddleware's arguments. It sits outside the Guard: a browser's preflight
+    (OPTIONS) carries no Authorization header, so it is answered before the key is asked for;
+    the request that follows must carry the key. No cookies are used, so no credentials."""
+    return {"allow_origins": allow_origins, "allow_origin_regex": allow_origin_regex, "allow_methods": ["GET", "HEAD", "POST"],
+            "allow_headers": ["*"], "max_age": 600}
+
+
+async def send_json(send: Send, path: str, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps(error_content(path, status, message)).encode()
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": head + (headers or [])})
     await send({"type": "http.response.body", "body": body})
@@ -79,12 +111,13 @@ class Guard:
                 self.recorder.record(getattr(route, "path", "unmatched"), status["code"], time.perf_counter() - start)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
         if self.api_key and not bearer_ok(scope.get("headers", []), self.api_key):
-            await send_json(send, 401, "missing or wrong API key: send `Authorization: Bearer <key>`", [(b"www-authenticate", b"Bearer")])
+            await send_json(send, path, 401, "missing or wrong API key: send `Authorization: Bearer <key>`", [(b"www-authenticate", b"Bearer")])
             return
         declared = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await send_json(send, 413, f"the request body is {int(declared)} bytes; the limit is {self.max_body_bytes}")
+            await send_json(send, path, 413, f"the request body is {int(declared)} bytes; the limit is {self.max_body_bytes}")
             return
         # Without a declared length (chunked uploads) the body is read here, up to the limit.
         body, more = [], True
@@ -96,7 +129,7 @@ class Guard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await send_json(send, 413, f"the request body passes the limit of {self.max_body_bytes} bytes")
+                await send_json(send, path, 413, f"the request body passes the limit of {self.max_body_bytes} bytes")
                 return
             body.append(chunk)
             more = message.get("more_body", False)
