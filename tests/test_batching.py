@@ -70,3 +70,20 @@ def test_a_wrong_number_of_outputs_is_an_error_not_a_misaligned_reply():
         joined([1, 2])
     with pytest.raises(ValueError):
         JoinedCalls(list, max_items=0)
+
+
+def test_a_caller_leads_at_most_one_batch_and_then_returns():
+    leaders = []
+
+    def slow(items):
+        leaders.append(threading.get_ident())
+        time.sleep(0.01)
+        return list(items)
+
+    joined = JoinedCalls(slow, max_items=2)  # small batches: the queue outlasts any one batch
+    threads = [threading.Thread(target=joined, args=([k],)) for k in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(leaders) >= 10 and len(set(leaders)) == len(leaders)

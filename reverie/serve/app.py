@@ -28,7 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
@@ -300,7 +300,9 @@ class ReverieAPI:
         """A Query as JSON (an image as base64 in `image`), or as multipart form data: the Query's fields as form fields and the image as a file field `image`."""
         query = await self._query(request)
         if not query.stream:
-            return await _read(self.pipeline.answer, query)
+            verdict: Verdict = await _read(self.pipeline.answer, query)
+            # The Verdict is the Pipeline's own, already valid: sent as it is, not validated again.
+            return Response(verdict.model_dump_json(), media_type="application/json")
         # Errors (no match, empty graph) must still be a 4xx, so the dreams finish before the stream opens.
         verdict: Verdict = await _read(self.pipeline.answer, query.model_copy(update={"verbalize": False}))
         return StreamingResponse(self._events(query, verdict), media_type=SSE)
