@@ -28,7 +28,7 @@ demo: install
 	$(BIN)/reverie ask "What happens when you drop a glass cup?"
 
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 bench: install
 	$(BIN)/python bench/run_all.py

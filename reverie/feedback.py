@@ -20,16 +20,18 @@ class FeedbackLog:
     def __init__(self, folder: Path, remember_last: int = 10_000):
         self.path = Path(folder) / FEEDBACK_FILE
         self.remember_last = remember_last
-        self._verdicts: OrderedDict[str, Verdict] = OrderedDict()
+        # As JSON, about 5 KB each: the pydantic objects took about 40 KB, 400 MB for the last 10,000.
+        self._verdicts: OrderedDict[str, str] = OrderedDict()
 
     def remember(self, verdict: Verdict) -> None:
-        self._verdicts[verdict.id] = verdict
+        self._verdicts[verdict.id] = verdict.model_dump_json()
         self._verdicts.move_to_end(verdict.id)
         while len(self._verdicts) > self.remember_last:
             self._verdicts.popitem(last=False)
 
     def rate(self, feedback: Feedback) -> FeedbackRecord:
-        verdict = feedback.verdict or self._verdicts.get(feedback.verdict_id)
+        remembered = self._verdicts.get(feedback.verdict_id)
+        verdict = feedback.verdict or (Verdict.model_validate_json(remembered) if remembered else None)
         if verdict is None:
             raise NotFoundError(
                 f"no verdict {feedback.verdict_id!r} among the last {self.remember_last} answers; send the verdict itself in `verdict`"
