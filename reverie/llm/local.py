@@ -230,9 +230,7 @@ class LocalLLM(GeneratesByStreaming):
         prepared = [self._prepare(tokenizer, prompt, system, temperature, top_k, 1.0, max_new_tokens) for prompt, system, _ in requests]
         rows = [inputs["input_ids"][0] for inputs, _ in prepared]
         width = max(len(row) for row in rows)
-        context = model.config.max_position_embeddings
-        if width + max_new_tokens > context:
-            raise ReverieError(f"a prompt is {width} tokens; with {max_new_tokens} to write it passes the model's {context}")
+        _check_room(model, width, max_new_tokens)
         input_ids = torch.full((len(rows), width), tokenizer.eos_token_id, dtype=rows[0].dtype)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
@@ -270,9 +268,7 @@ class LocalLLM(GeneratesByStreaming):
         loaded = time.perf_counter()
         inputs, options = self._prepare(tokenizer, prompt, system, temperature, top_k, top_p, max_new_tokens)
         prompt_length = inputs["input_ids"].shape[1]
-        context = model.config.max_position_embeddings
-        if prompt_length + max_new_tokens > context:
-            raise ReverieError(f"the prompt is {prompt_length} tokens; with {max_new_tokens} to write it passes the model's {context}")
+        _check_room(model, prompt_length, max_new_tokens)
         if choices:
             options.update(_constrained(tokenizer, prompt_length, choices))
         keep = min(top_k, JSON_CANDIDATES) if options["do_sample"] else 1
@@ -322,6 +318,13 @@ class LocalLLM(GeneratesByStreaming):
         first = first_token_at[0] if first_token_at else finished
         yield Finish(prompt_tokens=prompt_length, completion_tokens=len(generated), reason="stop" if ended else "length",
                      load_ns=_ns(loaded - started), prompt_ns=_ns(first - loaded), completion_ns=_ns(finished - first))
+
+
+def _check_room(model, prompt_length: int, max_new_tokens: int) -> None:
+    """A prompt and its reply must fit the model's context; a longer one is refused (HTTP 400)."""
+    context = model.config.max_position_embeddings
+    if prompt_length + max_new_tokens > context:
+        raise ReverieError(f"the prompt is {prompt_length} tokens; with {max_new_tokens} to write it passes the model's {context}")
 
 
 def _before_stop(text: str, stop: Sequence[str]) -> str:

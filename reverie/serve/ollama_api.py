@@ -476,8 +476,10 @@ def failure(exc: BaseException) -> tuple[int, str]:
     Ray's wrapper, or a server error named by its type."""
     from ray.exceptions import RayTaskError
 
-    if isinstance(exc, RayTaskError) and isinstance(exc.cause, ReverieError):
-        exc = exc.cause
+    from reverie.pipeline import user_error
+
+    if isinstance(exc, RayTaskError):
+        exc = user_error(exc)
     if isinstance(exc, ReverieError):
         return exc.status, exc.message
     return 500, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
