@@ -7,7 +7,7 @@ export REVERIE_HOME ?= $(CURDIR)/.reverie-demo
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -27,7 +27,13 @@ demo: install
 	$(BIN)/reverie ingest --dataset world
 	$(BIN)/reverie ask "What happens when you drop a glass cup?"
 
-test: install
+# The web page's tests drive Debian's Chromium; install it when it is missing (as root, or with sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { $(SUDO) apt-get install -y -q chromium chromium-driver || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }; }
+
+test: install browser
 	$(BIN)/pytest -q --durations=15
 
 bench: install

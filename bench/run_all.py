@@ -21,6 +21,7 @@ RUNS = [
     ["bench.images", "--backbones", "lite", "resnet", "clip", "--minutes", "4"],
     ["bench.training_control"],
     ["bench.tune_policy"],
+    ["bench.ui_screenshots"],
 ]
 for args in RUNS:
     print(f"== {' '.join(args)}", flush=True)

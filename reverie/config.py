@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     walker_inverse_bias: float = Field(default=-0.3, description="Score added to hops against a fact's stored direction (cosine units).")
     confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="A Verdict whose calibrated confidence is below this says it is not sure (`sure: false`).")
     alternatives: int = Field(default=3, ge=0, le=20, description="Runner-up answers reported with their chains.")
+    tree_walks: int = Field(default=48, ge=1, le=1024, description="The most distinct walks a rollout tree (Query.tree) shows, most frequent first.")
 
     # LLM
     llm_backends: list[Literal["local", "ollama"]] = Field(default=["local"], description="Fallback chain, tried in order.")

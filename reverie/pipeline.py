@@ -21,14 +21,14 @@ from ray.serve.handle import DeploymentResponse
 from reverie.actors import Services, here, init_ray, rollout_placements, rollout_task
 from reverie.batching import JoinedCalls
 from reverie.config import Settings
-from reverie.dreams import Rollouts, Walker, dream, make_walker
+from reverie.dreams import Rollouts, Walker, arbitrate, dream, make_walker
 from reverie.errors import IngestError, NoMatchError, ReverieError
 from reverie.graph_store.datasets import KGDataset
 from reverie.graph_store.images import DEPICTS, IMAGE_TYPE, ImageLine, ImageRef
 from reverie.memory import Turn
 from reverie.encoders.image import decode_base64
 from reverie.schemas import (Entity, EntityView, Feedback, FeedbackRecord, GraphStats, ImageLink, IngestReport, LinkedEntity, Query,
-                             Triple, Verdict)
+                             SearchResult, Triple, Verdict)
 
 ENCODE_BATCH = 2048
 IMAGE_BATCH = 64
@@ -186,10 +186,11 @@ class Pipeline:
                 for size, node in zip(sizes, get([node for _, node in tasks])):
                     nodes[node] = nodes.get(node, 0) + size
         with stage("arbitrate"):
+            tree_walks = s.tree_walks if query.tree else 0
             if local:
-                candidates = walker.rank(graph, posed, Rollouts.concat(parts), 1 + s.alternatives)
+                candidates, tree = arbitrate(walker, graph, posed, Rollouts.concat(parts), 1 + s.alternatives, tree_walks)
             else:
-                candidates = get(svc.arbiter.rank.remote(hosted.to_arbiter, graph, posed, 1 + s.alternatives, *parts))
+                candidates, tree = get(svc.arbiter.rank.remote(hosted.to_arbiter, graph, posed, 1 + s.alternatives, tree_walks, *parts))
         if not candidates:
             raise NoMatchError(f"no walk from {', '.join(e.name for e in seeds)} reached an answer within {posed.hops} hops")
         best = candidates[0]
@@ -221,8 +222,10 @@ class Pipeline:
             nodes=nodes,
             timings_ms=timings,
             session_id=query.session_id,
+            tree=tree,
         )
-        svc.feedback.remember.remote(verdict)  # so a client can rate it by id
+        # so a client can rate it by id; the tree is for the eye, not the feedback dataset
+        svc.feedback.remember.remote(verdict.model_copy(update={"tree": None}) if tree else verdict)
         return verdict
 
     def feedback(self, feedback: Feedback) -> FeedbackRecord:
@@ -233,6 +236,11 @@ class Pipeline:
 
     def stats(self) -> GraphStats:
         return get(self.services.store.stats.remote())
+
+    def search(self, text: str, limit: int) -> SearchResult:
+        """Entities by name, then by the text's vector (the web page's graph search)."""
+        vector = self.encode_questions([text])[0]
+        return SearchResult(query=text, hits=get(self.services.store.search.remote(text, vector, limit)))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """MiniLM vectors of texts (the embeddings endpoints), joined with concurrent questions' when few."""

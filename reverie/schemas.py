@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -49,6 +49,7 @@ class Query(BaseModel):
     seed: int | None = Field(default=None, description="Seed for the rollouts; the same seed gives the same verdict.")
     stream: bool = Field(default=False, description="HTTP only: stream the answer's tokens, then the Verdict, as server-sent events.")
     image: str | None = Field(default=None, description="An image the question is about, base64-encoded (a data: URL too); it links to an entity, the question's subject.")
+    tree: bool = Field(default=False, description="Add the rollout tree to the Verdict: the most frequent walks merged by their common prefixes, with counts.")
 
     @field_validator("question")
     @classmethod
@@ -104,6 +105,25 @@ class ImageLink(BaseModel):
     runners_up: list[LinkedEntity] = Field(default_factory=list, description="The next nearest entities, for a person to check the link.")
 
 
+class TreeNode(BaseModel):
+    """A node of the rollout tree: an entity reached by one prefix of the walks."""
+
+    id: int
+    parent: int | None = Field(description="The node one hop back; None for a walk's start.")
+    entity: str
+    step: Step | None = Field(description="The hop from the parent to here; None for a start.")
+    walks: int = Field(description="Rollouts that passed through this node.")
+    ends: int = Field(description="Rollouts that stopped here: its votes.")
+
+
+class RolloutTree(BaseModel):
+    """The rollouts as a tree of branches: the most frequent distinct walks, merged by common prefix."""
+
+    walks: int = Field(description="Rollouts in all.")
+    shown: int = Field(description="Rollouts the tree holds; the rest took rarer walks.")
+    nodes: list[TreeNode] = Field(description="Parents before their children.")
+
+
 class Verdict(BaseModel):
     """Reverie's answer to a Query."""
 
@@ -125,6 +145,7 @@ class Verdict(BaseModel):
     nodes: dict[str, int] = Field(default_factory=dict, description="Rollouts per Ray node id: where the dreams ran.")
     timings_ms: dict[str, float] = Field(description="Milliseconds per stage.")
     session_id: str | None = None
+    tree: RolloutTree | None = Field(default=None, description="The rollout tree, when the Query asked for it.")
 
 
 class IngestReport(BaseModel):
@@ -157,6 +178,41 @@ class Fact(Triple):
     """A stored triple with its edge id."""
 
     edge_id: str
+
+
+class RunSummary(BaseModel):
+    """A training run, as GET /v1/runs lists it."""
+
+    id: str
+    kind: str = Field(description="What trained: policy (the path policy) or tuner (the tuning agent).")
+    name: str = Field(description="The dataset, or the agent's name.")
+    started: str = Field(description="ISO 8601 time, UTC.")
+    iterations: int = Field(description="Iterations logged so far.")
+    last: dict[str, Any] = Field(description="The last iteration's numbers.")
+
+
+class Run(BaseModel):
+    """A training run with every iteration's numbers (iteration, env_steps, episode_return_mean, ...)."""
+
+    id: str
+    kind: str
+    name: str
+    started: str
+    points: list[dict[str, Any]]
+
+
+class EntityHit(BaseModel):
+    """An entity found by a graph search."""
+
+    name: str
+    type: str
+    score: float = Field(description="1 for a whole-name match, 0.9 for a name that starts with the text, 0.8 for one that contains it; else the cosine similarity.")
+    how: Literal["name", "vector"]
+
+
+class SearchResult(BaseModel):
+    query: str
+    hits: list[EntityHit]
 
 
 class EntityView(BaseModel):

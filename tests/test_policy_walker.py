@@ -95,7 +95,7 @@ def test_rank_groups_by_answer_and_keeps_provenance():
     assert best_d.steps[0].edge_id == edge_id("a", "r1", "b") and best_d.steps[0].source == "toy"
     assert not any(s.imagined for s in best_d.steps)
     # an imagined hop is flagged, with the world model as its source; the stay is left out
-    dream_chain = walker.chain(walks, 3)
+    dream_chain = walker.chain(None, walks, 3)
     assert len(dream_chain.steps) == 1 and dream_chain.steps[0].imagined and dream_chain.answer == "d"
     assert dream_chain.steps[0].source == WORLD_MODEL_SOURCE and dream_chain.steps[0].action == "r2"
     assert dream_chain.steps[0].edge_id == edge_id("a", "r2", "d") and dream_chain.expert == EXPERT_NAMES[1]

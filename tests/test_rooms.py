@@ -11,7 +11,7 @@ import pytest
 import reverie
 
 COMPUTING = ["graph_store", "encoders", "llm", "dreams", "models", "policies"]
-TOP_LEVEL = ["atomic", "checkpoints", "config", "edges", "errors", "feedback", "memory", "ranking", "schemas", "torchvision_fix"]
+TOP_LEVEL = ["atomic", "batching", "checkpoints", "config", "edges", "errors", "feedback", "memory", "ranking", "runs", "schemas", "torchvision_fix"]
 HOSTING = {"reverie.policies.train", "reverie.policies.module"}  # the RLlib trainer and its RLModule wrapper
 
 

@@ -97,12 +97,33 @@ def test_unmatched_question_gets_422_with_detail(http):
 
 # ---------- security ----------
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}])
-@pytest.mark.parametrize("method, path", [("GET", "/healthz"), ("POST", "/v1/query"), ("POST", "/v1/ingest"), ("GET", "/metrics"), ("GET", "/api/tags"), ("GET", "/docs")])
+@pytest.mark.parametrize("method, path", [("GET", "/healthz"), ("POST", "/v1/query"), ("POST", "/v1/ingest"), ("GET", "/metrics"), ("GET", "/api/tags"), ("GET", "/docs"),
+                                          ("GET", "/v1/runs"), ("GET", "/v1/graph/search?q=glass"), ("POST", "/ui/index.html")])
 def test_every_request_needs_the_api_key(base_url, headers, method, path):
     reply = httpx.request(method, base_url + path, headers=headers, json={"question": SAMPLE_QUESTION}, timeout=30)
     assert reply.status_code == 401
     assert "API key" in reply.json()["error" if path.startswith("/api/") else "detail"]  # each face's error shape
     assert reply.headers["www-authenticate"] == "Bearer"
+
+
+def test_the_web_page_is_public_and_loads_only_its_own_files(base_url):
+    """The page's files hold no data and are served without the key (the page asks for it); a
+    browser opening / goes on to the page, while Ollama's probe still hears Ollama."""
+    import re
+
+    page = httpx.get(base_url + "/ui/", timeout=30)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assets = [a for a in re.findall(r'(?:src|href)="([^"]+)"', page.text) if not a.startswith(("data:", "#"))]
+    assert "/ui/vendor/cytoscape.min.js" in assets and not [a for a in assets if "//" in a], "nothing from another host"
+    for asset in assets:
+        assert httpx.get(base_url + asset, timeout=30).status_code == 200, asset
+    assert httpx.get(base_url + "/ui", timeout=30).text == page.text
+    browser = httpx.get(base_url + "/", headers={"accept": "text/html,application/xhtml+xml"}, timeout=30)
+    assert browser.status_code == 307 and browser.headers["location"] == "/ui/"
+    assert httpx.get(base_url + "/", headers=AUTH, timeout=30).text == "Ollama is running"
+    for outside in ("/ui/%2e%2e/app.py", "/ui/..%2fapp.py", "/ui/nothing.js"):
+        assert httpx.get(base_url + outside, timeout=30).status_code == 404, outside
 
 
 def test_bodies_over_the_limit_get_413(http, served):
@@ -203,6 +224,29 @@ def test_nothing_sent_is_unpickled(http, tmp_path):
 def test_unknown_entity_gets_404(http):
     reply = http.get("/v1/graph/entities/no such thing")
     assert reply.status_code == 404 and "no such thing" in reply.json()["detail"]
+
+
+def test_search_finds_entities_by_name_then_meaning(http):
+    hits = http.get("/v1/graph/search", params={"q": "glass", "limit": 8}).json()["hits"]
+    assert hits[0] == {"name": "glass", "type": "material", "score": 1.0, "how": "name"}
+    assert len(hits) == 8 and all(h["name"].startswith("glass") for h in hits if h["how"] == "name")
+    meaning = http.get("/v1/graph/search", params={"q": "something that breaks easily", "limit": 5}).json()["hits"]
+    assert meaning and all(h["how"] == "vector" for h in meaning) and "brittle" in [h["name"] for h in meaning]
+    for params in ({"q": ""}, {"q": "glass", "limit": 0}, {}):
+        reply = http.get("/v1/graph/search", params=params)
+        assert reply.status_code == 422, params
+
+
+def test_a_query_can_ask_for_its_rollout_tree(http):
+    verdict = http.post("/v1/query", json={"question": SAMPLE_QUESTION, "seed": 3, "verbalize": False, "branches": 96, "tree": True}).json()
+    tree = verdict["tree"]
+    assert tree["walks"] == 96 and 0 < tree["shown"] <= 96
+    assert sum(n["ends"] for n in tree["nodes"]) == tree["shown"]
+    ends = {n["entity"]: 0 for n in tree["nodes"]}
+    for node in tree["nodes"]:
+        ends[node["entity"]] += node["ends"]
+    assert ends[verdict["answer_entity"]] > 0
+    assert http.post("/v1/query", json={"question": SAMPLE_QUESTION, "seed": 3, "verbalize": False}).json()["tree"] is None
 
 
 # ---------- feedback ----------

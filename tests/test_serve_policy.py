@@ -6,6 +6,7 @@ from test_policy_module import write_toy_dataset  # pytest puts tests/ on sys.pa
 from servers import free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
+TRAINED = {}  # the policy_home fixture's settings
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def policy_home(ray_cluster, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("data") / "toyfamily"
     write_toy_dataset(folder)
-    settings = Settings(home=tmp_path_factory.mktemp("policy-home"), port=free_port())
+    settings = TRAINED["settings"] = Settings(home=tmp_path_factory.mktemp("policy-home"), port=free_port())
     pipeline = Pipeline(settings)
     pipeline.ingest_dataset(load_dataset(str(folder)))
     pipeline.ingest_dataset(load_dataset("world"))
@@ -51,3 +52,19 @@ def test_http_uses_the_policy_of_the_graph_asked_about(policy_home):
                                                         "seed": 0, "verbalize": False}, timeout=180)
     assert world.status_code == 200, world.text
     assert world.json()["policy"] == "embedding-walker" and world.json()["answer_entity"] == "shatters"
+
+
+def test_the_policy_training_run_is_listed_with_its_curve(policy_home):
+    """`GET /v1/runs` (what the web page plots) shows the run train_policy logged, and its last
+    point is what the saved policy records."""
+    runs = httpx.get(f"{policy_home}/v1/runs", timeout=30).json()["runs"]
+    [run] = [r for r in runs if r["kind"] == "policy"]
+    assert run["name"] == "toyfamily" and run["iterations"] == 2
+    points = httpx.get(f"{policy_home}/v1/runs/{run['id']}", timeout=30).json()["points"]
+    assert [p["iteration"] for p in points] == [1, 2] and points[0]["env_steps"] < points[1]["env_steps"]
+    from reverie.policies.net import read_policy_meta
+    from reverie.policies.train import policy_dir
+
+    meta = read_policy_meta(policy_dir(TRAINED["settings"], "toyfamily"))
+    assert points[-1]["env_steps"] == meta.env_steps
+    assert httpx.get(f"{policy_home}/v1/runs/{run['id']}x", timeout=30).status_code == 404

@@ -110,6 +110,25 @@ def test_link_prefers_exact_longest_phrases(settings, encoder):
     assert all(e.how == "vector" for e in linked[1:])
 
 
+def test_search_finds_whole_names_then_prefixes_then_parts_then_vectors(settings, encoder):
+    store = GraphStore(settings)
+    assert store.search("glass", encoder.encode(["glass"])[0], 5) == []  # an empty graph finds nothing
+    ingest(store, encoder, FACTS + [("stained glass", "made of", "glass")])
+    hits = store.search("Glass", encoder.encode(["Glass"])[0], 20)
+    names = [h.name for h in hits]
+    assert names[0] == "glass" and hits[0].score == 1.0
+    assert set(names[1:3]) == {"glass cup", "glass vase"} and {h.score for h in hits[1:3]} == {0.9}
+    assert names[3] == "stained glass" and hits[3].score == 0.8
+    assert all(h.how == "name" for h in hits[:4]) and all(h.how == "vector" for h in hits[4:])
+    assert len(names) == len(set(names)) == min(20, store.stats().entities)
+    # a description matches no name: the nearest by vector, best first
+    text = "a thing that breaks into pieces"
+    by_meaning = store.search(text, encoder.encode([text])[0], 3)
+    assert len(by_meaning) == 3 and all(h.how == "vector" for h in by_meaning) and "shatters" in [h.name for h in by_meaning]
+    assert [h.score for h in by_meaning] == sorted((h.score for h in by_meaning), reverse=True)
+    assert len(store.search("glass", encoder.encode(["glass"])[0], 2)) == 2
+
+
 def test_link_without_any_match_is_an_error(settings, encoder):
     store = GraphStore(settings)
     with pytest.raises(EmptyGraphError):

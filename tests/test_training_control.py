@@ -170,6 +170,13 @@ def test_a_short_rllib_run_beats_a_random_controller_on_the_toy(ray_cluster, tmp
     assert [r["iteration"] for r in reports] == list(range(1, 31))
     saved = read_tuner_config(folder)
     assert saved["control"]["intervals"] == 10 and saved["meta"]["iterations"] == 30
+    # the run's log, which the web page plots, holds what training reported
+    from reverie.runs import list_runs, read_run
+
+    [logged] = list_runs(tmp_path)
+    assert (logged.kind, logged.iterations) == ("tuner", 30)
+    returns = [p["episode_return_mean"] for p in read_run(tmp_path, logged.id).points]
+    assert returns == [r["episode_return_mean"] for r in reports] == saved["meta"]["returns"]
     net = load_tuner(folder)  # no Ray needed from here on
     seeds = range(20)
     agent = np.mean([run_episode(control, CONTROLLERS["agent"](net=net), s).test_score for s in seeds])

@@ -112,3 +112,42 @@ def test_ranked_answers_carry_chains_of_stored_facts(walker, retrieved):
             head, tail = (step.result, step.what) if step.inverse else (step.what, step.result)
             assert step.edge_id == edge_id(head, relation, tail)
             assert (head, relation, tail) in FACTS and step.source == SOURCE and step.source != WORLD_MODEL_SOURCE
+
+
+def test_the_rollout_tree_merges_walks_by_prefix_and_its_counts_add_up(walker, retrieved):
+    from reverie.dreams import arbitrate
+
+    sub, question = retrieved
+    query = walker.pose(sub, question, SEEDS, hops=3)
+    graph = walked_graph(walker, sub)
+    walks = walker.walk(graph, query, 128, np.random.default_rng(3))
+    distinct = {(tuple(walks.nodes[b, : walks.length[b] + 1]), tuple(walks.relations[b, : walks.length[b]])) for b in range(len(walks))}
+    candidates, tree = arbitrate(walker, graph, query, walks, 5, tree_walks=len(distinct))
+    assert candidates == walker.rank(graph, query, walks, 5)
+    assert tree.walks == tree.shown == 128
+    nodes = {n.id: n for n in tree.nodes}
+    children: dict[int, list] = {}
+    for node in tree.nodes:
+        if node.parent is None:
+            assert node.step is None and node.entity == "glass cup"
+        else:
+            assert node.parent < node.id, "parents come before their children"
+            parent = nodes[node.parent]
+            assert node.step.what == parent.entity and node.step.result == node.entity
+            children.setdefault(node.parent, []).append(node)
+    for node in tree.nodes:
+        below = children.get(node.id, [])
+        assert node.walks == node.ends + sum(c.walks for c in below)
+        assert len({(c.step.edge_id, c.step.inverse) for c in below}) == len(below), "one branch per hop"
+    assert sum(n.ends for n in tree.nodes) == 128 == sum(n.walks for n in tree.nodes if n.parent is None)
+    # each answer's votes are the walks that ended at it
+    for cand in candidates:
+        assert sum(n.ends for n in tree.nodes if n.entity == cand.answer and n.parent is not None) == cand.votes
+    # one walk: the most frequent, and only its nodes
+    _, top = arbitrate(walker, graph, query, walks, 5, tree_walks=1)
+    counts = {}
+    for b in range(len(walks)):
+        key = (tuple(walks.nodes[b, : walks.length[b] + 1]), tuple(walks.relations[b, : walks.length[b]]))
+        counts[key] = counts.get(key, 0) + 1
+    assert top.shown == max(counts.values()) and len(top.nodes) == len(max(counts, key=counts.get)[0])
+    assert arbitrate(walker, graph, query, walks, 5)[1] is None

@@ -15,7 +15,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from reverie.config import Settings
-from reverie.dreams import Rollouts, WalkQuery, Walker, dream
+from reverie.dreams import Rollouts, WalkQuery, Walker, arbitrate, dream
 from reverie.encoders import TextEncoder
 from reverie.encoders.image import ImageEncoder, tower_path
 from reverie.feedback import FeedbackLog
@@ -47,9 +47,9 @@ LLMActor = ray.remote(num_cpus=0)(Verbalizer)
 class ArbiterActor:
     """Ranks a question's rollouts off the driver, by the walker that made them."""
 
-    def rank(self, walker: Walker, graph: Subgraph | None, query: WalkQuery, limit: int, *parts: Rollouts):
-        """Rollout batches come as separate arguments so Ray resolves each from the object store."""
-        return walker.rank(graph, query, Rollouts.concat(parts), limit)
+    def rank(self, walker: Walker, graph: Subgraph | None, query: WalkQuery, limit: int, tree_walks: int, *parts: Rollouts):
+        """`arbitrate` over the batches; they come as separate arguments so Ray resolves each from the object store."""
+        return arbitrate(walker, graph, query, Rollouts.concat(parts), limit, tree_walks)
 
 
 def here() -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from reverie.dreams.arbiter import Arbiter
 from reverie.dreams.rollouts import Rollouts, WalkQuery, build_chain
 from reverie.graph_store.subgraph import Subgraph
-from reverie.schemas import Candidate, LinkedEntity
+from reverie.schemas import Candidate, Chain, LinkedEntity
 
 
 def residual(question_vec: np.ndarray, seed_vecs: np.ndarray) -> np.ndarray:
@@ -83,7 +83,7 @@ class EmbeddingWalker:
         candidates.sort(key=lambda c: (-c.score, c.answer))
         return candidates[:limit]
 
-    def chain(self, sub: Subgraph, rollouts: Rollouts, index: int):
+    def chain(self, sub: Subgraph, rollouts: Rollouts, index: int) -> Chain:
         return build_chain(rollouts, index, sub.node_names, sub.rel_names,
                            lambda ref, *_: (sub.edge_ids[ref], sub.edge_sources[ref]), self.expert_names[0])
 

@@ -157,7 +157,7 @@ class PolicyWalker:
         candidates = []
         for answer in ranked:
             members = idx[ends[idx] == answer]
-            chain = self.chain(rollouts, int(members[np.argmax(rollouts.logp[members])])) if members.size else None
+            chain = self.chain(None, rollouts, int(members[np.argmax(rollouts.logp[members])])) if members.size else None
             if bundle.reasoner is not None:
                 chain = self.reasoned_chain(start, query.relation, answer, rollouts, members) or chain
             if chain is None:
@@ -176,13 +176,14 @@ class PolicyWalker:
             return None
         reasons = {tuple((s.what, s.action, s.result) for s in p.steps) for p in paths}
         for index in members[np.argsort(-rollouts.logp[members])].tolist():
-            chain = self.chain(rollouts, index)
+            chain = self.chain(None, rollouts, index)
             if tuple((s.what, s.action, s.result) for s in chain.steps) in reasons:
                 return chain
         best = paths[0]
         return Chain(steps=best.steps, answer=self._names[answer], score=float(best.importance), expert="reasoner")
 
-    def chain(self, rollouts: Rollouts, index: int):
+    def chain(self, graph: Subgraph | None, rollouts: Rollouts, index: int) -> Chain:
+        """Walk `index` as a chain; it walks its own graph, so `graph` is unused."""
         source = self.bundle.meta.dataset
         return build_chain(rollouts, index, self._names, self.bundle.graph.id2relation,
                            lambda _ref, head, relation, tail: (edge_id(head, relation, tail), source),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reverie.edges import WORLD_MODEL_SOURCE, edge_id, relation_label
-from reverie.schemas import Chain, Step
+from reverie.schemas import Chain, RolloutTree, Step, TreeNode
 
 
 @dataclass
@@ -103,3 +103,35 @@ def build_chain(rollouts: Rollouts, index: int, names: Sequence[str], relation_n
         steps.append(Step(what=what, action=relation_label(name, inverse), result=result, edge_id=fact_id,
                           source=source, inverse=inverse, imagined=imagined))
     return Chain(steps=steps, answer=names[rollouts.answers[index]], score=float(rollouts.path_score[index]), expert=expert)
+
+
+def rollout_tree(rollouts: Rollouts, chain_of: Callable[[int], Chain], max_walks: int) -> RolloutTree:
+    """The rollouts as a tree of branches: the `max_walks` most frequent distinct walks (ties by
+    first occurrence), each turned into a chain by `chain_of(index)` and merged by common prefix.
+    A node counts the rollouts that passed through it and those that stopped there (its votes)."""
+    width = rollouts.relations.shape[1]
+    walk_keys = np.concatenate([rollouts.nodes, rollouts.relations, rollouts.imagined.astype(np.int64)], axis=1) if width else rollouts.nodes
+    _, first, counts = np.unique(walk_keys, axis=0, return_index=True, return_counts=True)
+    chosen = sorted(range(len(first)), key=lambda u: (-counts[u], first[u]))[:max_walks]
+    nodes: list[TreeNode] = []
+    by_prefix: dict[tuple, int] = {}
+
+    def reach(prefix: tuple, parent: int | None, entity: str, step: Step | None, count: int) -> int:
+        if prefix not in by_prefix:
+            by_prefix[prefix] = len(nodes)
+            nodes.append(TreeNode(id=len(nodes), parent=parent, entity=entity, step=step, walks=0, ends=0))
+        node = nodes[by_prefix[prefix]]
+        node.walks += count
+        return node.id
+
+    for u in chosen:
+        count = int(counts[u])
+        chain = chain_of(int(first[u]))
+        start = chain.steps[0].what if chain.steps else chain.answer
+        prefix: tuple = (start,)
+        at = reach(prefix, None, start, None, count)
+        for step in chain.steps:
+            prefix = (*prefix, step.edge_id, step.inverse, step.imagined)
+            at = reach(prefix, at, step.result, step, count)
+        nodes[at].ends += count
+    return RolloutTree(walks=len(rollouts), shown=int(sum(int(counts[u]) for u in chosen)), nodes=nodes)

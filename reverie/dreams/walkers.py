@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from reverie.dreams.rollouts import Rollouts, WalkQuery
+from reverie.dreams.rollouts import Rollouts, WalkQuery, rollout_tree
 from reverie.graph_store.subgraph import Subgraph
-from reverie.schemas import Candidate, LinkedEntity
+from reverie.schemas import Candidate, Chain, LinkedEntity, RolloutTree
 
 
 class Walker(Protocol):
@@ -41,6 +41,10 @@ class Walker(Protocol):
     def walk(self, graph: Subgraph | None, query: WalkQuery, count: int, rng: np.random.Generator) -> Rollouts: ...
 
     def rank(self, graph: Subgraph | None, query: WalkQuery, rollouts: Rollouts, limit: int = 10) -> list[Candidate]: ...
+
+    def chain(self, graph: Subgraph | None, rollouts: Rollouts, index: int) -> Chain:
+        """Walk `index` as (what, action, result) steps with provenance."""
+        ...
 
     def for_rollouts(self) -> "Walker":
         """The part of the walker the rollout tasks need (what Ray ships to each)."""
@@ -69,6 +73,15 @@ def make_walker(kind: str, settings: Any, bundle: Any = None) -> Walker:
     if kind not in WALKERS:
         raise ValueError(f"unknown walker {kind!r}: use one of {', '.join(WALKERS)}")
     return WALKERS[kind](settings, bundle)
+
+
+def arbitrate(walker: Walker, graph: Subgraph | None, query: WalkQuery, rollouts: Rollouts, limit: int,
+              tree_walks: int = 0) -> tuple[list[Candidate], RolloutTree | None]:
+    """What the arbiter does, in the answering process or in the Arbiter actor: the ranked answers,
+    and the rollout tree of the `tree_walks` most frequent walks when asked (0: none)."""
+    candidates = walker.rank(graph, query, rollouts, limit)
+    tree = rollout_tree(rollouts, lambda index: walker.chain(graph, rollouts, index), tree_walks) if tree_walks else None
+    return candidates, tree
 
 
 def dream(walker: Walker, graph: Subgraph | None, query: WalkQuery, count: int, seed: int) -> Rollouts:

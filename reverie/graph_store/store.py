@@ -39,7 +39,7 @@ from reverie.config import Settings
 from reverie.edges import edge_id, relation_label
 from reverie.errors import EmptyGraphError, NoMatchError, NotFoundError, ReverieError, SnapshotError, StoreInUseError
 from reverie.graph_store.subgraph import Subgraph
-from reverie.schemas import Entity, EntityView, Fact, GraphStats, LinkedEntity, Triple
+from reverie.schemas import Entity, EntityHit, EntityView, Fact, GraphStats, LinkedEntity, Triple
 
 ENTITIES = "entities"
 RELATIONS = "relations"
@@ -134,6 +134,7 @@ class GraphStore:
         self._relation_vecs = np.zeros((0, 2, self.dim), np.float32)
         self._csr: tuple[np.ndarray, ...] | None = None
         self._phrases: dict[str, list[int]] | None = None
+        self._search_keys: list[str] | None = None  # each entity's normalised name, for search
         self._codebook: np.ndarray | None = None  # image-token centroids, adopted from the tower of the first image ingest
 
     def _ensure_loaded(self) -> None:
@@ -410,6 +411,7 @@ class GraphStore:
         self._tails = np.concatenate([self._tails, np.asarray(tails, np.int64)])
         self._csr = None
         self._phrases = None
+        self._search_keys = None
 
     # ---------- reading ----------
     @_loaded
@@ -490,6 +492,28 @@ class GraphStore:
             best = f" (closest: {hits[0].payload['name']!r} at {hits[0].score:.2f})" if hits else ""
             raise NoMatchError(f"no entity in the graph matches the question{best}")
         return list(linked.values())
+
+    @_loaded
+    def search(self, text: str, text_vec: np.ndarray, limit: int) -> list[EntityHit]:
+        """Entities for a person looking for one: names equal to the text, then names starting with
+        it, then names containing it, then the nearest by vector; at most `limit`."""
+        key = normalise(text)
+        if self._search_keys is None:
+            self._search_keys = [normalise(display(e.name)) for e in self._entities]
+        hits: dict[str, EntityHit] = {}
+        if key:
+            found = [(0 if k == key else 1 if k.startswith(key) else 2, len(k), i)
+                     for i, k in enumerate(self._search_keys) if key in k]
+            for rank, _, i in sorted(found)[:limit]:
+                entity = self._entities[i]
+                hits[entity.name] = EntityHit(name=entity.name, type=entity.type, score=(1.0, 0.9, 0.8)[rank], how="name")
+        if len(hits) < limit and self._entities:
+            points = self.qdrant.query_points(ENTITIES, query=np.asarray(text_vec, np.float32).tolist(), limit=limit, with_payload=True).points
+            for point in points:
+                name = point.payload["name"]
+                if len(hits) < limit and name in self._entity_index and name not in hits:
+                    hits[name] = EntityHit(name=name, type=point.payload.get("type", "entity"), score=float(point.score), how="vector")
+        return list(hits.values())
 
     @_loaded
     def link_image(self, image_vec: np.ndarray, top_k: int, min_score: float):

@@ -198,7 +198,10 @@ def train_policy(settings: Any, config: PolicyTrainConfig,
         if not reasoner.is_file():
             raise FileNotFoundError(f"shaping by the reasoner needs {reasoner}: run `reverie train reasoner --dataset {data.name}` first")
         shaping_reasoner = reasoner
-    run = run_ppo(config, world_model_path, progress, shaping_reasoner)
+    from reverie.runs import RunLog
+
+    run_log = RunLog(settings.home, "policy", data.name)  # the web page's curve, written as it trains
+    run = run_ppo(config, world_model_path, run_log.and_then(progress), shaping_reasoner)
     last = run.history[-1]
     meta = PolicyMeta(
         dataset=run.dataset_name, dataset_arg=str(config.dataset), env=config.env, walks=config.walks, seed=config.seed,

@@ -53,13 +53,16 @@ def train_tuner(settings: Any, config: TunerTrainConfig,
     reverie.policies.train.ppo_iterations."""
     from reverie.policies.train import ppo_iterations
     from reverie.policies.tuner_net import save_tuner
+    from reverie.runs import RunLog
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     algo = None
     try:
         algo = build_tuner_ppo_config(config, settings.home).build_algo()
-        history = ppo_iterations(algo, config.iterations, config.minutes * 60 if config.minutes else None, "tuner", progress)
+        run_log = RunLog(settings.home, "tuner", config.control.trainee)  # the web page's curve, written as it trains
+        history = ppo_iterations(algo, config.iterations, config.minutes * 60 if config.minutes else None, "tuner",
+                                 run_log.and_then(progress))
         net = algo.get_module().net
         last = history[-1]
         meta = {"iterations": len(history), "env_steps": last["env_steps"], "seconds": last["elapsed"],

@@ -15,6 +15,7 @@ maps to its status with {"detail": message} on Reverie's routes, {"error": messa
 nothing a client sends is unpickled.
 """
 
+import asyncio
 import json
 import re
 import tempfile
@@ -24,11 +25,11 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query as QueryParam, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
@@ -37,16 +38,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reverie.actors import PASSIVE_THREADS
 from reverie.config import Settings, offline_hub
-from reverie.errors import IngestError, ReverieError, UnsupportedMediaError
+from reverie.errors import IngestError, NotFoundError, ReverieError, UnsupportedMediaError
 from reverie.llm.chain import Finish
 from reverie.llm.verbalizer import Verbalizer
-from reverie.schemas import EntityView, Feedback, FeedbackRecord, GraphStats, IngestReport, IngestRequest, Query, Verdict
+from reverie.runs import list_runs, read_run
+from reverie.schemas import (EntityView, Feedback, FeedbackRecord, GraphStats, IngestReport, IngestRequest, Query, Run, RunSummary,
+                             SearchResult, Verdict)
 from reverie.serve import ollama_api, openai_api
-from reverie.serve.guard import Guard, RequestRecorder, cors_options, error_content, face
+from reverie.serve.guard import Guard, RequestRecorder, cors_options, error_content, face, wants_page
 from reverie.serve.metrics import PROMETHEUS_TEXT, cluster_metrics
 
 APP_NAME = "reverie"
 SSE = "text/event-stream"
+UI_DIR = Path(__file__).parent / "ui"
+# The page loads only its own files; styles may be inline because the graph library sets them.
+UI_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'",
+              "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
 
 api = FastAPI(title="Reverie", version="0.1.0", description="Ask a knowledge graph; get an answer with its chain and provenance.")
 
@@ -64,6 +71,7 @@ _ERROR_SCHEMAS = {
 _ERROR_NAMES = {"reverie": "Error", "ollama": "OllamaError", "openai": "OpenAIError"}
 _ROUTE_ERRORS = {
     "/v1/query": [400, 409, 415], "/v1/ingest": [400, 415], "/v1/feedback": [400, 404], "/v1/graph/entities/{entity_id}": [404],
+    "/v1/runs/{run_id}": [404],
     "/v1/models/{model_id}": [404], "/v1/embeddings": [400, 404], "/v1/chat/completions": [400, 404, 409, 503],
     "/v1/completions": [400, 404, 409, 503], "/api/show": [400, 404], "/api/embed": [400, 404], "/api/embeddings": [400, 404],
     "/api/generate": [400, 404, 409, 503], "/api/chat": [400, 404, 409, 503],
@@ -241,6 +249,9 @@ class PipelineDeployment:
     def stats(self) -> GraphStats:
         return self.pipeline.stats()
 
+    def search(self, text: str, limit: int) -> SearchResult:
+        return self.pipeline.search(text, limit)
+
     def embed(self, texts: list[str]) -> np.ndarray:
         return self.pipeline.embed(texts)
 
@@ -395,6 +406,32 @@ class ReverieAPI:
     async def entity(self, entity_id: str) -> EntityView:
         return await _read(self.pipeline.entity, entity_id)
 
+    @api.get("/v1/graph/search", response_model=SearchResult)
+    async def search(self, q: str = QueryParam(min_length=1, max_length=200, description="A name, part of one, or a description."),
+                     limit: int = QueryParam(20, ge=1, le=100)) -> SearchResult:
+        """Entities whose names hold the text (whole name, then prefix, then anywhere), then the nearest by vector."""
+        return await _read(self.pipeline.search, q, limit)
+
+    # ---------- training runs and the web page ----------
+    @api.get("/v1/runs")
+    async def runs(self) -> dict[str, list[RunSummary]]:
+        """The training runs under REVERIE_HOME/runs (path policy, tuning agent), newest first."""
+        return {"runs": await asyncio.to_thread(list_runs, self.settings.home)}
+
+    @api.get("/v1/runs/{run_id}", response_model=Run)
+    async def run(self, run_id: str) -> Run:
+        """One run's numbers by iteration: the curves on the web page."""
+        return await asyncio.to_thread(read_run, self.settings.home, run_id)
+
+    @api.get("/ui", include_in_schema=False)
+    @api.get("/ui/{name:path}", include_in_schema=False)
+    async def page(self, name: str = "") -> FileResponse:
+        """The web page and its files: static, in the package, public (the page asks for the key itself)."""
+        path = (UI_DIR / (name or "index.html")).resolve()
+        if UI_DIR.resolve() not in path.parents or not path.is_file():
+            raise NotFoundError(f"no page file {name!r}")
+        return FileResponse(path, headers=UI_HEADERS)
+
     # ---------- the OpenAI face ----------
     @api.get("/v1/models")
     async def openai_models(self) -> dict:
@@ -436,8 +473,10 @@ class ReverieAPI:
     # ---------- the Ollama face ----------
     @api.get("/", response_class=PlainTextResponse)
     @api.head("/", response_class=PlainTextResponse)
-    async def ollama_alive(self) -> PlainTextResponse:
-        """The liveness probe Ollama clients send before anything else."""
+    async def ollama_alive(self, request: Request) -> Response:
+        """The liveness probe Ollama clients send before anything else; a browser goes on to the page."""
+        if wants_page(request.method, request.url.path, request.headers.get("accept", "")):
+            return RedirectResponse("/ui/", status_code=307)
         return PlainTextResponse("Ollama is running")
 
     @api.get("/api/version")
@@ -614,7 +653,7 @@ def run(settings: Settings, blocking: bool = False) -> str:
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
     url = f"http://{settings.host}:{settings.port}"
     if blocking:
-        print(f"Reverie is serving on {url} (OpenAPI page: {url}/docs); Ctrl-C stops it", flush=True)
+        print(f"Reverie is serving on {url} (web page: {url}/ui/, OpenAPI page: {url}/docs); Ctrl-C stops it", flush=True)
         try:
             while True:
                 time.sleep(3600)

@@ -40,6 +40,19 @@ def error_content(path: str, status: int, message: str) -> dict[str, Any]:
     return {"detail": message}
 
 
+def is_public(method: str, path: str, accept: str) -> bool:
+    """What anyone may read without the key: the web page's static files (they hold no data; the
+    page asks for the key and sends it with its API calls), and a browser's visit to / that goes on to it."""
+    if method not in ("GET", "HEAD"):
+        return False
+    return path == "/ui" or path.startswith("/ui/") or wants_page(method, path, accept)
+
+
+def wants_page(method: str, path: str, accept: str) -> bool:
+    """A browser opening the server's root (it accepts HTML; Ollama's probe does not)."""
+    return method in ("GET", "HEAD") and path == "/" and "text/html" in accept
+
+
 def cors_options(allow_origins: list[str], allow_origin_regex: str | None) -> dict[str, Any]:
     """Starlette CORSMiddleware's arguments. It sits outside the Guard: a browser's preflight
     (OPTIONS) carries no Authorization header, so it is answered before the key is asked for;
@@ -112,7 +125,9 @@ class Guard:
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if self.api_key and not bearer_ok(scope.get("headers", []), self.api_key):
+        headers = scope.get("headers", [])
+        accept = next((v.decode("latin-1") for k, v in headers if k.lower() == b"accept"), "")
+        if self.api_key and not is_public(scope.get("method", ""), path, accept) and not bearer_ok(headers, self.api_key):
             await send_json(send, path, 401, "missing or wrong API key: send `Authorization: Bearer <key>`", [(b"www-authenticate", b"Bearer")])
             return
         declared = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-length"), None)
