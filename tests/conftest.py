@@ -86,3 +86,12 @@ def headline_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("headline-home")
     load_splits(str(home), "news")
     return home
+
+
+# test_serve_policy.py replaces the session's world server with its own (one Serve app per
+# cluster) and shuts it down after: it runs last, so every test that uses `served` comes before.
+LAST_MODULES = ("test_serve_policy.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.path.name in LAST_MODULES)  # stable: the rest keep their order
