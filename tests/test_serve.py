@@ -119,6 +119,8 @@ def test_the_web_page_is_public_and_loads_only_its_own_files(base_url):
     for asset in assets:
         assert httpx.get(base_url + asset, timeout=30).status_code == 200, asset
     assert httpx.get(base_url + "/ui", timeout=30).text == page.text
+    head = httpx.head(base_url + "/ui/app.js", timeout=30)
+    assert head.status_code == 200 and int(head.headers["content-length"]) > 0
     browser = httpx.get(base_url + "/", headers={"accept": "text/html,application/xhtml+xml"}, timeout=30)
     assert browser.status_code == 307 and browser.headers["location"] == "/ui/"
     assert httpx.get(base_url + "/", headers=AUTH, timeout=30).text == "Ollama is running"

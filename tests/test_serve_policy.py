@@ -68,3 +68,22 @@ def test_the_policy_training_run_is_listed_with_its_curve(policy_home):
     meta = read_policy_meta(policy_dir(TRAINED["settings"], "toyfamily"))
     assert points[-1]["env_steps"] == meta.env_steps
     assert httpx.get(f"{policy_home}/v1/runs/{run['id']}x", timeout=30).status_code == 404
+
+
+def test_the_web_page_marks_the_expert_of_the_policy_chain(policy_home):
+    """In the browser, a chain of the four-expert policy carries its expert's badge (this server has no key)."""
+    from browser import chromium
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from reverie.policies.net import EXPERT_NAMES
+
+    with chromium() as driver:
+        driver.get(f"{policy_home}/ui/#ask")
+        driver.find_element(By.ID, "question").send_keys("who is the grandparent of p12")
+        driver.find_element(By.ID, "ask-button").click()
+        WebDriverWait(driver, 180).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chain .step"))
+        badge = driver.find_element(By.CSS_SELECTOR, "#chain .expert").text
+        assert badge in EXPERT_NAMES
+        assert "path-policy:toyfamily" in driver.find_element(By.ID, "verdict-meta").text
+        assert driver.find_elements(By.CSS_SELECTOR, "#key-dialog[open]") == []

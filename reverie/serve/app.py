@@ -414,17 +414,17 @@ class ReverieAPI:
 
     # ---------- training runs and the web page ----------
     @api.get("/v1/runs")
-    async def runs(self) -> dict[str, list[RunSummary]]:
+    async def training_runs(self) -> dict[str, list[RunSummary]]:
         """The training runs under REVERIE_HOME/runs (path policy, tuning agent), newest first."""
         return {"runs": await asyncio.to_thread(list_runs, self.settings.home)}
 
     @api.get("/v1/runs/{run_id}", response_model=Run)
-    async def run(self, run_id: str) -> Run:
+    async def training_run(self, run_id: str) -> Run:
         """One run's numbers by iteration: the curves on the web page."""
         return await asyncio.to_thread(read_run, self.settings.home, run_id)
 
-    @api.get("/ui", include_in_schema=False)
-    @api.get("/ui/{name:path}", include_in_schema=False)
+    @api.api_route("/ui", methods=["GET", "HEAD"], include_in_schema=False)
+    @api.api_route("/ui/{name:path}", methods=["GET", "HEAD"], include_in_schema=False)
     async def page(self, name: str = "") -> FileResponse:
         """The web page and its files: static, in the package, public (the page asks for the key itself)."""
         path = (UI_DIR / (name or "index.html")).resolve()
