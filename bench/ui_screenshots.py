@@ -20,28 +20,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the server and browser helpers the tests use
 
 from bench.common import RESULTS, fresh_home, write_table  # noqa: E402
-from browser import WINDOW, chromium  # noqa: E402
+from browser import WINDOW, chromium, drop_file, wait_for  # noqa: E402
 from reverie.graph_store.world import SAMPLE_QUESTION  # noqa: E402
 from serve_process import ServeProcess, ingest_world  # noqa: E402
 from servers import API_KEY  # noqa: E402
 
 SECOND_QUESTION = "What happens when you drop a rubber ball?"  # asked first: the sample's figures are a warm server's
 BROKEN = "lamp\tmade of\tbrass\nbrass\tis\tshiny\nbrass\twhen polished\n"  # line 3 has two fields
-DROP = """
-    const file = new File([arguments[0]], arguments[1], {type: 'text/tab-separated-values'});
-    const data = new DataTransfer(); data.items.add(file);
-    const zone = document.querySelector('#drop-zone');
-    for (const kind of ['dragenter', 'dragover', 'drop'])
-        zone.dispatchEvent(new DragEvent(kind, {dataTransfer: data, bubbles: true, cancelable: true}));
-"""
 
 
 def until(driver, condition, timeout: float = 180) -> float:
     """Seconds until `condition(driver)` holds."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
     start = time.perf_counter()
-    WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition(d))
+    wait_for(driver, condition, timeout)
     return time.perf_counter() - start
 
 
@@ -51,9 +42,9 @@ def css(driver, selector: str):
     return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
-def shot(driver, name: str, height: int | None = None) -> Path:
-    """A PNG of the window, made taller first when the view is long."""
-    driver.set_window_size(WINDOW[0], max(WINDOW[1], height or 0))
+def shot(driver, name: str) -> Path:
+    """A PNG of the window, made taller first when the view is longer than it."""
+    driver.set_window_size(WINDOW[0], max(WINDOW[1], driver.execute_script("return document.body.scrollHeight") + 40))
     time.sleep(0.5)  # the graphs redraw at the new size
     path = RESULTS / f"ui-{name}.png"
     driver.save_screenshot(str(path))
@@ -107,7 +98,7 @@ def main() -> None:
             css(driver, "#rate-note")[0].send_keys("the chain is the reason")
             css(driver, "#rate-good")[0].click()
             rows.append(["rating saved", until(driver, lambda d: css(d, "#rate-status")[0].get_attribute("data-record-id"))])
-            shot(driver, "ask", height=driver.execute_script("return document.body.scrollHeight") + 40)
+            shot(driver, "ask")
 
             css(driver, "#tab-graph")[0].click()
             css(driver, "#entity-search")[0].send_keys("glass cup")
@@ -119,10 +110,10 @@ def main() -> None:
             driver.execute_script("expandEntity('glass')")  # as a click on its node does
             until(driver, lambda d: len(css(d, "#entity-detail .fact")) != facts)
             time.sleep(1.0)
-            shot(driver, "graph", height=driver.execute_script("return document.body.scrollHeight") + 40)
+            shot(driver, "graph")
 
             css(driver, "#tab-ingest")[0].click()
-            driver.execute_script(DROP, BROKEN, "lamps.tsv")
+            drop_file(driver, "lamps.tsv", BROKEN)
             rows.append(["ingest error shown", until(driver, lambda d: css(d, "#ingest-report .error"))])
             shot(driver, "ingest")
 
@@ -130,7 +121,7 @@ def main() -> None:
             rows.append(["runs listed", until(driver, lambda d: len(css(d, "#runs-list .run")) >= 2)])
             css(driver, "#runs-list .run")[-1].click()  # the older run: the policy's
             rows.append(["curve drawn", until(driver, lambda d: css(d, "#run-plot svg polyline"))])
-            shot(driver, "runs", height=driver.execute_script("return document.body.scrollHeight") + 40)
+            shot(driver, "runs")
     finally:
         server.close()
     write_table("ui", "The web page in headless Chromium", "python -m bench.ui_screenshots",

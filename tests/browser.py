@@ -44,3 +44,21 @@ def chromium():
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(driver, condition, timeout: float = 120):
+    """What `condition(driver)` returns once it is truthy, polled every 50 ms."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition(d))
+
+
+def drop_file(driver, name: str, text: str) -> None:
+    """What a drag and drop of a file onto the page's drop zone delivers: real DragEvents."""
+    driver.execute_script("""
+        const file = new File([arguments[0]], arguments[1], {type: 'text/tab-separated-values'});
+        const data = new DataTransfer(); data.items.add(file);
+        const zone = document.querySelector('#drop-zone');
+        for (const kind of ['dragenter', 'dragover', 'drop'])
+            zone.dispatchEvent(new DragEvent(kind, {dataTransfer: data, bubbles: true, cancelable: true}));
+    """, text, name)

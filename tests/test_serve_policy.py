@@ -72,9 +72,8 @@ def test_the_policy_training_run_is_listed_with_its_curve(policy_home):
 
 def test_the_web_page_marks_the_expert_of_the_policy_chain(policy_home):
     """In the browser, a chain of the four-expert policy carries its expert's badge (this server has no key)."""
-    from browser import chromium
+    from browser import chromium, wait_for
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     from reverie.policies.net import EXPERT_NAMES
 
@@ -82,7 +81,7 @@ def test_the_web_page_marks_the_expert_of_the_policy_chain(policy_home):
         driver.get(f"{policy_home}/ui/#ask")
         driver.find_element(By.ID, "question").send_keys("who is the grandparent of p12")
         driver.find_element(By.ID, "ask-button").click()
-        WebDriverWait(driver, 180).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chain .step"))
+        wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#chain .step"), 180)
         badge = driver.find_element(By.CSS_SELECTOR, "#chain .expert").text
         assert badge in EXPERT_NAMES
         assert "path-policy:toyfamily" in driver.find_element(By.ID, "verdict-meta").text

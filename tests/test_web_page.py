@@ -6,26 +6,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from browser import chromium
+from browser import chromium, drop_file, wait_for
 from servers import API_KEY
 
 from reverie.graph_store.world import SAMPLE_QUESTION
 
 pytestmark = pytest.mark.ray
 
-WAIT_S = 120  # an answer on a busy 2-core machine
-
-
 @pytest.fixture(scope="module")
 def driver(served):
     with chromium() as driver:
         yield driver
-
-
-def wait_for(driver, condition, timeout: float = WAIT_S):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
 
 
 def find(driver, css: str):
@@ -96,17 +87,6 @@ def test_ask_see_the_chain_and_tree_then_rate_it_into_the_feedback_dataset(drive
     assert (record.rating, record.note, record.question) == ("good", "the chain is right", SAMPLE_QUESTION)
     assert [s.edge_id for s in record.chain.steps] == edge_ids, "the chain rated is the chain on screen"
     assert record.chain.steps[-1].result == record.answer_entity
-
-
-def drop_file(driver, name: str, text: str) -> None:
-    """What a drag and drop of a file onto the drop zone delivers."""
-    driver.execute_script("""
-        const file = new File([arguments[0]], arguments[1], {type: 'text/tab-separated-values'});
-        const data = new DataTransfer(); data.items.add(file);
-        const zone = document.querySelector('#drop-zone');
-        for (const kind of ['dragenter', 'dragover', 'drop'])
-            zone.dispatchEvent(new DragEvent(kind, {dataTransfer: data, bubbles: true, cancelable: true}));
-    """, text, name)
 
 
 def test_a_dropped_file_is_ingested_and_a_malformed_one_shows_its_line(driver, base_url, http):

@@ -109,8 +109,7 @@ def rollout_tree(rollouts: Rollouts, chain_of: Callable[[int], Chain], max_walks
     """The rollouts as a tree of branches: the `max_walks` most frequent distinct walks (ties by
     first occurrence), each turned into a chain by `chain_of(index)` and merged by common prefix.
     A node counts the rollouts that passed through it and those that stopped there (its votes)."""
-    width = rollouts.relations.shape[1]
-    walk_keys = np.concatenate([rollouts.nodes, rollouts.relations, rollouts.imagined.astype(np.int64)], axis=1) if width else rollouts.nodes
+    walk_keys = np.concatenate([rollouts.nodes, rollouts.relations, rollouts.imagined.astype(np.int64)], axis=1)
     _, first, counts = np.unique(walk_keys, axis=0, return_index=True, return_counts=True)
     chosen = sorted(range(len(first)), key=lambda u: (-counts[u], first[u]))[:max_walks]
     nodes: list[TreeNode] = []
