@@ -453,7 +453,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    run(settings.model_copy(update=updates), blocking=True)
+    run(settings.model_copy(update=updates), blocking=True, insecure=args.insecure)
     return 0
 
 
@@ -483,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the HTTP API with Ray Serve")
     p.add_argument("--host", help="interface to bind (default: REVERIE_HOST, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: REVERIE_PORT, 8000)")
+    p.add_argument("--insecure", action="store_true", help="serve a non-loopback --host without REVERIE_API_KEY (anyone who reaches it can read and write)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("train", help="train a model")

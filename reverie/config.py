@@ -5,13 +5,14 @@ Environment variables win over the file.
 """
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 
 def _default_home() -> Path:
@@ -82,8 +83,20 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP server.")
     api_key: str | None = Field(default=None, description="When set, every HTTP request needs `Authorization: Bearer <key>`; without it the answer is 401.")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest HTTP request body; a larger one gets 413.")
-    cors_origins: list[str] = Field(default=[], description="Browser origins (scheme://host[:port]) allowed to call the API from a web page, besides those `cors_origin_regex` matches.")
-    cors_origin_regex: str | None = Field(default=r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?", description="Browser origins allowed to call the API, as a regular expression the whole origin must match (default: localhost on any port); unset allows only `cors_origins`.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default=[], description="Host names the server answers to besides loopback names and addresses and the address it binds (a request with another Host header gets 403, against DNS rebinding); `*.example.com` admits its subdomains, `*` any name. A JSON list or comma-separated.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default=[], description="Browser origins (scheme://host[:port]) allowed to call the API from a web page, besides the page's own and those `cors_origin_regex` matches; any other Origin gets 403. A JSON list or comma-separated.")
+    cors_origin_regex: str | None = Field(default=r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?", description="Browser origins allowed to call the API, as a regular expression the whole origin must match (default: localhost on any port); unset allows only `cors_origins` and the page's own origin.")
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        """A JSON list, or (as an environment variable is easier to write) names separated by commas."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @field_validator("home")
     @classmethod

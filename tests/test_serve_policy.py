@@ -86,3 +86,16 @@ def test_the_web_page_marks_the_expert_of_the_policy_chain(policy_home):
         assert badge in EXPERT_NAMES
         assert "path-policy:toyfamily" in driver.find_element(By.ID, "verdict-meta").text
         assert driver.find_elements(By.CSS_SELECTOR, "#key-dialog[open]") == []
+
+
+def test_a_server_without_a_key_still_refuses_foreign_pages(policy_home):
+    """This server has no API key (the defaults a new user runs): a page on another site can neither
+    post a file into the graph nor, through a rebinding name, read it (issue 21)."""
+    before = httpx.get(f"{policy_home}/healthz", timeout=30).json()["graph"]
+    posted = httpx.post(f"{policy_home}/v1/ingest", files={"file": ("facts.tsv", b"evil cup\tmade of\tevil glass\n")},
+                        headers={"Origin": "http://evil.example.com"}, timeout=30)
+    assert posted.status_code == 403, posted.text
+    assert httpx.get(f"{policy_home}/healthz", headers={"Host": "attacker.example"}, timeout=30).status_code == 403
+    assert httpx.get(f"{policy_home}/healthz", timeout=30).json()["graph"] == before
+    # the same file without an Origin (curl, the CLI) is written: the refusal above was the Origin's
+    assert httpx.post(f"{policy_home}/v1/ingest", files={"file": ("facts.tsv", b"evil cup\tmade of\tevil glass\n")}, timeout=30).status_code == 200

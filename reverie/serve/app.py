@@ -26,9 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Query as QueryParam, Request
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
@@ -45,7 +43,7 @@ from reverie.runs import list_runs, read_run
 from reverie.schemas import (EntityView, Feedback, FeedbackRecord, GraphStats, IngestReport, IngestRequest, Query, Run, RunSummary,
                              SearchResult, Verdict)
 from reverie.serve import ollama_api, openai_api
-from reverie.serve.guard import Guard, RequestRecorder, cors_options, error_content, face, wants_page
+from reverie.serve.guard import Guard, RequestRecorder, SitePolicy, error_content, excerpt, exposure, face, wants_page
 from reverie.serve.metrics import PROMETHEUS_TEXT, cluster_metrics
 
 APP_NAME = "reverie"
@@ -59,7 +57,8 @@ api = FastAPI(title="Reverie", version="0.1.0", description="Ask a knowledge gra
 
 
 # The error bodies of each face, and the statuses a route can answer with besides 401 (every
-# route, with an API key set) and, for POST, 413 and 422.
+# route, with an API key set), 403 (every route: a foreign Host or Origin) and, for POST, 400
+# (a body that cannot be parsed), 413 and 422.
 _ERROR_SCHEMAS = {
     "reverie": {"type": "object", "required": ["detail"], "properties": {"detail": {"anyOf": [
         {"type": "string"}, {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}}]}}},
@@ -76,7 +75,8 @@ _ROUTE_ERRORS = {
     "/v1/completions": [400, 404, 409, 503], "/api/show": [400, 404], "/api/embed": [400, 404], "/api/embeddings": [400, 404],
     "/api/generate": [400, 404, 409, 503], "/api/chat": [400, 404, 409, 503],
 }
-_STATUS_TEXT = {400: "Refused: a field or value Reverie does not support", 401: "Missing or wrong API key", 404: "Not found",
+_STATUS_TEXT = {400: "Refused: a body that cannot be parsed (nested too deeply), or a field or value Reverie does not support", 401: "Missing or wrong API key",
+                403: "Refused: a Host the server does not answer to, or an Origin not allowed (docs/security.md)", 404: "Not found",
                 409: "The knowledge graph is empty", 413: "The request body is over the limit", 415: "Unsupported media type",
                 422: "The body fails validation, or (questions) no entity matches", 503: "No LLM backend can answer"}
 
@@ -100,8 +100,8 @@ def _openapi() -> dict:
             body = {"$ref": f"#/components/schemas/{_ERROR_NAMES[face(path)]}"}
             for method, operation in operations.items():
                 validated = method == "post" or "422" in operation.get("responses", {})
-                statuses = [401] + ([413] if method == "post" else []) + ([422] if validated else []) + _ROUTE_ERRORS.get(path, [])
-                for status in statuses:
+                statuses = {401, 403, *([400, 413] if method == "post" else []), *([422] if validated else []), *_ROUTE_ERRORS.get(path, [])}
+                for status in sorted(statuses):
                     operation.setdefault("responses", {})[str(status)] = {
                         "description": _STATUS_TEXT[status], "content": {"application/json": {"schema": body}}}
         api.openapi_schema = schema
@@ -122,11 +122,30 @@ async def _reverie_error(request: Request, exc: ReverieError) -> JSONResponse:
 
 @api.exception_handler(RequestValidationError)
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 naming the fields: FastAPI's list under `detail` on Reverie's routes, one message in the faces' shapes."""
+    """422 naming the fields: FastAPI's list under `detail` on Reverie's routes, one message in the
+    faces' shapes. What the client sent is quoted as a short excerpt, never whole (a 2 MB note
+    would come back as 2 MB, and a deeply nested value would not even encode)."""
+    errors = [_short_error(e) for e in exc.errors()]
     if face(request.url.path) == "reverie":
-        return await request_validation_exception_handler(request, exc)
-    message = "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in exc.errors())
-    return _error(request, 422, message)
+        return JSONResponse(status_code=422, content={"detail": errors})
+    message = "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in errors)
+    return _error(request, 422, excerpt(message, 1000))
+
+
+def _short_error(error: dict) -> dict:
+    """One validation error as JSON, its input and context cut to excerpts."""
+    short = {"type": error["type"], "loc": [p if isinstance(p, (int, str)) else str(p) for p in error["loc"]], "msg": excerpt(str(error["msg"]), 1000)}
+    if "input" in error:
+        short["input"] = excerpt(error["input"])
+    if error.get("ctx"):
+        short["ctx"] = {str(k): excerpt(v if isinstance(v, (bool, int, float, str)) or v is None else str(v)) for k, v in error["ctx"].items()}
+    return short
+
+
+@api.exception_handler(RecursionError)
+async def _nested_too_deeply(request: Request, exc: RecursionError) -> JSONResponse:
+    """A body nested past what Python's parsers recurse into (`[[[...]]]`): the client's error."""
+    return _error(request, 400, "the request body is nested too deeply to parse")
 
 
 @api.exception_handler(StarletteHTTPException)
@@ -292,8 +311,8 @@ class ReverieAPI:
         self.settings = Settings(**settings)
         self.pipeline = pipeline
         self.llm = llm
-        api.add_middleware(Guard, api_key=self.settings.api_key, max_body_bytes=self.settings.max_body_bytes, recorder=RequestRecorder())
-        api.add_middleware(CORSMiddleware, **cors_options(self.settings.cors_origins, self.settings.cors_origin_regex))  # outermost
+        api.add_middleware(Guard, site=SitePolicy.from_settings(self.settings), api_key=self.settings.api_key,
+                           max_body_bytes=self.settings.max_body_bytes, recorder=RequestRecorder())
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
@@ -331,10 +350,10 @@ class ReverieAPI:
             if isinstance(upload, UploadFile):
                 fields["image"] = base64.b64encode(await upload.read()).decode()
         elif kind in ("application/json", ""):
-            try:
-                fields = json.loads(await request.body())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {exc}", "input": None}]) from None
+            try:  # pydantic's JSON parser: a body nested too deeply is a 422, not a RecursionError
+                return Query.model_validate_json(await request.body())
+            except ValidationError as exc:
+                raise _validation_error(exc) from None
         else:
             raise UnsupportedMediaError(f"send application/json or multipart/form-data, not {kind!r}")
         try:
@@ -639,11 +658,13 @@ def app_builder(args: dict):
     return build_app(Settings(**(args or {})))
 
 
-def run(settings: Settings, blocking: bool = False) -> str:
-    """Start Serve on settings.host:settings.port and deploy the app; returns the base URL."""
+def run(settings: Settings, blocking: bool = False, insecure: bool = False) -> str:
+    """Start Serve on settings.host:settings.port and deploy the app; returns the base URL. A host
+    other machines can reach needs an API key, or `insecure` (a ReverieError before anything starts)."""
     from reverie.actors import init_ray, state_actors
     from reverie.pipeline import get
 
+    reach = exposure(settings.host, settings.api_key, insecure)
     init_ray(settings)
     store = state_actors(settings)["store"]  # created here, the graph store and feedback log stay on this node, with its REVERIE_HOME
     # Open the snapshot and the index before Serve starts: a damaged snapshot or a home another
@@ -651,9 +672,10 @@ def run(settings: Settings, blocking: bool = False) -> str:
     get(store.open_index.remote())
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
-    url = f"http://{settings.host}:{settings.port}"
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{host}:{settings.port}"
     if blocking:
-        print(f"Reverie is serving on {url} (web page: {url}/ui/, OpenAPI page: {url}/docs); Ctrl-C stops it", flush=True)
+        print(f"Reverie is serving on {url} (web page: {url}/ui/, OpenAPI page: {url}/docs); {reach}; Ctrl-C stops it", flush=True)
         try:
             while True:
                 time.sleep(3600)

@@ -1,5 +1,7 @@
-"""What every HTTP request passes before a route sees it: CORS, the API key, the body-size limit,
-and request metrics. A plain ASGI middleware, so it also covers streamed replies and the docs pages.
+"""What every HTTP request passes before a route sees it, outermost first: request metrics; the
+site checks, Host (against DNS rebinding) and Origin (against cross-site requests); CORS; the API
+key; the body-size limit. A plain ASGI middleware, so it also covers streamed replies and the docs
+pages. docs/security.md says what each check protects and how to change it.
 
 Errors take the shape of the face a path belongs to (`error_content`): OpenAI's
 {"error": {"message", "type", "code"}} on the OpenAI paths, Ollama's {"error": message} on / and
@@ -8,11 +10,18 @@ Errors take the shape of the face a path belongs to (`error_content`): OpenAI's
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+import re
+import reprlib
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+from starlette.middleware.cors import CORSMiddleware
+
+from reverie.errors import ReverieError
 from reverie.serve import openai_api
 
 Scope = dict[str, Any]
@@ -53,12 +62,142 @@ def wants_page(method: str, path: str, accept: str) -> bool:
     return method in ("GET", "HEAD") and path == "/" and "text/html" in accept
 
 
-def cors_options(allow_origins: list[str], allow_origin_regex: str | None) -> dict[str, Any]:
-    """Starlette CORSMiddleware's arguments. It sits outside the Guard: a browser's preflight
-    (OPTIONS) carries no Authorization header, so it is answered before the key is asked for;
-    the request that follows must carry the key. No cookies are used, so no credentials."""
-    return {"allow_origins": allow_origins, "allow_origin_regex": allow_origin_regex, "allow_methods": ["GET", "HEAD", "POST"],
-            "allow_headers": ["*"], "max_age": 600}
+# A Host header: a name or an IPv4 literal, or an IPv6 literal in brackets; then an optional port.
+_HOST = re.compile(r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_.-]+))(?::(?P<port>[0-9]{1,5}))?")
+_EXCERPT = reprlib.Repr()  # depth- and length-limited, so a deeply nested value cannot recurse
+_EXCERPT.maxlevel, _EXCERPT.maxstring, _EXCERPT.maxother = 3, 60, 60
+_EXCERPT.maxlist = _EXCERPT.maxdict = _EXCERPT.maxtuple = _EXCERPT.maxset = 4
+
+
+def excerpt(value: Any, limit: int = 80) -> Any:
+    """At most `limit` characters of what a client sent, for an error message: numbers, booleans and
+    None as they are; a long string cut; anything else as a short, depth-limited repr."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= limit else f"{value[:limit]}… ({len(value)} characters)"
+    text = _EXCERPT.repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def parse_host(value: str) -> tuple[str, int | None] | None:
+    """A Host header's name (lower case, an IPv6 address without brackets, no trailing dot) and port,
+    or None when it is not a Host header (empty, a bare port, user info, a path)."""
+    found = _HOST.fullmatch(value.strip().lower())
+    if found is None:
+        return None
+    name = (found["ip6"] or found["name"]).rstrip(".")
+    port = int(found["port"]) if found["port"] else None
+    if not name or (port is not None and not 0 < port < 65536):
+        return None
+    return name, port
+
+
+def ip_literal(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        return None
+
+
+def is_loopback(name: str) -> bool:
+    """localhost, a name under .localhost (RFC 6761), or an address in 127.0.0.0/8 or ::1."""
+    address = ip_literal(name.strip("[]").lower())
+    return name == "localhost" or name.endswith(".localhost") or (address is not None and address.is_loopback)
+
+
+def exposure(host: str, api_key: str | None, insecure: bool = False) -> str:
+    """What a server bound to `host` says of who may use it. Off loopback, it needs an API key, or an
+    explicit `insecure` (as Jupyter asks): without one, anyone who reaches the address could read and
+    write the graph."""
+    if is_loopback(host):
+        return "only this machine can reach it"
+    if api_key:
+        return "every request needs the API key (`Authorization: Bearer <REVERIE_API_KEY>`)"
+    if insecure:
+        return f"WARNING: no API key (--insecure): anyone who can reach {host} can read and write the graph"
+    raise ReverieError(f"serving on {host}, which other machines can reach, with no API key would let anyone read and write the graph: "
+                       "set REVERIE_API_KEY=<secret> (clients then send `Authorization: Bearer <secret>`), or pass --insecure to serve without a key anyway")
+
+
+class SitePolicy:
+    """Which Host and Origin headers a request may carry.
+
+    Host: a loopback name or address, the address the server binds, a name in `allowed_hosts`
+    (`*.example.com` for its subdomains, `*` for any), and, on a server bound to every interface
+    (0.0.0.0, ::), any IP address and the machine's host name. A rebinding page reaches the server
+    under its own DNS name, never an IP literal of it, so every other name is refused.
+    Origin (sent by browsers, not by the CLI, curl or the SDKs): the page's own origin (same scheme
+    host and port as the Host), one in `cors_origins`, one `cors_origin_regex` matches; never `null`."""
+
+    def __init__(self, bound_host: str, allowed_hosts: list[str], cors_origins: list[str], cors_origin_regex: str | None):
+        bound = bound_host.strip("[]").lower()
+        bound_ip = ip_literal(bound)
+        self.bound_to_all = bound_ip is not None and bound_ip.is_unspecified
+        self.names = {bound} | {h.lower().rstrip(".") for h in allowed_hosts if not h.startswith("*")}
+        if self.bound_to_all:
+            self.names.add(socket.gethostname().lower())
+        self.any_host = "*" in allowed_hosts
+        self.suffixes = tuple(h[1:].lower() for h in allowed_hosts if h.startswith("*."))
+        self.cors_origins = list(cors_origins)
+        self.cors_origin_regex = cors_origin_regex
+        self.origins = {o.rstrip("/").lower() for o in cors_origins}
+        self.origin_pattern = re.compile(cors_origin_regex) if cors_origin_regex else None
+
+    @classmethod
+    def from_settings(cls, settings) -> "SitePolicy":
+        return cls(settings.host, settings.allowed_hosts, settings.cors_origins, settings.cors_origin_regex)
+
+    def host_allowed(self, value: str) -> bool:
+        parsed = parse_host(value)
+        if parsed is None:
+            return False
+        name = parsed[0]
+        if is_loopback(name) or self.any_host or name in self.names or (self.suffixes and name.endswith(self.suffixes)):
+            return True
+        return self.bound_to_all and ip_literal(name) is not None
+
+    def origin_allowed(self, origin: str, host: str) -> bool:
+        origin = origin.strip()
+        if origin.lower() == "null":  # sandboxed frames, file: pages, some redirects: no site to trust
+            return False
+        if origin.rstrip("/").lower() in self.origins or (self.origin_pattern is not None and self.origin_pattern.fullmatch(origin)):
+            return True
+        return same_origin(origin, host)
+
+    def refusal(self, headers: list[tuple[bytes, bytes]]) -> str | None:
+        """Why a request is refused (403), or None when its Host and Origin are admitted."""
+        hosts = [v.decode("latin-1") for k, v in headers if k.lower() == b"host"]
+        if len(hosts) != 1:
+            return "refused: a request needs exactly one Host header"
+        if not self.host_allowed(hosts[0]):
+            return (f"refused: this server does not answer to the Host {excerpt(hosts[0])!r} (a page on another site may be reaching "
+                    "it through DNS rebinding); to serve under that name, add it to REVERIE_ALLOWED_HOSTS")
+        for origin in (v.decode("latin-1") for k, v in headers if k.lower() == b"origin"):
+            if not self.origin_allowed(origin, hosts[0]):
+                return (f"refused: a web page from the origin {excerpt(origin)!r} may not call this server (a cross-site request); "
+                        "to allow that site, add its origin to REVERIE_CORS_ORIGINS")
+        return None
+
+    def cors_options(self) -> dict[str, Any]:
+        """Starlette CORSMiddleware's arguments, for the origins admitted above. No cookies are
+        used, so no credentials."""
+        return {"allow_origins": self.cors_origins, "allow_origin_regex": self.cors_origin_regex, "allow_methods": ["GET", "HEAD", "POST"],
+                "allow_headers": ["*"], "max_age": 600}
+
+
+def same_origin(origin: str, host: str) -> bool:
+    """Whether an Origin (scheme://host[:port]) names the server the Host header names: the page the
+    server itself sent (its /ui/, or the docs page), under any name the server answers to."""
+    scheme, sep, rest = origin.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("http", "https"):
+        return False
+    page, server = parse_host(rest.rstrip("/")), parse_host(host)
+    if page is None or server is None:
+        return False
+    default = 443 if scheme == "https" else 80
+    return page[0] == server[0] and (page[1] or default) == (server[1] or default)
 
 
 async def send_json(send: Send, path: str, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -96,13 +235,19 @@ class RequestRecorder:
 
 
 class Guard:
-    """ASGI middleware: 401 without the API key (when one is set), 413 over the body limit."""
+    """ASGI middleware, outermost first: request metrics; 403 for a Host or an Origin of another site
+    (before CORS, so a foreign page's preflight is refused too); CORS (a browser's preflight carries
+    no Authorization header, so it is answered before the key is asked for, and a 401 still carries
+    the CORS headers the page needs to read it); 401 without the API key (when one is set); 413 over
+    the body limit."""
 
-    def __init__(self, app, api_key: str | None, max_body_bytes: int, recorder: RequestRecorder | None = None):
+    def __init__(self, app, site: SitePolicy, api_key: str | None, max_body_bytes: int, recorder: RequestRecorder | None = None):
         self.app = app
+        self.site = site
         self.api_key = api_key
         self.max_body_bytes = max_body_bytes
         self.recorder = recorder
+        self.cors = CORSMiddleware(self._keyed, **site.cors_options())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,20 +262,24 @@ class Guard:
             await send(message)
 
         try:
-            await self._guarded(scope, receive, send_recorded)
+            refusal = self.site.refusal(scope.get("headers", []))
+            if refusal is not None:
+                await send_json(send_recorded, scope.get("path", ""), 403, refusal)
+            else:
+                await self.cors(scope, receive, send_recorded)
         finally:
             if self.recorder is not None:
                 route = scope.get("route")
                 self.recorder.record(getattr(route, "path", "unmatched"), status["code"], time.perf_counter() - start)
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _keyed(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         headers = scope.get("headers", [])
         accept = next((v.decode("latin-1") for k, v in headers if k.lower() == b"accept"), "")
         if self.api_key and not is_public(scope.get("method", ""), path, accept) and not bearer_ok(headers, self.api_key):
             await send_json(send, path, 401, "missing or wrong API key: send `Authorization: Bearer <key>`", [(b"www-authenticate", b"Bearer")])
             return
-        declared = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-length"), None)
+        declared = next((v for k, v in headers if k.lower() == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await send_json(send, path, 413, f"the request body is {int(declared)} bytes; the limit is {self.max_body_bytes}")
             return

@@ -205,7 +205,7 @@ class EmbeddingRequest(BaseModel):
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
-    kind = {401: "authentication_error", 404: "not_found_error", 413: "request_too_large"}.get(status, "invalid_request_error")
+    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "request_too_large"}.get(status, "invalid_request_error")
     if status >= 500:
         kind = "server_error"
     return {"error": {"message": message, "type": kind, "code": status}}
