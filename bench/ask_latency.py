@@ -17,8 +17,8 @@ import ray
 from bench.common import fresh_home, write_table
 from reverie.actors import NAMESPACE
 from reverie.config import Settings
-from reverie.graph_store import load_dataset
-from reverie.graph_store.world import SAMPLE_QUESTION, world_questions
+from reverie.data import load_dataset
+from reverie.data.world import SAMPLE_QUESTION, world_questions
 from reverie.pipeline import Pipeline
 from reverie.schemas import Query
 

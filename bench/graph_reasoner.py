@@ -40,7 +40,7 @@ GOALS = {"umls": 0.96, "kinships": 0.88, "countries_s2": 0.93, "countries_s3": 0
 
 
 def load(name: str):
-    from reverie.graph_store.datasets import load_dataset, read_kg_folder
+    from reverie.data.kg import load_dataset, read_kg_folder
 
     source = SETUPS[name]["dataset"]
     if source == "minerva:countries_s3":
@@ -52,7 +52,7 @@ def run(name: str, seed: int, minutes: float, epochs: int) -> dict:
     import torch
 
     from reverie.models.graph_reasoner import ReasonerConfig, expected_calibration_error, top_answer_confidence, train_reasoner
-    from reverie.policies.evaluate import countries_auc_pr, countries_regions
+    from reverie.agents.path_policy.evaluate import countries_auc_pr, countries_regions
 
     torch.set_num_threads(2)
     data = load(name)

@@ -18,7 +18,6 @@ import json
 import sys
 import time
 
-import numpy as np
 
 from bench.common import RESULTS, fresh_home, write_table
 
@@ -50,9 +49,9 @@ def codebook_rows(tokenizer, train_images, held_vecs, held_names, texts, sizes) 
 def image_questions(tower_file, image_seed: int) -> dict:
     """The world's questions in text, and with the object as a held-out render ("... drop this?")."""
     from reverie.config import Settings
-    from reverie.encoders.render import render
-    from reverie.graph_store.datasets import load_dataset
-    from reverie.graph_store.world import ACTION_QUESTIONS, world_questions
+    from reverie.data.render import render
+    from reverie.data.kg import load_dataset
+    from reverie.data.world import ACTION_QUESTIONS, world_questions
     from reverie.pipeline import Pipeline
     from reverie.schemas import Query
 
@@ -97,7 +96,7 @@ def main(argv=None) -> int:
 
     from reverie.encoders import TextEncoder
     from reverie.encoders.image_training import ClipTrainConfig, WorldTexts, retrieval, train_image_tower
-    from reverie.encoders.render import render_set
+    from reverie.data.render import render_set
 
     torch.set_num_threads(2)
     texts = WorldTexts.encode(TextEncoder())

@@ -13,7 +13,7 @@ from bench.common import SHARED_KG, fresh_home, write_table
 from reverie.actors import NAMESPACE
 from reverie.config import Settings
 from reverie.encoders import TextEncoder
-from reverie.graph_store import load_dataset
+from reverie.data import load_dataset
 from reverie.graph_store.store import entity_text, relation_texts
 from reverie.pipeline import Pipeline
 from reverie.schemas import Entity

@@ -40,12 +40,12 @@ def run(name: str, minutes: float, experts: int, imagined: int, seed: int, reaso
     import ray
 
     from reverie.config import Settings
-    from reverie.graph_store.datasets import load_dataset
+    from reverie.data.kg import load_dataset
     from reverie.models.world_model import ensure_world_model, world_model_path
-    from reverie.policies.bundle import load_bundle
-    from reverie.policies.config import PolicyTrainConfig
-    from reverie.policies.evaluate import evaluate_bundle
-    from reverie.policies.train import train_policy
+    from reverie.agents.path_policy.bundle import load_bundle
+    from reverie.agents.path_policy.config import PolicyTrainConfig
+    from reverie.agents.path_policy.evaluate import evaluate_bundle
+    from reverie.agents.path_policy.train import train_policy
 
     setup = SETUPS[name]
     settings = Settings(home=fresh_home(f"reasoning-{name}"))
@@ -101,7 +101,7 @@ def chain_sources(bundle, data, sample: int = 100, walks: int = 64, seed: int = 
 
     from reverie.dreams.policy_walker import PolicyWalker
     from reverie.dreams.rollouts import WalkQuery
-    from reverie.policies.evaluate import tail_queries
+    from reverie.agents.path_policy.evaluate import tail_queries
 
     walker = PolicyWalker(bundle)
     rng = np.random.default_rng(seed)
@@ -126,7 +126,7 @@ def gate_summary(bundle) -> str:
     import numpy as np
     import torch
 
-    from reverie.policies.net import expert_name
+    from reverie.agents.path_policy.net import expert_name
 
     graph, net = bundle.graph, bundle.net
     R = graph.num_relations

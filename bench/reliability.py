@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the se
 from bench.common import fresh_home, write_table  # noqa: E402
 from reverie.config import Settings  # noqa: E402
 from reverie.graph_store import GraphStore  # noqa: E402
-from reverie.graph_store.world import world_questions  # noqa: E402
+from reverie.data.world import world_questions  # noqa: E402
 from serve_process import Load, ServeProcess, ingest_world  # noqa: E402
 from servers import AUTH  # noqa: E402
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import ray
 
 from bench.common import fresh_home, write_table
@@ -19,7 +18,8 @@ from reverie.config import Settings
 from reverie.dreams import EmbeddingWalker, Rollouts, dream
 from reverie.schemas import LinkedEntity
 from reverie.encoders import TextEncoder
-from reverie.graph_store import GraphStore, load_dataset
+from reverie.data import load_dataset
+from reverie.graph_store import GraphStore
 
 
 def build(dataset: str, question: str, seed_entity: str):

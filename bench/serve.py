@@ -23,9 +23,9 @@ import ray
 from bench.common import fresh_home, write_table
 from reverie.actors import NAMESPACE
 from reverie.config import Settings
-from reverie.graph_store import load_dataset
+from reverie.data import load_dataset
 from reverie.graph_store.store import display
-from reverie.graph_store.world import world_questions
+from reverie.data.world import world_questions
 from reverie.pipeline import Pipeline
 
 
@@ -117,8 +117,8 @@ def main() -> None:
 
     from ray import serve
 
-    from reverie.policies.config import PolicyTrainConfig
-    from reverie.policies.train import train_policy
+    from reverie.agents.path_policy.config import PolicyTrainConfig
+    from reverie.agents.path_policy.train import train_policy
     from reverie.serve.app import run
 
     settings = Settings(home=fresh_home("serve"), port=free_port())

@@ -13,7 +13,6 @@ run redoes only what changed (`--retrain` trains the agent again; the agent's ar
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import time
@@ -47,11 +46,11 @@ def main() -> None:
 
     from reverie.config import Settings
     from reverie.llm import build_chain
-    from reverie.models.headline import HeadlineConfig, load_splits
-    from reverie.policies.config import ControlConfig, TunerTrainConfig
-    from reverie.policies.tuner_eval import control_of_agent, run_arm
-    from reverie.policies.tuner_net import load_tuner, read_tuner_config
-    from reverie.policies.tuner_train import train_tuner
+    from reverie.agents.lr_control.trainees.headline import HeadlineConfig, load_splits
+    from reverie.agents.lr_control.config import ControlConfig, LRControlTrainConfig
+    from reverie.agents.lr_control.evaluate import control_of_agent, run_arm
+    from reverie.agents.lr_control.net import load_lr_control, read_lr_control_config
+    from reverie.agents.lr_control.train import train_lr_control
     from reverie.tune.headline import HeadlineSweepConfig, sweep_headline, sweep_summary
 
     settings = Settings(home=args.home or fresh_home("training-control"))
@@ -62,21 +61,21 @@ def main() -> None:
     seeds = list(range(args.seeds))
 
     # the agent
-    from reverie.policies.tuner_train import tuner_dir
+    from reverie.agents.lr_control.train import lr_control_dir
 
-    train = TunerTrainConfig(control=ControlConfig(trainee_config=HeadlineConfig(), train_subsets=TRAIN_SUBSETS,
+    train = LRControlTrainConfig(control=ControlConfig(trainee_config=HeadlineConfig(), train_subsets=TRAIN_SUBSETS,
                                                    base_lrs=tuple(args.base_lrs)),
                              iterations=10_000, minutes=args.minutes)
-    folder = tuner_dir(settings)
+    folder = lr_control_dir(settings)
     if args.retrain or not (folder / "config.json").is_file():
-        folder = train_tuner(settings, train, lambda i: print(f"  agent iter {i['iteration']} {i['elapsed']:.0f}s return "
+        folder = train_lr_control(settings, train, lambda i: print(f"  agent iter {i['iteration']} {i['elapsed']:.0f}s return "
                                                              f"{i['episode_return_mean']:.3f}", flush=True))
-    saved = read_tuner_config(folder)
+    saved = read_lr_control_config(folder)
     agent_meta, agent_weights = saved["meta"], saved["weights"]
     agent_seconds = agent_meta["seconds"]
     cache_path = settings.home / "bench_arms.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    agent = load_tuner(folder)
+    agent = load_lr_control(folder)
     chain = build_chain(settings)
     for backend in chain.backends:
         backend.load()
@@ -190,18 +189,18 @@ def toy(settings, args, seeds) -> list[list]:
     from ray.tune.examples.pbt_function import pbt_function
     from ray.tune.schedulers import PopulationBasedTraining
 
-    from reverie.models.pbt_toy import PBTToyConfig, optimal_lr
-    from reverie.policies.config import ControlConfig, TunerTrainConfig
-    from reverie.policies.controllers import CONTROLLERS, run_episode
-    from reverie.policies.tuner_net import load_tuner
-    from reverie.policies.tuner_train import train_tuner
+    from reverie.agents.lr_control.trainees.pbt_toy import PBTToyConfig, optimal_lr
+    from reverie.agents.lr_control.config import ControlConfig, LRControlTrainConfig
+    from reverie.agents.lr_control.controllers import CONTROLLERS, run_episode
+    from reverie.agents.lr_control.net import load_lr_control
+    from reverie.agents.lr_control.train import train_lr_control
 
     budget = 300
     control = ControlConfig(trainee="pbt-toy", trainee_config=PBTToyConfig(budget=budget), intervals=20, schedule="constant",
                             base_lr=0.003)
     toy_settings = settings.model_copy(update={"home": settings.home / "toy"})
-    folder = train_tuner(toy_settings, TunerTrainConfig(control=control, iterations=10_000, minutes=args.toy_minutes))
-    agent = load_tuner(folder)
+    folder = train_lr_control(toy_settings, LRControlTrainConfig(control=control, iterations=10_000, minutes=args.toy_minutes))
+    agent = load_lr_control(folder)
     rows = []
     many = list(range(20))
     for name, make, config in [
@@ -213,7 +212,7 @@ def toy(settings, args, seeds) -> list[list]:
         rows.append(["PBT toy", name, f"{scores.mean():.1f} ± {scores.std():.1f} (accuracy, 20 seeds)", f"{budget} per run", ""])
     best = []
     for seed in many:
-        from reverie.models.pbt_toy import PBTToy
+        from reverie.agents.lr_control.trainees.pbt_toy import PBTToy
 
         run = PBTToy(PBTToyConfig(budget=budget), seed)
         for _ in range(budget):

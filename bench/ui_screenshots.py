@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the se
 
 from bench.common import RESULTS, fresh_home, write_table  # noqa: E402
 from browser import WINDOW, chromium, drop_file, wait_for  # noqa: E402
-from reverie.graph_store.world import SAMPLE_QUESTION  # noqa: E402
+from reverie.data.world import SAMPLE_QUESTION  # noqa: E402
 from serve_process import ServeProcess, ingest_world  # noqa: E402
 from servers import API_KEY  # noqa: E402
 

@@ -14,7 +14,7 @@ import torch
 
 from bench.common import write_table
 from reverie.models.world_model import WORLD_MODELS, WorldModel, WorldModelConfig
-from reverie.graph_store.datasets import load_dataset
+from reverie.data.kg import load_dataset
 
 
 def main() -> None:

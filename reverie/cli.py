@@ -14,10 +14,11 @@ from pydantic import ValidationError
 
 from reverie.errors import ReverieError
 from reverie.models.reasoner_config import ReasonerConfig
-from reverie.policies.config import SHAPERS, PolicyTrainConfig, TunerTrainConfig
+from reverie.agents.lr_control.config import LRControlTrainConfig
+from reverie.agents.path_policy.config import SHAPERS, PolicyTrainConfig
 
 POLICY_DEFAULTS = PolicyTrainConfig()
-TUNER_DEFAULTS = TunerTrainConfig()
+TUNER_DEFAULTS = LRControlTrainConfig()
 
 
 def _settings(args: argparse.Namespace):
@@ -38,7 +39,7 @@ def _pipeline(settings):
 def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from reverie.graph_store.datasets import load_dataset, read_file
+    from reverie.data.kg import load_dataset, read_file
 
     if (bool(args.path) + bool(args.dataset) + bool(args.images)) != 1:
         raise ReverieError("give exactly one of PATH, --dataset NAME or --images FILE.jsonl")
@@ -154,7 +155,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _kg_dataset(name: str):
-    from reverie.graph_store.datasets import load_dataset
+    from reverie.data.kg import load_dataset
 
     dataset = load_dataset(name)
     if not dataset.test and not dataset.dev:
@@ -166,7 +167,7 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from reverie.actors import init_ray
-    from reverie.policies.train import train_policy
+    from reverie.agents.path_policy.train import train_policy
 
     if args.iterations < 1:
         raise ReverieError("--iterations must be at least 1")
@@ -209,7 +210,7 @@ def cmd_train_reasoner(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from reverie.models.graph_reasoner import HIDE, reasoner_path, train_reasoner
-    from reverie.policies.train import policy_dir
+    from reverie.agents.path_policy.train import policy_dir
 
     if args.hide not in HIDE:
         raise ReverieError(f"--hide must be one of {', '.join(HIDE)}")
@@ -235,7 +236,7 @@ def cmd_train_reasoner(args: argparse.Namespace) -> int:
     print(f"reasoner saved to {path} (best dev MRR {reasoner.stats['best_dev_mrr']:.3f}, temperature {reasoner.temperature:.2f})")
     folder = policy_dir(settings, dataset.name)
     if (folder / "config.json").is_file():
-        from reverie.policies.bundle import attach_reasoner
+        from reverie.agents.path_policy.bundle import attach_reasoner
 
         try:
             bundle = attach_reasoner(folder, dataset, path)
@@ -271,14 +272,14 @@ def cmd_train_clip(args: argparse.Namespace) -> int:
 
 def _headline_config(args: argparse.Namespace, **changes):
     """The headline runs the tuner commands train or compare on (validated before Ray starts)."""
-    from reverie.models.headline import HeadlineConfig
+    from reverie.agents.lr_control.trainees.headline import HeadlineConfig
 
     fields = {"dataset": args.dataset, "model": args.model, "budget": args.budget, "embedder": args.embedder, **changes}
     return HeadlineConfig(**{k: v for k, v in fields.items() if v is not None})
 
 
 def _control_config(args: argparse.Namespace, trainee_config):
-    from reverie.policies.config import ControlConfig
+    from reverie.agents.lr_control.config import ControlConfig
 
     if args.intervals is not None and args.intervals < 1:
         raise ReverieError("--intervals must be at least 1")
@@ -289,7 +290,7 @@ def _embed_once(settings, headline) -> None:
     """Embed the dataset now, with a progress bar, rather than inside the first run."""
     from tqdm import tqdm
 
-    from reverie.models.headline import embed_dataset, embeddings_path, load_texts
+    from reverie.agents.lr_control.trainees.headline import embed_dataset, embeddings_path, load_texts
 
     if embeddings_path(settings.home, headline.dataset, headline.embedder).is_file():
         return
@@ -302,7 +303,7 @@ def cmd_train_tuner(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from reverie.actors import init_ray
-    from reverie.policies.tuner_train import train_tuner
+    from reverie.agents.lr_control.train import train_lr_control
 
     if args.iterations < 1:
         raise ReverieError("--iterations must be at least 1")
@@ -311,7 +312,7 @@ def cmd_train_tuner(args: argparse.Namespace) -> int:
     if args.envs < 1:
         raise ReverieError("--envs must be at least 1")
     headline = _headline_config(args)
-    config = TunerTrainConfig(control=_control_config(args, headline), iterations=args.iterations, minutes=args.minutes,
+    config = LRControlTrainConfig(control=_control_config(args, headline), iterations=args.iterations, minutes=args.minutes,
                               envs=args.envs, seed=args.seed)
     settings = _settings(args)
     _embed_once(settings, headline)
@@ -322,16 +323,16 @@ def cmd_train_tuner(args: argparse.Namespace) -> int:
         bar.update(1)
         bar.set_postfix(return_mean=f"{info['episode_return_mean']:.3f}", runs_per_s=f"{info['env_steps_per_s'] / config.control.intervals:.1f}")
 
-    folder = train_tuner(settings, config, progress)
+    folder = train_lr_control(settings, config, progress)
     bar.close()
     print(f"tuner saved to {folder}")
     return 0
 
 
 def cmd_eval_tuner(args: argparse.Namespace) -> int:
-    from reverie.policies.tuner_eval import ARMS, EVAL_SEEDS, control_of_agent, run_arm
-    from reverie.policies.tuner_net import load_tuner
-    from reverie.policies.tuner_train import tuner_dir
+    from reverie.agents.lr_control.evaluate import ARMS, EVAL_SEEDS, control_of_agent, run_arm
+    from reverie.agents.lr_control.net import load_lr_control
+    from reverie.agents.lr_control.train import lr_control_dir
 
     arms = args.arms or ["static", "cosine", "linear", "agent", "replay"]
     unknown = [a for a in arms if a not in ARMS]
@@ -341,12 +342,12 @@ def cmd_eval_tuner(args: argparse.Namespace) -> int:
         raise ReverieError("--seeds must be at least 1")
     headline = _headline_config(args)
     settings = _settings(args)
-    folder = tuner_dir(settings)
+    folder = lr_control_dir(settings)
     agent = None
     if {"agent", "replay"} & set(arms):
         if not (folder / "config.json").is_file():
             raise ReverieError(f"no trained tuner in {folder}: run `reverie train tuner` (or leave out the agent and replay arms)")
-        agent = load_tuner(folder)
+        agent = load_lr_control(folder)
         control = control_of_agent(folder, headline)
     else:
         control = _control_config(args, headline)
@@ -413,9 +414,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return cmd_eval_tuner(args)
     if args.dataset is None:
         raise ReverieError("eval policy needs --dataset NAME")
-    from reverie.policies.bundle import load_bundle
-    from reverie.policies.evaluate import evaluate_bundle
-    from reverie.policies.train import policy_dir
+    from reverie.agents.path_policy.bundle import load_bundle
+    from reverie.agents.path_policy.evaluate import evaluate_bundle
+    from reverie.agents.path_policy.train import policy_dir
 
     dataset = _kg_dataset(args.dataset)
     if args.beam < 1:

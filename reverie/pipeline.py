@@ -23,7 +23,7 @@ from reverie.batching import JoinedCalls
 from reverie.config import Settings
 from reverie.dreams import Rollouts, Walker, arbitrate, dream, make_walker
 from reverie.errors import IngestError, NoMatchError, ReverieError
-from reverie.graph_store.datasets import KGDataset
+from reverie.data.kg import KGDataset
 from reverie.graph_store.images import DEPICTS, IMAGE_TYPE, ImageLine, ImageRef
 from reverie.memory import Turn
 from reverie.encoders.image import decode_base64
@@ -93,9 +93,9 @@ class Walkers:
         return best or self.embedding
 
     def _load(self, config: Path) -> HostedWalker | None:
-        from reverie.graph_store.datasets import load_dataset
-        from reverie.policies.bundle import load_bundle
-        from reverie.policies.net import read_policy_meta
+        from reverie.data.kg import load_dataset
+        from reverie.agents.path_policy.bundle import load_bundle
+        from reverie.agents.path_policy.net import read_policy_meta
 
         stamp = config.stat().st_mtime
         cached = self.loaded.get(config.parent)

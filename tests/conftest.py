@@ -40,7 +40,7 @@ def world_settings(tmp_path_factory):
 @pytest.fixture(scope="session")
 def world_pipeline(ray_cluster, world_settings):
     """A Pipeline over the built-in world, ingested once for the session."""
-    from reverie.graph_store.datasets import load_dataset
+    from reverie.data.kg import load_dataset
     from reverie.pipeline import Pipeline
 
     pipeline = Pipeline(world_settings)
@@ -81,7 +81,7 @@ def http(base_url):
 @pytest.fixture(scope="session")
 def headline_home(tmp_path_factory):
     """A REVERIE_HOME with the `news` titles embedded (3,764 MiniLM vectors, once per session)."""
-    from reverie.models.headline import load_splits
+    from reverie.agents.lr_control.trainees.headline import load_splits
 
     home = tmp_path_factory.mktemp("headline-home")
     load_splits(str(home), "news")

@@ -144,7 +144,7 @@ def ingest_world(home: Path, encoder) -> None:
     process), as `reverie ingest --dataset world` would."""
     from reverie.config import Settings
     from reverie.graph_store import GraphStore
-    from reverie.graph_store.datasets import load_dataset
+    from reverie.data.kg import load_dataset
 
     world = load_dataset("world")
     store = GraphStore(Settings(home=home))

@@ -112,9 +112,9 @@ def test_train_policy_then_eval_json(tmp_path):
     metrics = json.loads(result.stdout)
     assert metrics["dataset"] == "toyfamily" and metrics["queries"] == 5
     # what the command prints is what the evaluation computes on the checkpoint it saved
-    from reverie.graph_store.datasets import load_dataset
-    from reverie.policies.bundle import load_bundle
-    from reverie.policies.evaluate import evaluate_bundle
+    from reverie.data.kg import load_dataset
+    from reverie.agents.path_policy.bundle import load_bundle
+    from reverie.agents.path_policy.evaluate import evaluate_bundle
 
     data = load_dataset(str(folder))
     bundle = load_bundle(home / "policies" / "toyfamily", data)

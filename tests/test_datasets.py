@@ -4,7 +4,7 @@ import json
 import pytest
 
 from reverie.errors import DatasetNotFoundError, IngestError
-from reverie.graph_store.datasets import dataset_names, load_dataset, read_file, read_kg_folder
+from reverie.data.kg import dataset_names, load_dataset, read_file, read_kg_folder
 
 
 def test_tsv_reads_triples_with_line_sources(tmp_path):

@@ -26,7 +26,7 @@ from servers import AUTH
 from reverie.config import Settings
 from reverie.errors import ReverieError, SnapshotError, StoreInUseError
 from reverie.graph_store import GraphStore
-from reverie.graph_store.world import SAMPLE_QUESTION
+from reverie.data.world import SAMPLE_QUESTION
 from reverie.schemas import Triple
 
 FACTS = [("glass cup", "made of", "glass"), ("glass", "is", "brittle"), ("brittle", "when dropped on a hard floor", "shatters")]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from reverie.graph_store.datasets import KGDataset
+from reverie.data.kg import KGDataset
 from reverie.models.graph_reasoner import (
     GraphReasoner,
     ReasonerConfig,

@@ -17,7 +17,7 @@ QUESTION = "What happens if I drop this?"
 
 
 def render_bytes(name: str, type_: str = "object", seed: int = 0) -> bytes:
-    from reverie.encoders.render import render
+    from reverie.data.render import render
 
     out = io.BytesIO()
     render(name, type_, seed=seed, split="held-out").save(out, format="PNG")
@@ -32,7 +32,7 @@ def image_tower(world_settings, encoder):
 
     from reverie.encoders.image import tower_path
     from reverie.encoders.image_training import ClipTrainConfig, WorldTexts, train_image_tower
-    from reverie.graph_store.world import world_questions
+    from reverie.data.world import world_questions
 
     torch.set_num_threads(2)
     tokenizer, report = train_image_tower(ClipTrainConfig(renders_per_entity=5, epochs=10, codebook_size=32), encoder, progress=False)
@@ -59,7 +59,7 @@ def test_a_home_without_a_tower_says_how_to_get_one(tmp_path):
 
 def this_question(question) -> str:
     """The world question with its object named "this": the image must say what it is."""
-    from reverie.graph_store.world import ACTION_QUESTIONS
+    from reverie.data.world import ACTION_QUESTIONS
 
     return ACTION_QUESTIONS[question.chain[-1][1]].format(a="this")
 
@@ -83,7 +83,7 @@ def image_home(world_settings, world_pipeline, image_tower, tmp_path_factory):
     """A second home with the world, so that ingested images leave the shared world home as it was."""
     from reverie.config import Settings
     from reverie.encoders.image import tower_path
-    from reverie.graph_store.datasets import load_dataset
+    from reverie.data.kg import load_dataset
     from reverie.pipeline import Pipeline
 
     settings = Settings(home=tmp_path_factory.mktemp("image-home"), clip_weights=tower_path(world_settings))

@@ -10,7 +10,7 @@ import ollama
 import pytest
 from servers import API_KEY, AUTH
 
-from reverie.graph_store.world import SAMPLE_QUESTION
+from reverie.data.world import SAMPLE_QUESTION
 from reverie.llm.chain import BackendUnavailable, Finish
 from reverie.serve import ollama_api
 

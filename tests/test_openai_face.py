@@ -7,7 +7,7 @@ import openai
 import pytest
 from servers import API_KEY
 
-from reverie.graph_store.world import SAMPLE_QUESTION
+from reverie.data.world import SAMPLE_QUESTION
 from reverie.llm.chain import BackendUnavailable
 from reverie.serve import openai_api
 

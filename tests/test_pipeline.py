@@ -2,9 +2,9 @@
 import pytest
 
 from reverie.errors import NoMatchError
-from reverie.graph_store.datasets import load_dataset
+from reverie.data.kg import load_dataset
 from reverie.edges import edge_id
-from reverie.graph_store.world import SAMPLE_QUESTION, WORLD_SOURCE, world_questions
+from reverie.data.world import SAMPLE_QUESTION, WORLD_SOURCE, world_questions
 from reverie.llm import first_sentence, template_sentence
 from reverie.schemas import Query
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reverie.policies.net import EXPERT_NAMES
+from reverie.agents.path_policy.net import EXPERT_NAMES
 from test_policy_module import write_toy_dataset  # pytest puts tests/ on sys.path
 
 
@@ -13,10 +13,10 @@ from test_policy_module import write_toy_dataset  # pytest puts tests/ on sys.pa
 def test_ask_uses_the_trained_policy_and_keeps_every_path(ray_cluster, tmp_path):
     from reverie.config import Settings
     from reverie.edges import WORLD_MODEL_SOURCE, parse_relation_label
-    from reverie.graph_store.datasets import load_dataset
+    from reverie.data.kg import load_dataset
     from reverie.pipeline import Pipeline
-    from reverie.policies.config import PolicyTrainConfig
-    from reverie.policies.train import train_policy
+    from reverie.agents.path_policy.config import PolicyTrainConfig
+    from reverie.agents.path_policy.train import train_policy
     from reverie.schemas import Query
 
     folder = tmp_path / "toyfamily"

@@ -7,10 +7,10 @@ import pytest
 
 import numpy as np
 
-from reverie.graph_store.datasets import KGDataset, load_dataset
-from reverie.policies.config import EnvConfig
-from reverie.policies.env import KGPathVectorEnv
-from reverie.policies.walkgraph import WalkGraph
+from reverie.data.kg import KGDataset, load_dataset
+from reverie.agents.path_policy.config import EnvConfig
+from reverie.agents.path_policy.env import KGPathVectorEnv
+from reverie.agents.path_policy.walkgraph import WalkGraph
 from reverie.schemas import Triple
 
 
@@ -265,7 +265,7 @@ def test_shaping_uses_the_world_model_score_for_wrong_answers_only():
 
 def test_the_graph_reasoner_can_shape_instead_of_the_world_model(tmp_path):
     from reverie.models.graph_reasoner import ReasonerConfig, train_reasoner
-    from reverie.policies.env import RowCache
+    from reverie.agents.path_policy.env import RowCache
 
     data = toy(extra=[T("a", "r5", "e")])
     g = WalkGraph.from_dataset(data)

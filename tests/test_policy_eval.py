@@ -2,11 +2,11 @@
 import numpy as np
 import torch
 
-from reverie.graph_store.datasets import KGDataset
-from reverie.policies.bundle import PolicyBundle
-from reverie.policies.config import EnvConfig, PolicyMeta
-from reverie.policies.evaluate import beam_scores, countries_auc_pr, evaluate_bundle
-from reverie.policies.walkgraph import WalkGraph
+from reverie.data.kg import KGDataset
+from reverie.agents.path_policy.bundle import PolicyBundle
+from reverie.agents.path_policy.config import EnvConfig, PolicyMeta
+from reverie.agents.path_policy.evaluate import beam_scores, countries_auc_pr, evaluate_bundle
+from reverie.agents.path_policy.walkgraph import WalkGraph
 from reverie.schemas import Triple
 
 
@@ -101,8 +101,8 @@ def test_beam_can_hide_the_query_relation_at_the_source():
 
 
 def test_countries_candidates_sit_at_the_level_of_the_test_answers():
-    from reverie.graph_store.datasets import KGDataset
-    from reverie.policies.evaluate import countries_regions
+    from reverie.data.kg import KGDataset
+    from reverie.agents.path_policy.evaluate import countries_regions
     from reverie.schemas import Triple
 
     def T(h, r, t):

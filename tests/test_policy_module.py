@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from reverie.policies.config import EnvConfig, NetConfig, PolicyMeta, PolicyTrainConfig
-from reverie.policies.net import MASK_LOGIT, PathPolicyNet, load_policy, obs_to_tensors, read_policy_meta, rollout_success, save_policy
+from reverie.agents.path_policy.config import EnvConfig, NetConfig, PolicyMeta, PolicyTrainConfig
+from reverie.agents.path_policy.net import MASK_LOGIT, PathPolicyNet, load_policy, obs_to_tensors, read_policy_meta, rollout_success, save_policy
 
 E, NR, HOPS, A, B = 12, 7, 3, 6, 5  # entities, relation ids (2R+1, R=3), hops, action width, batch
 
 
 def make_obs(seed: int = 0, batch: int = B, hops: int = HOPS, width: int = A, n_ent: int = E, n_rel: int = NR) -> dict:
-    """A hand-made observation batch in the KGPathVectorEnv layout (reverie/policies/env.py)."""
+    """A hand-made observation batch in the KGPathVectorEnv layout (reverie/agents/path_policy/env.py)."""
     rng = np.random.default_rng(seed)
     no_op = n_rel - 1
     source = rng.integers(0, n_ent, batch)
@@ -147,7 +147,7 @@ def test_rlmodule_wraps_net():
     import gymnasium as gym
     from ray.rllib.core.columns import Columns
 
-    from reverie.policies.module import PathPolicyModule
+    from reverie.agents.path_policy.module import PathPolicyModule
 
     box = lambda high, shape, dtype=np.int64: gym.spaces.Box(0, high, shape, dtype)  # noqa: E731
     space = gym.spaces.Dict(
@@ -203,8 +203,8 @@ def write_toy_dataset(folder) -> None:
 @pytest.mark.slow
 def test_ppo_training_beats_untrained(ray_cluster, tmp_path):
     from reverie.config import Settings
-    from reverie.policies.env import KGPathVectorEnv
-    from reverie.policies.train import train_policy
+    from reverie.agents.path_policy.env import KGPathVectorEnv
+    from reverie.agents.path_policy.train import train_policy
 
     dataset = tmp_path / "toyfamily"
     write_toy_dataset(dataset)
@@ -280,12 +280,12 @@ def test_checkpoint_round_trip_with_experts(tmp_path):
 @pytest.mark.slow
 def test_training_with_a_world_model_gives_a_self_contained_bundle(ray_cluster, tmp_path):
     from reverie.config import Settings
-    from reverie.graph_store.datasets import load_dataset
+    from reverie.data.kg import load_dataset
     from reverie.models.world_model import world_model_path
-    from reverie.policies.bundle import WORLD_MODEL_FILE, load_bundle
-    from reverie.policies.evaluate import evaluate_bundle
-    from reverie.policies.evaluate import PATH_WEIGHTS
-    from reverie.policies.train import train_policy
+    from reverie.agents.path_policy.bundle import WORLD_MODEL_FILE, load_bundle
+    from reverie.agents.path_policy.evaluate import evaluate_bundle
+    from reverie.agents.path_policy.evaluate import PATH_WEIGHTS
+    from reverie.agents.path_policy.train import train_policy
 
     dataset = tmp_path / "toyfamily"
     write_toy_dataset(dataset)
@@ -299,8 +299,8 @@ def test_training_with_a_world_model_gives_a_self_contained_bundle(ray_cluster, 
     assert bundle.world_model is not None and bundle.graph.imagined_per_entity == 2
     assert bundle.net.config["experts"] == 4 and bundle.meta.arbiter_weight in PATH_WEIGHTS and bundle.meta.temperature > 0
     # inference walks the very action tables training walked (imagined columns included)
-    from reverie.policies.env import KGPathVectorEnv
-    from reverie.policies.train import env_config
+    from reverie.agents.path_policy.env import KGPathVectorEnv
+    from reverie.agents.path_policy.train import env_config
 
     env = KGPathVectorEnv(env_config(config, folder / WORLD_MODEL_FILE), num_envs=1)
     for table in ("action_relations", "action_entities", "action_mask"):

@@ -11,10 +11,10 @@ from reverie.dreams.rollouts import WalkQuery
 from reverie.edges import WORLD_MODEL_SOURCE, edge_id
 from reverie.errors import NoMatchError
 from reverie.graph_store.subgraph import Subgraph
-from reverie.policies.bundle import PolicyBundle, arbiter_scores
-from reverie.policies.config import EnvConfig, NetConfig, PolicyMeta
-from reverie.policies.net import EXPERT_NAMES, PathPolicyNet
-from reverie.policies.walkgraph import WalkGraph
+from reverie.agents.path_policy.bundle import PolicyBundle, arbiter_scores
+from reverie.agents.path_policy.config import EnvConfig, NetConfig, PolicyMeta
+from reverie.agents.path_policy.net import EXPERT_NAMES, PathPolicyNet
+from reverie.agents.path_policy.walkgraph import WalkGraph
 from reverie.schemas import LinkedEntity, Triple
 
 FACTS = [("a", "r1", "b"), ("b", "r2", "c"), ("a", "q", "c"), ("c", "r1", "d"), ("b", "r1", "d")]
@@ -147,7 +147,7 @@ def test_arbiter_scores_mix_world_and_paths():
 def test_with_a_reasoner_every_candidate_has_a_path_and_a_confidence():
     import dataclasses
 
-    from reverie.graph_store.datasets import KGDataset
+    from reverie.data.kg import KGDataset
     from reverie.models.graph_reasoner import ReasonerConfig, train_reasoner
 
     g = graph()

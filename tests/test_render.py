@@ -1,4 +1,4 @@
-"""Tests for the synthetic world renderer (reverie.encoders.render); fast, no Ray."""
+"""Tests for the synthetic world renderer (reverie.data.render); fast, no Ray."""
 from __future__ import annotations
 
 import random
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reverie.encoders import render as R
-from reverie.graph_store.world import MATERIALS, PROPERTIES, build_world
+from reverie.data import render as R
+from reverie.data.world import MATERIALS, PROPERTIES, build_world
 
 
 @pytest.fixture(scope="module")

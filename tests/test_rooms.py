@@ -10,13 +10,13 @@ import pytest
 
 import reverie
 
-COMPUTING = ["graph_store", "encoders", "llm", "dreams", "models", "policies"]
+COMPUTING = ["graph_store", "encoders", "llm", "dreams", "models", "data", "agents.path_policy", "agents.lr_control", "agents.lr_control.trainees"]
 TOP_LEVEL = ["atomic", "batching", "checkpoints", "config", "edges", "errors", "feedback", "memory", "ranking", "runs", "schemas", "torchvision_fix"]
-HOSTING = {"reverie.policies.train", "reverie.policies.module"}  # the RLlib trainer and its RLModule wrapper
+HOSTING = {"reverie.agents.path_policy.train", "reverie.agents.path_policy.module", "reverie.agents.lr_control.train", "reverie.agents.lr_control.module"}  # the RLlib trainer and its RLModule wrapper
 
 
 def modules(package: str) -> list[str]:
-    path = [f"{reverie.__path__[0]}/{package}"]
+    path = [f"{reverie.__path__[0]}/{package.replace('.', '/')}"]
     names = [f"reverie.{package}"] + [f"reverie.{package}.{m.name}" for m in pkgutil.iter_modules(path)]
     return [name for name in names if name not in HOSTING]
 
@@ -32,4 +32,5 @@ def test_computing_modules_import_no_ray(package):
 
 def test_the_hosting_modules_are_the_ones_that_use_ray():
     """The exceptions above are real modules, so the list cannot hide a typo."""
-    assert HOSTING <= {f"reverie.policies.{m.name}" for m in pkgutil.iter_modules([f"{reverie.__path__[0]}/policies"])}
+    agents = f"{reverie.__path__[0]}/agents"
+    assert HOSTING <= {f"reverie.agents.{room}.{m.name}" for room in ("path_policy", "lr_control") for m in pkgutil.iter_modules([f"{agents}/{room}"])}

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from servers import API_KEY, AUTH
 
-from reverie.graph_store.world import SAMPLE_QUESTION
+from reverie.data.world import SAMPLE_QUESTION
 
 pytestmark = pytest.mark.ray
 

@@ -15,10 +15,10 @@ def policy_home(ray_cluster, tmp_path_factory):
     from ray import serve
 
     from reverie.config import Settings
-    from reverie.graph_store.datasets import load_dataset
+    from reverie.data.kg import load_dataset
     from reverie.pipeline import Pipeline
-    from reverie.policies.config import PolicyTrainConfig
-    from reverie.policies.train import train_policy
+    from reverie.agents.path_policy.config import PolicyTrainConfig
+    from reverie.agents.path_policy.train import train_policy
     from reverie.serve.app import run
 
     folder = tmp_path_factory.mktemp("data") / "toyfamily"
@@ -62,8 +62,8 @@ def test_the_policy_training_run_is_listed_with_its_curve(policy_home):
     assert run["name"] == "toyfamily" and run["iterations"] == 2
     points = httpx.get(f"{policy_home}/v1/runs/{run['id']}", timeout=30).json()["points"]
     assert [p["iteration"] for p in points] == [1, 2] and points[0]["env_steps"] < points[1]["env_steps"]
-    from reverie.policies.net import read_policy_meta
-    from reverie.policies.train import policy_dir
+    from reverie.agents.path_policy.net import read_policy_meta
+    from reverie.agents.path_policy.train import policy_dir
 
     meta = read_policy_meta(policy_dir(TRAINED["settings"], "toyfamily"))
     assert points[-1]["env_steps"] == meta.env_steps
@@ -75,7 +75,7 @@ def test_the_web_page_marks_the_expert_of_the_policy_chain(policy_home):
     from browser import chromium, wait_for
     from selenium.webdriver.common.by import By
 
-    from reverie.policies.net import EXPERT_NAMES
+    from reverie.agents.path_policy.net import EXPERT_NAMES
 
     with chromium() as driver:
         driver.get(f"{policy_home}/ui/#ask")

@@ -10,7 +10,6 @@ import sys
 
 import httpx
 import pytest
-from servers import AUTH
 
 from reverie.serve.guard import SitePolicy, exposure, same_origin
 

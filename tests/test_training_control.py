@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from reverie.models.headline import HeadlineConfig, load_texts, stratified_split
-from reverie.models.pbt_toy import PBTToy, PBTToyConfig, optimal_lr
-from reverie.models.trainee import TRAINEES
-from reverie.policies.config import ControlConfig
-from reverie.policies.controllers import CONTROLLERS, Keep, Replay, parse_action, run_episode
-from reverie.policies.tuner_env import ACTIONS, LR_DOWN, LR_UP, OBSERVATION, WD_UP, TrainingControlEnv
+from reverie.agents.lr_control.trainees.headline import HeadlineConfig, load_texts, stratified_split
+from reverie.agents.lr_control.trainees.pbt_toy import PBTToy, PBTToyConfig, optimal_lr
+from reverie.agents.lr_control.trainees import TRAINEES
+from reverie.agents.lr_control.config import ControlConfig
+from reverie.agents.lr_control.controllers import CONTROLLERS, Keep, Replay, parse_action, run_episode
+from reverie.agents.lr_control.env import ACTIONS, LR_DOWN, LR_UP, OBSERVATION, WD_UP, TrainingControlEnv
 
 TINY = HeadlineConfig(dataset="news", budget=60, batch_size=32, train_subset=400)
 
@@ -62,7 +62,7 @@ def test_the_env_bounds_actions_and_its_rewards_add_up_to_the_runs_progress(home
 
 @pytest.mark.parametrize("trainee", sorted(TRAINEES))
 def test_every_trainee_is_reproducible_resumes_from_its_state_and_stops_at_its_budget(trainee, home):
-    """The trainee contract (reverie.models.trainee.Trainee), run against every registered trainee."""
+    """The trainee contract (reverie.agents.lr_control.trainees.Trainee), run against every registered trainee."""
     config = {"headline": TINY, "pbt-toy": PBTToyConfig(budget=60)}[trainee]
     make = lambda seed: TRAINEES[trainee](config, seed, home)  # noqa: E731
     lr = lambda step: 3e-3  # noqa: E731
@@ -108,9 +108,9 @@ def llm_chain(home):
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("llm") else n for n in sorted(CONTROLLERS)])
 def test_every_controller_runs_a_whole_episode(name, home, request):
-    from reverie.policies.tuner_net import TunerNet
+    from reverie.agents.lr_control.net import LRControlNet
 
-    kwargs = {"net": TunerNet(len(OBSERVATION), len(ACTIONS)), "actions": [LR_UP, WD_UP], "seed": 0,
+    kwargs = {"net": LRControlNet(len(OBSERVATION), len(ACTIONS)), "actions": [LR_UP, WD_UP], "seed": 0,
               "chain": request.getfixturevalue("llm_chain") if name.startswith("llm") else None}
     config = ControlConfig(trainee="pbt-toy", trainee_config=PBTToyConfig(budget=50), intervals=5, schedule="constant", base_lr=0.003)
     episode = run_episode(config, CONTROLLERS[name](**kwargs), 7, home)
@@ -130,7 +130,7 @@ def test_replies_are_parsed_strictly():
 
 @pytest.mark.slow
 def test_the_llm_controller_counts_what_is_not_an_action(home, llm_chain):
-    from reverie.policies.controllers import LLMController
+    from reverie.agents.lr_control.controllers import LLMController
 
     config = ControlConfig(trainee="pbt-toy", trainee_config=PBTToyConfig(budget=40), intervals=4, schedule="constant", base_lr=0.003)
     free = LLMController(llm_chain, constrained=False)
@@ -160,15 +160,15 @@ def test_a_short_rllib_run_beats_a_random_controller_on_the_toy(ray_cluster, tmp
     """On Tune's PBT toy the right schedule is known (raise the learning rate as accuracy climbs,
     then lower it); 30 PPO iterations already steer far better than chance."""
     from reverie.config import Settings
-    from reverie.policies.config import TunerTrainConfig
-    from reverie.policies.tuner_net import load_tuner, read_tuner_config
-    from reverie.policies.tuner_train import train_tuner
+    from reverie.agents.lr_control.config import LRControlTrainConfig
+    from reverie.agents.lr_control.net import load_lr_control, read_lr_control_config
+    from reverie.agents.lr_control.train import train_lr_control
 
     control = ControlConfig(trainee="pbt-toy", trainee_config=PBTToyConfig(budget=300), intervals=10, schedule="constant", base_lr=0.003)
     reports = []
-    folder = train_tuner(Settings(home=tmp_path), TunerTrainConfig(control=control, iterations=30, envs=8), reports.append)
+    folder = train_lr_control(Settings(home=tmp_path), LRControlTrainConfig(control=control, iterations=30, envs=8), reports.append)
     assert [r["iteration"] for r in reports] == list(range(1, 31))
-    saved = read_tuner_config(folder)
+    saved = read_lr_control_config(folder)
     assert saved["control"]["intervals"] == 10 and saved["meta"]["iterations"] == 30
     # the run's log, which the web page plots, holds what training reported
     from reverie.runs import list_runs, read_run
@@ -177,7 +177,7 @@ def test_a_short_rllib_run_beats_a_random_controller_on_the_toy(ray_cluster, tmp
     assert (logged.kind, logged.iterations) == ("tuner", 30)
     returns = [p["episode_return_mean"] for p in read_run(tmp_path, logged.id).points]
     assert returns == [r["episode_return_mean"] for r in reports] == saved["meta"]["returns"]
-    net = load_tuner(folder)  # no Ray needed from here on
+    net = load_lr_control(folder)  # no Ray needed from here on
     seeds = range(20)
     agent = np.mean([run_episode(control, CONTROLLERS["agent"](net=net), s).test_score for s in seeds])
     chance = np.mean([run_episode(control, CONTROLLERS["random"](seed=1), s).test_score for s in seeds])

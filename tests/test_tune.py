@@ -9,7 +9,7 @@ import json
 import pytest
 
 from reverie.config import Settings
-from reverie.models.headline import HeadlineConfig
+from reverie.agents.lr_control.trainees.headline import HeadlineConfig
 from reverie.tune.headline import LR_BOUNDS, SCHEDULERS, WD_BOUNDS, HeadlineSweepConfig, sweep_headline, sweep_summary
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -50,7 +50,7 @@ def test_a_headline_sweep_runs_with_each_scheduler(scheduler, ray_cluster, headl
 def test_the_policy_sweep_compares_its_best_trial_with_the_defaults(ray_cluster, tmp_path):
     from test_policy_module import write_toy_dataset
 
-    from reverie.policies.config import PolicyTrainConfig
+    from reverie.agents.path_policy.config import PolicyTrainConfig
     from reverie.tune.policy import PolicySweepConfig, compare_with_defaults, sweep_policy
 
     folder = tmp_path / "toyfamily"

@@ -13,10 +13,10 @@ from reverie.config import Settings
 from reverie.dreams import WALKERS, make_walker
 from reverie.edges import WORLD_MODEL_SOURCE, edge_id, parse_relation_label
 from reverie.graph_store import GraphStore
-from reverie.policies.bundle import PolicyBundle
-from reverie.policies.config import EnvConfig, NetConfig, PolicyMeta
-from reverie.policies.net import PathPolicyNet
-from reverie.policies.walkgraph import WalkGraph
+from reverie.agents.path_policy.bundle import PolicyBundle
+from reverie.agents.path_policy.config import EnvConfig, NetConfig, PolicyMeta
+from reverie.agents.path_policy.net import PathPolicyNet
+from reverie.agents.path_policy.walkgraph import WalkGraph
 from reverie.schemas import LinkedEntity, Triple
 
 FACTS = [

@@ -9,7 +9,7 @@ import pytest
 from browser import chromium, drop_file, wait_for
 from servers import API_KEY
 
-from reverie.graph_store.world import SAMPLE_QUESTION
+from reverie.data.world import SAMPLE_QUESTION
 
 pytestmark = pytest.mark.ray
 

@@ -1,11 +1,11 @@
-"""Tests for the built-in commonsense world (reverie.graph_store.world)."""
+"""Tests for the built-in commonsense world (reverie.data.world)."""
 from __future__ import annotations
 
 from collections import defaultdict
 
 import pytest
 
-from reverie.graph_store import world as w
+from reverie.data import world as w
 from reverie.schemas import Entity, Triple
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reverie.models.world_model import WORLD_MODELS, WorldModel, WorldModelConfig, ensure_world_model, world_model_path
-from reverie.graph_store.datasets import KGDataset, load_dataset
+from reverie.data.kg import KGDataset, load_dataset
 from reverie.schemas import Triple
 
 

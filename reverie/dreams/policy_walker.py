@@ -23,8 +23,8 @@ from reverie.dreams.rollouts import Rollouts, WalkQuery, build_chain
 from reverie.edges import edge_id
 from reverie.errors import NoMatchError
 from reverie.graph_store.subgraph import Subgraph
-from reverie.policies.bundle import PolicyBundle
-from reverie.policies.net import expert_name
+from reverie.agents.path_policy.bundle import PolicyBundle
+from reverie.agents.path_policy.net import expert_name
 from reverie.schemas import Candidate, Chain, LinkedEntity
 
 INVERSE_MARGIN = 0.1

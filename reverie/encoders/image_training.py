@@ -60,9 +60,9 @@ class WorldTexts:
 
     @classmethod
     def encode(cls, text_encoder) -> "WorldTexts":
-        from reverie.encoders.render import captions, rendered_entities
+        from reverie.data.render import captions, rendered_entities
         from reverie.graph_store.store import entity_text
-        from reverie.graph_store.world import build_world
+        from reverie.data.world import build_world
 
         entities, _ = build_world()
         texts_of = {e.name: entity_text(e) for e in entities}
@@ -124,7 +124,7 @@ def train_image_tower(
     import torch
 
     from reverie.encoders import TextEncoder
-    from reverie.encoders.render import render_set
+    from reverie.data.render import render_set
 
     torch.manual_seed(config.seed)
     started = time.perf_counter()

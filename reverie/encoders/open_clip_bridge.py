@@ -23,9 +23,9 @@ RIDGE = 1e-2  # the map's L2 penalty, relative to the texts' count
 
 def bridge_texts() -> list[str]:
     """Texts whose two embeddings fit the map: the world's entity texts and the renders' captions."""
-    from reverie.encoders.render import captions
+    from reverie.data.render import captions
     from reverie.graph_store.store import entity_text
-    from reverie.graph_store.world import build_world
+    from reverie.data.world import build_world
 
     entities, _ = build_world()
     texts = [entity_text(e) for e in entities] + [c for caps in captions().values() for c in caps]
@@ -78,7 +78,7 @@ class OpenClipBridge(ImageTokenizer):
         clip_text = torch.nn.functional.normalize(clip_text.float(), dim=-1).cpu().numpy()
         self.map = torch.from_numpy(fit_map(clip_text, (text_encoder or TextEncoder()).encode(texts)))
 
-        from reverie.encoders.render import render_set
+        from reverie.data.render import render_set
 
         renders, _ = render_set(1, "train", self.config.image_size)
         vectors = self.tokenize(renders, progress=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from reverie.encoders.image import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, ImageError, load_image
 from reverie.errors import IngestError
-from reverie.graph_store.datasets import jsonl_objects
+from reverie.data.kg import jsonl_objects
 
 DEPICTS = "depicts"
 IMAGE_TYPE = "image"

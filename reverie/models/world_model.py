@@ -6,7 +6,7 @@ the arbiter weighs its belief against the path evidence.
 Models come from one registry, ``WORLD_MODELS`` ("complex", "rotate"), picked by
 ``WorldModelConfig.model``; every model there passes the same contract test.
 
-Ids follow the WalkGraph convention (reverie/policies/walkgraph.py): entity and relation ids are the
+Ids follow the WalkGraph convention (reverie/agents/path_policy/walkgraph.py): entity and relation ids are the
 positions of the SORTED names of the walkable graph; relation ids ``0..R-1`` are the stored
 relations and ``R..2R-1`` their inverses (``R + r`` walks ``r`` against its direction).
 
@@ -49,7 +49,7 @@ from reverie.atomic import atomic_file
 from reverie.ranking import filtered_ranks, ranking_metrics
 
 if TYPE_CHECKING:
-    from reverie.graph_store.datasets import KGDataset
+    from reverie.data.kg import KGDataset
     from reverie.schemas import Triple
 
 logger = logging.getLogger(__name__)

@@ -397,7 +397,7 @@ class ReverieAPI:
     async def _uploaded(request: Request) -> IngestRequest:
         from starlette.datastructures import UploadFile
 
-        from reverie.graph_store.datasets import read_file
+        from reverie.data.kg import read_file
 
         form = await request.form()
         upload = form.get("file")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reverie.errors import ReverieError
-from reverie.models.headline import HeadlineConfig
+from reverie.agents.lr_control.trainees.headline import HeadlineConfig
 
 SCHEDULERS = ("asha", "pbt", "pb2")
 LR_BOUNDS = (1e-4, 3e-2)
@@ -67,7 +67,7 @@ def headline_trainable(config: dict) -> None:
     from ray import tune
 
     headline = HeadlineConfig(**{**config["headline"], "hidden": int(config["hidden"]), "dropout": float(config["dropout"])})
-    from reverie.models.headline import HeadlineRun
+    from reverie.agents.lr_control.trainees.headline import HeadlineRun
 
     torch.set_num_threads(1)
     config = _clip(dict(config))
@@ -112,7 +112,7 @@ def sweep_headline(settings: Any, sweep: HeadlineSweepConfig, verbose: int = 1):
     """Run the sweep on the running Ray; returns Tune's ResultGrid (kept under REVERIE_HOME/tune)."""
     from ray import tune
 
-    from reverie.models.headline import load_splits
+    from reverie.agents.lr_control.trainees.headline import load_splits
     from reverie.tune.common import trial_dirname, tune_root
 
     load_splits(str(settings.home), sweep.headline.dataset, sweep.headline.embedder)  # embed once, before the trials

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reverie.errors import ReverieError
-from reverie.policies.config import PolicyTrainConfig
+from reverie.agents.path_policy.config import PolicyTrainConfig
 
 LR_BOUNDS = (1e-4, 3e-3)
 ENTROPY_BOUNDS = (0.005, 0.2)
@@ -57,12 +57,13 @@ def policy_trainable(config: dict) -> None:
     import torch
     from ray import tune
 
-    from reverie.graph_store.datasets import load_dataset
+    from reverie.data.kg import load_dataset
     from reverie.models.world_model import WorldModel
-    from reverie.policies.bundle import PolicyBundle
-    from reverie.policies.config import PolicyMeta
-    from reverie.policies.evaluate import evaluate_bundle
-    from reverie.policies.train import build_ppo_config, ppo_iterations, save_policy_folder
+    from reverie.agents.path_policy.bundle import PolicyBundle
+    from reverie.agents.path_policy.config import PolicyMeta
+    from reverie.agents.path_policy.evaluate import evaluate_bundle
+    from reverie.agents.path_policy.train import build_ppo_config, save_policy_folder
+    from reverie.agents.ppo import ppo_iterations
 
     torch.set_num_threads(1)
     train = _trial_config(config)
@@ -93,7 +94,7 @@ def sweep_policy(settings: Any, sweep: PolicySweepConfig, verbose: int = 1):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from reverie.graph_store.datasets import load_dataset
+    from reverie.data.kg import load_dataset
     from reverie.models.world_model import ensure_world_model
     from reverie.tune.common import trial_dirname, tune_root
 
@@ -124,9 +125,9 @@ def sweep_policy(settings: Any, sweep: PolicySweepConfig, verbose: int = 1):
 def compare_with_defaults(grid, sweep: PolicySweepConfig) -> dict[str, Any]:
     """Test-split ranking (beam as the trial chose) of the best trial and of the defaults' trial
     (each as its last report left it: ASHA may have stopped either early)."""
-    from reverie.graph_store.datasets import load_dataset
-    from reverie.policies.bundle import load_bundle
-    from reverie.policies.evaluate import evaluate_bundle
+    from reverie.data.kg import load_dataset
+    from reverie.agents.path_policy.bundle import load_bundle
+    from reverie.agents.path_policy.evaluate import evaluate_bundle
 
     finished = [r for r in grid if r.metrics and r.metrics.get("policy_folder")]
     if not finished:

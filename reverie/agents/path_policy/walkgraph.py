@@ -274,7 +274,7 @@ class WalkGraph:
 
     def observation(self, source, query_relation, current, step, path_relations, path_entities,
                     action_mask) -> dict[str, np.ndarray]:
-        """The observation batch a path policy reads (reverie.policies.net.OBS_KEYS), the same for
+        """The observation batch a path policy reads (reverie.agents.path_policy.net.OBS_KEYS), the same for
         the training env, beam search and sampled rollouts. Arrays are copied, so a caller may go
         on changing its own."""
         current = np.asarray(current, np.int64)

@@ -1,5 +1,5 @@
 """Training control as a gymnasium environment: one episode is one training run of a trainee
-(reverie/models/trainee.py) with a fixed budget of gradient steps, cut into `intervals` decisions.
+(reverie/agents/lr_control/trainees/__init__.py) with a fixed budget of gradient steps, cut into `intervals` decisions.
 
 Before each interval the controller picks one action from the seed's menu made real (ACTIONS):
 keep, halve or double the learning rate, raise or lower the weight decay. The learning rate is
@@ -27,8 +27,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from reverie.models.trainee import Trainee, TrainingReport
-from reverie.policies.config import ControlConfig, schedule_factor
+from reverie.agents.lr_control.trainees import Trainee, TrainingReport
+from reverie.agents.lr_control.config import ControlConfig, schedule_factor
 
 ACTIONS = ("keep", "halve the learning rate", "double the learning rate", "raise the weight decay", "lower the weight decay")
 """The controller's menu; its index is the action."""

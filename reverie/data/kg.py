@@ -154,7 +154,7 @@ def load_dataset(name_or_path: str) -> KGDataset:
     """A dataset by name (`world`, `umls`, `kinships`, `nations`) or a folder path."""
     key = name_or_path.strip().lower()
     if key == BUILTIN:
-        from reverie.graph_store.world import build_world
+        from reverie.data.world import build_world
 
         entities, triples = build_world()
         return KGDataset(name=BUILTIN, graph=triples, train=triples, entities=entities)

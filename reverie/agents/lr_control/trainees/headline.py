@@ -33,7 +33,7 @@ import numpy as np
 
 from reverie.atomic import atomic_write
 from reverie.errors import DatasetNotFoundError, ReverieError
-from reverie.models.trainee import TrainingReport
+from reverie.agents.lr_control.trainees import TrainingReport
 
 _URL = re.compile(r"https?://\S+")
 

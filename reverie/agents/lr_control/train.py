@@ -2,7 +2,7 @@
 
 `envs` training runs step together in the calling process (RLlib's local EnvRunner, a gymnasium
 SyncVectorEnv); each env step trains its classifier for one interval. The caller initialises Ray.
-The agent is saved as a plain torch TunerNet (reverie/policies/tuner_net.py), with the
+The agent is saved as a plain torch LRControlNet (reverie/agents/lr_control/net.py), with the
 ControlConfig it acts under, and loads without Ray.
 """
 from __future__ import annotations
@@ -14,22 +14,22 @@ from typing import Any, Callable
 
 import torch
 
-from reverie.policies.config import TunerTrainConfig
+from reverie.agents.lr_control.config import LRControlTrainConfig
 
 log = logging.getLogger(__name__)
 
 
-def tuner_dir(settings: Any) -> Path:
+def lr_control_dir(settings: Any) -> Path:
     """Where the agent lives: settings.home / "tuner"."""
     return Path(settings.home) / "tuner"
 
 
-def build_tuner_ppo_config(config: TunerTrainConfig, home: str | Path):
+def build_lr_control_ppo_config(config: LRControlTrainConfig, home: str | Path):
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    from reverie.policies.module import TunerModule
-    from reverie.policies.tuner_env import TrainingControlEnv
+    from reverie.agents.lr_control.module import LRControlModule
+    from reverie.agents.lr_control.env import TrainingControlEnv
 
     intervals = config.control.intervals
     env_config = {**{f.name: getattr(config.control, f.name) for f in dataclasses.fields(config.control)}, "home": str(home)}
@@ -40,26 +40,26 @@ def build_tuner_ppo_config(config: TunerTrainConfig, home: str | Path):
         .env_runners(num_env_runners=0, num_envs_per_env_runner=config.envs,
                      rollout_fragment_length=intervals * config.ppo.batches_per_iteration)
         .learners(num_learners=0)
-        .rl_module(rl_module_spec=RLModuleSpec(module_class=TunerModule, model_config={"hidden": config.hidden}))
+        .rl_module(rl_module_spec=RLModuleSpec(module_class=LRControlModule, model_config={"hidden": config.hidden}))
         .training(**config.ppo.rllib_training(config.envs, intervals))
         .reporting(metrics_num_episodes_for_smoothing=max(config.envs * config.ppo.batches_per_iteration, 10))
         .debugging(seed=config.seed, log_level="ERROR")
     )
 
 
-def train_tuner(settings: Any, config: TunerTrainConfig,
+def train_lr_control(settings: Any, config: LRControlTrainConfig,
                 progress: Callable[[dict[str, Any]], None] | None = None) -> Path:
-    """Train the agent and save it under tuner_dir(settings); returns the folder. `progress` as in
-    reverie.policies.train.ppo_iterations."""
-    from reverie.policies.train import ppo_iterations
-    from reverie.policies.tuner_net import save_tuner
+    """Train the agent and save it under lr_control_dir(settings); returns the folder. `progress` as in
+    reverie.agents.ppo.ppo_iterations."""
+    from reverie.agents.ppo import ppo_iterations
+    from reverie.agents.lr_control.net import save_lr_control
     from reverie.runs import RunLog
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     algo = None
     try:
-        algo = build_tuner_ppo_config(config, settings.home).build_algo()
+        algo = build_lr_control_ppo_config(config, settings.home).build_algo()
         run_log = RunLog(settings.home, "tuner", config.control.trainee)  # the web page's curve, written as it trains
         history = ppo_iterations(algo, config.iterations, config.minutes * 60 if config.minutes else None, "tuner",
                                  run_log.and_then(progress))
@@ -69,7 +69,7 @@ def train_tuner(settings: Any, config: TunerTrainConfig,
                 "final_return_mean": last["episode_return_mean"], "seed": config.seed, "envs": config.envs,
                 "returns": [h["episode_return_mean"] for h in history],
                 "trainee_config": dataclasses.asdict(config.control.trainee_config) if config.control.trainee_config else None}
-        return save_tuner(net, tuner_dir(settings), config.control, meta)
+        return save_lr_control(net, lr_control_dir(settings), config.control, meta)
     finally:
         if algo is not None:
             algo.stop()

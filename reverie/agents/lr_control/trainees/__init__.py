@@ -1,8 +1,8 @@
 """What a training controller steers: a training run advanced one interval at a time, at a
 learning rate and weight decay the controller sets. No Ray.
 
-Trainees by name (TRAINEES): "headline", the headline classifier (reverie/models/headline.py);
-"pbt-toy", Ray Tune's PBT toy problem (reverie/models/pbt_toy.py), whose best learning rate is known.
+Trainees by name (TRAINEES): "headline", the headline classifier (reverie/agents/lr_control/trainees/headline.py);
+"pbt-toy", Ray Tune's PBT toy problem (reverie/agents/lr_control/trainees/pbt_toy.py), whose best learning rate is known.
 """
 from __future__ import annotations
 
@@ -50,13 +50,13 @@ class Trainee(Protocol):
 
 
 def _headline(config: Any, seed: int, home: Any = None) -> Trainee:
-    from reverie.models.headline import HeadlineRun
+    from reverie.agents.lr_control.trainees.headline import HeadlineRun
 
     return HeadlineRun(config, seed, home)
 
 
 def _pbt_toy(config: Any, seed: int, home: Any = None) -> Trainee:
-    from reverie.models.pbt_toy import PBTToy
+    from reverie.agents.lr_control.trainees.pbt_toy import PBTToy
 
     return PBTToy(config, seed)
 

@@ -5,7 +5,7 @@ equal compute on the same runs:
 - "keep": never acts, so the run follows its base schedule (with the schedule "constant" at a
   grid of learning rates, "cosine" or "linear", these are the static arms);
 - "random": a uniformly random action (the floor);
-- "agent": the RLlib-trained TunerNet, greedy;
+- "agent": the RLlib-trained LRControlNet, greedy;
 - "replay": a fixed action sequence, open loop (the agent's schedule without its feedback);
 - "llm": the local LLM (or Ollama, through the fallback chain) reads the same history as text and
   names one action, its decoding constrained to the menu (the backends' `choices`: token masks for
@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from reverie.policies.config import ControlConfig
-from reverie.policies.tuner_env import ACTIONS, KEEP, ControlState, TrainingControlEnv
+from reverie.agents.lr_control.config import ControlConfig
+from reverie.agents.lr_control.env import ACTIONS, KEEP, ControlState, TrainingControlEnv
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class RandomController:
 
 
 class AgentController:
-    """The trained agent (a TunerNet), greedy."""
+    """The trained agent (a LRControlNet), greedy."""
 
     name = "agent"
 

@@ -16,19 +16,19 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "PolicyTrainConfig": "reverie.policies.config",
-    "PolicyMeta": "reverie.policies.config",
-    "EnvConfig": "reverie.policies.config",
-    "NetConfig": "reverie.policies.config",
-    "PPOSettings": "reverie.policies.config",
-    "WalkGraph": "reverie.policies.walkgraph",
-    "KGPathVectorEnv": "reverie.policies.env",
-    "PathPolicyNet": "reverie.policies.net",
-    "save_policy": "reverie.policies.net",
-    "load_policy": "reverie.policies.net",
-    "PolicyBundle": "reverie.policies.bundle",
-    "load_bundle": "reverie.policies.bundle",
-    "evaluate_bundle": "reverie.policies.evaluate",
+    "PolicyTrainConfig": "reverie.agents.path_policy.config",
+    "PolicyMeta": "reverie.agents.path_policy.config",
+    "EnvConfig": "reverie.agents.path_policy.config",
+    "NetConfig": "reverie.agents.path_policy.config",
+    "PPOSettings": "reverie.agents.ppo",
+    "WalkGraph": "reverie.agents.path_policy.walkgraph",
+    "KGPathVectorEnv": "reverie.agents.path_policy.env",
+    "PathPolicyNet": "reverie.agents.path_policy.net",
+    "save_policy": "reverie.agents.path_policy.net",
+    "load_policy": "reverie.agents.path_policy.net",
+    "PolicyBundle": "reverie.agents.path_policy.bundle",
+    "load_bundle": "reverie.agents.path_policy.bundle",
+    "evaluate_bundle": "reverie.agents.path_policy.evaluate",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,6 +1,6 @@
 """Deterministic synthetic images of the built-in world, for training a small CLIP-like image tower.
 
-Every object, material, property and result of :func:`reverie.graph_store.world.build_world`
+Every object, material, property and result of :func:`reverie.data.world.build_world`
 gets a fixed visual identity, derived from its name (stable hashes via hashlib, never
 ``hash()``) and from the world's facts:
 
@@ -37,7 +37,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from reverie.graph_store.world import FOUND_IN, IS, IS_A, MADE_OF, MATERIALS, OBJECTS, USED_FOR, build_world, with_article
+from reverie.data.world import FOUND_IN, IS, IS_A, MADE_OF, MATERIALS, OBJECTS, USED_FOR, build_world, with_article
 
 RENDERED_TYPES: tuple[str, ...] = ("object", "material", "property", "result")
 SPLITS = ("train", "held-out")

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from reverie.graph_store.datasets import KGDataset
+from reverie.data.kg import KGDataset
 from reverie.ranking import auc_pr, filtered_ranks, ranking_metrics
-from reverie.policies.walkgraph import WalkGraph
+from reverie.agents.path_policy.walkgraph import WalkGraph
 from reverie.schemas import Triple
 
 DEFAULT_BEAM = 256
@@ -143,7 +143,7 @@ def fit_arbiter(bundle, dataset: KGDataset, beam: int = DEFAULT_BEAM) -> dict:
     model with the best MRR, then the temperature that calibrates its softmax. Leaves them in `bundle.meta`;
     returns them. Without a dev split or a model to mix, the weights stay 1 and the temperature 1."""
     from reverie.models.graph_reasoner import fit_temperature
-    from reverie.policies.bundle import arbiter_scores
+    from reverie.agents.path_policy.bundle import arbiter_scores
 
     meta = bundle.meta
     meta.arbiter_weight, meta.world_weight, meta.temperature = 1.0, 1.0, 1.0

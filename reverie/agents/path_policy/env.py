@@ -30,8 +30,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from reverie.policies.config import EnvConfig
-from reverie.policies.walkgraph import WalkGraph
+from reverie.agents.path_policy.config import EnvConfig
+from reverie.agents.path_policy.walkgraph import WalkGraph
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
     """Vectorised walks over a knowledge graph.
 
     Config (a dict, e.g. RLlib's EnvContext, and/or keyword arguments, which win): the fields of
-    `EnvConfig` (reverie/policies/config.py, where their defaults and meanings live), plus
+    `EnvConfig` (reverie/agents/path_policy/config.py, where their defaults and meanings live), plus
       dataset: name or folder for `load_dataset`, or a KGDataset object (default "umls");
       num_envs: walks stepped together (default 256);
       seed: seeds query sampling (default None: fresh entropy; `reset(seed=...)` reseeds);
@@ -108,7 +108,7 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
 
         dataset = cfg.get("dataset", "umls")
         if isinstance(dataset, (str, bytes)) or hasattr(dataset, "__fspath__"):
-            from reverie.graph_store.datasets import load_dataset
+            from reverie.data.kg import load_dataset
 
             dataset = load_dataset(str(dataset))
         self.dataset_name = dataset.name

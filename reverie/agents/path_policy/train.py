@@ -15,14 +15,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from reverie.policies.config import PolicyMeta, PolicyTrainConfig
+from reverie.agents.path_policy.config import PolicyMeta, PolicyTrainConfig
+from reverie.agents.ppo import ppo_iterations
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ def build_ppo_config(config: PolicyTrainConfig, world_model_path: str | Path | N
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    from reverie.policies.env import KGPathVectorEnv
-    from reverie.policies.module import PathPolicyModule
+    from reverie.agents.path_policy.env import KGPathVectorEnv
+    from reverie.agents.path_policy.module import PathPolicyModule
 
     hops, walks = config.env.hops, config.walks
     return (
@@ -81,59 +81,6 @@ class PPORun:
     history: list[dict[str, Any]]
 
 
-def ppo_iterations(algo: Any, iterations: int, max_seconds: float | None, label: str,
-                   progress: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Call algo.train() `iterations` times, or until `max_seconds` of it pass; one report per call.
-
-    progress(info) is called after every iteration with keys: iteration, iterations, env_steps,
-    env_steps_per_s (sampled env steps / wall time of that train() call, sampling + learning),
-    episode_return_mean, seconds (that train() call), sample_seconds and learn_seconds (RLlib's
-    smoothed timers), sample_steps_per_s (env steps / sample_seconds), elapsed.
-    """
-    from ray.rllib.utils.metrics import (
-        ENV_RUNNER_RESULTS,
-        ENV_RUNNER_SAMPLING_TIMER,
-        EPISODE_RETURN_MEAN,
-        LEARNER_UPDATE_TIMER,
-        NUM_ENV_STEPS_SAMPLED_LIFETIME,
-        TIMERS,
-    )
-
-    history: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    steps_before = 0
-    for it in range(1, iterations + 1):
-        t0 = time.perf_counter()
-        result = algo.train()
-        seconds = time.perf_counter() - t0
-        runner = result.get(ENV_RUNNER_RESULTS, {})
-        steps = int(runner.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, steps_before))
-        ret = runner.get(EPISODE_RETURN_MEAN)
-        timers = result.get(TIMERS, {})
-        sample_s = float(timers.get(ENV_RUNNER_SAMPLING_TIMER, float("nan")))
-        info = {
-            "iteration": it,
-            "iterations": iterations,
-            "env_steps": steps,
-            "env_steps_per_s": (steps - steps_before) / seconds if seconds > 0 else 0.0,
-            "episode_return_mean": float(ret) if ret is not None else float("nan"),
-            "seconds": seconds,
-            "sample_seconds": sample_s,
-            "learn_seconds": float(timers.get(LEARNER_UPDATE_TIMER, float("nan"))),
-            "sample_steps_per_s": (steps - steps_before) / sample_s if sample_s > 0 else float("nan"),
-            "elapsed": time.perf_counter() - started,
-        }
-        steps_before = steps
-        history.append(info)
-        log.info("%s iteration %d/%d: %.0f env steps/s, return %.3f", label, it, iterations,
-                 info["env_steps_per_s"], info["episode_return_mean"])
-        if progress is not None:
-            progress(info)
-        if max_seconds is not None and info["elapsed"] >= max_seconds:
-            break
-    return history
-
-
 def run_ppo(config: PolicyTrainConfig, world_model_path: str | Path | None = None,
             progress: Callable[[dict[str, Any]], None] | None = None, reasoner_path: str | Path | None = None) -> PPORun:
     """Train with PPO for `config.iterations` algo.train() calls, or until `config.minutes` pass;
@@ -159,8 +106,8 @@ def save_policy_folder(folder: Path, net: Any, meta: PolicyMeta, world_model_pat
     """Write the self-contained checkpoint: weights and config.json, with the world model and the graph
     reasoner beside them when the dataset has them (and none left from an earlier training otherwise)."""
     from reverie.atomic import atomic_copy
-    from reverie.policies.bundle import REASONER_FILE, WORLD_MODEL_FILE
-    from reverie.policies.net import save_policy
+    from reverie.agents.path_policy.bundle import REASONER_FILE, WORLD_MODEL_FILE
+    from reverie.agents.path_policy.net import save_policy
 
     folder.mkdir(parents=True, exist_ok=True)
     for source, name in ((world_model_path, WORLD_MODEL_FILE), (reasoner_path, REASONER_FILE)):
@@ -182,11 +129,11 @@ def train_policy(settings: Any, config: PolicyTrainConfig,
     `message` hears what happens besides the iterations (the world model being trained).
     Ray must already be initialised by the caller.
     """
-    from reverie.graph_store.datasets import load_dataset
+    from reverie.data.kg import load_dataset
     from reverie.models.graph_reasoner import reasoner_path
     from reverie.models.world_model import ensure_world_model
-    from reverie.policies.bundle import load_bundle
-    from reverie.policies.evaluate import fit_arbiter
+    from reverie.agents.path_policy.bundle import load_bundle
+    from reverie.agents.path_policy.evaluate import fit_arbiter
 
     data = load_dataset(config.dataset)
     world_model_path = None
@@ -213,7 +160,7 @@ def train_policy(settings: Any, config: PolicyTrainConfig,
                                 reasoner if reasoner.is_file() else None)
     bundle = load_bundle(folder, data)
     if bundle.world_model is not None or bundle.reasoner is not None:
-        from reverie.policies.net import save_policy
+        from reverie.agents.path_policy.net import save_policy
 
         fit_arbiter(bundle, data)
         save_policy(run.net, folder, meta=bundle.meta)

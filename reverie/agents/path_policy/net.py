@@ -1,6 +1,6 @@
 """The path policy's computing core: a plain torch module, no Ray.
 
-`PathPolicyNet` maps a batch of KGPathVectorEnv observations (reverie/policies/env.py) to masked
+`PathPolicyNet` maps a batch of KGPathVectorEnv observations (reverie/agents/path_policy/env.py) to masked
 action logits and state values. The RLlib RLModule in module.py only wraps it, so a trained policy
 loads and runs for inference with torch alone (`load_policy`).
 
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from reverie.checkpoints import load_weights, read_checkpoint, save_checkpoint
-from reverie.policies.config import NetConfig, PolicyMeta
+from reverie.agents.path_policy.config import NetConfig, PolicyMeta
 
 MASK_LOGIT = -1.0e9
 """Logit given to masked actions: softmax makes them exactly 0, yet log-probs stay finite."""

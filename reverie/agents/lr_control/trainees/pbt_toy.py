@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from reverie.models.trainee import TrainingReport
+from reverie.agents.lr_control.trainees import TrainingReport
 
 MIDPOINT = 100.0      # the optimum peaks at this accuracy
 Q_TOLERANCE = 3.0     # a learning rate more than this factor off the optimum makes no progress

@@ -1,13 +1,13 @@
 """`PathPolicyModule`: the RLlib (new API stack) wrapper around the Ray-free `PathPolicyNet`.
 
-All computation lives in reverie/policies/net.py; this module only adapts RLlib's batch format:
-`batch[Columns.OBS]` is the KGPathVectorEnv dict observation (reverie/policies/env.py) as torch
+All computation lives in reverie/agents/path_policy/net.py; this module only adapts RLlib's batch format:
+`batch[Columns.OBS]` is the KGPathVectorEnv dict observation (reverie/agents/path_policy/env.py) as torch
 tensors. The forward passes return `Columns.ACTION_DIST_INPUTS` (masked logits; RLlib's default
 TorchCategorical for the Discrete action space), and the train pass also `Columns.EMBEDDINGS` (the
 policy state) so PPO's value loss reuses it through `compute_values` instead of a second pass.
 
 model_config keys: num_entities, num_relation_ids (both taken from the observation space's Box
-bounds unless given), and the fields of NetConfig (reverie/policies/config.py, with their defaults).
+bounds unless given), and the fields of NetConfig (reverie/agents/path_policy/config.py, with their defaults).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
-from reverie.policies.net import PathPolicyNet
+from reverie.agents.path_policy.net import PathPolicyNet
 
 
 def _bound(space: gym.Space, key: str) -> Optional[int]:
@@ -66,28 +66,3 @@ class PathPolicyModule(TorchRLModule, ValueFunctionAPI):
         if embeddings is None:
             embeddings = self.net.state(batch[Columns.OBS])
         return self.net.value_from_state(embeddings)
-
-
-class TunerModule(TorchRLModule, ValueFunctionAPI):
-    """PPO-ready RLModule over TrainingControlEnv observations; `self.net` is a `TunerNet`.
-
-    model_config: hidden (default 64); the sizes come from the spaces."""
-
-    def setup(self) -> None:
-        from reverie.policies.tuner_net import TunerNet
-
-        hidden = int((self.model_config or {}).get("hidden", 64))
-        self.net = TunerNet(int(np.prod(self.observation_space.shape)), int(self.action_space.n), hidden)
-
-    def _forward(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
-        logits, _ = self.net(batch[Columns.OBS])
-        return {Columns.ACTION_DIST_INPUTS: logits}
-
-    def _forward_train(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
-        logits, values = self.net(batch[Columns.OBS])
-        return {Columns.ACTION_DIST_INPUTS: logits, Columns.EMBEDDINGS: values}
-
-    def compute_values(self, batch: Dict[str, Any], embeddings: Optional[Any] = None):
-        if embeddings is not None:
-            return embeddings
-        return self.net(batch[Columns.OBS])[1]

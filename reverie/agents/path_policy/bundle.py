@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from reverie.policies.config import PolicyMeta
-from reverie.policies.net import PathPolicyNet, load_policy, read_policy_meta
-from reverie.policies.walkgraph import WalkGraph
+from reverie.agents.path_policy.config import PolicyMeta
+from reverie.agents.path_policy.net import PathPolicyNet, load_policy, read_policy_meta
+from reverie.agents.path_policy.walkgraph import WalkGraph
 
 WORLD_MODEL_FILE = "world_model.pt"
 REASONER_FILE = "reasoner.pt"
@@ -100,8 +100,8 @@ def attach_reasoner(folder: str | Path, dataset: Any, reasoner_file: str | Path)
     """Put a trained graph reasoner into an existing policy folder and refit the arbiter on dev (weights
     and temperature), so the next `reverie ask`, `reverie eval` and /v1/query rank with it."""
     from reverie.atomic import atomic_copy
-    from reverie.policies.evaluate import fit_arbiter
-    from reverie.policies.net import save_policy
+    from reverie.agents.path_policy.evaluate import fit_arbiter
+    from reverie.agents.path_policy.net import save_policy
 
     from reverie.models.graph_reasoner import GraphReasoner
 

@@ -19,7 +19,7 @@ from reverie.checkpoints import load_weights, read_checkpoint, save_checkpoint
 FORMAT = "reverie-tuner/1"
 
 
-class TunerNet(nn.Module):
+class LRControlNet(nn.Module):
     def __init__(self, observation_size: int, actions: int, hidden: int = 64):
         super().__init__()
         self.config = {"observation_size": int(observation_size), "actions": int(actions), "hidden": int(hidden)}
@@ -40,20 +40,20 @@ class TunerNet(nn.Module):
         return int(logits.argmax(-1))
 
 
-def save_tuner(net: TunerNet, folder: str | Path, control: Any, meta: dict[str, Any]) -> Path:
+def save_lr_control(net: LRControlNet, folder: str | Path, control: Any, meta: dict[str, Any]) -> Path:
     """Save the net with the ControlConfig it acts under (`control`) and training figures (`meta`)."""
     control_json = {k: v for k, v in dataclasses.asdict(control).items() if k != "trainee_config"}
     control_json["seeds"] = [min(control.seeds), max(control.seeds)]
     return save_checkpoint(folder, net.state_dict(), {"net": net.config, "control": control_json, "meta": meta}, FORMAT, "tuner")
 
 
-def read_tuner_config(folder: str | Path) -> dict[str, Any]:
+def read_lr_control_config(folder: str | Path) -> dict[str, Any]:
     return read_checkpoint(folder, FORMAT)
 
 
-def load_tuner(folder: str | Path) -> TunerNet:
+def load_lr_control(folder: str | Path) -> LRControlNet:
     """The agent saved in `folder`, in eval mode, without Ray."""
-    config = read_tuner_config(folder)
-    net = TunerNet(**config["net"])
+    config = read_lr_control_config(folder)
+    net = LRControlNet(**config["net"])
     net.load_state_dict(load_weights(folder, config))
     return net.eval()

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from reverie.policies.config import ControlConfig
-from reverie.policies.controllers import CONTROLLERS, Controller, Episode, LLMController, run_episode
+from reverie.agents.lr_control.config import ControlConfig
+from reverie.agents.lr_control.controllers import CONTROLLERS, Controller, Episode, LLMController, run_episode
 
 ARMS = ("static", "cosine", "linear", "agent", "replay", "llm", "llm-free", "random")
 STATIC_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
@@ -46,9 +46,9 @@ class ArmResult:
 
 def control_of_agent(folder: str | Path, trainee_config: Any) -> ControlConfig:
     """The ControlConfig the agent in `folder` was trained under, for `trainee_config`'s runs."""
-    from reverie.policies.tuner_net import read_tuner_config
+    from reverie.agents.lr_control.net import read_lr_control_config
 
-    saved = dict(read_tuner_config(folder)["control"])
+    saved = dict(read_lr_control_config(folder)["control"])
     saved.pop("seeds", None)
     saved.pop("train_subsets", None)  # training's domain randomisation; the runs measured are the task's own
     saved.pop("base_lrs", None)
@@ -57,7 +57,7 @@ def control_of_agent(folder: str | Path, trainee_config: Any) -> ControlConfig:
 
 def run_arm(arm: str, control: ControlConfig, seeds: Sequence[int], home: Any, agent: Any = None, chain: Any = None,
             progress: Callable[[str], None] | None = None) -> ArmResult:
-    """One arm over `seeds`. `agent`: a loaded TunerNet (agent, replay); `chain`: an LLM fallback chain (llm)."""
+    """One arm over `seeds`. `agent`: a loaded LRControlNet (agent, replay); `chain`: an LLM fallback chain (llm)."""
     cosine = dataclasses.replace(control, schedule="cosine")
 
     def over(config: ControlConfig, make: Callable[[], Controller]) -> list[Episode]:

@@ -1,0 +1,34 @@
+"""`LRControlModule`: the RLlib (new API stack) wrapper around the Ray-free `LRControlNet`."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+
+class LRControlModule(TorchRLModule, ValueFunctionAPI):
+    """PPO-ready RLModule over TrainingControlEnv observations; `self.net` is a `LRControlNet`.
+
+    model_config: hidden (default 64); the sizes come from the spaces."""
+
+    def setup(self) -> None:
+        from reverie.agents.lr_control.net import LRControlNet
+
+        hidden = int((self.model_config or {}).get("hidden", 64))
+        self.net = LRControlNet(int(np.prod(self.observation_space.shape)), int(self.action_space.n), hidden)
+
+    def _forward(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
+        logits, _ = self.net(batch[Columns.OBS])
+        return {Columns.ACTION_DIST_INPUTS: logits}
+
+    def _forward_train(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
+        logits, values = self.net(batch[Columns.OBS])
+        return {Columns.ACTION_DIST_INPUTS: logits, Columns.EMBEDDINGS: values}
+
+    def compute_values(self, batch: Dict[str, Any], embeddings: Optional[Any] = None):
+        if embeddings is not None:
+            return embeddings
+        return self.net(batch[Columns.OBS])[1]

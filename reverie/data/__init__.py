@@ -1,0 +1,11 @@
+"""Datasets, in one room. No Ray.
+
+- kg.py: knowledge-graph datasets by name (the built-in world; UMLS, Kinships, Nations from the pykeen
+  wheel; folders in the train/dev/test[/graph] layout such as Countries and WN18RR) and the readers of
+  TSV, CSV and JSONL triples.
+- world.py: the built-in commonsense world (objects, materials, properties and what they do).
+- render.py: the world's objects drawn as pictures (PIL), for the image tower's training and tests.
+"""
+from reverie.data.kg import KGDataset, dataset_names, load_dataset, read_file
+
+__all__ = ["KGDataset", "dataset_names", "load_dataset", "read_file"]
