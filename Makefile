@@ -7,7 +7,7 @@ export REVERIE_HOME ?= $(CURDIR)/.reverie-demo
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install browser demo test bench clean
+.PHONY: install browser demo lint test bench clean
 
 install: $(VENV)/.installed
 
@@ -33,7 +33,17 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { $(SUDO) apt-get install -y -q chromium chromium-driver || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }; }
 
-test: install browser
+# Code health, as CI keeps it: ruff (lint and format), import-linter (the rooms' contracts in
+# pyproject.toml), mypy over the packages that compute.
+MYPY_PACKAGES := reverie/graph_store reverie/encoders reverie/llm reverie/dreams reverie/models reverie/data reverie/agents \
+                 reverie/answer.py reverie/home.py reverie/ranking.py reverie/schemas.py reverie/config.py
+lint: install
+	$(BIN)/ruff check reverie tests bench
+	$(BIN)/ruff format --check reverie tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy $(MYPY_PACKAGES)
+
+test: install browser lint
 	$(BIN)/pytest -q --durations=15
 
 bench: install

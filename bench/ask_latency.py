@@ -4,6 +4,7 @@ Warm: a Pipeline whose actors are up answers every world question with the local
 time is read from the Verdict. Cold: `reverie ask` as a user runs it, in a new process that starts
 Ray, loads the encoder and the LLM, then answers.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,9 @@ STAGES = ["encode", "link", "retrieve", "dream", "arbitrate", "verbalize", "reme
 def main() -> None:
     home = fresh_home("ask")
     settings = Settings(home=home)
-    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
     pipeline = Pipeline(settings)
     pipeline.ingest_dataset(load_dataset("world"))
     pipeline.answer(Query(question=SAMPLE_QUESTION))  # loads the LLM
@@ -45,7 +48,15 @@ def main() -> None:
             right += verdict.answer_entity == wq.answer
         label = "with LLM" if verbalize else "without LLM (template)"
         for stage, values in timings.items():
-            rows.append([label, stage, f"{np.percentile(values, 50):.1f}", f"{np.percentile(values, 90):.1f}", f"{np.max(values):.1f}"])
+            rows.append(
+                [
+                    label,
+                    stage,
+                    f"{np.percentile(values, 50):.1f}",
+                    f"{np.percentile(values, 90):.1f}",
+                    f"{np.max(values):.1f}",
+                ]
+            )
         rows.append([label, "answers right", f"{right}/{len(world_questions())}", "", ""])
     for handle in vars(pipeline.services).values():
         ray.kill(handle)
@@ -55,7 +66,12 @@ def main() -> None:
     cold = []
     for flags in ([], ["--no-llm"]):
         start = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "reverie.cli", "ask", SAMPLE_QUESTION, *flags], env=env, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "reverie.cli", "ask", SAMPLE_QUESTION, *flags],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if out.returncode != 0:
             raise SystemExit(out.stderr)
         cold.append(f"`reverie ask {' '.join(flags)}` cold: {time.perf_counter() - start:.1f} s")

@@ -1,4 +1,5 @@
 """Shared bits of the benchmarks: machine description, table writing, a fresh REVERIE_HOME."""
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ SHARED_KG = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kg
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
         cpu = model
     except (OSError, StopIteration):
         pass
@@ -60,7 +61,11 @@ def minerva_countries_s3() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="countries_s3-")) / "countries_s3"
     folder.mkdir()
     for name in ("graph", "train", "dev", "test"):
-        text = subprocess.run(["git", f"--git-dir={MINERVA_GIT}", "show", f"HEAD:datasets/data_preprocessed/countries_S3/{name}.txt"],
-                              capture_output=True, text=True, check=True).stdout
+        text = subprocess.run(
+            ["git", f"--git-dir={MINERVA_GIT}", "show", f"HEAD:datasets/data_preprocessed/countries_S3/{name}.txt"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         (folder / f"{name}.txt").write_text(text)
     return folder

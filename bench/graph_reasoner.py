@@ -7,6 +7,7 @@ MultiHopKG's protocol) and both directions (NBFNet's, RED-GNN's, AdaProp's), wit
 Countries S1/S2 and WN18RR come from ../shared/data/kg, Countries S3 from the MINERVA repository's git
 objects (`bench.common.MINERVA_GIT`); all are benchmark-only inputs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,14 @@ SETUPS = {  # rounds of message passing: the longest path the dataset's rules ne
     "countries_s2": {"dataset": str(SHARED_KG / "countries_s2"), "layers": 4, "dim": 32, "hide": "relation"},
     "countries_s3": {"dataset": "minerva:countries_s3", "layers": 4, "dim": 32, "hide": "relation"},
     # a sparse graph: small batches keep the union of the batch's neighbourhoods small
-    "wn18rr": {"dataset": str(SHARED_KG / "wn18rr"), "layers": 3, "dim": 32, "batch_size": 16, "eval_every": 500, "patience": 0},
+    "wn18rr": {
+        "dataset": str(SHARED_KG / "wn18rr"),
+        "layers": 3,
+        "dim": 32,
+        "batch_size": 16,
+        "eval_every": 500,
+        "patience": 0,
+    },
 }
 PUBLISHED = {  # test MRR (AUC-PR for Countries); which protocol each reports is in the notes
     "umls": {"MINERVA": 0.825, "MultiHopKG": 0.940, "NBFNet": None, "RED-GNN": 0.964, "AdaProp": 0.970},
@@ -51,19 +59,32 @@ def load(name: str):
 def run(name: str, seed: int, minutes: float, epochs: int) -> dict:
     import torch
 
-    from reverie.models.graph_reasoner import ReasonerConfig, expected_calibration_error, top_answer_confidence, train_reasoner
     from reverie.agents.path_policy.evaluate import countries_auc_pr, countries_regions
+    from reverie.models.graph_reasoner import ReasonerConfig, train_reasoner
+    from reverie.ranking import expected_calibration_error, top_answer_confidence
 
     torch.set_num_threads(2)
     data = load(name)
     setup = {k: v for k, v in SETUPS[name].items() if k != "dataset"}
     config = ReasonerConfig(minutes=minutes, epochs=epochs, seed=seed, **setup)
     started = time.perf_counter()
-    reasoner = train_reasoner(data, config, progress=lambda r: print(f"  {name} seed {seed} step {r['step']} "
-                                                                     f"{r['seconds']:.0f}s loss {r['loss']:.3f} dev {r['dev_mrr']:.3f}", flush=True))
+    reasoner = train_reasoner(
+        data,
+        config,
+        progress=lambda r: print(
+            f"  {name} seed {seed} step {r['step']} {r['seconds']:.0f}s loss {r['loss']:.3f} dev {r['dev_mrr']:.3f}",
+            flush=True,
+        ),
+    )
     train_seconds = time.perf_counter() - started
-    out = {"name": name, "seed": seed, "train_seconds": train_seconds, "steps": reasoner.stats["steps"],
-           "temperature": reasoner.temperature, "layers": config.layers}
+    out = {
+        "name": name,
+        "seed": seed,
+        "train_seconds": train_seconds,
+        "steps": reasoner.stats["steps"],
+        "temperature": reasoner.temperature,
+        "layers": config.layers,
+    }
     started = time.perf_counter()
     out["tail"] = reasoner.evaluate(data, "test")
     out["ms_per_query"] = 1000 * (time.perf_counter() - started) / max(out["tail"]["queries"], 1)
@@ -85,7 +106,9 @@ def run(name: str, seed: int, minutes: float, epochs: int) -> dict:
     sample = test[:50]
     top = scores[: len(sample)].argmax(axis=1)
     started = time.perf_counter()
-    explained = [bool(reasoner.explain(int(h), int(r), int(a), top=1)) for (h, r, _), a in zip(sample.tolist(), top.tolist())]
+    explained = [
+        bool(reasoner.explain(int(h), int(r), int(a), top=1)) for (h, r, _), a in zip(sample.tolist(), top.tolist())
+    ]
     out["explained"] = float(np.mean(explained)) if explained else float("nan")
     out["explain_ms"] = 1000 * (time.perf_counter() - started) / max(len(sample), 1)
     print(json.dumps(out), flush=True)
@@ -115,31 +138,70 @@ def main() -> None:
         tail = [r["auc_pr"] if countries else r["tail"]["mrr"] for r in runs]
         pub = PUBLISHED[name]
         fmt = lambda k: f"{pub[k]:.3f}" if pub.get(k) is not None else "n/a"  # noqa: E731
-        rows.append([
-            name, "AUC-PR" if countries else "MRR", mean_std(tail), f"{GOALS[name]:.2f}" if name in GOALS else "n/a",
-            mean_std(r["tail"]["hits@1"] for r in runs), mean_std(r["both"]["mrr"] for r in runs),
-            fmt("MINERVA"), fmt("MultiHopKG"), fmt("NBFNet"), fmt("RED-GNN"), fmt("AdaProp"),
-            mean_std(r["ece"] for r in runs), mean_std(r["ece_uncalibrated"] for r in runs),
-            f"{np.mean([r['explained'] for r in runs]):.2f}", f"{np.mean([r['ms_per_query'] for r in runs]):.1f}",
-            f"{np.mean([r['explain_ms'] for r in runs]):.0f}", f"{np.mean([r['train_seconds'] for r in runs]) / 60:.1f}",
-            runs[0]["layers"],
-        ])
-    command = ("cd /work/main && .venv/bin/python -m bench.graph_reasoner --datasets " + " ".join(args.datasets)
-               + " --seeds " + " ".join(map(str, args.seeds)) + f" --minutes {args.minutes:g} --epochs {args.epochs}"
-               + (" --merge (the other datasets' rows: the run before)" if args.merge else ""))
+        rows.append(
+            [
+                name,
+                "AUC-PR" if countries else "MRR",
+                mean_std(tail),
+                f"{GOALS[name]:.2f}" if name in GOALS else "n/a",
+                mean_std(r["tail"]["hits@1"] for r in runs),
+                mean_std(r["both"]["mrr"] for r in runs),
+                fmt("MINERVA"),
+                fmt("MultiHopKG"),
+                fmt("NBFNet"),
+                fmt("RED-GNN"),
+                fmt("AdaProp"),
+                mean_std(r["ece"] for r in runs),
+                mean_std(r["ece_uncalibrated"] for r in runs),
+                f"{np.mean([r['explained'] for r in runs]):.2f}",
+                f"{np.mean([r['ms_per_query'] for r in runs]):.1f}",
+                f"{np.mean([r['explain_ms'] for r in runs]):.0f}",
+                f"{np.mean([r['train_seconds'] for r in runs]) / 60:.1f}",
+                runs[0]["layers"],
+            ]
+        )
+    command = (
+        "cd /work/main && .venv/bin/python -m bench.graph_reasoner --datasets "
+        + " ".join(args.datasets)
+        + " --seeds "
+        + " ".join(map(str, args.seeds))
+        + f" --minutes {args.minutes:g} --epochs {args.epochs}"
+        + (" --merge (the other datasets' rows: the run before)" if args.merge else "")
+    )
     write_table(
-        args.name, "Graph reasoner: filtered ranking on the test split, mean ± std over seeds", command,
-        ["dataset", "measure", "reasoner (tail only)", "goal", "H@1 (tail)", "MRR both directions", "MINERVA",
-         "MultiHopKG", "NBFNet", "RED-GNN", "AdaProp", "ECE (T on dev)", "ECE (T = 1)", "answers with a path",
-         "ms / query", "ms / explanation", "train min", "rounds"],
+        args.name,
+        "Graph reasoner: filtered ranking on the test split, mean ± std over seeds",
+        command,
+        [
+            "dataset",
+            "measure",
+            "reasoner (tail only)",
+            "goal",
+            "H@1 (tail)",
+            "MRR both directions",
+            "MINERVA",
+            "MultiHopKG",
+            "NBFNet",
+            "RED-GNN",
+            "AdaProp",
+            "ECE (T on dev)",
+            "ECE (T = 1)",
+            "answers with a path",
+            "ms / query",
+            "ms / explanation",
+            "train min",
+            "rounds",
+        ],
         rows,
-        notes=(f"Seeds {args.seeds}; each run capped at {args.minutes:g} minutes and {args.epochs} epochs, the best dev checkpoint kept. "
-               "'reasoner (tail only)' is MINERVA's and MultiHopKG's protocol (NTP split for UMLS and Kinship: pykeen's files); "
-               "'MRR both directions' adds the inverse queries (h, r^-1, ?) as NBFNet, RED-GNN and AdaProp rank, though their UMLS "
-               "figures are on NeuralLP's split, a different one. Countries: MINERVA's AUC-PR over the test countries' candidate "
-               "regions. ECE: 15 bins over the top answer's probability (other known answers masked; for Countries among the candidate regions), temperature fit on dev. "
-               "'answers with a path': the share of the first 50 test queries whose top answer gets a path from the "
-               "reasoner's explanation (edge-gradient beam search). Published figures are the papers' own."),
+        notes=(
+            f"Seeds {args.seeds}; each run capped at {args.minutes:g} minutes and {args.epochs} epochs, the best dev checkpoint kept. "
+            "'reasoner (tail only)' is MINERVA's and MultiHopKG's protocol (NTP split for UMLS and Kinship: pykeen's files); "
+            "'MRR both directions' adds the inverse queries (h, r^-1, ?) as NBFNet, RED-GNN and AdaProp rank, though their UMLS "
+            "figures are on NeuralLP's split, a different one. Countries: MINERVA's AUC-PR over the test countries' candidate "
+            "regions. ECE: 15 bins over the top answer's probability (other known answers masked; for Countries among the candidate regions), temperature fit on dev. "
+            "'answers with a path': the share of the first 50 test queries whose top answer gets a path from the "
+            "reasoner's explanation (edge-gradient beam search). Published figures are the papers' own."
+        ),
     )
     (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=1))
 

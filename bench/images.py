@@ -9,6 +9,7 @@ of every entity of the world graph, as linking does. The best backbone then answ
 questions with the object shown as an image ("What happens when you drop this?") through the
 Pipeline on a local Ray, beside the same questions in text.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,6 @@ import io
 import json
 import sys
 import time
-
 
 from bench.common import RESULTS, fresh_home, write_table
 
@@ -31,7 +31,7 @@ def throughput(tokenizer, images, repeats: int = 3) -> float:
 
 
 def codebook_rows(tokenizer, train_images, held_vecs, held_names, texts, sizes) -> list[list]:
-    from reverie.encoders.image import Codebook
+    from reverie.encoders.image_tower import Codebook
     from reverie.encoders.image_training import retrieval
 
     train_vecs = tokenizer.tokenize(train_images, progress=False)
@@ -49,8 +49,8 @@ def codebook_rows(tokenizer, train_images, held_vecs, held_names, texts, sizes) 
 def image_questions(tower_file, image_seed: int) -> dict:
     """The world's questions in text, and with the object as a held-out render ("... drop this?")."""
     from reverie.config import Settings
-    from reverie.data.render import render
     from reverie.data.kg import load_dataset
+    from reverie.data.render import render
     from reverie.data.world import ACTION_QUESTIONS, world_questions
     from reverie.pipeline import Pipeline
     from reverie.schemas import Query
@@ -69,14 +69,25 @@ def image_questions(tower_file, image_seed: int) -> dict:
         render(obj, "object", seed=image_seed, split="held-out").save(out, format="PNG")
         asked = ACTION_QUESTIONS[action].format(a="this")
         try:
-            verdict = pipeline.answer(Query(question=asked, image=base64.b64encode(out.getvalue()).decode(), seed=0, verbalize=False))
+            verdict = pipeline.answer(
+                Query(question=asked, image=base64.b64encode(out.getvalue()).decode(), seed=0, verbalize=False)
+            )
             answer, shown = verdict.answer_entity, verdict.image.entity
         except Exception as exc:  # a question the image cannot answer counts as wrong; say why
             answer, shown = f"error: {exc}", "—"
         text_right += text.answer_entity == q.answer
         image_right += answer == q.answer
         linked_right += shown == obj
-        rows.append({"object": obj, "question": asked, "answer": q.answer, "text": text.answer_entity, "image": answer, "shown": shown})
+        rows.append(
+            {
+                "object": obj,
+                "question": asked,
+                "answer": q.answer,
+                "text": text.answer_entity,
+                "image": answer,
+                "shown": shown,
+            }
+        )
     pipeline.services.stop()
     n = len(questions)
     return {"questions": n, "text": text_right / n, "image": image_right / n, "linked": linked_right / n, "rows": rows}
@@ -94,9 +105,9 @@ def main(argv=None) -> int:
 
     import torch
 
+    from reverie.data.render import render_set
     from reverie.encoders import TextEncoder
     from reverie.encoders.image_training import ClipTrainConfig, WorldTexts, retrieval, train_image_tower
-    from reverie.data.render import render_set
 
     torch.set_num_threads(2)
     texts = WorldTexts.encode(TextEncoder())
@@ -107,11 +118,23 @@ def main(argv=None) -> int:
     for backbone in args.backbones:
         config = ClipTrainConfig(backbone=backbone, minutes=args.minutes, epochs=200, renders_per_entity=args.renders)
         tokenizer, report = train_image_tower(config, progress=sys.stderr.isatty())
-        held = retrieval(tokenizer.tokenize(held_images, progress=False), held_names, texts.entity_names, texts.entity_vecs)
+        held = retrieval(
+            tokenizer.tokenize(held_images, progress=False), held_names, texts.entity_names, texts.entity_vecs
+        )
         rate = throughput(tokenizer, held_images)
         params = sum(p.numel() for p in tokenizer.tower.parameters())
-        rows.append([backbone, f"{params / 1e6:.2f} M", report["epochs"], f"{report['train_s']:.0f}", f"{report['train_top1']:.3f}",
-                     f"{held['top1']:.3f}", f"{held['top5']:.3f}", f"{rate:.0f}"])
+        rows.append(
+            [
+                backbone,
+                f"{params / 1e6:.2f} M",
+                report["epochs"],
+                f"{report['train_s']:.0f}",
+                f"{report['train_top1']:.3f}",
+                f"{held['top1']:.3f}",
+                f"{held['top5']:.3f}",
+                f"{rate:.0f}",
+            ]
+        )
         results[backbone] = {**report, "bench_held_out": held, "images_per_s": rate, "params": params}
         (RESULTS / "images.json").write_text(json.dumps(results, indent=2, default=float))  # kept if a later step fails
         if best is None or held["top1"] > results[best]["bench_held_out"]["top1"]:
@@ -124,27 +147,62 @@ def main(argv=None) -> int:
         "Qdrant entity collection holds, so these are the links an image question gets. Throughput: images/s through "
         "`ImageTokenizer.tokenize` (decode, resize, tower, normalise), batch 64, 2 threads.",
     ]
-    tables = [("Zero-shot retrieval and throughput per backbone",
-               ["backbone", "weights", "epochs", "train s", "train top-1", "held-out top-1", "held-out top-5", "images/s"], rows)]
-    book_rows = codebook_rows(best_tokenizer, train_images, best_tokenizer.tokenize(held_images, progress=False), held_names, texts, args.codebooks)
-    tables.append((f"Codebook size against retrieval ({best}): each held-out image replaced by its token's centroid",
-                   ["codebook tokens", "held-out top-1", "held-out top-5", "tokens used"], book_rows))
+    tables = [
+        (
+            "Zero-shot retrieval and throughput per backbone",
+            ["backbone", "weights", "epochs", "train s", "train top-1", "held-out top-1", "held-out top-5", "images/s"],
+            rows,
+        )
+    ]
+    book_rows = codebook_rows(
+        best_tokenizer,
+        train_images,
+        best_tokenizer.tokenize(held_images, progress=False),
+        held_names,
+        texts,
+        args.codebooks,
+    )
+    tables.append(
+        (
+            f"Codebook size against retrieval ({best}): each held-out image replaced by its token's centroid",
+            ["codebook tokens", "held-out top-1", "held-out top-5", "tokens used"],
+            book_rows,
+        )
+    )
     if not args.no_questions:
         tower_file = fresh_home("tower") / "image_tower.pt"
         best_tokenizer.save(tower_file)
         asked = image_questions(tower_file, image_seed=5)
         results["questions"] = asked
-        tables.append(("Image questions against the same questions in text (embedding walker, 64 rollouts)",
-                       ["questions", "text right", "image right", "image linked to the right object"],
-                       [[asked["questions"], f"{asked['text']:.3f}", f"{asked['image']:.3f}", f"{asked['linked']:.3f}"]]))
-        notes.append(f"Image questions: each world question with its object shown as one held-out render of the {best} tower and "
-                     "named \"this\" in the text (\"What happens when you drop this?\").")
+        tables.append(
+            (
+                "Image questions against the same questions in text (embedding walker, 64 rollouts)",
+                ["questions", "text right", "image right", "image linked to the right object"],
+                [[asked["questions"], f"{asked['text']:.3f}", f"{asked['image']:.3f}", f"{asked['linked']:.3f}"]],
+            )
+        )
+        notes.append(
+            f"Image questions: each world question with its object shown as one held-out render of the {best} tower and "
+            'named "this" in the text ("What happens when you drop this?").'
+        )
     first_title, header, first_rows = tables[0]
-    extra = "\n\n".join(f"## {title}\n\n| " + " | ".join(h) + " |\n| " + " | ".join("---" for _ in h) + " |\n" +
-                        "\n".join("| " + " | ".join(str(c) for c in r) + " |" for r in rs) for title, h, rs in tables[1:])
-    write_table("images", f"Images: {first_title.lower()}",
-                "python -m bench.images " + " ".join(argv if argv is not None else sys.argv[1:]), header, first_rows,
-                notes="\n\n".join(notes) + "\n\n" + extra)
+    extra = "\n\n".join(
+        f"## {title}\n\n| "
+        + " | ".join(h)
+        + " |\n| "
+        + " | ".join("---" for _ in h)
+        + " |\n"
+        + "\n".join("| " + " | ".join(str(c) for c in r) + " |" for r in rs)
+        for title, h, rs in tables[1:]
+    )
+    write_table(
+        "images",
+        f"Images: {first_title.lower()}",
+        "python -m bench.images " + " ".join(argv if argv is not None else sys.argv[1:]),
+        header,
+        first_rows,
+        notes="\n\n".join(notes) + "\n\n" + extra,
+    )
     (RESULTS / "images.json").write_text(json.dumps(results, indent=2, default=float))
     return 0
 

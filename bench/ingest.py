@@ -3,6 +3,7 @@
 Ingest runs through the Pipeline on a local Ray (parse, plan, encode on the encoder actor, write
 the snapshot, upsert into the embedded Qdrant). The raw rate encodes the same texts in-process.
 """
+
 from __future__ import annotations
 
 import time
@@ -12,9 +13,9 @@ import ray
 from bench.common import SHARED_KG, fresh_home, write_table
 from reverie.actors import NAMESPACE
 from reverie.config import Settings
-from reverie.encoders import TextEncoder
 from reverie.data import load_dataset
-from reverie.graph_store.store import entity_text, relation_texts
+from reverie.encoders import TextEncoder
+from reverie.encoders.text import entity_text, relation_texts
 from reverie.pipeline import Pipeline
 from reverie.schemas import Entity
 
@@ -22,7 +23,9 @@ from reverie.schemas import Entity
 def main() -> None:
     datasets = [("umls", "umls"), ("wn18rr", str(SHARED_KG / "wn18rr"))]
     encoder = TextEncoder()
-    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
     rows = []
     for name, source in datasets:
         start = time.perf_counter()
@@ -42,12 +45,21 @@ def main() -> None:
         encoder.encode(texts)
         raw_rate = plan_texts / (time.perf_counter() - start)
         ingest_texts_rate = plan_texts / report.seconds
-        rows.append([
-            name, f"{report.triples_added:,}", f"{report.entities_added:,}", f"{parse_s:.2f}", f"{report.seconds:.1f}",
-            f"{report.timings_s['encode']:.1f} / {report.timings_s['write']:.1f}",
-            f"{report.triples_added / report.seconds:,.0f}", f"{ingest_texts_rate:,.0f}", f"{raw_rate:,.0f}",
-            f"{ingest_texts_rate / raw_rate:.2f}", f"{again.seconds:.2f} ({again.triples_added} added)",
-        ])
+        rows.append(
+            [
+                name,
+                f"{report.triples_added:,}",
+                f"{report.entities_added:,}",
+                f"{parse_s:.2f}",
+                f"{report.seconds:.1f}",
+                f"{report.timings_s['encode']:.1f} / {report.timings_s['write']:.1f}",
+                f"{report.triples_added / report.seconds:,.0f}",
+                f"{ingest_texts_rate:,.0f}",
+                f"{raw_rate:,.0f}",
+                f"{ingest_texts_rate / raw_rate:.2f}",
+                f"{again.seconds:.2f} ({again.triples_added} added)",
+            ]
+        )
         for handle in vars(pipeline.services).values():
             ray.kill(handle)
     ray.shutdown()
@@ -55,7 +67,19 @@ def main() -> None:
         "ingest",
         "Ingest rate against the text encoder's raw rate",
         "python -m bench.ingest",
-        ["dataset", "triples", "entities", "parse s", "ingest s", "encode s / write s", "triples/s", "texts/s in ingest", "raw encode texts/s", "ingest / raw", "re-ingest s"],
+        [
+            "dataset",
+            "triples",
+            "entities",
+            "parse s",
+            "ingest s",
+            "encode s / write s",
+            "triples/s",
+            "texts/s in ingest",
+            "raw encode texts/s",
+            "ingest / raw",
+            "re-ingest s",
+        ],
         rows,
         notes="""
 Texts are what gets embedded: one per entity and two per relation (forward and inverse wording).

@@ -12,6 +12,7 @@ local Ray cluster (tests/serve_process.py, shared with tests/test_faults.py), in
    stopped and killed at once; a new server on the same home must hold every acknowledged fact.
 The load generator, the server and its rollouts share this machine's cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,12 +27,13 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the server helpers the fault tests use
 
-from bench.common import fresh_home, write_table  # noqa: E402
-from reverie.config import Settings  # noqa: E402
-from reverie.graph_store import GraphStore  # noqa: E402
-from reverie.data.world import world_questions  # noqa: E402
 from serve_process import Load, ServeProcess, ingest_world  # noqa: E402
 from servers import AUTH  # noqa: E402
+
+from bench.common import fresh_home, write_table  # noqa: E402
+from reverie.config import Settings  # noqa: E402
+from reverie.data.world import world_questions  # noqa: E402
+from reverie.graph_store import GraphStore  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -51,6 +53,7 @@ def asker(questions: list[str]):
     def ask(http: httpx.Client, k: int, i: int):
         question = questions[(k * 7919 + i) % len(questions)]
         return http.post("/v1/query", json={"question": question, "verbalize": False, "seed": i}), question
+
     return ask
 
 
@@ -61,7 +64,9 @@ def percentiles_ms(seconds: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def soak(server: ServeProcess, questions: list[str], clients: int, seconds: float, max_requests: int, windows: int) -> dict:
+def soak(
+    server: ServeProcess, questions: list[str], clients: int, seconds: float, max_requests: int, windows: int
+) -> dict:
     """Ask for `seconds` (or until max_requests are answered or refused), cut into `windows` equal
     spans of time; each window's answers, latency and the RSS at its end."""
     span = seconds / windows
@@ -126,15 +131,29 @@ def kill_mid_ingest(server: ServeProcess, home: Path, clients: int, acks: int) -
         with httpx.Client(base_url=restarted.url, headers=AUTH, timeout=120) as http:
             found = sum(http.get(f"/v1/graph/entities/{name}").status_code == 200 for name in acknowledged)
             health = http.get("/healthz").json()["graph"]
-            answered = http.post("/v1/query", json={"question": world_questions()[0].question, "verbalize": False}).status_code == 200
+            answered = (
+                http.post("/v1/query", json={"question": world_questions()[0].question, "verbalize": False}).status_code
+                == 200
+            )
     finally:
         restarted.close()
-    snapshot = GraphStore(Settings(home=home))  # read beside no server: the snapshot as the kill left it, plus the restart's reads
+    snapshot = GraphStore(
+        Settings(home=home)
+    )  # read beside no server: the snapshot as the kill left it, plus the restart's reads
     stored = snapshot.stats().model_dump()
     crates = [n for n in snapshot.graph.nodes if n.startswith("crate ")]
-    return {"sent": len(acknowledged) + len(refused) + len(cut), "acknowledged": len(acknowledged), "found": found, "refused": refused, "cut": len(cut),
-            "killed": killed, "stored": len(crates), "half_written": sum(len(snapshot.neighbours(n)) != 1 for n in crates),
-            "consistent": stored == health, "answered": answered}
+    return {
+        "sent": len(acknowledged) + len(refused) + len(cut),
+        "acknowledged": len(acknowledged),
+        "found": found,
+        "refused": refused,
+        "cut": len(cut),
+        "killed": killed,
+        "stored": len(crates),
+        "half_written": sum(len(snapshot.neighbours(n)) != 1 for n in crates),
+        "consistent": stored == health,
+        "answered": answered,
+    }
 
 
 def main() -> None:
@@ -144,7 +163,9 @@ def main() -> None:
     parser.add_argument("--soak-requests", type=int, default=5000, help="cap on the soak's requests")
     parser.add_argument("--windows", type=int, default=10, help="time windows the soak is cut into")
     parser.add_argument("--replica-kills", type=int, default=3, help="times the Pipeline replica is killed")
-    parser.add_argument("--settle-seconds", type=float, default=5, help="load after each replacement before the next kill")
+    parser.add_argument(
+        "--settle-seconds", type=float, default=5, help="load after each replacement before the next kill"
+    )
     parser.add_argument("--acks", type=int, default=200, help="acknowledged ingests before the kill -9")
     parser.add_argument("--name", default="reliability", help="results file: bench/results/NAME.md")
     args = parser.parse_args()
@@ -165,39 +186,76 @@ def main() -> None:
         shutil.rmtree(home, ignore_errors=True)
     first, last = soaked["windows"][0], soaked["windows"][-1]
     rows = [
-        ["soak (questions)", soaked["sent"], len(soaked["failed"]), "—", "—",
-         f"{first['rss']:.0f} → {last['rss']:.0f}", f"{first['p50']:.0f} → {last['p50']:.0f}", f"{first['p99']:.0f} → {last['p99']:.0f}"],
-        [f"Pipeline replica killed {replica['kills']}× (questions)", replica["sent"], len(replica["failed"]), "—", "—", "—", "—", "—"],
-        ["kill -9 of the server mid-ingest", crash["sent"], len(crash["refused"]), crash["acknowledged"], crash["found"], "—", "—", "—"],
+        [
+            "soak (questions)",
+            soaked["sent"],
+            len(soaked["failed"]),
+            "—",
+            "—",
+            f"{first['rss']:.0f} → {last['rss']:.0f}",
+            f"{first['p50']:.0f} → {last['p50']:.0f}",
+            f"{first['p99']:.0f} → {last['p99']:.0f}",
+        ],
+        [
+            f"Pipeline replica killed {replica['kills']}× (questions)",
+            replica["sent"],
+            len(replica["failed"]),
+            "—",
+            "—",
+            "—",
+            "—",
+            "—",
+        ],
+        [
+            "kill -9 of the server mid-ingest",
+            crash["sent"],
+            len(crash["refused"]),
+            crash["acknowledged"],
+            crash["found"],
+            "—",
+            "—",
+            "—",
+        ],
     ]
-    series = "\n".join(f"| {w['window']} | {w['answered']} | {w['p50']:.0f} | {w['p99']:.0f} | {w['rss']:.0f} |" for w in soaked["windows"])
+    series = "\n".join(
+        f"| {w['window']} | {w['answered']} | {w['p50']:.0f} | {w['p99']:.0f} | {w['rss']:.0f} |"
+        for w in soaked["windows"]
+    )
     write_table(
         args.name,
         "Reliability of `reverie serve` on 127.0.0.1: soak, a killed replica, kill -9 mid-ingest",
         f"python -m bench.reliability --clients {args.clients} --soak-seconds {args.soak_seconds:g} --soak-requests {args.soak_requests} "
         f"--windows {args.windows} --replica-kills {args.replica_kills} --acks {args.acks}",
-        ["scenario", "requests sent", "failures", "ingests acknowledged", "acknowledged found after restart",
-         "RSS MiB, first → last window", "p50 ms, first → last", "p99 ms, first → last"],
+        [
+            "scenario",
+            "requests sent",
+            "failures",
+            "ingests acknowledged",
+            "acknowledged found after restart",
+            "RSS MiB, first → last window",
+            "p50 ms, first → last",
+            "p99 ms, first → last",
+        ],
         rows,
         notes=f"""
 {args.clients} client threads per phase, each with its own connection; questions without the LLM (template sentences);
 one `reverie serve` with its own Ray cluster, over the built-in world; total {(time.monotonic() - started) / 60:.1f} min.
 
-Soak: {soaked['seconds']:.0f} s in {len(soaked['windows'])} windows. RSS is the sum over every process of the server and its
+Soak: {soaked["seconds"]:.0f} s in {len(soaked["windows"])} windows. RSS is the sum over every process of the server and its
 Ray cluster (driver, GCS, raylet, agents, Serve replicas, actors, rollout workers) at the end of each window.
 
 | window | answered | p50 ms | p99 ms | RSS MiB |
 | --- | --- | --- | --- | --- |
 {series}
 
-Replica kill: the Pipeline replica's process got SIGKILL under load {replica['kills']} times, and Serve had a new replica
-answering after {replica['replaced']} of them; the ingress sends a read (a question) once more when its replica dies.
+Replica kill: the Pipeline replica's process got SIGKILL under load {replica["kills"]} times, and Serve had a new replica
+answering after {replica["replaced"]} of them; the ingress sends a read (a question) once more when its replica dies.
 
-kill -9: after {crash['acknowledged']} acknowledged ingests, {crash['killed']} processes were stopped and killed at once;
-{crash['cut']} ingests were cut off in flight. After a restart on the same home, {crash['found']} of the
-{crash['acknowledged']} acknowledged facts were there ({crash['stored']} stored in all: a cut-off ingest may have been
-written before its reply was lost); {crash['half_written']} crates without their fact; snapshot and server agree:
-{crash['consistent']}; the restarted server answered a question: {crash['answered']}.
+kill -9: after {crash["acknowledged"]} acknowledged ingests, {crash["killed"]} processes were stopped and killed at once;
+{crash["cut"]} ingests were cut off in flight. After a restart on the same home, {crash["found"]} of the
+{crash["acknowledged"]} acknowledged facts were there ({crash["stored"]} stored in all: a cut-off ingest may have been
+written before its reply was lost); {crash["half_written"]} crates without their fact; snapshot and server agree:
+{crash["consistent"]}; the restarted server answered a question: {crash["answered"]}.
 Failures in the kill -9 row are answers other than 200 before the kill (requests cut off by the kill are not counted).
 """,
     )

@@ -5,6 +5,7 @@ over the same subgraph, at 8 to 4096 rollouts, and the crossover where tasks sta
 A step is one hop a rollout takes. The Ray path is what `Pipeline.answer` does: the subgraph goes
 into the object store once, rollouts run in batches of `rollouts_per_task` per remote task.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,11 +16,11 @@ import ray
 from bench.common import fresh_home, write_table
 from reverie.actors import NAMESPACE, rollout_task
 from reverie.config import Settings
-from reverie.dreams import EmbeddingWalker, Rollouts, dream
-from reverie.schemas import LinkedEntity
-from reverie.encoders import TextEncoder
 from reverie.data import load_dataset
+from reverie.dreams import EmbeddingWalker, Rollouts, dream
+from reverie.encoders import TextEncoder
 from reverie.graph_store import GraphStore
+from reverie.schemas import LinkedEntity
 
 
 def build(dataset: str, question: str, seed_entity: str):
@@ -52,14 +53,18 @@ def main() -> None:
         ("world", "What happens when you drop a glass cup?", "glass cup"),
         ("umls", "what does a virus cause", "virus"),
     ]
-    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
     walker = EmbeddingWalker()
     rows = []
     crossover: dict[str, int | None] = {}
     for dataset, question, seed_entity in cases:
         sub, qvec = build(dataset, question, seed_entity)
         sub_ref = ray.put(sub)
-        query = walker.pose(sub, qvec, [LinkedEntity(name=seed_entity, type="entity", score=1.0, how="exact")], args.hops)
+        query = walker.pose(
+            sub, qvec, [LinkedEntity(name=seed_entity, type="entity", score=1.0, how="exact")], args.hops
+        )
         crossover[dataset] = None
         for count in args.counts:
             local_s, local = timed(lambda: dream(walker, sub, query, count, seed=0))
@@ -76,7 +81,10 @@ def main() -> None:
                 on_ray()  # warm the workers
                 ray_s, remote = timed(on_ray)
                 ray_rate = int(remote.length.sum()) / ray_s
-                row += [f"{ray_rate:,.0f} ({-(-count // per_task)} tasks, {ray_s * 1000:.1f} ms)", f"{ray_rate / local_rate:.3f}"]
+                row += [
+                    f"{ray_rate:,.0f} ({-(-count // per_task)} tasks, {ray_s * 1000:.1f} ms)",
+                    f"{ray_rate / local_rate:.3f}",
+                ]
                 if per_task == Settings().rollouts_per_task and ray_s < local_s and crossover[dataset] is None:
                     crossover[dataset] = count
             rows.append(row)

@@ -7,6 +7,7 @@ connection), bounded by a request count and a time limit per cell, on two graphs
   answers after a short PPO run (`--policy-minutes`);
 each with and without the LLM step. The client, the server and the rollouts share the 2 cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,8 @@ from bench.common import fresh_home, write_table
 from reverie.actors import NAMESPACE
 from reverie.config import Settings
 from reverie.data import load_dataset
-from reverie.graph_store.store import display
 from reverie.data.world import world_questions
+from reverie.graph_store.store import display
 from reverie.pipeline import Pipeline
 
 
@@ -75,8 +76,14 @@ def drive(callers: int, ask: Callable[[int, int], bool], max_requests: int, max_
         t.join()
     wall = time.perf_counter() - start
     ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
-    return {"ok": len(latencies), "errors": errors[0], "wall": wall,
-            "p50": np.percentile(ms, 50), "p99": np.percentile(ms, 99), "rps": len(latencies) / wall}
+    return {
+        "ok": len(latencies),
+        "errors": errors[0],
+        "wall": wall,
+        "p50": np.percentile(ms, 50),
+        "p99": np.percentile(ms, 99),
+        "rps": len(latencies) / wall,
+    }
 
 
 def load(url: str, questions: list[str], clients: int, verbalize: bool, max_requests: int, max_seconds: float) -> dict:
@@ -84,7 +91,9 @@ def load(url: str, questions: list[str], clients: int, verbalize: bool, max_requ
     https = [httpx.Client(base_url=url, timeout=300) for _ in range(clients)]
 
     def ask(k: int, i: int) -> bool:
-        reply = https[k].post("/v1/query", json={"question": questions[i % len(questions)], "verbalize": verbalize, "seed": i})
+        reply = https[k].post(
+            "/v1/query", json={"question": questions[i % len(questions)], "verbalize": verbalize, "seed": i}
+        )
         return reply.status_code == 200
 
     try:
@@ -122,12 +131,17 @@ def main() -> None:
     from reverie.serve.app import run
 
     settings = Settings(home=fresh_home("serve"), port=free_port())
-    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
     pipeline = Pipeline(settings)
     pipeline.ingest_dataset(load_dataset("world"))
     pipeline.ingest_dataset(load_dataset("umls"))
     train_start = time.perf_counter()
-    train_policy(settings, PolicyTrainConfig(dataset="umls", iterations=10_000, minutes=args.policy_minutes).replace(env={"hops": 2}))
+    train_policy(
+        settings,
+        PolicyTrainConfig(dataset="umls", iterations=10_000, minutes=args.policy_minutes).replace(env={"hops": 2}),
+    )
     train_s = time.perf_counter() - train_start
     graphs = {"world": [q.question for q in world_questions()], "UMLS": umls_questions(200)}
     # The ceiling, in this run: the Pipeline in this process, its encoder on 1 or 2 threads, from 1
@@ -142,7 +156,9 @@ def main() -> None:
             for callers in (1, max(args.clients)):
                 r = in_process(local, questions, callers, args.requests, args.seconds)
                 ceiling[graph] = max(ceiling.get(graph, 0.0), r["rps"])
-                ceiling_rows.append([graph, threads, callers, r["ok"], f"{r['p50']:.0f}", f"{r['p99']:.0f}", f"{r['rps']:.2f}"])
+                ceiling_rows.append(
+                    [graph, threads, callers, r["ok"], f"{r['p50']:.0f}", f"{r['p99']:.0f}", f"{r['rps']:.2f}"]
+                )
                 print("in-process", ceiling_rows[-1], flush=True)
     url = run(settings)
     rows = []
@@ -153,14 +169,31 @@ def main() -> None:
             load(url, questions, 2, verbalize, 4, 60)  # warm: workers, caches, the policy's first load
             asked += 4 if verbalize else 0
             for clients in args.clients:
-                fresh = questions[asked % len(questions):] + questions[:asked % len(questions)] if verbalize else questions
+                fresh = (
+                    questions[asked % len(questions) :] + questions[: asked % len(questions)]
+                    if verbalize
+                    else questions
+                )
                 r = load(url, fresh, clients, verbalize, cap, args.seconds)
                 asked += r["ok"] + r["errors"] if verbalize else 0
                 share = "" if verbalize else f"{r['rps'] / ceiling[graph]:.2f}"
-                rows.append([graph, "yes" if verbalize else "no", clients, r["ok"], r["errors"], f"{r['p50']:.0f}", f"{r['p99']:.0f}",
-                             f"{r['rps']:.2f}", share])
+                rows.append(
+                    [
+                        graph,
+                        "yes" if verbalize else "no",
+                        clients,
+                        r["ok"],
+                        r["errors"],
+                        f"{r['p50']:.0f}",
+                        f"{r['p99']:.0f}",
+                        f"{r['rps']:.2f}",
+                        share,
+                    ]
+                )
                 print(rows[-1], flush=True)
-    policy = httpx.post(f"{url}/v1/query", json={"question": graphs["UMLS"][0], "verbalize": False}, timeout=300).json()["policy"]
+    policy = httpx.post(
+        f"{url}/v1/query", json={"question": graphs["UMLS"][0], "verbalize": False}, timeout=300
+    ).json()["policy"]
     serve.shutdown()
     ray.shutdown()
 
@@ -172,11 +205,18 @@ def main() -> None:
     goals = []
     for graph in graphs:
         one, many = cell(graph, "no", fewest), cell(graph, "no", most)
-        goals.append(f"- {graph}: {many[8]} of the ceiling at {most} clients (goal ≥ 0.7), p50 {one[5]} ms at {fewest} client "
-                     f"(goal ≤ 50), p99 {many[6]} ms at {most} clients (goal ≤ 500); with the LLM {cell(graph, 'yes', most)[7]} requests/s "
-                     f"at {most} clients, {float(cell(graph, 'yes', most)[7]) / before_llm[graph]:.1f}× the {before_llm[graph]} before (goal ≥ 3×).")
-    ceiling_table = "\n".join(["| graph | encoder threads | callers | answers | p50 ms | p99 ms | answers/s |", "| --- | --- | --- | --- | --- | --- | --- |"]
-                              + ["| " + " | ".join(map(str, r)) + " |" for r in ceiling_rows])
+        goals.append(
+            f"- {graph}: {many[8]} of the ceiling at {most} clients (goal ≥ 0.7), p50 {one[5]} ms at {fewest} client "
+            f"(goal ≤ 50), p99 {many[6]} ms at {most} clients (goal ≤ 500); with the LLM {cell(graph, 'yes', most)[7]} requests/s "
+            f"at {most} clients, {float(cell(graph, 'yes', most)[7]) / before_llm[graph]:.1f}× the {before_llm[graph]} before (goal ≥ 3×)."
+        )
+    ceiling_table = "\n".join(
+        [
+            "| graph | encoder threads | callers | answers | p50 ms | p99 ms | answers/s |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        + ["| " + " | ".join(map(str, r)) + " |" for r in ceiling_rows]
+    )
     goal_lines = "\n".join(goals)
     write_table(
         "serve",
@@ -194,14 +234,14 @@ Serve), in the same run, before Serve starts; its best rate per graph is the cei
 
 Each cell stops at its request cap ({args.requests} without the LLM, {args.llm_requests} with it) or after {args.seconds:g} s.
 The load generator, Serve (as `reverie serve` starts it: one ReverieAPI and one LLM replica, Pipeline and
-TextEncoder autoscaling from 1 to 2) and the actors share this machine's 2 cores. World questions: the {len(graphs['world'])} built-in
+TextEncoder autoscaling from 1 to 2) and the actors share this machine's 2 cores. World questions: the {len(graphs["world"])} built-in
 questions, answered by the embedding walker (64 rollouts, dreamt in the Pipeline's process: below
 `REVERIE_LOCAL_ROLLOUTS_MAX`). UMLS questions: 200 test-split facts asked as "What does HEAD RELATION?", answered by
 `{policy}` (PPO for {train_s / 60:.1f} min including the world model, 64 sampled rollouts, arbitrated with the world model).
 "LLM: yes" adds SmolLM2-135M's answer sentence: concurrent sentences are generated as one batch, stopping at the
 end of the first sentence, and a reply already written for the same prompt comes from the LLM's cache. Each LLM
-cell starts at questions no earlier cell asked: UMLS's {len(graphs['UMLS'])} are new to the cache in every LLM cell; the world's
-{len(graphs['world'])} come round again, so its LLM cells show the cache at work on repeated questions.
+cell starts at questions no earlier cell asked: UMLS's {len(graphs["UMLS"])} are new to the cache in every LLM cell; the world's
+{len(graphs["world"])} come round again, so its LLM cells show the cache at work on repeated questions.
 """,
     )
 

@@ -7,6 +7,7 @@ search space; the first trial is the defaults) and reports its dev MRR every `re
 iterations; ASHA stops the weak ones. The best trial (by dev MRR) and the defaults' trial are then
 ranked on the test split. Writes bench/results/tune_policy.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,9 @@ def main() -> None:
 
     settings = Settings(home=fresh_home("tune-policy"))
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    sweep = PolicySweepConfig(dataset=args.dataset, samples=args.samples, iterations=args.iterations, report_every=args.report_every)
+    sweep = PolicySweepConfig(
+        dataset=args.dataset, samples=args.samples, iterations=args.iterations, report_every=args.report_every
+    )
     started = time.perf_counter()
     grid = sweep_policy(settings, sweep, verbose=0)
     seconds = time.perf_counter() - started
@@ -43,16 +46,34 @@ def main() -> None:
     for label in ("defaults", "best"):
         part = compared[label]
         c = part["config"]
-        rows.append([label, f"{c['lr']:.2e}", f"{c['entropy_coeff']:.3f}", c["hops"], c["beam"], f"{part['dev']:.3f}",
-                     f"{part['test_policy_mrr']:.3f}", f"{part['test_mrr']:.3f}"])
+        rows.append(
+            [
+                label,
+                f"{c['lr']:.2e}",
+                f"{c['entropy_coeff']:.3f}",
+                c["hops"],
+                c["beam"],
+                f"{part['dev']:.3f}",
+                f"{part['test_policy_mrr']:.3f}",
+                f"{part['test_mrr']:.3f}",
+            ]
+        )
     iterations = sum(len(r.metrics_dataframe) for r in grid if r.metrics_dataframe is not None) * args.report_every
     write_table(
         "tune_policy",
         f"Path-policy PPO settings swept with Ray Tune ASHA on {args.dataset}: the best trial against the defaults",
         f"cd /work/main && .venv/bin/python -m bench.tune_policy --dataset {args.dataset} --samples {args.samples} "
         f"--iterations {args.iterations} --report-every {args.report_every}",
-        ["trial", "PPO lr", "entropy", "hops", "test beam", "dev MRR (paths alone, ASHA's metric)", "test MRR, paths alone",
-         "test MRR, Reverie (arbiter, weight 1)"],
+        [
+            "trial",
+            "PPO lr",
+            "entropy",
+            "hops",
+            "test beam",
+            "dev MRR (paths alone, ASHA's metric)",
+            "test MRR, paths alone",
+            "test MRR, Reverie (arbiter, weight 1)",
+        ],
         rows,
         notes=f"""
 {args.samples} trials of up to {args.iterations} PPO iterations (256 walks), dev MRR every {args.report_every}; ASHA (reduction

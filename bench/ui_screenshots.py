@@ -8,6 +8,7 @@ bundled LLM (tests/serve_process.py), driven by Selenium in Debian's Chromium (t
 
     python -m bench.ui_screenshots [--iterations 6] [--home FOLDER]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,11 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the server and browser helpers the tests use
 
-from bench.common import RESULTS, fresh_home, write_table  # noqa: E402
 from browser import WINDOW, chromium, drop_file, wait_for  # noqa: E402
-from reverie.data.world import SAMPLE_QUESTION  # noqa: E402
 from serve_process import ServeProcess, ingest_world  # noqa: E402
 from servers import API_KEY  # noqa: E402
+
+from bench.common import RESULTS, fresh_home, write_table  # noqa: E402
+from reverie.data.world import SAMPLE_QUESTION  # noqa: E402
 
 SECOND_QUESTION = "What happens when you drop a rubber ball?"  # asked first: the sample's figures are a warm server's
 BROKEN = "lamp\tmade of\tbrass\nbrass\tis\tshiny\nbrass\twhen polished\n"  # line 3 has two fields
@@ -54,8 +56,10 @@ def shot(driver, name: str) -> Path:
 
 def train(home: Path, iterations: int) -> None:
     env = {**os.environ, "REVERIE_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    for command in (["train", "policy", "--dataset", "umls", "--iterations", str(iterations), "--walks", "128"],
-                    ["train", "tuner", "--dataset", "news", "--budget", "100", "--iterations", str(iterations)]):
+    for command in (
+        ["train", "policy", "--dataset", "umls", "--iterations", str(iterations), "--walks", "128"],
+        ["train", "tuner", "--dataset", "news", "--budget", "100", "--iterations", str(iterations)],
+    ):
         print("reverie", *command, flush=True)
         subprocess.run([sys.executable, "-m", "reverie.cli", *command], env=env, check=True, stdout=subprocess.DEVNULL)
 
@@ -83,7 +87,9 @@ def main() -> None:
             shot(driver, "key")
             css(driver, "#key-input")[0].send_keys(API_KEY)
             css(driver, "#key-save")[0].click()
-            rows.append(["graph stats after the key", until(driver, lambda d: "entities" in css(d, "#graph-stats")[0].text)])
+            rows.append(
+                ["graph stats after the key", until(driver, lambda d: "entities" in css(d, "#graph-stats")[0].text)]
+            )
 
             for label, question in (("first question", SECOND_QUESTION), ("sample question", SAMPLE_QUESTION)):
                 field = css(driver, "#question")[0]
@@ -93,11 +99,15 @@ def main() -> None:
                 start = time.perf_counter()
                 until(driver, lambda d: css(d, "#answer")[0].text.strip())
                 rows.append([f"{label}: first words of the answer", time.perf_counter() - start])
-                until(driver, lambda d: css(d, "#chain .step") and "rollouts" in css(d, "#tree-summary")[0].text)  # cleared by the click
+                until(
+                    driver, lambda d: css(d, "#chain .step") and "rollouts" in css(d, "#tree-summary")[0].text
+                )  # cleared by the click
                 rows.append([f"{label}: answer, chain and tree on screen", time.perf_counter() - start])
             css(driver, "#rate-note")[0].send_keys("the chain is the reason")
             css(driver, "#rate-good")[0].click()
-            rows.append(["rating saved", until(driver, lambda d: css(d, "#rate-status")[0].get_attribute("data-record-id"))])
+            rows.append(
+                ["rating saved", until(driver, lambda d: css(d, "#rate-status")[0].get_attribute("data-record-id"))]
+            )
             shot(driver, "ask")
 
             css(driver, "#tab-graph")[0].click()
@@ -124,11 +134,16 @@ def main() -> None:
             shot(driver, "runs")
     finally:
         server.close()
-    write_table("ui", "The web page in headless Chromium", "python -m bench.ui_screenshots",
-                ["step", "seconds"], [[name, f"{seconds:.2f}"] for name, seconds in rows],
-                notes="Screenshots: ui-key.png, ui-ask.png, ui-graph.png, ui-ingest.png, ui-runs.png in this folder. "
-                      "Seconds are wall time in the browser from the click to the element on screen, on this 2-core machine "
-                      "with the server, its Ray cluster and the bundled LLM sharing the cores.")
+    write_table(
+        "ui",
+        "The web page in headless Chromium",
+        "python -m bench.ui_screenshots",
+        ["step", "seconds"],
+        [[name, f"{seconds:.2f}"] for name, seconds in rows],
+        notes="Screenshots: ui-key.png, ui-ask.png, ui-graph.png, ui-ingest.png, ui-runs.png in this folder. "
+        "Seconds are wall time in the browser from the click to the element on screen, on this 2-core machine "
+        "with the server, its Ray cluster and the bundled LLM sharing the cores.",
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ dataset's walkable graph, scored on the test split with filtered TAIL ranks (tie
 
     .venv/bin/python -m bench.world_model [--datasets umls kinships nations] [--epochs 200] [--dim 200]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,8 @@ import time
 import torch
 
 from bench.common import write_table
-from reverie.models.world_model import WORLD_MODELS, WorldModel, WorldModelConfig
 from reverie.data.kg import load_dataset
+from reverie.models.world_model import WORLD_MODELS, WorldModel, WorldModelConfig
 
 
 def main() -> None:
@@ -42,11 +43,21 @@ def main() -> None:
         eval_s = time.perf_counter() - start
         if args.save:
             wm.save(f"{args.save.rstrip('/')}/{name}.pt")
-        rows.append([
-            name, wm.num_entities, wm.num_relations, len(ds.graph), len(ds.test),
-            f"{m['hits@1']:.3f}", f"{m['hits@3']:.3f}", f"{m['hits@10']:.3f}", f"{m['mrr']:.3f}",
-            f"{train_s:.1f}", f"{eval_s:.2f}",
-        ])
+        rows.append(
+            [
+                name,
+                wm.num_entities,
+                wm.num_relations,
+                len(ds.graph),
+                len(ds.test),
+                f"{m['hits@1']:.3f}",
+                f"{m['hits@3']:.3f}",
+                f"{m['hits@10']:.3f}",
+                f"{m['mrr']:.3f}",
+                f"{train_s:.1f}",
+                f"{eval_s:.2f}",
+            ]
+        )
         print(name, rows[-1], flush=True)
 
     hp = dataclasses.asdict(WorldModelConfig(model=args.model))
@@ -59,14 +70,26 @@ def main() -> None:
         "Trained on the walkable graph only (`dataset.graph`, = train for these datasets). Test metrics are "
         "filtered tail prediction: each test triple (h, r, t) ranks t among all entities for (h, r), with every "
         "other known true tail from graph + train + dev + test removed; ties count as the mean rank. "
-        "Scores use `score_mode=\"forward\"` (the default). Train time is wall-clock on a shared machine."
+        'Scores use `score_mode="forward"` (the default). Train time is wall-clock on a shared machine.'
     )
     write_table(
         args.name,
         "World model (PyKEEN KGE): filtered tail ranking on the test split",
-        "cd /work/main && .venv/bin/python -m bench.world_model" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""),
-        ["dataset", "entities", "relations", "graph triples", "test triples",
-         "H@1", "H@3", "H@10", "MRR", "train s", "eval s"],
+        "cd /work/main && .venv/bin/python -m bench.world_model"
+        + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""),
+        [
+            "dataset",
+            "entities",
+            "relations",
+            "graph triples",
+            "test triples",
+            "H@1",
+            "H@3",
+            "H@10",
+            "MRR",
+            "train s",
+            "eval s",
+        ],
         rows,
         notes,
     )

@@ -3,6 +3,7 @@
 The one way Reverie writes state: into a temporary file beside the target, flushed and fsynced,
 then renamed over it (a rename within one folder is atomic on POSIX file systems).
 """
+
 from __future__ import annotations
 
 import os

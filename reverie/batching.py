@@ -8,6 +8,7 @@ calls instead of sixteen (one handle call costs milliseconds of CPU on each side
 pass over 16 short texts costs about four times one text's), and no caller leads more than one
 batch, so none waits behind a queue that keeps refilling.
 """
+
 from __future__ import annotations
 
 import threading

@@ -3,6 +3,7 @@ weights it names (a plain torch state dict in a content-named file). The weights
 then config.json replaces the old one atomically, then weight files no longer named are removed, so
 a reader always finds a complete, matching pair. Loading needs torch only, never Ray.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,9 @@ from reverie.atomic import atomic_write
 CONFIG_FILE = "config.json"
 
 
-def save_checkpoint(folder: str | Path, state_dict: dict[str, Any], config: dict[str, Any], format: str, prefix: str) -> Path:
+def save_checkpoint(
+    folder: str | Path, state_dict: dict[str, Any], config: dict[str, Any], format: str, prefix: str
+) -> Path:
     """Write `state_dict` as `<prefix>-<hash>.pt` and `config` (plus "format" and "weights") as config.json."""
     import torch
 
@@ -26,7 +29,10 @@ def save_checkpoint(folder: str | Path, state_dict: dict[str, Any], config: dict
     data = buffer.getvalue()
     weights = f"{prefix}-{hashlib.sha256(data).hexdigest()[:16]}.pt"
     atomic_write(folder / weights, data)
-    atomic_write(folder / CONFIG_FILE, json.dumps({**config, "format": format, "weights": weights}, indent=2, sort_keys=True).encode())
+    atomic_write(
+        folder / CONFIG_FILE,
+        json.dumps({**config, "format": format, "weights": weights}, indent=2, sort_keys=True).encode(),
+    )
     for stale in folder.glob(f"{prefix}-*.pt"):
         if stale.name != weights:
             stale.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 Bad input prints one line to stderr and exits 2; it is checked before Ray starts where it can be.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from reverie.agents.lr_control.config import LRControlTrainConfig
+from reverie.agents.path_policy.config import PolicyTrainConfig
 from reverie.errors import ReverieError
 from reverie.models.reasoner_config import ReasonerConfig
-from reverie.agents.lr_control.config import LRControlTrainConfig
-from reverie.agents.path_policy.config import SHAPERS, PolicyTrainConfig
 
 POLICY_DEFAULTS = PolicyTrainConfig()
 TUNER_DEFAULTS = LRControlTrainConfig()
@@ -30,74 +31,47 @@ def _settings(args: argparse.Namespace):
     return settings
 
 
-def _pipeline(settings):
-    from reverie.pipeline import Pipeline
+def _reverie(settings):
+    """The Python API over these settings: the CLI runs the same code as `reverie.Reverie`."""
+    from reverie.api import Reverie
 
-    return Pipeline(settings)
+    return Reverie.from_settings(settings)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from reverie.data.kg import load_dataset, read_file
-
     if (bool(args.path) + bool(args.dataset) + bool(args.images)) != 1:
         raise ReverieError("give exactly one of PATH, --dataset NAME or --images FILE.jsonl")
-    if args.images:
-        return _ingest_images(args)
-    if args.dataset:
-        dataset = load_dataset(args.dataset)
-        triples, entities, source = dataset.graph, dataset.entities, dataset.name
-    elif Path(args.path).is_dir():
-        dataset = load_dataset(args.path)
-        triples, entities, source = dataset.graph, dataset.entities, dataset.name
-    else:
-        triples, entities = read_file(args.path)
-        source = args.path
-    pipeline = _pipeline(_settings(args))
-    bar = tqdm(total=None, unit="text", desc=f"ingest {source}", disable=args.quiet)
+    source = args.dataset or args.path or args.images
+    reverie = _reverie(_settings(args))
+    bars = []  # opened at the first progress report: a bad input fails before any bar is drawn
 
     def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        if not bars:
+            bars.append(
+                tqdm(total=total, unit="img" if args.images else "text", desc=f"ingest {source}", disable=args.quiet)
+            )
+        bars[0].n = done
+        bars[0].refresh()
 
-    report = pipeline.ingest(triples, entities, source=source, progress=progress)
-    bar.close()
+    report = reverie.ingest(args.path, dataset=args.dataset, images=args.images, progress=progress)
+    for bar in bars:
+        bar.close()
     if args.json:
         print(report.model_dump_json(indent=2))
-    else:
-        stats = pipeline.stats()
+    elif args.images:
         print(
-            f"ingested {source}: {report.triples_added} new of {report.triples_read} triples, "
+            f"ingested {args.images}: {report.triples_read} lines, {report.triples_added} new triples, "
+            f"{report.entities_added} new entities in {report.seconds:.1f}s"
+        )
+    else:
+        stats = reverie.stats()
+        print(
+            f"ingested {report.source}: {report.triples_added} new of {report.triples_read} triples, "
             f"{report.entities_added} new entities, {report.relations_added} new relations in {report.seconds:.1f}s; "
             f"graph now {stats.entities} entities, {stats.relations} relations, {stats.triples} triples"
         )
-    return 0
-
-
-def _ingest_images(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from reverie.graph_store.images import read_image_file
-
-    settings = _settings(args)
-    lines = read_image_file(args.images, settings.max_image_pixels)  # every image checked before Ray starts
-    pipeline = _pipeline(settings)
-    bar = tqdm(total=None, unit="img", desc=f"ingest {args.images}", disable=args.quiet)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    report = pipeline.ingest_images(lines, source=args.images, progress=progress)
-    bar.close()
-    if args.json:
-        print(report.model_dump_json(indent=2))
-    else:
-        print(f"ingested {args.images}: {len(lines)} lines, {report.triples_added} new triples, "
-              f"{report.entities_added} new entities in {report.seconds:.1f}s")
     return 0
 
 
@@ -105,26 +79,19 @@ def _show_chain(chain, indent: str = "  ") -> list[str]:
     lines = []
     for i, step in enumerate(chain.steps, 1):
         flags = " [imagined]" if step.imagined else ""
-        lines.append(f"{indent}{i}. {step.what} --[{step.action}]--> {step.result}{flags}   (edge {step.edge_id}, source {step.source})")
+        lines.append(
+            f"{indent}{i}. {step.what} --[{step.action}]--> {step.result}{flags}   (edge {step.edge_id}, source {step.source})"
+        )
     return lines
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from reverie.schemas import Query
-
-    image = None
+    reverie = _reverie(_settings(args))
+    options = {"branches": args.branches, "hops": args.hops, "seed": args.seed, "verbalize": not args.no_llm}
     if args.image:
-        import base64
-
-        from reverie.encoders.image import load_image
-
-        settings = _settings(args)
-        load_image(args.image, settings.max_image_pixels, name=args.image)  # a bad file fails before Ray starts
-        image = base64.b64encode(Path(args.image).read_bytes()).decode()
-    query = Query(question=args.question, branches=args.branches, hops=args.hops, verbalize=not args.no_llm, seed=args.seed, image=image)
-    pipeline = _pipeline(_settings(args))
-    pipeline.services.warm_up(llm=query.verbalize)
-    verdict = pipeline.answer(query)
+        reverie.check_image(args.image)  # a bad file fails before Ray starts
+    reverie.warm_up(llm=not args.no_llm)  # so the stage timings printed measure the work, not start-up
+    verdict = reverie.ask(args.question, image=args.image, **options)
     if args.json:
         print(verdict.model_dump_json(indent=2))
         return 0
@@ -135,72 +102,64 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print(f"   the image shows: {verdict.image.entity} (similarity {verdict.image.score:.2f}{token})")
     print(f"A: {verdict.answer}")
     where = f" on {len(verdict.nodes)} nodes" if len(verdict.nodes) > 1 else ""
-    print(f"   answer: {verdict.answer_entity} · score {best.score:.3f} · {best.votes}/{verdict.rollouts} rollouts{where} · said by {verdict.backend}")
+    print(
+        f"   answer: {verdict.answer_entity} · score {best.score:.3f} · {best.votes}/{verdict.rollouts} rollouts{where} · said by {verdict.backend}"
+    )
     expert = verdict.chain.expert
     print(f"Chain (by {verdict.policy}" + ("" if expert in (verdict.policy, "policy") else f", {expert} expert") + "):")
     print("\n".join(_show_chain(verdict.chain)))
     if verdict.alternatives:
         print("Alternatives:")
         for cand in verdict.candidates[1:]:
-            path = " -> ".join([cand.best_chain.steps[0].what] + [f"[{s.action}] {s.result}" for s in cand.best_chain.steps])
+            path = " -> ".join(
+                [cand.best_chain.steps[0].what] + [f"[{s.action}] {s.result}" for s in cand.best_chain.steps]
+            )
             print(f"  - {cand.answer} (score {cand.score:.3f}, {cand.votes} rollouts): {path}")
     print("Timings (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in verdict.timings_ms.items()))
     return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    stats = _pipeline(_settings(args)).stats()
+    stats = _reverie(_settings(args)).stats()
     print(stats.model_dump_json())
     return 0
-
-
-def _kg_dataset(name: str):
-    from reverie.data.kg import load_dataset
-
-    dataset = load_dataset(name)
-    if not dataset.test and not dataset.dev:
-        raise ReverieError(f"dataset {dataset.name!r} has no dev or test split to learn and measure reasoning on")
-    return dataset
 
 
 def cmd_train_policy(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from reverie.actors import init_ray
-    from reverie.agents.path_policy.train import train_policy
+    from reverie.api import kg_dataset
 
-    if args.iterations < 1:
-        raise ReverieError("--iterations must be at least 1")
-    if args.minutes is not None and args.minutes <= 0:
-        raise ReverieError("--minutes must be positive")
-    if args.experts < 1 or args.imagined < 0 or args.hops < 1 or args.walks < 1:
-        raise ReverieError("--experts, --hops and --walks must be at least 1, --imagined at least 0")
     if args.no_world_model and args.imagined:
         raise ReverieError("--imagined needs the world model: drop --no-world-model")
-    if args.shaper not in SHAPERS:
-        raise ReverieError(f"--shaper must be one of {', '.join(SHAPERS)}")
-    if args.no_world_model and args.shaper == "reasoner":
-        raise ReverieError("--no-world-model turns shaping off: drop --shaper reasoner")
     config = POLICY_DEFAULTS.replace(
-        dataset=args.dataset, iterations=args.iterations, minutes=args.minutes, walks=args.walks, seed=args.seed,
-        env={"hops": args.hops, "imagined_edges": args.imagined, "shaper": args.shaper, **({"shaping": 0.0} if args.no_world_model else {})},
+        dataset=args.dataset,
+        iterations=args.iterations,
+        minutes=args.minutes,
+        walks=args.walks,
+        seed=args.seed,
+        env={
+            "hops": args.hops,
+            "imagined_edges": args.imagined,
+            "shaper": args.shaper,
+            **({"shaping": 0.0} if args.no_world_model else {}),
+        },
         net={"experts": args.experts, "use_entities": args.entity_features},
     )
-    dataset = _kg_dataset(args.dataset)  # a clear error before Ray starts
+    dataset = kg_dataset(args.dataset)  # a clear error before Ray starts
     settings = _settings(args)
     if args.shaper == "reasoner":
-        from reverie.models.graph_reasoner import reasoner_path
-
-        if not reasoner_path(settings.home, dataset.name).is_file():
-            raise ReverieError(f"--shaper reasoner needs a reasoner: run `reverie train reasoner --dataset {args.dataset}` first")
-    init_ray(settings)
+        if not settings.paths.reasoner(dataset.name).is_file():
+            raise ReverieError(
+                f"--shaper reasoner needs a reasoner: run `reverie train reasoner --dataset {args.dataset}` first"
+            )
     bar = tqdm(total=args.iterations, unit="iter", desc=f"train policy {args.dataset}")
 
     def progress(info: dict) -> None:
         bar.update(1)
         bar.set_postfix(return_mean=f"{info['episode_return_mean']:.3f}", steps_per_s=f"{info['env_steps_per_s']:.0f}")
 
-    folder = train_policy(settings, config, progress=progress, message=lambda msg: print(msg, flush=True))
+    folder = _reverie(settings).train_policy(config, progress=progress, message=lambda msg: print(msg, flush=True))
     bar.close()
     print(f"policy saved to {folder}")
     return 0
@@ -209,42 +168,44 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
 def cmd_train_reasoner(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from reverie.models.graph_reasoner import HIDE, reasoner_path, train_reasoner
-    from reverie.agents.path_policy.train import policy_dir
+    from reverie.agents.path_policy.net import read_policy_meta
+    from reverie.api import kg_dataset
 
-    if args.hide not in HIDE:
-        raise ReverieError(f"--hide must be one of {', '.join(HIDE)}")
-    try:
-        config = ReasonerConfig(dim=args.dim, layers=args.layers, heads=args.heads, batch_size=args.batch_size, lr=args.lr,
-                                epochs=args.epochs, minutes=args.minutes, hide=args.hide, max_nodes=args.max_nodes, seed=args.seed)
-    except ValueError as exc:
-        raise ReverieError(str(exc)) from None
-    dataset = _kg_dataset(args.dataset)
+    config = ReasonerConfig(
+        dim=args.dim,
+        layers=args.layers,
+        heads=args.heads,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        epochs=args.epochs,
+        minutes=args.minutes,
+        hide=args.hide,
+        max_nodes=args.max_nodes,
+        seed=args.seed,
+    )
+    dataset = kg_dataset(args.dataset)
     settings = _settings(args)
-    import torch
-
-    torch.set_num_threads(settings.model_threads)
     bar = tqdm(desc=f"train reasoner {dataset.name}", unit="eval")
 
     def progress(record: dict) -> None:
         bar.update(1)
-        bar.set_postfix(epoch=record["epoch"], step=record["step"], loss=f"{record['loss']:.3f}", dev_mrr=f"{record['dev_mrr']:.3f}")
+        bar.set_postfix(
+            epoch=record["epoch"], step=record["step"], loss=f"{record['loss']:.3f}", dev_mrr=f"{record['dev_mrr']:.3f}"
+        )
 
-    reasoner = train_reasoner(dataset, config, progress=progress)
+    reasoner = _reverie(settings).train_reasoner(args.dataset, config, progress=progress)
     bar.close()
-    path = reasoner.save(reasoner_path(settings.home, dataset.name))
-    print(f"reasoner saved to {path} (best dev MRR {reasoner.stats['best_dev_mrr']:.3f}, temperature {reasoner.temperature:.2f})")
-    folder = policy_dir(settings, dataset.name)
+    path = settings.paths.reasoner(dataset.name)
+    print(
+        f"reasoner saved to {path} (best dev MRR {reasoner.stats['best_dev_mrr']:.3f}, temperature {reasoner.temperature:.2f})"
+    )
+    folder = settings.paths.policy(dataset.name)
     if (folder / "config.json").is_file():
-        from reverie.agents.path_policy.bundle import attach_reasoner
-
-        try:
-            bundle = attach_reasoner(folder, dataset, path)
-        except ValueError as exc:
-            raise ReverieError(str(exc)) from None
-        m = bundle.meta
-        print(f"added to the policy in {folder}: arbiter weights (paths {m.arbiter_weight:g}, world model {m.world_weight:g}), "
-              f"temperature {m.temperature:.2f}, fit on dev")
+        m = read_policy_meta(folder / "config.json")
+        print(
+            f"added to the policy in {folder}: arbiter weights (paths {m.arbiter_weight:g}, world model {m.world_weight:g}), "
+            f"temperature {m.temperature:.2f}, fit on dev"
+        )
     return 0
 
 
@@ -252,11 +213,20 @@ def cmd_train_clip(args: argparse.Namespace) -> int:
     from reverie.encoders.image import tower_path
     from reverie.encoders.image_training import ClipTrainConfig, train_image_tower
 
-    config = ClipTrainConfig(backbone=args.backbone, image_size=args.image_size, renders_per_entity=args.renders, epochs=args.epochs,
-                             minutes=args.minutes, codebook_size=args.codebook_size, seed=args.seed)
-    from reverie.encoders.image import ImageConfig
+    config = ClipTrainConfig(
+        backbone=args.backbone,
+        image_size=args.image_size,
+        renders_per_entity=args.renders,
+        epochs=args.epochs,
+        minutes=args.minutes,
+        codebook_size=args.codebook_size,
+        seed=args.seed,
+    )
+    from reverie.encoders.image_tower import ImageConfig
 
-    ImageConfig(backbone=config.backbone, image_size=config.image_size)  # a bad backbone or size fails here, in one line
+    ImageConfig(
+        backbone=config.backbone, image_size=config.image_size
+    )  # a bad backbone or size fails here, in one line
     settings = _settings(args)
     path = Path(args.out) if args.out else tower_path(settings)
     import torch
@@ -264,9 +234,11 @@ def cmd_train_clip(args: argparse.Namespace) -> int:
     torch.set_num_threads(settings.model_threads)
     tokenizer, report = train_image_tower(config)
     tokenizer.save(path)
-    print(f"image tower ({config.backbone}) saved to {path}: held-out renders link to the right entity "
-          f"{report['held_out_top1']:.1%} top-1, {report['held_out_top5']:.1%} top-5 among {report['candidates']} entities "
-          f"(chance {1 / report['candidates']:.1%}); {report['epochs']} epochs in {report['train_s']:.0f}s, codebook of {report['codebook_size']} tokens")
+    print(
+        f"image tower ({config.backbone}) saved to {path}: held-out renders link to the right entity "
+        f"{report['held_out_top1']:.1%} top-1, {report['held_out_top5']:.1%} top-5 among {report['candidates']} entities "
+        f"(chance {1 / report['candidates']:.1%}); {report['epochs']} epochs in {report['train_s']:.0f}s, codebook of {report['codebook_size']} tokens"
+    )
     return 0
 
 
@@ -281,18 +253,19 @@ def _headline_config(args: argparse.Namespace, **changes):
 def _control_config(args: argparse.Namespace, trainee_config):
     from reverie.agents.lr_control.config import ControlConfig
 
-    if args.intervals is not None and args.intervals < 1:
-        raise ReverieError("--intervals must be at least 1")
-    return ControlConfig(trainee_config=trainee_config, **({"intervals": args.intervals} if args.intervals else {}))
+    return ControlConfig(
+        trainee_config=trainee_config, **({"intervals": args.intervals} if args.intervals is not None else {})
+    )
 
 
 def _embed_once(settings, headline) -> None:
     """Embed the dataset now, with a progress bar, rather than inside the first run."""
     from tqdm import tqdm
 
-    from reverie.agents.lr_control.trainees.headline import embed_dataset, embeddings_path, load_texts
+    from reverie.agents.lr_control.trainees.headline import embed_dataset
+    from reverie.data.headlines import load_texts
 
-    if embeddings_path(settings.home, headline.dataset, headline.embedder).is_file():
+    if settings.paths.embeddings(headline.dataset, headline.embedder).is_file():
         return
     data = load_texts(headline.dataset)
     with tqdm(total=len(data), unit="text", desc=f"embed {headline.dataset} ({headline.embedder})") as bar:
@@ -305,15 +278,14 @@ def cmd_train_tuner(args: argparse.Namespace) -> int:
     from reverie.actors import init_ray
     from reverie.agents.lr_control.train import train_lr_control
 
-    if args.iterations < 1:
-        raise ReverieError("--iterations must be at least 1")
-    if args.minutes is not None and args.minutes <= 0:
-        raise ReverieError("--minutes must be positive")
-    if args.envs < 1:
-        raise ReverieError("--envs must be at least 1")
     headline = _headline_config(args)
-    config = LRControlTrainConfig(control=_control_config(args, headline), iterations=args.iterations, minutes=args.minutes,
-                              envs=args.envs, seed=args.seed)
+    config = LRControlTrainConfig(
+        control=_control_config(args, headline),
+        iterations=args.iterations,
+        minutes=args.minutes,
+        envs=args.envs,
+        seed=args.seed,
+    )
     settings = _settings(args)
     _embed_once(settings, headline)
     init_ray(settings)
@@ -321,7 +293,10 @@ def cmd_train_tuner(args: argparse.Namespace) -> int:
 
     def progress(info: dict) -> None:
         bar.update(1)
-        bar.set_postfix(return_mean=f"{info['episode_return_mean']:.3f}", runs_per_s=f"{info['env_steps_per_s'] / config.control.intervals:.1f}")
+        bar.set_postfix(
+            return_mean=f"{info['episode_return_mean']:.3f}",
+            runs_per_s=f"{info['env_steps_per_s'] / config.control.intervals:.1f}",
+        )
 
     folder = train_lr_control(settings, config, progress)
     bar.close()
@@ -332,7 +307,6 @@ def cmd_train_tuner(args: argparse.Namespace) -> int:
 def cmd_eval_tuner(args: argparse.Namespace) -> int:
     from reverie.agents.lr_control.evaluate import ARMS, EVAL_SEEDS, control_of_agent, run_arm
     from reverie.agents.lr_control.net import load_lr_control
-    from reverie.agents.lr_control.train import lr_control_dir
 
     arms = args.arms or ["static", "cosine", "linear", "agent", "replay"]
     unknown = [a for a in arms if a not in ARMS]
@@ -342,11 +316,13 @@ def cmd_eval_tuner(args: argparse.Namespace) -> int:
         raise ReverieError("--seeds must be at least 1")
     headline = _headline_config(args)
     settings = _settings(args)
-    folder = lr_control_dir(settings)
+    folder = settings.paths.lr_control
     agent = None
     if {"agent", "replay"} & set(arms):
         if not (folder / "config.json").is_file():
-            raise ReverieError(f"no trained tuner in {folder}: run `reverie train tuner` (or leave out the agent and replay arms)")
+            raise ReverieError(
+                f"no trained tuner in {folder}: run `reverie train tuner` (or leave out the agent and replay arms)"
+            )
         agent = load_lr_control(folder)
         control = control_of_agent(folder, headline)
     else:
@@ -359,12 +335,25 @@ def cmd_eval_tuner(args: argparse.Namespace) -> int:
     _embed_once(settings, headline)
     seeds = list(EVAL_SEEDS)[: args.seeds] if args.seeds <= len(EVAL_SEEDS) else list(range(args.seeds))
     results = [run_arm(arm, control, seeds, settings.home, agent=agent, chain=chain) for arm in arms]
-    rows = [{"arm": r.arm, "test_mean": float(r.scores.mean()), "test_std": float(r.scores.std()), "grad_steps": r.grad_steps,
-             "seeds": len(r.episodes), "note": r.note} for r in results]
+    rows = [
+        {
+            "arm": r.arm,
+            "test_mean": float(r.scores.mean()),
+            "test_std": float(r.scores.std()),
+            "grad_steps": r.grad_steps,
+            "seeds": len(r.episodes),
+            "note": r.note,
+        }
+        for r in results
+    ]
     if args.json:
-        print(json.dumps({"dataset": headline.dataset, "model": headline.model, "budget": headline.budget, "arms": rows}))
+        print(
+            json.dumps({"dataset": headline.dataset, "model": headline.model, "budget": headline.budget, "arms": rows})
+        )
         return 0
-    print(f"{headline.dataset} / {headline.model}, {headline.budget} gradient steps per run, {len(seeds)} seeds (test accuracy):")
+    print(
+        f"{headline.dataset} / {headline.model}, {headline.budget} gradient steps per run, {len(seeds)} seeds (test accuracy):"
+    )
     for row in rows:
         print(f"  {row['arm']:<9} {row['test_mean']:.4f} ± {row['test_std']:.4f}  {row['note']}")
     return 0
@@ -375,27 +364,40 @@ def cmd_tune_headline(args: argparse.Namespace) -> int:
     from reverie.tune.common import best_table
     from reverie.tune.headline import HeadlineSweepConfig, sweep_headline, sweep_summary
 
-    sweep = HeadlineSweepConfig(scheduler=args.scheduler, samples=args.samples, headline=_headline_config(args),
-                                intervals=args.intervals or 10, seed=args.seed)
+    sweep = HeadlineSweepConfig(
+        scheduler=args.scheduler,
+        samples=args.samples,
+        headline=_headline_config(args),
+        intervals=args.intervals or 10,
+        seed=args.seed,
+    )
     settings = _settings(args)
     _embed_once(settings, sweep.headline)
     init_ray(settings)
     grid = sweep_headline(settings, sweep)
     summary = sweep_summary(grid, sweep)
     print(best_table(grid, "val_acc", ["lr", "weight_decay", "hidden", "dropout"]))
-    print(f"best trial: val acc {summary['val_acc']:.4f}, test acc {summary['test_acc']:.4f}, {summary['config']}; "
-          f"{summary['trials']} trials, {summary['grad_steps']} gradient steps in all; results in {grid.experiment_path}")
+    print(
+        f"best trial: val acc {summary['val_acc']:.4f}, test acc {summary['test_acc']:.4f}, {summary['config']}; "
+        f"{summary['trials']} trials, {summary['grad_steps']} gradient steps in all; results in {grid.experiment_path}"
+    )
     return 0
 
 
 def cmd_tune_policy(args: argparse.Namespace) -> int:
     from reverie.actors import init_ray
+    from reverie.api import kg_dataset
     from reverie.tune.common import best_table
     from reverie.tune.policy import PolicySweepConfig, compare_with_defaults, sweep_policy
 
-    _kg_dataset(args.dataset)
-    sweep = PolicySweepConfig(dataset=args.dataset, samples=args.samples, iterations=args.iterations,
-                              report_every=args.report_every, seed=args.seed)
+    kg_dataset(args.dataset)
+    sweep = PolicySweepConfig(
+        dataset=args.dataset,
+        samples=args.samples,
+        iterations=args.iterations,
+        report_every=args.report_every,
+        seed=args.seed,
+    )
     settings = _settings(args)
     init_ray(settings)
     grid = sweep_policy(settings, sweep)
@@ -404,7 +406,9 @@ def cmd_tune_policy(args: argparse.Namespace) -> int:
     for label in ("best", "defaults"):
         part = compared[label]
         if part is not None:
-            print(f"{label}: {part['config']}: test MRR {part['test_mrr']:.4f} (paths alone {part['test_policy_mrr']:.4f})")
+            print(
+                f"{label}: {part['config']}: test MRR {part['test_mrr']:.4f} (paths alone {part['test_policy_mrr']:.4f})"
+            )
     print(f"results in {grid.experiment_path}")
     return 0
 
@@ -414,21 +418,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return cmd_eval_tuner(args)
     if args.dataset is None:
         raise ReverieError("eval policy needs --dataset NAME")
-    from reverie.agents.path_policy.bundle import load_bundle
-    from reverie.agents.path_policy.evaluate import evaluate_bundle
-    from reverie.agents.path_policy.train import policy_dir
-
-    dataset = _kg_dataset(args.dataset)
-    if args.beam < 1:
-        raise ReverieError("--beam must be at least 1")
-    folder = policy_dir(_settings(args), dataset.name)
-    if not (folder / "config.json").is_file():
-        raise ReverieError(f"no trained policy for {dataset.name!r} in {folder}: run `reverie train policy --dataset {args.dataset}`")
-    try:
-        bundle = load_bundle(folder, dataset)
-    except ValueError as exc:
-        raise ReverieError(str(exc)) from None
-    metrics = {"dataset": dataset.name, "split": args.split, **evaluate_bundle(bundle, dataset, split=args.split, beam=args.beam)}
+    metrics = _reverie(_settings(args)).evaluate(args.dataset, split=args.split, beam=args.beam)
     if args.json:
         print(json.dumps(metrics))
         return 0
@@ -437,7 +427,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         text = f"  {label:<20} Hits@1 {m['hits@1']:.3f}  Hits@3 {m['hits@3']:.3f}  Hits@10 {m['hits@10']:.3f}  MRR {m['mrr']:.3f}"
         return text + (f"  AUC-PR {m['auc_pr']:.3f}" if "auc_pr" in m else "")
 
-    print(f"{dataset.name} {args.split} ({metrics['queries']} queries, filtered, tail only):")
+    print(f"{metrics['dataset']} {args.split} ({metrics['queries']} queries, filtered, tail only):")
     print(line("Reverie (arbiter)", metrics))
     print(line("policy paths alone", metrics["policy"]))
     if metrics["world_model"] is not None:
@@ -459,14 +449,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reverie", description="Reverie: ask a knowledge graph, get an answer with its chain.")
+    parser = argparse.ArgumentParser(
+        prog="reverie", description="Reverie: ask a knowledge graph, get an answer with its chain."
+    )
     parser.add_argument("--address", help="Ray cluster address to connect to (default: start a local single-node Ray)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", help="add triples from a file, a dataset folder, or a named dataset")
     p.add_argument("path", nargs="?", help="a .tsv/.txt/.csv/.jsonl file, or a folder with train/dev/test.txt")
     p.add_argument("--dataset", help="a named dataset: world, umls, kinships, nations")
-    p.add_argument("--images", metavar="FILE.jsonl", help='images beside a JSONL of {"image", "caption"|"entity"} or {"what", "action", "result"} lines (needs `reverie train clip` first)')
+    p.add_argument(
+        "--images",
+        metavar="FILE.jsonl",
+        help='images beside a JSONL of {"image", "caption"|"entity"} or {"what", "action", "result"} lines (needs `reverie train clip` first)',
+    )
     p.add_argument("--json", action="store_true", help="print the ingest report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_ingest)
@@ -477,61 +473,143 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hops", type=int, help="maximum hops per rollout (default: REVERIE_HOPS, 3)")
     p.add_argument("--seed", type=int, help="seed for the rollouts")
     p.add_argument("--no-llm", action="store_true", help="skip the LLM; say the answer with a template")
-    p.add_argument("--image", metavar="PATH", help="an image the question is about: it links to an entity, the question's subject")
+    p.add_argument(
+        "--image", metavar="PATH", help="an image the question is about: it links to an entity, the question's subject"
+    )
     p.add_argument("--json", action="store_true", help="print the whole Verdict as JSON")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("serve", help="serve the HTTP API with Ray Serve")
     p.add_argument("--host", help="interface to bind (default: REVERIE_HOST, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: REVERIE_PORT, 8000)")
-    p.add_argument("--insecure", action="store_true", help="serve a non-loopback --host without REVERIE_API_KEY (anyone who reaches it can read and write)")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve a non-loopback --host without REVERIE_API_KEY (anyone who reaches it can read and write)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("train", help="train a model")
     train_sub = p.add_subparsers(dest="what", required=True)
     t = train_sub.add_parser("policy", help="train the path policy with RLlib PPO")
-    t.add_argument("--dataset", required=True, help="a dataset name (umls, kinships, nations) or a folder with train/dev/test.txt")
+    t.add_argument(
+        "--dataset", required=True, help="a dataset name (umls, kinships, nations) or a folder with train/dev/test.txt"
+    )
     d = POLICY_DEFAULTS
     t.add_argument("--iterations", type=int, default=d.iterations, help=f"PPO iterations (default {d.iterations})")
-    t.add_argument("--minutes", type=float, default=d.minutes, help="stop after this much training time instead (--iterations stays the cap)")
-    t.add_argument("--walks", type=int, default=d.walks, help=f"walks stepped together by the vectorised env (default {d.walks})")
+    t.add_argument(
+        "--minutes",
+        type=float,
+        default=d.minutes,
+        help="stop after this much training time instead (--iterations stays the cap)",
+    )
+    t.add_argument(
+        "--walks", type=int, default=d.walks, help=f"walks stepped together by the vectorised env (default {d.walks})"
+    )
     t.add_argument("--hops", type=int, default=d.env.hops, help=f"hops per walk (default {d.env.hops})")
-    t.add_argument("--experts", type=int, default=d.net.experts, help=f"dream experts mixed by a gate over the query (default {d.net.experts}; the seeds' 4)")
-    t.add_argument("--imagined", type=int, default=d.env.imagined_edges, help=f"imagined edges per entity proposed by the world model (default {d.env.imagined_edges})")
-    t.add_argument("--entity-features", action="store_true", default=d.net.use_entities, help="let the policy see entity embeddings (MINERVA does for Countries)")
-    t.add_argument("--no-world-model", action="store_true", help="no world model: exact-answer reward only, no arbiter help")
-    t.add_argument("--shaper", default=d.env.shaper, help=f"whose belief rewards a wrong answer: world-model or reasoner (after `reverie train reasoner`; default {d.env.shaper})")
+    t.add_argument(
+        "--experts",
+        type=int,
+        default=d.net.experts,
+        help=f"dream experts mixed by a gate over the query (default {d.net.experts}; the seeds' 4)",
+    )
+    t.add_argument(
+        "--imagined",
+        type=int,
+        default=d.env.imagined_edges,
+        help=f"imagined edges per entity proposed by the world model (default {d.env.imagined_edges})",
+    )
+    t.add_argument(
+        "--entity-features",
+        action="store_true",
+        default=d.net.use_entities,
+        help="let the policy see entity embeddings (MINERVA does for Countries)",
+    )
+    t.add_argument(
+        "--no-world-model", action="store_true", help="no world model: exact-answer reward only, no arbiter help"
+    )
+    t.add_argument(
+        "--shaper",
+        default=d.env.shaper,
+        help=f"whose belief rewards a wrong answer: world-model or reasoner (after `reverie train reasoner`; default {d.env.shaper})",
+    )
     t.add_argument("--seed", type=int, default=d.seed)
     t.set_defaults(func=cmd_train_policy)
 
     r = ReasonerConfig()
     t = train_sub.add_parser("reasoner", help="train the graph reasoner (path-based message passing) of a dataset")
-    t.add_argument("--dataset", required=True, help="a dataset name (umls, kinships, nations) or a folder with train/dev/test.txt")
-    t.add_argument("--minutes", type=float, default=r.minutes, help="stop after this much training time (the best dev checkpoint is kept)")
-    t.add_argument("--epochs", type=int, default=r.epochs, help=f"passes over the training queries (default {r.epochs})")
-    t.add_argument("--layers", type=int, default=r.layers, help=f"rounds of message passing: the longest path it reads (default {r.layers})")
+    t.add_argument(
+        "--dataset", required=True, help="a dataset name (umls, kinships, nations) or a folder with train/dev/test.txt"
+    )
+    t.add_argument(
+        "--minutes",
+        type=float,
+        default=r.minutes,
+        help="stop after this much training time (the best dev checkpoint is kept)",
+    )
+    t.add_argument(
+        "--epochs", type=int, default=r.epochs, help=f"passes over the training queries (default {r.epochs})"
+    )
+    t.add_argument(
+        "--layers",
+        type=int,
+        default=r.layers,
+        help=f"rounds of message passing: the longest path it reads (default {r.layers})",
+    )
     t.add_argument("--dim", type=int, default=r.dim, help=f"width of node states (default {r.dim})")
     t.add_argument("--heads", type=int, default=r.heads, help=f"attention heads (default {r.heads})")
     t.add_argument("--batch-size", type=int, default=r.batch_size, help=f"queries per step (default {r.batch_size})")
     t.add_argument("--lr", type=float, default=r.lr, help=f"Adam's learning rate (default {r.lr:g})")
-    t.add_argument("--hide", default=r.hide, help="what a training query may not read: fact (its own fact) or relation "
-                   "(every edge of its relation at the head; for Countries S2/S3)")
-    t.add_argument("--max-nodes", type=int, default=r.max_nodes, help="at most this many nodes per query send each round, "
-                   "those of highest learned priority (A*Net's pruning, for large graphs; default: all)")
+    t.add_argument(
+        "--hide",
+        default=r.hide,
+        help="what a training query may not read: fact (its own fact) or relation "
+        "(every edge of its relation at the head; for Countries S2/S3)",
+    )
+    t.add_argument(
+        "--max-nodes",
+        type=int,
+        default=r.max_nodes,
+        help="at most this many nodes per query send each round, "
+        "those of highest learned priority (A*Net's pruning, for large graphs; default: all)",
+    )
     t.add_argument("--seed", type=int, default=r.seed)
     t.set_defaults(func=cmd_train_reasoner)
 
     from reverie.encoders.image_training import ClipTrainConfig
 
     k = ClipTrainConfig()
-    t = train_sub.add_parser("clip", help="train the image tower on renders of the built-in world, against the locked text encoder")
-    t.add_argument("--backbone", default=k.backbone, help=f"clip (open_clip ViT), resnet (open_clip ResNet) or lite (small CNN) (default {k.backbone})")
+    t = train_sub.add_parser(
+        "clip", help="train the image tower on renders of the built-in world, against the locked text encoder"
+    )
+    t.add_argument(
+        "--backbone",
+        default=k.backbone,
+        help=f"clip (open_clip ViT), resnet (open_clip ResNet) or lite (small CNN) (default {k.backbone})",
+    )
     t.add_argument("--epochs", type=int, default=k.epochs, help=f"passes over the renders (default {k.epochs})")
-    t.add_argument("--minutes", type=float, default=k.minutes, help="stop after this much training time (--epochs stays the cap)")
-    t.add_argument("--renders", type=int, default=k.renders_per_entity, help=f"training renders per entity (default {k.renders_per_entity})")
-    t.add_argument("--image-size", type=int, default=k.image_size, help=f"input side in pixels (default {k.image_size})")
-    t.add_argument("--codebook-size", type=int, default=k.codebook_size, help=f"image tokens: k-means centroids (default {k.codebook_size})")
-    t.add_argument("--out", help="where to save the checkpoint (default: REVERIE_CLIP_WEIGHTS, else REVERIE_HOME/models/clip/image_tower.pt)")
+    t.add_argument(
+        "--minutes", type=float, default=k.minutes, help="stop after this much training time (--epochs stays the cap)"
+    )
+    t.add_argument(
+        "--renders",
+        type=int,
+        default=k.renders_per_entity,
+        help=f"training renders per entity (default {k.renders_per_entity})",
+    )
+    t.add_argument(
+        "--image-size", type=int, default=k.image_size, help=f"input side in pixels (default {k.image_size})"
+    )
+    t.add_argument(
+        "--codebook-size",
+        type=int,
+        default=k.codebook_size,
+        help=f"image tokens: k-means centroids (default {k.codebook_size})",
+    )
+    t.add_argument(
+        "--out",
+        help="where to save the checkpoint (default: REVERIE_CLIP_WEIGHTS, else REVERIE_HOME/models/clip/image_tower.pt)",
+    )
     t.add_argument("--seed", type=int, default=k.seed)
     t.set_defaults(func=cmd_train_clip)
 
@@ -540,23 +618,45 @@ def build_parser() -> argparse.ArgumentParser:
     c = TUNER_DEFAULTS
     t.add_argument("--intervals", type=int, help=f"decisions per run (default {c.control.intervals})")
     t.add_argument("--iterations", type=int, default=c.iterations, help=f"PPO iterations (default {c.iterations})")
-    t.add_argument("--minutes", type=float, default=c.minutes, help="stop after this much training time instead (--iterations stays the cap)")
+    t.add_argument(
+        "--minutes",
+        type=float,
+        default=c.minutes,
+        help="stop after this much training time instead (--iterations stays the cap)",
+    )
     t.add_argument("--envs", type=int, default=c.envs, help=f"training runs stepped together (default {c.envs})")
     t.add_argument("--seed", type=int, default=c.seed)
     t.set_defaults(func=cmd_train_tuner)
 
-    p = sub.add_parser("eval", help="measure a trained policy (filtered tail ranking) or the tuner (against static schedules)")
-    p.add_argument("what", nargs="?", choices=["policy", "tuner"], default="policy", help="what to measure (default policy)")
-    p.add_argument("--dataset", help="policy: a dataset name or folder, as for train; tuner: a headline dataset (default healthtweets)")
+    p = sub.add_parser(
+        "eval", help="measure a trained policy (filtered tail ranking) or the tuner (against static schedules)"
+    )
+    p.add_argument(
+        "what", nargs="?", choices=["policy", "tuner"], default="policy", help="what to measure (default policy)"
+    )
+    p.add_argument(
+        "--dataset",
+        help="policy: a dataset name or folder, as for train; tuner: a headline dataset (default healthtweets)",
+    )
     p.add_argument("--split", choices=["test", "dev"], default="test", help="policy: the split to rank")
-    p.add_argument("--beam", type=int, default=256, help="policy: beam width of the search (default 256, as training tunes with)")
+    p.add_argument(
+        "--beam", type=int, default=256, help="policy: beam width of the search (default 256, as training tunes with)"
+    )
     p.add_argument("--model", help="tuner: the classifier, mlp or cnn (default mlp)")
     p.add_argument("--embedder", help="tuner: minilm or smollm2 (default minilm)")
     p.add_argument("--budget", type=int, help="tuner: gradient steps per run (default 400)")
     p.add_argument("--intervals", type=int, help="tuner: decisions per run when no agent is compared")
-    p.add_argument("--arms", nargs="+", help="tuner: which controllers (default static cosine linear agent replay; also llm, llm-free, random)")
+    p.add_argument(
+        "--arms",
+        nargs="+",
+        help="tuner: which controllers (default static cosine linear agent replay; also llm, llm-free, random)",
+    )
     p.add_argument("--seeds", type=int, default=5, help="tuner: runs per arm (default 5)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (policy: hits@1, hits@3, hits@10, mrr as fractions, auc_pr for Countries, 'policy', 'world_model' and 'reasoner' breakdowns and 'ece'; tuner: each arm's test accuracy)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (policy: hits@1, hits@3, hits@10, mrr as fractions, auc_pr for Countries, 'policy', 'world_model' and 'reasoner' breakdowns and 'ece'; tuner: each arm's test accuracy)",
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("tune", help="sweep hyperparameters with Ray Tune")
@@ -565,10 +665,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--scheduler", default="asha", help="asha, pbt or pb2 (default asha)")
     t.add_argument("--samples", type=int, default=8, help="trials, or the population (default 8)")
     _headline_options(t, budget_help="gradient steps per trial")
-    t.add_argument("--intervals", type=int, help="reports per trial: ASHA's rungs, PBT's perturbation points (default 10)")
+    t.add_argument(
+        "--intervals", type=int, help="reports per trial: ASHA's rungs, PBT's perturbation points (default 10)"
+    )
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_tune_headline)
-    t = tune_sub.add_parser("policy", help="the path policy's PPO learning rate, entropy, hops and beam (ASHA), against the defaults")
+    t = tune_sub.add_parser(
+        "policy", help="the path policy's PPO learning rate, entropy, hops and beam (ASHA), against the defaults"
+    )
     t.add_argument("--dataset", required=True, help="a dataset name or folder, as for train policy")
     t.add_argument("--samples", type=int, default=8, help="trials, the defaults' included (default 8)")
     t.add_argument("--iterations", type=int, default=60, help="PPO iterations per trial (default 60)")

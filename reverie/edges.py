@@ -2,6 +2,7 @@
 against the fact's direction. One module, so a chain, the graph store, the LLM prompt and the
 path policy all spell them alike.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,5 +25,5 @@ def relation_label(relation: str, inverse: bool = False) -> str:
 def parse_relation_label(label: str) -> tuple[str, bool]:
     """(stored relation name, walked inversely) of a hop's label; the inverse of `relation_label`."""
     if label.startswith(INVERSE_PREFIX):
-        return label[len(INVERSE_PREFIX):], True
+        return label[len(INVERSE_PREFIX) :], True
     return label, False

@@ -1,4 +1,5 @@
 """Errors a user can cause. Each carries the HTTP status it maps to; the CLI prints one line and exits 2."""
+
 from __future__ import annotations
 
 
@@ -13,6 +14,11 @@ class ReverieError(Exception):
 
     def __reduce__(self):  # keeps the subclass and message across Ray's pickling
         return (type(self), (self.message,))
+
+
+class ConfigError(ReverieError, ValueError):
+    """A config's value out of its range, or two that do not go together: a ValueError to library
+    callers, one line from the CLI, 400 over HTTP. It names the field, never a CLI flag."""
 
 
 class IngestError(ReverieError):

@@ -4,6 +4,7 @@ The log remembers the last verdicts it was shown, so a client can rate a verdict
 Every rating rewrites the file to a temporary name and renames it into place: a reader (or a
 crash) sees the old dataset or the new one, never a half-written line.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -37,7 +38,9 @@ class FeedbackLog:
                 f"no verdict {feedback.verdict_id!r} among the last {self.remember_last} answers; send the verdict itself in `verdict`"
             )
         if verdict.id != feedback.verdict_id:
-            raise ReverieError(f"verdict_id {feedback.verdict_id!r} does not match the id of the verdict sent ({verdict.id!r})")
+            raise ReverieError(
+                f"verdict_id {feedback.verdict_id!r} does not match the id of the verdict sent ({verdict.id!r})"
+            )
         record = FeedbackRecord(
             verdict_id=verdict.id,
             rating=feedback.rating,

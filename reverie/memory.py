@@ -1,4 +1,5 @@
 """Conversation memory: the turns of each session, so a follow-up question can lean on the last answer."""
+
 from __future__ import annotations
 
 from collections import OrderedDict

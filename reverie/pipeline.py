@@ -1,8 +1,10 @@
-"""The way of one question, written once: the CLI and Serve both call Pipeline.
+"""The way of one question, written once: the CLI, the Python API and Serve all call Pipeline.
 
-encode -> link -> retrieve -> dream -> arbitrate -> verbalize -> remember, each stage timed.
+encode -> link -> retrieve -> dream -> arbitrate -> verbalize -> remember, each stage timed. The
+rules of each stage are plain functions in answer.py; this module carries them over Ray.
 Ingest is the reverse way: parse (all of it, before any write) -> plan -> encode -> apply.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,17 +20,28 @@ import ray
 from ray.exceptions import RayTaskError
 from ray.serve.handle import DeploymentResponse
 
+from reverie import answer
 from reverie.actors import Services, here, init_ray, rollout_placements, rollout_task
 from reverie.batching import JoinedCalls
 from reverie.config import Settings
-from reverie.dreams import Rollouts, Walker, arbitrate, dream, make_walker
-from reverie.errors import IngestError, NoMatchError, ReverieError
 from reverie.data.kg import KGDataset
+from reverie.dreams import Rollouts, Walker, arbitrate, dream, make_walker
+from reverie.encoders.text import text_dim
+from reverie.errors import IngestError, NoMatchError, ReverieError
 from reverie.graph_store.images import DEPICTS, IMAGE_TYPE, ImageLine, ImageRef
-from reverie.memory import Turn
-from reverie.encoders.image import decode_base64
-from reverie.schemas import (Entity, EntityView, Feedback, FeedbackRecord, GraphStats, ImageLink, IngestReport, LinkedEntity, Query,
-                             SearchResult, Triple, Verdict)
+from reverie.images import decode_base64
+from reverie.schemas import (
+    Entity,
+    EntityView,
+    Feedback,
+    FeedbackRecord,
+    GraphStats,
+    IngestReport,
+    Query,
+    SearchResult,
+    Triple,
+    Verdict,
+)
 
 ENCODE_BATCH = 2048
 IMAGE_BATCH = 64
@@ -75,7 +88,7 @@ class Walkers:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.root = Path(settings.home) / "policies"
+        self.root = settings.paths.policies
         self.embedding = HostedWalker.host(make_walker("embedding", settings), by_reference=False)
         self.loaded: dict[Path, tuple[float, HostedWalker]] = {}
 
@@ -89,13 +102,15 @@ class Walkers:
             if hits > best_hits:
                 best, best_hits = policy, hits
         if best is None and self.settings.walker == "path-policy":
-            raise NoMatchError(f"no trained policy under {self.root} knows {', '.join(entity_names)}: run `reverie train policy`")
+            raise NoMatchError(
+                f"no trained policy under {self.root} knows {', '.join(entity_names)}: run `reverie train policy`"
+            )
         return best or self.embedding
 
     def _load(self, config: Path) -> HostedWalker | None:
-        from reverie.data.kg import load_dataset
         from reverie.agents.path_policy.bundle import load_bundle
         from reverie.agents.path_policy.net import read_policy_meta
+        from reverie.data.kg import load_dataset
 
         stamp = config.stat().st_mtime
         cached = self.loaded.get(config.parent)
@@ -137,92 +152,80 @@ class Pipeline:
             yield
             timings[name] = round((time.perf_counter() - start) * 1000, 2)
 
-        branches = query.branches or s.branches
-        hops = query.hops or s.hops
-        seed = query.seed if query.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
-
+        budget = answer.Budget.of(query, s)
         with stage("encode"):
             image_ref = svc.images.encode.remote([decode_base64(query.image)]) if query.image else None
             question_vec = self.encode_questions([query.question])[0]
             image_vec = get(image_ref)[0] if image_ref is not None else None
         with stage("link"):
-            image = None
+            image, image_links = None, None
             if image_vec is not None:
-                links, token = get(svc.store.link_image.remote(image_vec, 1 + s.alternatives, s.image_link_min_score))
-                image = ImageLink(entity=links[0].name, type=links[0].type, score=links[0].score, token=token, runners_up=links[1:])
+                image_links, token = get(
+                    svc.store.link_image.remote(image_vec, 1 + s.alternatives, s.image_link_min_score)
+                )
+                image = answer.image_link(image_links, token)
             history = get(svc.memory.recall.remote(query.session_id)) if query.session_id else []
             try:
                 linked = get(svc.store.link.remote(query.question, question_vec, s.link_top_k, s.link_min_score))
             except NoMatchError:
-                if not history and image is None:
+                if not answer.may_link_nothing(history, image):
                     raise
                 linked = []
-            if image is not None:  # the image names the subject ("What happens if I drop this?")
-                linked = [links[0], *(e for e in linked if e.name != image.entity)]
-            linked = self._with_memory(linked, history)
-            seeds = [e for e in linked if e.how != "vector"] or linked
+            linked = answer.linked_entities(linked, image_links, history)
+            anchors = answer.anchors(linked)
         with stage("retrieve"):
-            sub_ref = svc.store.retrieve.remote([e.name for e in seeds], [e.score for e in seeds], hops, s.max_subgraph_nodes)
+            sub_ref = svc.store.retrieve.remote(
+                [e.name for e in anchors], [e.score for e in anchors], budget.hops, s.max_subgraph_nodes
+            )
             sub = get(sub_ref)
         # Batch i walks with seed + i, in this process or as a task wherever it runs: the same rollouts either way.
-        sizes = [min(s.rollouts_per_task, branches - i) for i in range(0, branches, s.rollouts_per_task)]
-        hosted = self.walkers.for_question([e.name for e in seeds])
+        sizes = budget.batches(s.rollouts_per_task)
+        hosted = self.walkers.for_question([e.name for e in anchors])
         walker = hosted.walker
-        local = branches <= s.local_rollouts_max
+        local = budget.rollouts <= s.local_rollouts_max
         with stage("dream"):
-            posed = walker.pose(sub, question_vec, seeds, hops)
+            posed = walker.pose(sub, question_vec, anchors, budget.hops)
             if local:
                 graph = sub if walker.walks_retrieved else None
-                parts = [dream(walker, graph, posed, n, seed + i) for i, n in enumerate(sizes)]
-                nodes = {here(): branches}
+                parts = [dream(walker, graph, posed, n, budget.seed + i) for i, n in enumerate(sizes)]
+                nodes = {here(): budget.rollouts}
             else:
                 graph = sub_ref if walker.walks_retrieved else None
                 tasks = [
-                    rollout_task.options(scheduling_strategy=where).remote(hosted.to_rollouts, graph, posed, n, seed + i)
-                    for i, (n, where) in enumerate(zip(sizes, rollout_placements(len(sizes))))
+                    rollout_task.options(scheduling_strategy=where).remote(
+                        hosted.to_rollouts, graph, posed, n, budget.seed + i
+                    )
+                    for i, (n, where) in enumerate(zip(sizes, rollout_placements(len(sizes)), strict=True))
                 ]
                 parts = [rollouts for rollouts, _ in tasks]
-                nodes: dict[str, int] = {}
-                for size, node in zip(sizes, get([node for _, node in tasks])):
+                nodes = {}
+                for size, node in zip(sizes, get([node for _, node in tasks]), strict=True):
                     nodes[node] = nodes.get(node, 0) + size
         with stage("arbitrate"):
             tree_walks = s.tree_walks if query.tree else 0
             if local:
-                candidates, tree = arbitrate(walker, graph, posed, Rollouts.concat(parts), 1 + s.alternatives, tree_walks)
+                candidates, tree = arbitrate(
+                    walker, graph, posed, Rollouts.concat(parts), 1 + s.alternatives, tree_walks
+                )
             else:
-                candidates, tree = get(svc.arbiter.rank.remote(hosted.to_arbiter, graph, posed, 1 + s.alternatives, tree_walks, *parts))
+                candidates, tree = get(
+                    svc.arbiter.rank.remote(hosted.to_arbiter, graph, posed, 1 + s.alternatives, tree_walks, *parts)
+                )
         if not candidates:
-            raise NoMatchError(f"no walk from {', '.join(e.name for e in seeds)} reached an answer within {posed.hops} hops")
+            raise answer.no_answer(anchors, posed.hops)
         best = candidates[0]
         with stage("verbalize"):
             if query.verbalize:
-                [(sentence, backend)] = self.say_answers([(query.question, best.best_chain, seed)])
+                [(sentence, backend)] = self.say_answers([(query.question, best.best_chain, budget.seed)])
             else:
                 from reverie.llm import template_sentence
 
                 sentence, backend = template_sentence(query.question, best.best_chain), "template"
         with stage("remember"):
             if query.session_id:
-                turn = Turn(question=query.question, answer_entity=best.answer, linked=[e.name for e in linked])
-                svc.memory.remember.remote(query.session_id, turn)
-        verdict = Verdict(
-            question=query.question,
-            answer=sentence,
-            answer_entity=best.answer,
-            chain=best.best_chain,
-            candidates=candidates,
-            alternatives=[c.best_chain for c in candidates[1:]],
-            linked=linked,
-            image=image,
-            backend=backend,
-            policy=walker.name,
-            confidence=best.confidence,
-            sure=None if best.confidence is None else best.confidence >= s.confidence_threshold,
-            rollouts=branches,
-            nodes=nodes,
-            timings_ms=timings,
-            session_id=query.session_id,
-            tree=tree,
+                svc.memory.remember.remote(query.session_id, answer.remembered_turn(query, best.answer, linked))
+        verdict = answer.verdict(
+            query, budget, candidates, linked, image, sentence, backend, walker.name, nodes, timings, tree, s
         )
         # so a client can rate it by id; the tree is for the eye, not the feedback dataset
         svc.feedback.remember.remote(verdict.model_copy(update={"tree": None}) if tree else verdict)
@@ -245,16 +248,6 @@ class Pipeline:
     def embed(self, texts: list[str]) -> np.ndarray:
         """MiniLM vectors of texts (the embeddings endpoints), joined with concurrent questions' when few."""
         return np.asarray(self.encode_questions(texts), np.float32).reshape(len(texts), -1)
-
-    @staticmethod
-    def _with_memory(linked: list[LinkedEntity], history: list[Turn]) -> list[LinkedEntity]:
-        """A follow-up that names nothing exactly ("and what if it is heated?") continues from the last answer's subject."""
-        if not history or any(e.how in ("exact", "image") for e in linked):
-            return linked
-        last = history[-1]
-        names = {e.name for e in linked}
-        recalled = [LinkedEntity(name=n, type="entity", score=1.0, how="memory") for n in last.linked[:1] if n not in names]
-        return recalled + linked
 
     # ---------- ingesting ----------
     def ingest(
@@ -279,9 +272,14 @@ class Pipeline:
             vecs.append(get(encoder.encode.remote(texts[i : i + ENCODE_BATCH])))
             if progress:
                 progress(min(i + ENCODE_BATCH, len(texts)), len(texts))
-        vecs = iter(np.concatenate(vecs) if vecs else np.zeros((0, 384), np.float32))
-        entity_vecs = np.stack([image_vecs[e.name] if e.name in image_vecs else next(vecs) for e in plan.entities]) if plan.entities else np.zeros((0, 384), np.float32)
-        relation_vecs = np.array(list(vecs), np.float32).reshape(-1, 384)
+        dim = text_dim()
+        vecs = iter(np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32))
+        entity_vecs = (
+            np.stack([image_vecs[e.name] if e.name in image_vecs else next(vecs) for e in plan.entities])
+            if plan.entities
+            else np.zeros((0, dim), np.float32)
+        )
+        relation_vecs = np.array(list(vecs), np.float32).reshape(-1, dim)
         encoded = time.perf_counter()
         get(store.apply.remote(plan, entity_vecs, relation_vecs, codebook))
         written = time.perf_counter()
@@ -292,10 +290,16 @@ class Pipeline:
             entities_added=len(plan.entities),
             relations_added=len(plan.relations),
             seconds=round(written - start, 3),
-            timings_s={"plan": round(planned - start, 3), "encode": round(encoded - planned, 3), "write": round(written - encoded, 3)},
+            timings_s={
+                "plan": round(planned - start, 3),
+                "encode": round(encoded - planned, 3),
+                "write": round(written - encoded, 3),
+            },
         )
 
-    def ingest_images(self, lines: list[ImageLine], source: str = "", progress: Callable[[int, int], None] | None = None) -> IngestReport:
+    def ingest_images(
+        self, lines: list[ImageLine], source: str = "", progress: Callable[[int, int], None] | None = None
+    ) -> IngestReport:
         """Images with captions or entities, and triplets whose sides may be images (graph_store/images.py).
         Every image is encoded and every link found before anything is written."""
         s, svc = self.settings, self.services
@@ -333,14 +337,28 @@ class Pipeline:
                     try:
                         linked = get(svc.store.link.remote(line.caption, caption_vec, 1, s.link_min_score))
                     except NoMatchError:
-                        raise IngestError(f"{line.where}: the caption {line.caption!r} names no entity of the graph; give \"entity\" instead") from None
+                        raise IngestError(
+                            f'{line.where}: the caption {line.caption!r} names no entity of the graph; give "entity" instead'
+                        ) from None
                     depicted = linked[0].name
-                triples.append(Triple(head=node(line.image, line, line.caption or f"an image of {depicted}"), relation=DEPICTS,
-                                      tail=depicted, source=line.where))
+                triples.append(
+                    Triple(
+                        head=node(line.image, line, line.caption or f"an image of {depicted}"),
+                        relation=DEPICTS,
+                        tail=depicted,
+                        source=line.where,
+                    )
+                )
             else:
-                triples.append(Triple(head=node(line.what, line), relation=line.action, tail=node(line.result, line), source=line.where))
+                triples.append(
+                    Triple(
+                        head=node(line.what, line),
+                        relation=line.action,
+                        tail=node(line.result, line),
+                        source=line.where,
+                    )
+                )
         return self.ingest(triples, list(entities.values()), source=source, image_vecs=image_vecs, codebook=codebook)
 
     def ingest_dataset(self, dataset: KGDataset, progress=None) -> IngestReport:
         return self.ingest(dataset.graph, dataset.entities, source=dataset.name, progress=progress)
-

@@ -1,4 +1,12 @@
-"""Link-prediction metrics: filtered ranks, Hits@k / MRR, and average precision (AUC-PR), numpy only.
+"""From answer scores to ranks, metrics and calibrated probabilities: the one module of each. numpy
+only (fit_temperature imports torch when called).
+
+- Scores: softmax and log_softmax over entities, and arbiter_scores, the one formula `reverie eval`,
+  `reverie ask` and /v1/query rank a path policy's answers by.
+- Ranking: filtered ranks, Hits@k / MRR, and average precision (AUC-PR).
+- Calibration: fit_temperature (temperature scaling on dev), the expected calibration error (ECE) of
+  confidences, of scores' top answers (top_answer_confidence) and of probabilities' top answers
+  (filtered_calibration_error).
 
 Tie handling:
 - a rank tied with other candidates is the MEAN of the ranks the tied group spans
@@ -7,11 +15,57 @@ Tie handling:
 - `auc_pr` treats equal scores as one threshold (all tied items enter together), the same
   convention as scikit-learn's `average_precision_score`, which MINERVA reports for Countries.
 """
+
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+# ---------------------------------------------------------------------------------- scores
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    z = scores - np.max(scores, axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def log_softmax(scores: np.ndarray) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    top = s.max(axis=1, keepdims=True)
+    return s - top - np.log(np.exp(s - top).sum(axis=1, keepdims=True))
+
+
+def arbiter_scores(
+    path_logp: np.ndarray,
+    world_scores: np.ndarray | None,
+    weight: float = 1.0,
+    reasoner_scores: np.ndarray | None = None,
+    world_weight: float = 1.0,
+    floor: float = -10.0,
+) -> np.ndarray:
+    """Answer scores [Q, E]: the one formula `reverie eval`, `reverie ask` and /v1/query rank by.
+
+    A product of experts: log p_reasoner(e) + world_weight * log p_world(e) + weight * log(p_paths(e) + e^floor),
+    where p_reasoner and p_world are the reasoner's and the world model's softmax over entities and p_paths
+    the best path's probability (0 when no rollout reached e). Without a reasoner the world model's weight
+    is 1. Path evidence reorders what the models believe; an entity no path reaches is not ruled out,
+    only pushed down. With neither model, the path scores alone.
+    """
+    paths = np.logaddexp(np.where(np.isfinite(path_logp), path_logp, -np.inf), floor)
+    if world_scores is None and reasoner_scores is None:
+        return np.where(np.isfinite(path_logp), path_logp, -np.inf)
+    total = weight * paths
+    if reasoner_scores is not None:
+        total = total + log_softmax(reasoner_scores)
+    if world_scores is not None:
+        total = total + (world_weight if reasoner_scores is not None else 1.0) * log_softmax(world_scores)
+    return total
+
+
+# ---------------------------------------------------------------------------------- ranking
 
 
 def filtered_ranks(scores: np.ndarray, answers: np.ndarray, known: Sequence[Iterable[int]] | None = None) -> np.ndarray:
@@ -30,10 +84,20 @@ def filtered_ranks(scores: np.ndarray, answers: np.ndarray, known: Sequence[Iter
         raise IndexError(f"answers must lie within the {scores.shape[1]} scored entities")
     known = list(known) if known is not None else None
     # in row chunks: a large graph's [Q, E] masks would not fit in memory at once
-    return np.concatenate([
-        _ranks(scores[i : i + _CHUNK].astype(np.float64), answers[i : i + _CHUNK], known[i : i + _CHUNK] if known is not None else None)
-        for i in range(0, len(answers), _CHUNK)
-    ]) if len(answers) else np.zeros(0)
+    return (
+        np.concatenate(
+            [
+                _ranks(
+                    scores[i : i + _CHUNK].astype(np.float64),
+                    answers[i : i + _CHUNK],
+                    known[i : i + _CHUNK] if known is not None else None,
+                )
+                for i in range(0, len(answers), _CHUNK)
+            ]
+        )
+        if len(answers)
+        else np.zeros(0)
+    )
 
 
 _CHUNK = 512
@@ -100,3 +164,81 @@ def auc_pr(y_true, y_score) -> float:
     recall = tp / positives
     delta = np.diff(np.r_[0.0, recall])
     return float(np.sum(delta * precision))
+
+
+# ---------------------------------------------------------------------------------- calibration
+
+
+def fit_temperature(scores: np.ndarray, answers: np.ndarray, others: Sequence[set[int]] | None = None) -> float:
+    """The temperature T that minimises the dev split's negative log-likelihood of softmax(scores / T), the
+    other known answers of each query masked (temperature scaling, Guo et al. 2017). A 1-d search over log T."""
+    import torch
+
+    scores = _mask_other_answers(scores, answers, others)
+    # shifted by each row's best, float32 and torch's threads: dev x 40k entities (WN18RR) stays quick
+    shifted = torch.from_numpy((scores - scores.max(axis=1, keepdims=True)).astype(np.float32))
+    right = shifted[torch.arange(len(answers)), torch.from_numpy(np.asarray(answers, np.int64))]
+
+    def nll(log_t: float) -> float:
+        t = math.exp(log_t)
+        return float((torch.logsumexp(shifted / t, dim=1) - right / t).mean())
+
+    # golden-section search (the NLL is convex in 1/T, unimodal in log T), one new point per step
+    ratio = (math.sqrt(5) - 1) / 2
+    lo, hi = math.log(1e-2), math.log(1e2)
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(40):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = nll(b)
+    return float(math.exp((lo + hi) / 2))
+
+
+def _mask_other_answers(scores: np.ndarray, answers: np.ndarray, others: Sequence[set[int]] | None) -> np.ndarray:
+    scores = np.array(scores, dtype=np.float64)
+    if others is not None:
+        for i, drop in enumerate(others):
+            idx = [k for k in drop if k != answers[i]]
+            scores[i, idx] = -np.inf
+    return scores
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """ECE: the mean |accuracy - confidence| over equal-width confidence bins, weighted by their size."""
+    confidence, correct = np.asarray(confidence, np.float64), np.asarray(correct, np.float64)
+    if confidence.shape != correct.shape or not confidence.size:
+        raise ValueError("confidence and correct must be non-empty and of one shape")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        member = which == b
+        if member.any():
+            total += member.mean() * abs(correct[member].mean() - confidence[member].mean())
+    return float(total)
+
+
+def top_answer_confidence(
+    scores: np.ndarray, answers: np.ndarray, temperature: float, others: Sequence[set[int]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence of each row's top answer, whether it is the right one), the other known answers masked."""
+    probs = softmax(_mask_other_answers(scores, answers, others) / temperature)
+    top = probs.argmax(axis=1)
+    return probs[np.arange(len(top)), top], top == np.asarray(answers)
+
+
+def filtered_calibration_error(probabilities: np.ndarray, answers: np.ndarray, known) -> float:
+    """The expected calibration error of each row's top answer (the other known answers masked, renormalised)."""
+    probs = np.array(probabilities, np.float64)
+    for i, others in enumerate(known):
+        drop = [k for k in others if k != answers[i]]
+        probs[i, drop] = 0.0
+    probs /= np.clip(probs.sum(axis=1, keepdims=True), 1e-300, None)
+    top = probs.argmax(axis=1)
+    return expected_calibration_error(probs[np.arange(len(top)), top], top == np.asarray(answers))

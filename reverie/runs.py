@@ -6,6 +6,7 @@ One run is one JSON-lines file, REVERIE_HOME/runs/<id>.jsonl: a header line {"ru
 training shows its curve so far. A log only grows, so it is appended to rather than rewritten; a
 reader skips a last line cut short by a crash. NaN is written as null (JSON has no NaN).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,14 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from reverie.errors import NotFoundError
+from reverie.home import Home
 from reverie.schemas import Run, RunSummary
 
-RUNS_DIR = "runs"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-
-
-def runs_dir(home: str | Path) -> Path:
-    return Path(home) / RUNS_DIR
 
 
 def _plain(value: Any) -> Any:
@@ -42,7 +39,7 @@ class RunLog:
         started = datetime.now(timezone.utc)
         safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name)[:80] or "run"
         self.id = f"{kind}-{safe_name}-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-        self.path = runs_dir(home) / f"{self.id}.jsonl"
+        self.path = Home(home).runs / f"{self.id}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         header = {"run": self.id, "kind": kind, "name": name, "started": started.isoformat()}
         with open(self.path, "x", encoding="utf-8") as handle:
@@ -87,23 +84,36 @@ def _read(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def list_runs(home: str | Path) -> list[RunSummary]:
     """Every run under home, newest first; files that are not run logs are passed over."""
     runs = []
-    for path in runs_dir(home).glob("*.jsonl"):
+    for path in Home(home).runs.glob("*.jsonl"):
         try:
             header, points = _read(path)
         except (OSError, ValueError, UnicodeDecodeError):
             continue
-        runs.append(RunSummary(id=path.stem, kind=str(header.get("kind", "")), name=str(header.get("name", "")),
-                               started=str(header.get("started", "")), iterations=len(points), last=points[-1] if points else {}))
+        runs.append(
+            RunSummary(
+                id=path.stem,
+                kind=str(header.get("kind", "")),
+                name=str(header.get("name", "")),
+                started=str(header.get("started", "")),
+                iterations=len(points),
+                last=points[-1] if points else {},
+            )
+        )
     return sorted(runs, key=lambda r: (r.started, r.id), reverse=True)
 
 
 def read_run(home: str | Path, run_id: str) -> Run:
-    path = runs_dir(home) / f"{run_id}.jsonl"
+    path = Home(home).runs / f"{run_id}.jsonl"
     if not _RUN_ID.match(run_id) or not path.is_file():
         raise NotFoundError(f"no training run {run_id!r}: GET /v1/runs lists them")
     try:
         header, points = _read(path)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise NotFoundError(f"training run {run_id!r} cannot be read: {exc}") from None
-    return Run(id=run_id, kind=str(header.get("kind", "")), name=str(header.get("name", "")),
-               started=str(header.get("started", "")), points=points)
+    return Run(
+        id=run_id,
+        kind=str(header.get("kind", "")),
+        name=str(header.get("name", "")),
+        started=str(header.get("started", "")),
+        points=points,
+    )

@@ -1,4 +1,5 @@
 """Pydantic models for everything that crosses a boundary: HTTP, CLI, and actor calls."""
+
 from __future__ import annotations
 
 import uuid
@@ -15,7 +16,9 @@ class Entity(BaseModel):
     type: str = Field(default="entity", description="Entity type, e.g. object, material, property, result.")
     description: str = Field(default="", description="One line of text; embedded with the name for linking.")
     image: str | None = Field(default=None, description="Optional reference (path or URI) to an image of it.")
-    token: int | None = Field(default=None, description="An image entity's image token: its nearest centroid in the graph's codebook.")
+    token: int | None = Field(
+        default=None, description="An image entity's image token: its nearest centroid in the graph's codebook."
+    )
 
 
 class Triple(BaseModel):
@@ -42,14 +45,24 @@ class Query(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(min_length=1, max_length=2000, description="The question, in plain text.")
-    branches: int | None = Field(default=None, ge=1, le=4096, description="Number of dream rollouts (default: settings).")
+    branches: int | None = Field(
+        default=None, ge=1, le=4096, description="Number of dream rollouts (default: settings)."
+    )
     hops: int | None = Field(default=None, ge=1, le=6, description="Maximum hops per rollout (default: settings).")
     session_id: str | None = Field(default=None, max_length=128, description="Conversation id for follow-up questions.")
     verbalize: bool = Field(default=True, description="Put the answer into words with the LLM.")
     seed: int | None = Field(default=None, description="Seed for the rollouts; the same seed gives the same verdict.")
-    stream: bool = Field(default=False, description="HTTP only: stream the answer's tokens, then the Verdict, as server-sent events.")
-    image: str | None = Field(default=None, description="An image the question is about, base64-encoded (a data: URL too); it links to an entity, the question's subject.")
-    tree: bool = Field(default=False, description="Add the rollout tree to the Verdict: the most frequent walks merged by their common prefixes, with counts.")
+    stream: bool = Field(
+        default=False, description="HTTP only: stream the answer's tokens, then the Verdict, as server-sent events."
+    )
+    image: str | None = Field(
+        default=None,
+        description="An image the question is about, base64-encoded (a data: URL too); it links to an entity, the question's subject.",
+    )
+    tree: bool = Field(
+        default=False,
+        description="Add the rollout tree to the Verdict: the most frequent walks merged by their common prefixes, with counts.",
+    )
 
     @field_validator("question")
     @classmethod
@@ -84,8 +97,12 @@ class Candidate(BaseModel):
     score: float = Field(description="Arbiter score: agreement across branches plus path score.")
     votes: int = Field(description="Rollouts that ended at this answer.")
     best_chain: Chain
-    confidence: float | None = Field(default=None, ge=0.0, le=1.0,
-                                     description="Calibrated probability that this answer is right (a trained policy's arbiter, fit on dev).")
+    confidence: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Calibrated probability that this answer is right (a trained policy's arbiter, fit on dev).",
+    )
 
 
 class LinkedEntity(BaseModel):
@@ -100,9 +117,15 @@ class ImageLink(BaseModel):
 
     entity: str = Field(description="The entity the image links to (the question's subject).")
     type: str
-    score: float = Field(description="Cosine similarity of the image's vector and the entity's, in the text encoder's space.")
-    token: int | None = Field(default=None, description="The image's token in the graph's codebook (None before any image was ingested).")
-    runners_up: list[LinkedEntity] = Field(default_factory=list, description="The next nearest entities, for a person to check the link.")
+    score: float = Field(
+        description="Cosine similarity of the image's vector and the entity's, in the text encoder's space."
+    )
+    token: int | None = Field(
+        default=None, description="The image's token in the graph's codebook (None before any image was ingested)."
+    )
+    runners_up: list[LinkedEntity] = Field(
+        default_factory=list, description="The next nearest entities, for a person to check the link."
+    )
 
 
 class TreeNode(BaseModel):
@@ -135,12 +158,21 @@ class Verdict(BaseModel):
     candidates: list[Candidate] = Field(description="Ranked answers, best first.")
     alternatives: list[Chain] = Field(description="Best chains of the runner-up answers.")
     linked: list[LinkedEntity]
-    image: ImageLink | None = Field(default=None, description="Where the question's image linked, when it came with one.")
+    image: ImageLink | None = Field(
+        default=None, description="Where the question's image linked, when it came with one."
+    )
     backend: str = Field(description="Which backend put the answer into words ('template' when verbalize is off).")
     policy: str = Field(description="Which policy walked the graph.")
-    confidence: float | None = Field(default=None, ge=0.0, le=1.0,
-                                     description="Calibrated probability that the answer is right; None when the walker has no calibrated arbiter.")
-    sure: bool | None = Field(default=None, description="Whether the confidence reaches the settable threshold (REVERIE_CONFIDENCE_THRESHOLD).")
+    confidence: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Calibrated probability that the answer is right; None when the walker has no calibrated arbiter.",
+    )
+    sure: bool | None = Field(
+        default=None,
+        description="Whether the confidence reaches the settable threshold (REVERIE_CONFIDENCE_THRESHOLD).",
+    )
     rollouts: int
     nodes: dict[str, int] = Field(default_factory=dict, description="Rollouts per Ray node id: where the dreams ran.")
     timings_ms: dict[str, float] = Field(description="Milliseconds per stage.")
@@ -170,7 +202,11 @@ class IngestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     triples: list[Triple] = Field(min_length=1, max_length=100_000)
-    entities: list[Entity] = Field(default_factory=list, max_length=100_000, description="Optional types and descriptions of the entities the triples name.")
+    entities: list[Entity] = Field(
+        default_factory=list,
+        max_length=100_000,
+        description="Optional types and descriptions of the entities the triples name.",
+    )
     source: str = Field(default="http", max_length=200, description="Names this ingest in its report.")
 
 
@@ -206,7 +242,9 @@ class EntityHit(BaseModel):
 
     name: str
     type: str
-    score: float = Field(description="1 for a whole-name match, 0.9 for a name that starts with the text, 0.8 for one that contains it; else the cosine similarity.")
+    score: float = Field(
+        description="1 for a whole-name match, 0.9 for a name that starts with the text, 0.8 for one that contains it; else the cosine similarity."
+    )
     how: Literal["name", "vector"]
 
 
@@ -231,7 +269,9 @@ class Feedback(BaseModel):
     verdict_id: str = Field(min_length=1, max_length=64, description="The `id` of the verdict being rated.")
     rating: Literal["good", "bad", "neutral"]
     note: str = Field(default="", max_length=4000)
-    verdict: Verdict | None = Field(default=None, description="The verdict itself; needed only when the server no longer remembers the id.")
+    verdict: Verdict | None = Field(
+        default=None, description="The verdict itself; needed only when the server no longer remembers the id."
+    )
 
 
 class FeedbackRecord(BaseModel):

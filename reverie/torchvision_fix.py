@@ -11,6 +11,7 @@ stay missing. Nothing is done when the compiled ops load or torchvision is absen
 in whatever process (a Ray worker, an RLlib env runner) and by whichever library (transformers,
 open_clip, pykeen) it comes; until then nothing is imported, torch included.
 """
+
 from __future__ import annotations
 
 import importlib.abc

@@ -2,6 +2,7 @@
 chromium-driver (`make test` installs them), driven by Selenium. Nothing is downloaded: the
 browser's background traffic is switched off (this machine has no network) and Selenium is told
 to stay offline rather than fetch a driver."""
+
 from __future__ import annotations
 
 import os
@@ -12,15 +13,29 @@ from contextlib import contextmanager
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WINDOW = (1280, 900)
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run", "--hide-scrollbars",
-         f"--window-size={WINDOW[0]},{WINDOW[1]}"]
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+    "--hide-scrollbars",
+    f"--window-size={WINDOW[0]},{WINDOW[1]}",
+]
 
 
 def missing() -> str | None:
     """Why no browser can start here, or None."""
     lost = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
-    return f"{' and '.join(lost)} not found: install Debian's chromium and chromium-driver (`make test` does)" if lost else None
+    return (
+        f"{' and '.join(lost)} not found: install Debian's chromium and chromium-driver (`make test` does)"
+        if lost
+        else None
+    )
 
 
 @contextmanager
@@ -55,10 +70,14 @@ def wait_for(driver, condition, timeout: float = 120):
 
 def drop_file(driver, name: str, text: str) -> None:
     """What a drag and drop of a file onto the page's drop zone delivers: real DragEvents."""
-    driver.execute_script("""
+    driver.execute_script(
+        """
         const file = new File([arguments[0]], arguments[1], {type: 'text/tab-separated-values'});
         const data = new DataTransfer(); data.items.add(file);
         const zone = document.querySelector('#drop-zone');
         for (const kind of ['dragenter', 'dragover', 'drop'])
             zone.dispatchEvent(new DragEvent(kind, {dataTransfer: data, bubbles: true, cancelable: true}));
-    """, text, name)
+    """,
+        text,
+        name,
+    )

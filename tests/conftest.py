@@ -2,6 +2,7 @@
 text encoder for the Ray-free tests, a REVERIE_HOME holding the ingested built-in world, and
 Reverie served over HTTP on 127.0.0.1 with an API key (Serve starts once, for every test that
 needs the server)."""
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,14 @@ def ray_cluster():
 
     from reverie.actors import NAMESPACE
 
-    ray.init(address="local", num_cpus=2, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        namespace=NAMESPACE,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     yield ray
     ray.shutdown()
 
@@ -52,11 +60,13 @@ def world_pipeline(ray_cluster, world_settings):
 def served(world_pipeline, world_settings):
     """(base URL, settings) of `reverie serve` over the world home, with the test API key."""
     from ray import serve
-
-    from reverie.serve.app import run
     from servers import API_KEY, free_port
 
-    settings = world_settings.model_copy(update={"port": free_port(), "api_key": API_KEY, "max_body_bytes": 64 * 1024, "max_image_pixels": 1_000_000})
+    from reverie.serve.app import run
+
+    settings = world_settings.model_copy(
+        update={"port": free_port(), "api_key": API_KEY, "max_body_bytes": 64 * 1024, "max_image_pixels": 1_000_000}
+    )
     url = run(settings)
     yield url, settings
     serve.shutdown()
@@ -71,7 +81,6 @@ def base_url(served):
 def http(base_url):
     """An HTTP client of the served app that sends the API key."""
     import httpx
-
     from servers import AUTH
 
     with httpx.Client(base_url=base_url, headers=AUTH, timeout=120) as client:

@@ -7,6 +7,7 @@ processes are the subprocess's descendants (the driver, GCS, raylet, workers and
 process whose environment names its RAY_TMPDIR (a worker the raylet started and then orphaned), so
 a kill reaches them and nothing of another cluster, such as the pytest session's.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,6 @@ from pathlib import Path
 
 import httpx
 import psutil
-
 from servers import API_KEY, AUTH, free_port
 
 READY_LINE = "Reverie is serving on"
@@ -54,8 +54,13 @@ class ServeProcess:
     def start(self, timeout_s: float = 300) -> "ServeProcess":
         """Start `reverie serve` and wait until it says it serves and /healthz answers."""
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "reverie.cli", "serve", "--port", str(self.port)],
-                                            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "reverie.cli", "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -143,8 +148,8 @@ def ingest_world(home: Path, encoder) -> None:
     """Write the built-in world into `home` without Ray (GraphStore and a TextEncoder in this
     process), as `reverie ingest --dataset world` would."""
     from reverie.config import Settings
-    from reverie.graph_store import GraphStore
     from reverie.data.kg import load_dataset
+    from reverie.graph_store import GraphStore
 
     world = load_dataset("world")
     store = GraphStore(Settings(home=home))

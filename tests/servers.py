@@ -1,4 +1,5 @@
 """What the tests that talk to servers share: free loopback ports and the test API key."""
+
 from __future__ import annotations
 
 import socket

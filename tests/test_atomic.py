@@ -1,4 +1,5 @@
 """The one way state is written: all of the new content, or the old content untouched."""
+
 import pytest
 
 from reverie.atomic import atomic_copy, atomic_file, atomic_write

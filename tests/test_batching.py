@@ -1,4 +1,5 @@
 """Concurrent calls joined into one (reverie/batching.py), without Ray."""
+
 import threading
 import time
 

@@ -1,4 +1,5 @@
 """The `reverie` command as a user runs it: bad input is one line on stderr and exit code 2."""
+
 import json
 import os
 import subprocess
@@ -9,11 +10,13 @@ import pytest
 
 def reverie(*args, home, timeout=300):
     env = {**os.environ, "REVERIE_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "reverie.cli", *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "reverie.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def error_line(result) -> str:
-    lines = [l for l in result.stderr.splitlines() if l.startswith("reverie: error:")]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("reverie: error:")]
     assert len(lines) == 1, result.stderr
     return lines[0]
 
@@ -35,21 +38,30 @@ def error_line(result) -> str:
         (["eval", "--dataset", "umls"], "no trained policy for 'umls'"),
         (["eval", "--dataset", "freebase"], "unknown dataset 'freebase'"),
         (["train", "policy", "--dataset", "world"], "has no dev or test split"),
-        (["train", "policy", "--dataset", "umls", "--iterations", "0"], "--iterations must be at least 1"),
-        (["train", "policy", "--dataset", "umls", "--minutes", "0"], "--minutes must be positive"),
-        (["eval", "--dataset", "umls", "--beam", "0"], "--beam must be at least 1"),
-        (["train", "policy", "--dataset", "umls", "--experts", "0"], "--experts, --hops and --walks must be at least 1"),
-        (["train", "policy", "--dataset", "umls", "--imagined", "2", "--no-world-model"], "--imagined needs the world model"),
-        (["train", "policy", "--dataset", "umls", "--shaper", "oracle"], "--shaper must be one of world-model, reasoner"),
-        (["train", "policy", "--dataset", "umls", "--shaper", "reasoner"], "run `reverie train reasoner --dataset umls` first"),
+        (["train", "policy", "--dataset", "umls", "--iterations", "0"], "iterations must be >= 1, got 0"),
+        (["train", "policy", "--dataset", "umls", "--minutes", "0"], "minutes must be positive, got 0.0"),
+        (["eval", "--dataset", "umls", "--beam", "0"], "the beam must be at least 1, got 0"),
+        (["train", "policy", "--dataset", "umls", "--experts", "0"], "experts must be >= 1, got 0"),
+        (
+            ["train", "policy", "--dataset", "umls", "--imagined", "2", "--no-world-model"],
+            "--imagined needs the world model",
+        ),
+        (
+            ["train", "policy", "--dataset", "umls", "--shaper", "oracle"],
+            "shaper must be one of world-model, reasoner, got 'oracle'",
+        ),
+        (
+            ["train", "policy", "--dataset", "umls", "--shaper", "reasoner"],
+            "run `reverie train reasoner --dataset umls` first",
+        ),
         (["train", "reasoner", "--dataset", "umls", "--max-nodes", "0"], "max_nodes must be at least 1"),
         (["tune", "headline", "--scheduler", "bogus"], "unknown scheduler 'bogus'"),
         (["tune", "headline", "--budget", "0"], "the budget must be at least 1 gradient step"),
-        (["tune", "headline", "--samples", "0"], "--samples and --intervals must be at least 1"),
+        (["tune", "headline", "--samples", "0"], "samples and intervals must be at least 1"),
         (["tune", "headline", "--dataset", "twitter"], "unknown headline dataset 'twitter'"),
         (["tune", "policy", "--dataset", "freebase"], "unknown dataset 'freebase'"),
         (["train", "tuner", "--dataset", "twitter"], "unknown headline dataset 'twitter'"),
-        (["train", "tuner", "--iterations", "0"], "--iterations must be at least 1"),
+        (["train", "tuner", "--iterations", "0"], "iterations, envs and hidden must be >= 1"),
         (["train", "tuner", "--model", "transformer"], "unknown classifier 'transformer'"),
         (["eval", "tuner", "--arms", "oracle"], "unknown arm 'oracle'"),
         (["eval", "tuner"], "no trained tuner"),
@@ -75,7 +87,9 @@ def test_malformed_file_stops_before_anything_is_written(tmp_path):
 def test_ingest_then_ask_end_to_end(tmp_path):
     """A user's whole session in its own Ray: ingest a file, ask, get JSON, and a clear error."""
     facts = tmp_path / "facts.tsv"
-    facts.write_text("glass cup\tmade of\tglass\nglass\tis\tbrittle\nbrittle\twhen dropped on a hard floor\tshatters\nglass cup\tfound in\tkitchen\n")
+    facts.write_text(
+        "glass cup\tmade of\tglass\nglass\tis\tbrittle\nbrittle\twhen dropped on a hard floor\tshatters\nglass cup\tfound in\tkitchen\n"
+    )
     home = tmp_path / "home"
     ingest = reverie("ingest", str(facts), "--quiet", home=home)
     assert ingest.returncode == 0, ingest.stderr
@@ -101,8 +115,22 @@ def test_train_policy_then_eval_json(tmp_path):
     folder = tmp_path / "toyfamily"
     write_toy_dataset(folder)
     home = tmp_path / "home"
-    train = reverie("train", "policy", "--dataset", str(folder), "--iterations", "2", "--hops", "2", "--walks", "32",
-                    "--experts", "2", home=home, timeout=600)
+    train = reverie(
+        "train",
+        "policy",
+        "--dataset",
+        str(folder),
+        "--iterations",
+        "2",
+        "--hops",
+        "2",
+        "--walks",
+        "32",
+        "--experts",
+        "2",
+        home=home,
+        timeout=600,
+    )
     assert train.returncode == 0, train.stderr
     assert "training the world model of toyfamily" in train.stdout
     assert f"policy saved to {home / 'policies' / 'toyfamily'}" in train.stdout
@@ -112,9 +140,9 @@ def test_train_policy_then_eval_json(tmp_path):
     metrics = json.loads(result.stdout)
     assert metrics["dataset"] == "toyfamily" and metrics["queries"] == 5
     # what the command prints is what the evaluation computes on the checkpoint it saved
-    from reverie.data.kg import load_dataset
     from reverie.agents.path_policy.bundle import load_bundle
     from reverie.agents.path_policy.evaluate import evaluate_bundle
+    from reverie.data.kg import load_dataset
 
     data = load_dataset(str(folder))
     bundle = load_bundle(home / "policies" / "toyfamily", data)
@@ -128,8 +156,22 @@ def test_train_policy_then_eval_json(tmp_path):
     assert metrics["reasoner"] is None and 0.0 <= metrics["ece"] <= 1.0
 
     # a graph reasoner trained afterwards joins the policy's arbiter: a fourth ranking in eval
-    reason = reverie("train", "reasoner", "--dataset", str(folder), "--epochs", "3", "--layers", "2", "--dim", "16",
-                     "--heads", "2", home=home, timeout=600)
+    reason = reverie(
+        "train",
+        "reasoner",
+        "--dataset",
+        str(folder),
+        "--epochs",
+        "3",
+        "--layers",
+        "2",
+        "--dim",
+        "16",
+        "--heads",
+        "2",
+        home=home,
+        timeout=600,
+    )
     assert reason.returncode == 0, reason.stderr
     assert f"reasoner saved to {home / 'reasoners' / 'toyfamily.pt'}" in reason.stdout
     assert f"added to the policy in {home / 'policies' / 'toyfamily'}" in reason.stdout
@@ -140,12 +182,14 @@ def test_train_policy_then_eval_json(tmp_path):
     bundle = load_bundle(home / "policies" / "toyfamily", data)
     assert bundle.reasoner is not None
     expected = evaluate_bundle(bundle, data, beam=8)
-    assert metrics["reasoner"] == pytest.approx(expected["reasoner"]) and metrics["ece"] == pytest.approx(expected["ece"])
+    assert metrics["reasoner"] == pytest.approx(expected["reasoner"]) and metrics["ece"] == pytest.approx(
+        expected["ece"]
+    )
     assert metrics["mrr"] == pytest.approx(expected["mrr"])
     text = reverie("eval", "--dataset", str(folder), "--beam", "8", home=home)
     assert "reasoner alone" in text.stdout and "calibration error" in text.stdout
     bad = reverie("train", "reasoner", "--dataset", str(folder), "--hide", "everything", home=home)
-    assert bad.returncode == 2 and "--hide must be one of fact, relation" in error_line(bad)
+    assert bad.returncode == 2 and "hide must be one of fact, relation" in error_line(bad)
 
 
 @pytest.mark.ray
@@ -155,10 +199,14 @@ def test_train_tuner_then_eval_it_against_the_schedule(tmp_path):
     with the plain schedule on the same seeds and budget."""
     home = tmp_path / "home"
     small = ["--dataset", "news", "--budget", "20"]
-    train = reverie("train", "tuner", *small, "--intervals", "2", "--iterations", "1", "--envs", "2", home=home, timeout=600)
+    train = reverie(
+        "train", "tuner", *small, "--intervals", "2", "--iterations", "1", "--envs", "2", home=home, timeout=600
+    )
     assert train.returncode == 0, train.stderr
     assert f"tuner saved to {home / 'tuner'}" in train.stdout and "1/1" in train.stderr
-    result = reverie("eval", "tuner", *small, "--arms", "cosine", "agent", "--seeds", "2", "--json", home=home, timeout=600)
+    result = reverie(
+        "eval", "tuner", *small, "--arms", "cosine", "agent", "--seeds", "2", "--json", home=home, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert [a["arm"] for a in report["arms"]] == ["cosine", "agent"]

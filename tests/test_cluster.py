@@ -4,6 +4,7 @@ The two-node test starts a head and a second node with `ray start --block` in th
 groups and ends exactly those groups (never `ray stop`, which would end every Ray on the machine).
 Nothing in this file calls ray.init in the pytest process: other tests' session cluster may live here.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -73,7 +74,11 @@ def test_config_sets_one_auth_mode_everywhere(name):
     """A node or driver without the head's RAY_AUTH_MODE (and token) cannot join, so every command
     that starts Ray or Reverie, and the login environment, must say the same mode."""
     config = _config(name)
-    starters = [c for c in config["head_start_ray_commands"] + config["worker_start_ray_commands"] if re.search(r"ray start|reverie .*serve", c)]
+    starters = [
+        c
+        for c in config["head_start_ray_commands"] + config["worker_start_ray_commands"]
+        if re.search(r"ray start|reverie .*serve", c)
+    ]
     env_file = [c for c in config["setup_commands"] if "> ~/.reverie_env" in c]
     modes = [re.findall(r"\bRAY_AUTH_MODE=(\w+)", c) for c in starters + env_file]
     assert all(len(m) == 1 for m in modes) and len({m[0] for m in modes}) == 1, modes
@@ -91,7 +96,13 @@ def test_login_environment_puts_reverie_on_the_path(tmp_path):
     for command in commands + commands:
         subprocess.run(["bash", "-c", command], env=env, check=True)
     assert (tmp_path / ".bashrc").read_text().count("source ~/.reverie_env") == 1
-    out = subprocess.run(["bash", "-c", "source ~/.bashrc; echo $RAY_AUTH_MODE; echo $PATH"], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["bash", "-c", "source ~/.bashrc; echo $RAY_AUTH_MODE; echo $PATH"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     mode, path = out.stdout.splitlines()
     assert mode == "disabled" and path.split(":")[0] == f"{tmp_path}/reverie/.venv/bin"
 
@@ -100,7 +111,7 @@ def test_aws_config_runs_the_same_commands_as_the_local_one():
     local, aws = _config("cluster.yaml"), _config("cluster.aws.yaml")
     assert aws["head_start_ray_commands"] == local["head_start_ray_commands"]
     assert aws["worker_start_ray_commands"] == local["worker_start_ray_commands"]
-    assert aws["setup_commands"][-len(local["setup_commands"]):] == local["setup_commands"]
+    assert aws["setup_commands"][-len(local["setup_commands"]) :] == local["setup_commands"]
     for key in ("rsync_exclude", "rsync_filter", "file_mounts"):
         assert aws[key] == local[key]
 
@@ -170,7 +181,9 @@ def _stop(proc: subprocess.Popen, timeout: float = 30) -> None:
 
 def _run(args: list[str], env: dict[str, str], timeout: float = 480) -> subprocess.CompletedProcess:
     """Run a command in a session of its own; whatever happens, it and its children are ended."""
-    proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -200,7 +213,13 @@ def two_nodes():
     port = _free_port()
     address = f"127.0.0.1:{port}"
     # Ray's own ports that have fixed defaults get free ones, so other clusters here do not collide.
-    common = ["--block", "--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
+    common = [
+        "--block",
+        "--num-cpus=1",
+        "--node-ip-address=127.0.0.1",
+        "--disable-usage-stats",
+        f"--temp-dir={temp_dir}",
+    ]
     head = ["--head", f"--port={port}", "--include-dashboard=false", f"--ray-client-server-port={_free_port()}"]
     env = _env(RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")  # SIGTERM ends a node now, not after 30 s
     nodes: list[subprocess.Popen] = []
@@ -209,11 +228,15 @@ def two_nodes():
         for log, extra in zip(logs, (head, [f"--address={address}"])):
             args = [str(BIN / "ray"), "start", *common, *extra, f"--dashboard-agent-listen-port={_free_port()}"]
             with open(log, "w") as out:
-                nodes.append(subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+                nodes.append(
+                    subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                )
         deadline, alive = time.monotonic() + 180, []
         while len(alive) < 2:
             assert time.monotonic() < deadline, f"nodes alive after 180 s: {alive}"
-            assert all(n.poll() is None for n in nodes), "ray start exited:\n" + "\n".join(log.read_text()[-2000:] for log in logs)
+            assert all(n.poll() is None for n in nodes), "ray start exited:\n" + "\n".join(
+                log.read_text()[-2000:] for log in logs
+            )
             alive = _alive(address)
         yield address, alive
     finally:
@@ -226,7 +249,11 @@ def _ask(env: dict[str, str], *address: str) -> dict:
     """Ingest the built-in world into env's REVERIE_HOME, then ask; the Verdict as a dict."""
     reverie = str(BIN / "reverie")
     _check([reverie, *address, "ingest", "--dataset", "world", "--quiet"], env)
-    return json.loads(_check([reverie, *address, "ask", QUESTION, "--json", "--no-llm", "--seed", "0", "--branches", str(BRANCHES)], env))
+    return json.loads(
+        _check(
+            [reverie, *address, "ask", QUESTION, "--json", "--no-llm", "--seed", "0", "--branches", str(BRANCHES)], env
+        )
+    )
 
 
 def _reasoning(verdict: dict) -> dict:
@@ -276,12 +303,31 @@ def test_serve_deploy_runs_the_shipped_config(tmp_path):
     config["http_options"]["port"] = http_port
     config["applications"][0]["args"] = {"home": str(tmp_path / "home"), "api_key": "deploy-key"}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    args = [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--node-ip-address=127.0.0.1",
-            "--disable-usage-stats", f"--temp-dir={temp_dir}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}"]
+    args = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        f"--port={port}",
+        "--num-cpus=2",
+        "--node-ip-address=127.0.0.1",
+        "--disable-usage-stats",
+        f"--temp-dir={temp_dir}",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard}",
+        f"--dashboard-agent-listen-port={_free_port()}",
+        f"--ray-client-server-port={_free_port()}",
+    ]
     log = Path(temp_dir) / "ray-start.log"
     with open(log, "w") as out:
-        head = subprocess.Popen(args, env=_env(RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0"), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        head = subprocess.Popen(
+            args,
+            env=_env(RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 180
         while True:  # serve deploy needs the dashboard's REST API
@@ -290,8 +336,12 @@ def test_serve_deploy_runs_the_shipped_config(tmp_path):
                 if httpx.get(f"http://127.0.0.1:{dashboard}/api/version", timeout=5).status_code == 200:
                     break
             time.sleep(2)
-        _check([str(BIN / "serve"), "deploy", str(tmp_path / "config.yaml"), "-a", f"http://127.0.0.1:{dashboard}"], _env())
-        http = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", headers={"Authorization": "Bearer deploy-key"}, timeout=120)
+        _check(
+            [str(BIN / "serve"), "deploy", str(tmp_path / "config.yaml"), "-a", f"http://127.0.0.1:{dashboard}"], _env()
+        )
+        http = httpx.Client(
+            base_url=f"http://127.0.0.1:{http_port}", headers={"Authorization": "Bearer deploy-key"}, timeout=120
+        )
         deadline = time.monotonic() + 420
         while True:
             assert time.monotonic() < deadline, "the deployed app never answered /healthz"
@@ -300,7 +350,11 @@ def test_serve_deploy_runs_the_shipped_config(tmp_path):
                     break
             time.sleep(3)
         assert httpx.get(f"http://127.0.0.1:{http_port}/healthz").status_code == 401  # the key in args is on
-        facts = [("glass cup", "made of", "glass"), ("glass", "is", "brittle"), ("brittle", "when dropped on a hard floor", "shatters")]
+        facts = [
+            ("glass cup", "made of", "glass"),
+            ("glass", "is", "brittle"),
+            ("brittle", "when dropped on a hard floor", "shatters"),
+        ]
         report = http.post("/v1/ingest", json={"triples": [{"head": h, "relation": r, "tail": t} for h, r, t in facts]})
         assert report.status_code == 200 and report.json()["triples_added"] == 3, report.text
         verdict = http.post("/v1/query", json={"question": QUESTION, "seed": 0, "verbalize": False}).json()

@@ -1,17 +1,21 @@
 """Readers: every format, every error names file:line, and nothing half-read is returned."""
+
 import json
 
 import pytest
 
-from reverie.errors import DatasetNotFoundError, IngestError
 from reverie.data.kg import dataset_names, load_dataset, read_file, read_kg_folder
+from reverie.errors import DatasetNotFoundError, IngestError
 
 
 def test_tsv_reads_triples_with_line_sources(tmp_path):
     path = tmp_path / "facts.tsv"
     path.write_text("# comment\nglass cup\tmade of\tglass\n\nglass\tis\tbrittle\t0.9\n")
     triples, entities = read_file(path)
-    assert [(t.head, t.relation, t.tail) for t in triples] == [("glass cup", "made of", "glass"), ("glass", "is", "brittle")]
+    assert [(t.head, t.relation, t.tail) for t in triples] == [
+        ("glass cup", "made of", "glass"),
+        ("glass", "is", "brittle"),
+    ]
     assert triples[0].source == "facts.tsv:2" and triples[1].confidence == 0.9
     assert entities == []
 

@@ -1,4 +1,5 @@
 """The embedding walker and its arbiter on hand-made subgraphs, without Ray."""
+
 import numpy as np
 import pytest
 
@@ -80,7 +81,7 @@ def test_steps_follow_edges_of_the_subgraph():
             out = np.arange(sub.indptr[u], sub.indptr[u + 1])
             hop = out[(sub.targets[out] == v) & (sub.relations[out] == r.relations[b, k])]
             assert hop.size == 1 and sub.edge_refs[hop[0]] == r.edge_refs[b, k]
-        assert (r.relations[b, r.length[b]:] == -1).all() and not r.imagined[b].any()
+        assert (r.relations[b, r.length[b] :] == -1).all() and not r.imagined[b].any()
 
 
 def test_same_seed_same_rollouts_and_walks_follow_the_question():

@@ -7,6 +7,7 @@ REVERIE_HOME of their own holding the built-in world, on its own local Ray clust
 Their server is shared in this order: a second process on its home, then the replica kill, then
 kill -9 of everything and a restart on the same home.
 """
+
 import json
 import os
 import shutil
@@ -24,12 +25,16 @@ from serve_process import Load, ServeProcess, ingest_world
 from servers import AUTH
 
 from reverie.config import Settings
+from reverie.data.world import SAMPLE_QUESTION
 from reverie.errors import ReverieError, SnapshotError, StoreInUseError
 from reverie.graph_store import GraphStore
-from reverie.data.world import SAMPLE_QUESTION
 from reverie.schemas import Triple
 
-FACTS = [("glass cup", "made of", "glass"), ("glass", "is", "brittle"), ("brittle", "when dropped on a hard floor", "shatters")]
+FACTS = [
+    ("glass cup", "made of", "glass"),
+    ("glass", "is", "brittle"),
+    ("brittle", "when dropped on a hard floor", "shatters"),
+]
 
 
 # ---------- a damaged snapshot (no Ray) ----------
@@ -56,7 +61,7 @@ def _inconsistent(good: bytes, path) -> bytes:
 
 
 def _flip(data: bytes, at: int) -> bytes:
-    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
 
 
 DAMAGE = {
@@ -77,7 +82,11 @@ def test_a_damaged_snapshot_is_an_error_naming_the_file(small_home, encoder, dam
     damaged = damage(good, path)
     path.write_bytes(damaged)
     store = GraphStore(settings)  # constructing reads nothing: the first use loads
-    for use in (store.stats, store.open_index, lambda: store.plan([Triple(head="frost jar", relation="made of", tail="glass")])):
+    for use in (
+        store.stats,
+        store.open_index,
+        lambda: store.plan([Triple(head="frost jar", relation="made of", tail="glass")]),
+    ):
         with pytest.raises(SnapshotError) as error:
             use()
         assert str(path) in error.value.message and "not read as an empty graph" in error.value.message
@@ -110,7 +119,11 @@ def test_a_home_another_process_holds_is_an_error_naming_the_holder(small_home):
         with pytest.raises(StoreInUseError) as error:
             second.open_index()
         message = error.value.message
-        assert str(settings.qdrant_path) in message and f"pid {holder.pid}" in message and "in use by another process" in message
+        assert (
+            str(settings.qdrant_path) in message
+            and f"pid {holder.pid}" in message
+            and "in use by another process" in message
+        )
         assert "\n" not in message  # the CLI prints it as one line
     finally:
         holder.kill()
@@ -150,7 +163,9 @@ def server(world_home):
 
 
 def _answer(url: str) -> str:
-    reply = httpx.post(f"{url}/v1/query", json={"question": SAMPLE_QUESTION, "seed": 0, "verbalize": False}, headers=AUTH, timeout=120)
+    reply = httpx.post(
+        f"{url}/v1/query", json={"question": SAMPLE_QUESTION, "seed": 0, "verbalize": False}, headers=AUTH, timeout=120
+    )
     assert reply.status_code == 200, reply.text
     return reply.json()["answer_entity"]
 
@@ -158,9 +173,17 @@ def _answer(url: str) -> str:
 def reverie_cli(*args, home, timeout=300):
     """The CLI on its own local Ray cluster (a short RAY_TMPDIR: Ray's socket paths live under it)."""
     ray_tmp = tempfile.mkdtemp(prefix="rvc-")
-    env = {**os.environ, "REVERIE_HOME": str(home), "RAY_TMPDIR": ray_tmp, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "REVERIE_HOME": str(home),
+        "RAY_TMPDIR": ray_tmp,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     try:
-        return subprocess.run([sys.executable, "-m", "reverie.cli", *args], capture_output=True, text=True, env=env, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "reverie.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
+        )
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
@@ -198,7 +221,10 @@ def test_the_cli_names_what_keeps_it_from_a_home(server, world_home, tmp_path):
 
     assert asked.returncode == 2
     held = one_error_line(asked.stderr)
-    assert f"the vector store at {world_home / 'qdrant'} is in use by another process (pid " in held and "ray::GraphStore" in held
+    assert (
+        f"the vector store at {world_home / 'qdrant'} is in use by another process (pid " in held
+        and "ray::GraphStore" in held
+    )
     holder = int(held.split("(pid ")[1].split(",")[0])
     assert holder in {p.pid for p in server.processes()}, "the named holder is not the server's"
     assert _answer(server.url) == "shatters"  # the server kept its home
@@ -209,7 +235,9 @@ def test_the_cli_names_what_keeps_it_from_a_home(server, world_home, tmp_path):
 
 
 def ask(http: httpx.Client, k: int, i: int):
-    return http.post("/v1/query", json={"question": SAMPLE_QUESTION, "verbalize": False, "seed": i}), f"question {k}-{i}"
+    return http.post(
+        "/v1/query", json={"question": SAMPLE_QUESTION, "verbalize": False, "seed": i}
+    ), f"question {k}-{i}"
 
 
 @pytest.mark.ray
@@ -269,8 +297,11 @@ def test_kill_9_of_the_server_mid_ingest_keeps_every_acknowledged_ingest(server,
         crates = [name for name in snapshot.graph.nodes if name.startswith("crate ")]
         assert set(acknowledged) <= set(crates)
         assert all(len(snapshot.neighbours(name)) == 1 for name in crates)
-        assert after == {"entities": before["entities"] + len(crates), "relations": before["relations"],
-                         "triples": before["triples"] + len(crates)}
+        assert after == {
+            "entities": before["entities"] + len(crates),
+            "relations": before["relations"],
+            "triples": before["triples"] + len(crates),
+        }
         assert not list((world_home / "graph").glob(".snapshot.npz.*.tmp"))
         assert _answer(restarted.url) == "shatters"
     finally:

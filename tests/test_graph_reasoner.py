@@ -1,5 +1,6 @@
 """The graph reasoner (reverie/models/graph_reasoner.py): it learns a known rule and explains a held-out
 answer with the rule's path; temperature scaling recovers a known miscalibration; its file round-trips."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,15 +8,8 @@ import pytest
 import torch
 
 from reverie.data.kg import KGDataset
-from reverie.models.graph_reasoner import (
-    GraphReasoner,
-    ReasonerConfig,
-    expected_calibration_error,
-    fit_temperature,
-    softmax,
-    top_answer_confidence,
-    train_reasoner,
-)
+from reverie.models.graph_reasoner import GraphReasoner, ReasonerConfig, train_reasoner
+from reverie.ranking import expected_calibration_error, fit_temperature, softmax, top_answer_confidence
 from reverie.schemas import Triple
 
 
@@ -26,7 +20,11 @@ def family(held_out: int = 6, seed: int = 0) -> KGDataset:
     n = 60
     parent = {i: int(rng.integers(0, i)) for i in range(1, n)}
     facts = [Triple(head=f"p{c}", relation="parent", tail=f"p{p}", source="toy") for c, p in parent.items()]
-    grand = [Triple(head=f"p{c}", relation="grandparent", tail=f"p{parent[p]}", source="toy") for c, p in parent.items() if p in parent]
+    grand = [
+        Triple(head=f"p{c}", relation="grandparent", tail=f"p{parent[p]}", source="toy")
+        for c, p in parent.items()
+        if p in parent
+    ]
     for i in range(n):
         for j in rng.choice([k for k in range(n) if k != i], size=2, replace=False):
             facts.append(Triple(head=f"p{i}", relation="likes", tail=f"p{j}", source="toy"))
@@ -42,7 +40,9 @@ def family(held_out: int = 6, seed: int = 0) -> KGDataset:
 def trained():
     torch.manual_seed(0)
     data = family()
-    reasoner = train_reasoner(data, ReasonerConfig(dim=16, layers=3, heads=2, batch_size=16, epochs=40, lr=1e-2, patience=0, seed=0))
+    reasoner = train_reasoner(
+        data, ReasonerConfig(dim=16, layers=3, heads=2, batch_size=16, epochs=40, lr=1e-2, patience=0, seed=0)
+    )
     return data, reasoner
 
 
@@ -55,7 +55,9 @@ def test_it_learns_the_grandparent_rule_and_explains_held_out_answers_with_it(tr
     explained = 0
     for h, r, t in test.tolist():
         paths = reasoner.explain(h, r, t, top=3)
-        assert paths and all(p.steps[0].what == reasoner.entities[h] and p.steps[-1].result == reasoner.entities[t] for p in paths)
+        assert paths and all(
+            p.steps[0].what == reasoner.entities[h] and p.steps[-1].result == reasoner.entities[t] for p in paths
+        )
         assert [p.importance for p in paths] == sorted((p.importance for p in paths), reverse=True)
         best = paths[0].steps
         explained += [s.action for s in best] == ["parent", "parent"]

@@ -1,5 +1,6 @@
 """Image questions and image ingest on the session's Ray cluster, through the Pipeline and over
 HTTP on 127.0.0.1, with an image tower trained here on the rendered world (a short run)."""
+
 import base64
 import io
 import json
@@ -10,7 +11,8 @@ import pytest
 from PIL import Image
 from servers import AUTH
 
-from reverie.encoders.image import ImageEncoder, ImageModelMissingError
+from reverie.encoders.image import ImageEncoder
+from reverie.encoders.image_tower import ImageModelMissingError
 
 pytestmark = pytest.mark.ray
 QUESTION = "What happens if I drop this?"
@@ -30,12 +32,14 @@ def image_tower(world_settings, encoder):
     look; with the world question whose object's held-out render this tower links right."""
     import torch
 
+    from reverie.data.world import world_questions
     from reverie.encoders.image import tower_path
     from reverie.encoders.image_training import ClipTrainConfig, WorldTexts, train_image_tower
-    from reverie.data.world import world_questions
 
     torch.set_num_threads(2)
-    tokenizer, report = train_image_tower(ClipTrainConfig(renders_per_entity=5, epochs=10, codebook_size=32), encoder, progress=False)
+    tokenizer, report = train_image_tower(
+        ClipTrainConfig(renders_per_entity=5, epochs=10, codebook_size=32), encoder, progress=False
+    )
     tokenizer.save(tower_path(world_settings))
     texts = WorldTexts.encode(encoder)
     for question in world_questions():
@@ -69,8 +73,14 @@ def test_image_question_through_the_pipeline(world_pipeline, image_tower):
 
     _, question = image_tower
     obj = question.chain[0][0]
-    verdict = world_pipeline.answer(Query(question=this_question(question), image=base64.b64encode(render_bytes(obj)).decode(),
-                                          seed=0, verbalize=False))
+    verdict = world_pipeline.answer(
+        Query(
+            question=this_question(question),
+            image=base64.b64encode(render_bytes(obj)).decode(),
+            seed=0,
+            verbalize=False,
+        )
+    )
     assert verdict.image is not None and verdict.image.entity == obj
     assert verdict.image.token is None  # the world home holds no image yet, so no codebook
     assert verdict.linked[0].how == "image" and verdict.linked[0].name == obj
@@ -82,8 +92,8 @@ def test_image_question_through_the_pipeline(world_pipeline, image_tower):
 def image_home(world_settings, world_pipeline, image_tower, tmp_path_factory):
     """A second home with the world, so that ingested images leave the shared world home as it was."""
     from reverie.config import Settings
-    from reverie.encoders.image import tower_path
     from reverie.data.kg import load_dataset
+    from reverie.encoders.image import tower_path
     from reverie.pipeline import Pipeline
 
     settings = Settings(home=tmp_path_factory.mktemp("image-home"), clip_weights=tower_path(world_settings))
@@ -99,10 +109,15 @@ def test_ingest_images_then_find_them_in_the_graph(image_home, tmp_path):
 
     (tmp_path / "duck.png").write_bytes(render_bytes("rubber duck", seed=3))
     (tmp_path / "shards.png").write_bytes(render_bytes("shatters", "result", seed=3))
-    (tmp_path / "images.jsonl").write_text("\n".join(json.dumps(x) for x in [
-        {"image": "duck.png", "caption": "a yellow rubber duck in the bath"},
-        {"what": "glass vase", "action": "when knocked off a shelf", "result": "shards.png"},
-    ]))
+    (tmp_path / "images.jsonl").write_text(
+        "\n".join(
+            json.dumps(x)
+            for x in [
+                {"image": "duck.png", "caption": "a yellow rubber duck in the bath"},
+                {"what": "glass vase", "action": "when knocked off a shelf", "result": "shards.png"},
+            ]
+        )
+    )
     lines = read_image_file(tmp_path / "images.jsonl")
     report = image_home.ingest_images(lines, source="images.jsonl")
     assert report.entities_added == 2 and report.triples_added == 3
@@ -111,7 +126,11 @@ def test_ingest_images_then_find_them_in_the_graph(image_home, tmp_path):
     assert [(f.relation, f.tail, f.source) for f in duck.outgoing] == [("depicts", "rubber duck", "images.jsonl:1")]
     shards = image_home.entity(lines[1].result.name)
     depicted = [(f.tail, f.source) for f in shards.outgoing if f.relation == "depicts"]
-    assert len(depicted) == 1 and depicted[0][1] == "images.jsonl:2" and image_home.entity(depicted[0][0]).entity.type != "image"
+    assert (
+        len(depicted) == 1
+        and depicted[0][1] == "images.jsonl:2"
+        and image_home.entity(depicted[0][0]).entity.type != "image"
+    )
     assert ("glass vase", "when knocked off a shelf") in [(f.head, f.relation) for f in shards.incoming]
     # again: nothing new
     assert image_home.ingest_images(lines).triples_added == 0
@@ -128,13 +147,23 @@ def test_image_question_over_http_multipart_and_base64(http, image_tower):
     _, question = image_tower
     obj = question.chain[0][0]
     picture = render_bytes(obj)
-    reply = http.post("/v1/query", data={"question": this_question(question), "seed": "0", "verbalize": "false"},
-                      files={"image": ("thing.png", picture, "image/png")})
+    reply = http.post(
+        "/v1/query",
+        data={"question": this_question(question), "seed": "0", "verbalize": "false"},
+        files={"image": ("thing.png", picture, "image/png")},
+    )
     assert reply.status_code == 200, reply.text
     verdict = reply.json()
     assert verdict["image"]["entity"] == obj and verdict["answer_entity"] == question.answer
-    as_json = http.post("/v1/query", json={"question": this_question(question), "seed": 0, "verbalize": False,
-                                           "image": base64.b64encode(picture).decode()})
+    as_json = http.post(
+        "/v1/query",
+        json={
+            "question": this_question(question),
+            "seed": 0,
+            "verbalize": False,
+            "image": base64.b64encode(picture).decode(),
+        },
+    )
     assert as_json.status_code == 200, as_json.text
     assert as_json.json()["candidates"] == verdict["candidates"]
 
@@ -143,11 +172,20 @@ def test_image_question_over_the_ollama_face(http, image_tower):
     _, question = image_tower
     obj = question.chain[0][0]
     image = base64.b64encode(render_bytes(obj)).decode()
-    reply = http.post("/api/chat", json={"model": "reverie", "stream": False, "options": {"seed": 0},
-                                         "messages": [{"role": "user", "content": this_question(question), "images": [image]}]})
+    reply = http.post(
+        "/api/chat",
+        json={
+            "model": "reverie",
+            "stream": False,
+            "options": {"seed": 0},
+            "messages": [{"role": "user", "content": this_question(question), "images": [image]}],
+        },
+    )
     assert reply.status_code == 200, reply.text
     assert f"The image shows {obj}" in reply.json()["message"]["content"]
-    refused = http.post("/api/generate", json={"model": "smollm2:135m", "prompt": "hi", "images": [image], "stream": False})
+    refused = http.post(
+        "/api/generate", json={"model": "smollm2:135m", "prompt": "hi", "images": [image], "stream": False}
+    )
     assert refused.status_code == 400 and "does not support images" in refused.json()["error"]
 
 

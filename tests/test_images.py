@@ -1,6 +1,7 @@
 """The image half without Ray: the torchvision fix, the tokenizer (one contract for every
 backbone), image input checks, the codebook, checkpoints, image JSONL files, image entities in
 the store, and a short training run that must beat chance by a wide margin on held-out renders."""
+
 import io
 import json
 import subprocess
@@ -11,9 +12,9 @@ import pytest
 from PIL import Image
 
 from reverie.config import Settings
-from reverie.encoders.image import (BACKBONES, Codebook, ImageConfig, ImageError, ImageModelMissingError, ImageTokenizer,
-                                    ImageTooLargeError, UnsupportedImageError, decode_base64, load_image)
+from reverie.encoders.image_tower import BACKBONES, Codebook, ImageConfig, ImageModelMissingError, ImageTokenizer
 from reverie.errors import IngestError, NoMatchError, ReverieError
+from reverie.images import ImageError, ImageTooLargeError, UnsupportedImageError, decode_base64, load_image
 
 
 def png(size=(40, 30), colour=(200, 30, 30), mode="RGB") -> bytes:
@@ -29,12 +30,14 @@ def noise_images(n, seed=0, size=(50, 40)):
 
 # ---------- the torchvision fix ----------
 def test_torchvision_transformers_and_open_clip_import_after_import_reverie():
-    code = ("import sys, reverie\n"
-            "print('torch' in sys.modules)\n"  # the hook is cheap: nothing imported until torchvision is
-            "import torchvision, open_clip\n"
-            "from transformers import BertModel\n"
-            "from reverie.torchvision_fix import needs_fix\n"
-            "print(needs_fix())")
+    code = (
+        "import sys, reverie\n"
+        "print('torch' in sys.modules)\n"  # the hook is cheap: nothing imported until torchvision is
+        "import torchvision, open_clip\n"
+        "from transformers import BertModel\n"
+        "from reverie.torchvision_fix import needs_fix\n"
+        "print(needs_fix())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["False", "False"]  # torch not imported by the hook; once fixed, never again
@@ -43,8 +46,10 @@ def test_torchvision_transformers_and_open_clip_import_after_import_reverie():
 def test_without_the_fix_the_broken_torchvision_fails_to_import():
     from reverie.torchvision_fix import compiled_ops_path
 
-    code = ("import torch\n"
-            "try:\n    torch.ops.load_library(r'%s')\nexcept OSError:\n    print('broken')\nelse:\n    print('fine')\n") % compiled_ops_path()
+    code = (
+        "import torch\n"
+        "try:\n    torch.ops.load_library(r'%s')\nexcept OSError:\n    print('broken')\nelse:\n    print('fine')\n"
+    ) % compiled_ops_path()
     state = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.strip()
     plain = subprocess.run([sys.executable, "-c", "import torchvision"], capture_output=True, text=True, timeout=300)
     if state == "broken":  # this machine's torchvision: the fix is what makes it import
@@ -153,11 +158,16 @@ def write_images(folder, lines, images=("cup.png", "ball.png")):
 def test_read_image_file_lines_and_errors(tmp_path):
     from reverie.graph_store.images import ImageRef, read_image_file
 
-    lines = read_image_file(write_images(tmp_path, [
-        {"image": "cup.png", "caption": "a glass cup"},
-        {"image": "ball.png", "entity": "rubber ball"},
-        {"what": "cup.png", "action": "when dropped", "result": "shatters"},
-    ]))
+    lines = read_image_file(
+        write_images(
+            tmp_path,
+            [
+                {"image": "cup.png", "caption": "a glass cup"},
+                {"image": "ball.png", "entity": "rubber ball"},
+                {"what": "cup.png", "action": "when dropped", "result": "shatters"},
+            ],
+        )
+    )
     assert [line.where for line in lines] == ["images.jsonl:1", "images.jsonl:2", "images.jsonl:3"]
     assert isinstance(lines[2].what, ImageRef) and lines[2].result == "shatters"
     assert lines[2].what.name == lines[0].image.name and lines[0].image.name.startswith("image:cup.png#")
@@ -182,7 +192,10 @@ def test_store_tokens_image_entities_and_links_images_to_things(tmp_path, encode
     from reverie.schemas import Entity, Triple
 
     store = GraphStore(Settings(home=tmp_path))
-    facts = [Triple(head="glass cup", relation="made of", tail="glass"), Triple(head="rubber ball", relation="made of", tail="rubber")]
+    facts = [
+        Triple(head="glass cup", relation="made of", tail="glass"),
+        Triple(head="rubber ball", relation="made of", tail="rubber"),
+    ]
     plan = store.plan(facts)
     store.apply(plan, encoder.encode(plan.entity_texts), encoder.encode(plan.relation_texts))
     cup_vec = encoder.encode(["glass cup"])[0]
@@ -222,15 +235,22 @@ def test_fit_map_recovers_a_linear_map():
 def test_open_clip_checkpoint_with_its_architecture_needs_no_training(tmp_path, encoder):
     """A tiny open_clip model stands in for real weights (none can be downloaded here): its
     checkpoint loads through ImageEncoder with REVERIE_CLIP_ARCH, and images come out in MiniLM's space."""
+    import open_clip
     import torch
 
     from reverie.encoders.image import ImageEncoder
     from reverie.encoders.open_clip_bridge import OpenClipBridge
-    import open_clip
 
     config = tmp_path / "reverie-tiny-clip.json"
-    config.write_text(json.dumps({"embed_dim": 64, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
-                                  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}))
+    config.write_text(
+        json.dumps(
+            {
+                "embed_dim": 64,
+                "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
+                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
+            }
+        )
+    )
     open_clip.add_model_config(str(config))
     torch.manual_seed(0)
     torch.save(open_clip.create_model("reverie-tiny-clip").state_dict(), tmp_path / "tiny.pt")

@@ -1,4 +1,5 @@
 """The LLM package against the real bundled SmolLM2 and a real (refused) Ollama port."""
+
 from __future__ import annotations
 
 import json
@@ -6,6 +7,7 @@ import pickle
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -18,6 +20,7 @@ from reverie.llm import (
     Finish,
     LocalLLM,
     OllamaLLM,
+    Sampling,
     build_chain,
     build_prompt,
     bundled_gguf_path,
@@ -35,12 +38,14 @@ from reverie.schemas import Chain, Step
 # Port 9 (discard) has no listener here, so connecting is refused at once.
 UNREACHABLE = "http://127.0.0.1:9"
 UNREACHABLE_TOO = "http://127.0.0.1:1"
-GREEDY = {"temperature": 0.0, "top_k": 40, "max_new_tokens": 24}
+GREEDY = Sampling(temperature=0.0, top_k=40, max_new_tokens=24)
 QUESTION = "What happens when you drop a glass cup?"
 
 
 def step(what: str, action: str, result: str, inverse: bool = False) -> Step:
-    return Step(what=what, action=action, result=result, edge_id=f"{what}|{action}|{result}", source="test", inverse=inverse)
+    return Step(
+        what=what, action=action, result=result, edge_id=f"{what}|{action}|{result}", source="test", inverse=inverse
+    )
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +119,10 @@ def test_first_sentence_and_grounding(glass_chain):
     assert first_sentence(' "It shatters. Then it rambles about optics." ') == "It shatters."
     assert first_sentence("Pi is 3.14 or so! More.") == "Pi is 3.14 or so!"
     assert first_sentence("no stop at all\nsecond line") == "no stop at all"
-    assert grounded_sentence("When dropped, it SHATTERS. Then nonsense.", QUESTION, glass_chain) == "When dropped, it SHATTERS."
+    assert (
+        grounded_sentence("When dropped, it SHATTERS. Then nonsense.", QUESTION, glass_chain)
+        == "When dropped, it SHATTERS."
+    )
     assert grounded_sentence("It creates a phenomenon of optics.", QUESTION, glass_chain) is None
     assert grounded_sentence("No, a glass cup never shatters.", QUESTION, glass_chain) is None
     rubber = Chain(steps=[step("rubber ball", "made of", "rubber")], answer="rubber", score=0.0)
@@ -123,23 +131,57 @@ def test_first_sentence_and_grounding(glass_chain):
     assert grounded_sentence("A rubber ball is made of rubber.", "What is a rubber ball made of?", rubber)
 
 
+def test_sampling_checks_its_fields_and_reads_ollama_options(settings):
+    for bad in (
+        {"temperature": -0.1},
+        {"top_k": 0},
+        {"top_p": 0.0},
+        {"top_p": 1.5},
+        {"max_new_tokens": 0},
+        {"choices": ["keep", ""]},
+    ):
+        with pytest.raises(ValueError):
+            replace(GREEDY, **bad)
+    with pytest.raises(TypeError):
+        replace(GREEDY, stop="\n")  # one string, not a list of them
+    assert replace(GREEDY, stop=[". "], choices=["a", "b"]) == replace(GREEDY, stop=(". ",), choices=("a", "b"))
+    # unset options take the settings'; 0 is a temperature, not "unset"
+    assert Sampling.from_options(
+        {"top_k": None, "num_predict": None, "stop": None}, settings
+    ) == Sampling.from_settings(settings)
+    asked = Sampling.from_options(
+        {
+            "temperature": 0.0,
+            "top_k": 5,
+            "top_p": 0.5,
+            "num_predict": 9,
+            "seed": 3,
+            "stop": ["x"],
+            "choices": ["a"],
+            "json_object": False,
+        },
+        settings.model_copy(update={"temperature": 0.7}),
+    )
+    assert asked == Sampling(temperature=0.0, top_k=5, top_p=0.5, max_new_tokens=9, seed=3, stop=("x",), choices=("a",))
+
+
 def test_ollama_unreachable_raises_backend_unavailable_quickly():
     llm = unreachable_ollama()
-    for call in (llm.generate, lambda *a, **k: "".join(llm.stream(*a, **k))):
+    for call in (llm.generate, lambda *a: text_of(llm.stream(*a))):
         started = time.perf_counter()
         with pytest.raises(BackendUnavailable, match="127.0.0.1:9"):
-            call("hello", **GREEDY)
+            call("hello", None, GREEDY)
         assert time.perf_counter() - started < 3.0
 
 
 def test_chain_of_unreachable_backends_names_each():
     chain = FallbackChain([unreachable_ollama(UNREACHABLE), unreachable_ollama(UNREACHABLE_TOO)])
     with pytest.raises(BackendUnavailable) as failed:
-        chain.generate("hello", **GREEDY)
+        chain.generate("hello", None, GREEDY)
     assert set(failed.value.errors) == {"ollama", "ollama#2"}
     assert "127.0.0.1:9" in str(failed.value) and "127.0.0.1:1" in str(failed.value)
     with pytest.raises(BackendUnavailable, match="127.0.0.1:1"):
-        list(chain.stream("hello", **GREEDY))
+        list(chain.stream("hello", None, GREEDY))
     # Ray actors hand this error back pickled; it must keep its details.
     copy = pickle.loads(pickle.dumps(failed.value))
     assert type(copy) is BackendUnavailable and copy.errors == failed.value.errors and copy.status == 503
@@ -147,7 +189,9 @@ def test_chain_of_unreachable_backends_names_each():
 
 def test_verbalize_without_any_backend_uses_the_template(glass_chain, settings):
     chain = FallbackChain([unreachable_ollama()])
-    assert verbalize([(QUESTION, glass_chain, None)], chain, settings) == [(template_sentence(QUESTION, glass_chain), TEMPLATE_BACKEND)]
+    assert verbalize([(QUESTION, glass_chain, None)], chain, settings) == [
+        (template_sentence(QUESTION, glass_chain), TEMPLATE_BACKEND)
+    ]
     streamed = stream_verbalize(QUESTION, glass_chain, chain, settings)
     assert "".join(streamed) == template_sentence(QUESTION, glass_chain)
     assert streamed.backend == TEMPLATE_BACKEND
@@ -174,14 +218,19 @@ def test_first_load_writes_the_safetensors_cache_and_second_load_uses_it(local_l
     second = LocalLLM(settings.model_cache_dir).load()
     assert second.loaded_from == "cache"
     assert second.load_seconds < local_llm.load_seconds
-    assert second.generate(QUESTION, **GREEDY) == local_llm.generate(QUESTION, **GREEDY)
+    assert second.generate(QUESTION, None, GREEDY) == local_llm.generate(QUESTION, None, GREEDY)
 
 
 # the backend contract: every backend in LLM_BACKENDS, built from settings by its name
 
 
-@pytest.fixture(scope="module", params=[pytest.param(name, marks=[pytest.mark.slow] + ([pytest.mark.ray] if name == "ollama" else []))
-                                        for name in sorted(LLM_BACKENDS)])
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param(name, marks=[pytest.mark.slow] + ([pytest.mark.ray] if name == "ollama" else []))
+        for name in sorted(LLM_BACKENDS)
+    ],
+)
 def backend(request, settings):
     """Each registered backend, loaded: the bundled model, and an Ollama server (Reverie's own
     Ollama API, serving the bundled model: no Ollama can be installed here)."""
@@ -189,59 +238,75 @@ def backend(request, settings):
         from servers import API_KEY
 
         url, _ = request.getfixturevalue("served")
-        settings = settings.model_copy(update={"ollama_host": url, "ollama_model": "smollm2:135m", "ollama_api_key": API_KEY,
-                                               "ollama_timeout_s": 120.0})
+        settings = settings.model_copy(
+            update={
+                "ollama_host": url,
+                "ollama_model": "smollm2:135m",
+                "ollama_api_key": API_KEY,
+                "ollama_timeout_s": 120.0,
+            }
+        )
     else:
         request.getfixturevalue("local_llm")  # the module's first load, from the GGUF, comes first
-    made = LLM_BACKENDS[request.param](settings)
+    made = LLM_BACKENDS[request.param].from_settings(settings)
     assert made.name == request.param
     assert made.load() is made
     return made
 
 
 def test_a_backend_answers_greedily_the_same_each_time(backend):
-    first = backend.generate(QUESTION, system="Answer in one sentence.", **GREEDY)
+    first = backend.generate(QUESTION, "Answer in one sentence.", GREEDY)
     assert first.strip()
-    assert backend.generate(QUESTION, system="Answer in one sentence.", **GREEDY) == first
+    assert backend.generate(QUESTION, "Answer in one sentence.", GREEDY) == first
 
 
 def test_a_backend_generates_a_batch_as_it_generates_each(backend):
-    requests = [(QUESTION, "Answer in one sentence.", None), ("Name a colour.", None, None), (QUESTION, "Answer in one sentence.", None)]
-    greedy = {k: GREEDY[k] for k in ("temperature", "top_k", "max_new_tokens")}
-    many = backend.generate_many(requests, **greedy)
-    assert many == [backend.generate(prompt, system=system, **GREEDY) for prompt, system, _ in requests]
+    requests = [
+        (QUESTION, "Answer in one sentence.", None),
+        ("Name a colour.", None, None),
+        (QUESTION, "Answer in one sentence.", None),
+    ]
+    many = backend.generate_many(requests, GREEDY)
+    assert many == [backend.generate(prompt, system, GREEDY) for prompt, system, _ in requests]
     assert many[0] == many[2] != many[1]
-    cut = backend.generate_many(requests, **greedy, stop=(", ", ". "))
-    assert cut == [backend.generate(prompt, system=system, **GREEDY, stop=(", ", ". ")) for prompt, system, _ in requests]
-    assert all(len(short) < len(whole) or ", " not in whole for short, whole in zip(cut, many))
+    stopped = replace(GREEDY, stop=(", ", ". "))
+    cut = backend.generate_many(requests, stopped)
+    assert cut == [backend.generate(prompt, system, stopped) for prompt, system, _ in requests]
+    assert all(len(short) < len(whole) or ", " not in whole for short, whole in zip(cut, many, strict=True))
 
 
 def test_a_backends_stream_joins_to_its_reply(backend):
-    *pieces, finish = backend.stream(QUESTION, system="Answer in one sentence.", **GREEDY)
+    *pieces, finish = backend.stream(QUESTION, "Answer in one sentence.", GREEDY)
     assert len(pieces) > 1 and all(isinstance(piece, str) for piece in pieces)
-    assert "".join(pieces) == backend.generate(QUESTION, system="Answer in one sentence.", **GREEDY)
-    assert isinstance(finish, Finish) and finish.prompt_tokens > 10 and 0 < finish.completion_tokens <= GREEDY["max_new_tokens"]
+    assert "".join(pieces) == backend.generate(QUESTION, "Answer in one sentence.", GREEDY)
+    assert (
+        isinstance(finish, Finish)
+        and finish.prompt_tokens > 10
+        and 0 < finish.completion_tokens <= GREEDY.max_new_tokens
+    )
 
 
 def test_a_backend_says_why_it_ended_and_honours_stop_top_p_and_json(backend):
-    cut = list(backend.stream(QUESTION, **{**GREEDY, "max_new_tokens": 4}))[-1]
+    cut = list(backend.stream(QUESTION, None, replace(GREEDY, max_new_tokens=4)))[-1]
     assert (cut.reason, cut.completion_tokens) == ("length", 4)
-    free = backend.generate(QUESTION, **GREEDY)
+    free = backend.generate(QUESTION, None, GREEDY)
     word = free.split()[2]
-    stopped = list(backend.stream(QUESTION, stop=[word], **GREEDY))
+    stopped = list(backend.stream(QUESTION, None, replace(GREEDY, stop=[word])))
     assert text_of(stopped) == free[: free.index(word)] and stopped[-1].reason == "stop"
     # a nucleus of almost no mass keeps only the likeliest token: hot sampling turns greedy
-    assert backend.generate(QUESTION, seed=3, **{**GREEDY, "temperature": 1.5, "top_p": 1e-6}) == free
-    as_json = backend.generate("Describe a cat as JSON with its name and colour.", json_object=True, **{**GREEDY, "max_new_tokens": 60})
+    assert backend.generate(QUESTION, None, replace(GREEDY, seed=3, temperature=1.5, top_p=1e-6)) == free
+    as_json = backend.generate(
+        "Describe a cat as JSON with its name and colour.", None, replace(GREEDY, json_object=True, max_new_tokens=60)
+    )
     assert isinstance(json.loads(as_json), dict)
 
 
 def test_a_backends_seeded_sampling_is_reproducible(backend):
-    sampled = {"temperature": 1.0, "top_k": 40, "max_new_tokens": 16}
-    first = backend.generate("Tell me about cats.", seed=7, **sampled)
-    assert backend.generate("Tell me about cats.", seed=7, **sampled) == first
-    assert text_of(backend.stream("Tell me about cats.", seed=7, **sampled)) == first
-    assert backend.generate("Tell me about cats.", seed=8, **sampled) != first
+    seven = Sampling(temperature=1.0, top_k=40, max_new_tokens=16, seed=7)
+    first = backend.generate("Tell me about cats.", None, seven)
+    assert backend.generate("Tell me about cats.", None, seven) == first
+    assert text_of(backend.stream("Tell me about cats.", None, seven)) == first
+    assert backend.generate("Tell me about cats.", None, replace(seven, seed=8)) != first
 
 
 def test_a_backend_constrained_to_choices_answers_one_of_them_whole(backend):
@@ -249,31 +314,34 @@ def test_a_backend_constrained_to_choices_answers_one_of_them_whole(backend):
     sampled decoding, whatever max_new_tokens says (the reply is never cut inside a choice)."""
     menu = ["keep", "halve the learning rate", "double the learning rate"]
     prompt = "The validation loss stopped falling. What should the training do?"
-    free = backend.generate(prompt, **GREEDY)
+    free = backend.generate(prompt, None, GREEDY)
     assert free not in menu  # the 135M model answers in a sentence when it is free
-    greedy = backend.generate(prompt, choices=menu, **{**GREEDY, "max_new_tokens": 2})
+    greedy = backend.generate(prompt, None, replace(GREEDY, choices=menu, max_new_tokens=2))
     assert greedy in menu
-    assert backend.generate(prompt, choices=menu, **GREEDY) == greedy
-    sampled = {backend.generate(prompt, choices=menu, seed=s, temperature=1.5, top_k=50, max_new_tokens=4) for s in range(8)}
+    assert backend.generate(prompt, None, replace(GREEDY, choices=menu)) == greedy
+    sampled = {
+        backend.generate(prompt, None, Sampling(temperature=1.5, top_k=50, max_new_tokens=4, seed=s, choices=menu))
+        for s in range(8)
+    }
     assert sampled <= set(menu) and len(sampled) > 1
 
 
 @pytest.mark.slow
 def test_abandoned_stream_frees_the_model(local_llm):
-    pieces = local_llm.stream(QUESTION, temperature=0.0, top_k=40, max_new_tokens=200)
+    pieces = local_llm.stream(QUESTION, None, replace(GREEDY, max_new_tokens=200))
     next(pieces)
     started = time.perf_counter()
     pieces.close()  # stops the worker at its next token rather than after 200
     assert time.perf_counter() - started < 5.0
-    assert local_llm.generate("Hi", **GREEDY).strip()
+    assert local_llm.generate("Hi", None, GREEDY).strip()
 
 
 @pytest.mark.slow
 def test_chain_falls_back_from_unreachable_ollama_to_local(local_llm):
     chain = FallbackChain([unreachable_ollama(), local_llm])
-    text, backend = chain.generate(QUESTION, **GREEDY)
-    assert backend == "local" and text == local_llm.generate(QUESTION, **GREEDY)
-    streamed = chain.stream(QUESTION, **GREEDY)
+    text, backend = chain.generate(QUESTION, None, GREEDY)
+    assert backend == "local" and text == local_llm.generate(QUESTION, None, GREEDY)
+    streamed = chain.stream(QUESTION, None, GREEDY)
     assert streamed.backend is None
     pieces = list(streamed)
     assert streamed.backend == "local" and "".join(pieces) == text == streamed.text
@@ -282,7 +350,11 @@ def test_chain_falls_back_from_unreachable_ollama_to_local(local_llm):
 @pytest.mark.slow
 def test_verbalize_says_a_batch_and_reuses_a_reply_it_already_wrote(local_llm, glass_chain, settings):
     replies: dict = {}
-    batch = [(QUESTION, glass_chain, 1), ("What would happen if a glass cup fell?", glass_chain, 2), (QUESTION, glass_chain, 3)]
+    batch = [
+        (QUESTION, glass_chain, 1),
+        ("What would happen if a glass cup fell?", glass_chain, 2),
+        (QUESTION, glass_chain, 3),
+    ]
     said = verbalize(batch, FallbackChain([local_llm]), settings, replies=replies)
     assert len(replies) == 2  # greedy: the same prompt is one reply, whatever the seed
     assert said[0] == said[2] and all(sentence for sentence, _ in said)

@@ -1,4 +1,5 @@
 """Filtered ranks, Hits@k / MRR and average precision on hand-computed examples."""
+
 from __future__ import annotations
 
 import math
@@ -42,7 +43,9 @@ def test_batched_ranks_filter_each_row_by_its_own_answers():
     rng = np.random.default_rng(0)
     big = rng.integers(0, 5, (1500, 30)).astype(float)
     answers = rng.integers(0, 30, 1500)
-    np.testing.assert_array_equal(filtered_ranks(big, answers), [filtered_rank(big[i], answers[i]) for i in range(1500)])
+    np.testing.assert_array_equal(
+        filtered_ranks(big, answers), [filtered_rank(big[i], answers[i]) for i in range(1500)]
+    )
     with pytest.raises(ValueError):
         filtered_ranks(scores, [0, 1])
 

@@ -1,5 +1,6 @@
 """The Ollama face over real HTTP on 127.0.0.1, driven by the official `ollama` client (and httpx
 where the client hides the wire)."""
+
 import asyncio
 import json
 import time
@@ -27,18 +28,28 @@ def client(base_url):
 # ---------- what clients probe first ----------
 def test_liveness_probe_and_version(http):
     alive = http.get("/")
-    assert alive.status_code == 200 and alive.text == "Ollama is running" and alive.headers["content-type"].startswith("text/plain")
+    assert (
+        alive.status_code == 200
+        and alive.text == "Ollama is running"
+        and alive.headers["content-type"].startswith("text/plain")
+    )
     assert http.head("/").status_code == 200
     version = http.get("/api/version").json()
     assert version["version"] == ollama_api.OLLAMA_VERSION and version["reverie"]["version"] == "0.1.0"
-    assert {"POST /api/show", "GET /api/ps", "POST /api/embed", "POST /api/chat"} <= set(version["reverie"]["endpoints"])
+    assert {"POST /api/show", "GET /api/ps", "POST /api/embed", "POST /api/chat"} <= set(
+        version["reverie"]["endpoints"]
+    )
 
 
 def test_tags_show_and_ps(client):
     assert {m.model for m in client.list().models} == {"reverie", "smollm2:135m", "all-minilm-l6-v2"}
     llm = client.show("smollm2:135m")
     assert llm.details.family == "llama" and llm.details.parameter_size == "135M" and llm.capabilities == ["completion"]
-    assert llm.modelinfo["llama.context_length"] == 8192 and "<|im_start|>" in llm.template and "temperature" in llm.parameters
+    assert (
+        llm.modelinfo["llama.context_length"] == 8192
+        and "<|im_start|>" in llm.template
+        and "temperature" in llm.parameters
+    )
     assert client.show("reverie:latest").capabilities == ["completion", "vision"]
     assert client.show("all-minilm-l6-v2").capabilities == ["embedding"]
     with pytest.raises(ollama.ResponseError) as missing:
@@ -55,8 +66,12 @@ def test_embed_is_minilm(client, encoder):
     reply = client.embed(model="all-minilm-l6-v2", input=texts)
     assert np.allclose(np.array(reply.embeddings, np.float32), encoder.encode(texts), atol=1e-4)
     assert reply.prompt_eval_count == 4 and reply.total_duration > 0
-    assert np.allclose(client.embed(model="all-minilm-l6-v2", input="glass cup").embeddings[0], reply.embeddings[0], atol=1e-6)
-    assert np.allclose(client.embeddings(model="all-minilm-l6-v2", prompt="glass cup").embedding, reply.embeddings[0], atol=1e-6)
+    assert np.allclose(
+        client.embed(model="all-minilm-l6-v2", input="glass cup").embeddings[0], reply.embeddings[0], atol=1e-6
+    )
+    assert np.allclose(
+        client.embeddings(model="all-minilm-l6-v2", prompt="glass cup").embedding, reply.embeddings[0], atol=1e-6
+    )
     with pytest.raises(ollama.ResponseError) as not_an_encoder:
         client.embed(model="smollm2:135m", input="glass cup")
     assert not_an_encoder.value.status_code == 400
@@ -72,12 +87,23 @@ def test_reverie_streams_its_answer_token_by_token(client):
     assert whole.eval_count == len(text.split()) and whole.prompt_eval_duration > 0 and whole.eval_duration > 0
     parts = list(client.chat(model="reverie", messages=messages, options={"seed": 0}, stream=True))
     answer_line = text.split("\n")[0]
-    assert sum(1 for p in parts if p.message.content and p.message.content in answer_line) > 3  # the sentence came in tokens
-    assert "".join(p.message.content for p in parts) == text and parts[-1].done and parts[-1].eval_count == whole.eval_count
+    assert (
+        sum(1 for p in parts if p.message.content and p.message.content in answer_line) > 3
+    )  # the sentence came in tokens
+    assert (
+        "".join(p.message.content for p in parts) == text
+        and parts[-1].done
+        and parts[-1].eval_count == whole.eval_count
+    )
 
 
 def test_reverie_cuts_its_reply_at_stop_and_num_predict(client):
-    stopped = client.generate(model="reverie", prompt=SAMPLE_QUESTION, options={"seed": 0, "num_predict": 100, "stop": ["Chain ("]}, stream=False)
+    stopped = client.generate(
+        model="reverie",
+        prompt=SAMPLE_QUESTION,
+        options={"seed": 0, "num_predict": 100, "stop": ["Chain ("]},
+        stream=False,
+    )
     assert stopped.done_reason == "stop" and "shatter" in stopped.response.lower() and "-->" not in stopped.response
     # num_predict counts the reply's words, wherever the pieces break them
     limits = ollama_api.ReplyLimits(stop=["Chain ("], max_words=3)
@@ -98,7 +124,12 @@ def test_a_follow_up_in_a_chat_keeps_its_subject(client):
     reply = client.chat(model="reverie", messages=follow_up, options={"seed": 0}, stream=False).message.content
     assert "1. glass cup --[" in reply and reply != opening
     # the same words opening another conversation have no subject to continue from
-    alone = client.chat(model="reverie", messages=[{"role": "user", "content": "and if it is heated?"}], options={"seed": 0}, stream=False)
+    alone = client.chat(
+        model="reverie",
+        messages=[{"role": "user", "content": "and if it is heated?"}],
+        options={"seed": 0},
+        stream=False,
+    )
     assert "1. glass cup --[" not in alone.message.content
 
 
@@ -107,20 +138,39 @@ def test_generation_reports_counts_and_a_true_done_reason(client):
     cut = client.generate(model="smollm2:135m", prompt="Tell me about cats.", options=GREEDY)
     assert cut.done_reason == "length" and cut.eval_count == 8 and cut.prompt_eval_count > 8
     assert cut.total_duration >= cut.prompt_eval_duration + cut.eval_duration > 0
-    parts = list(client.chat(model="smollm2:135m", messages=[{"role": "user", "content": "Tell me about cats."}], stream=True, options=GREEDY))
+    parts = list(
+        client.chat(
+            model="smollm2:135m",
+            messages=[{"role": "user", "content": "Tell me about cats."}],
+            stream=True,
+            options=GREEDY,
+        )
+    )
     assert len(parts) > 2 and "".join(p.message.content for p in parts) == cut.response
     assert parts[-1].done_reason == "length" and parts[-1].eval_count == 8
-    ended = client.generate(model="smollm2:135m", prompt="Name a colour.", options={"temperature": 0, "num_predict": 200})
+    ended = client.generate(
+        model="smollm2:135m", prompt="Name a colour.", options={"temperature": 0, "num_predict": 200}
+    )
     assert ended.done_reason == "stop" and ended.eval_count < 200
 
 
 def test_stop_and_top_p_are_honoured(client):
-    free = client.generate(model="smollm2:135m", prompt="Tell me about cats.", options={"temperature": 0, "num_predict": 12}).response
+    free = client.generate(
+        model="smollm2:135m", prompt="Tell me about cats.", options={"temperature": 0, "num_predict": 12}
+    ).response
     word = free.split()[2]
-    stopped = client.generate(model="smollm2:135m", prompt="Tell me about cats.", options={"temperature": 0, "num_predict": 12, "stop": [word]})
+    stopped = client.generate(
+        model="smollm2:135m",
+        prompt="Tell me about cats.",
+        options={"temperature": 0, "num_predict": 12, "stop": [word]},
+    )
     assert stopped.response == free[: free.index(word)] and stopped.done_reason == "stop"
     # a nucleus of almost no mass keeps only the likeliest token: hot sampling turns greedy
-    narrow = client.generate(model="smollm2:135m", prompt="Tell me about cats.", options={"temperature": 1.5, "top_p": 1e-6, "seed": 3, "num_predict": 12})
+    narrow = client.generate(
+        model="smollm2:135m",
+        prompt="Tell me about cats.",
+        options={"temperature": 1.5, "top_p": 1e-6, "seed": 3, "num_predict": 12},
+    )
     assert narrow.response == free
 
 
@@ -129,14 +179,30 @@ def test_structured_output(client):
     schema = {"type": "string", "enum": menu}
     reply = client.generate(model="smollm2:135m", prompt="Name a colour.", format=schema, options={"temperature": 0})
     assert json.loads(reply.response) in menu  # Ollama's structured output: JSON text
-    pieces = [p.message.content for p in client.chat(model="smollm2:135m", messages=[{"role": "user", "content": "Name a colour."}],
-                                                     format=schema, stream=True, options={"temperature": 0})]
+    pieces = [
+        p.message.content
+        for p in client.chat(
+            model="smollm2:135m",
+            messages=[{"role": "user", "content": "Name a colour."}],
+            format=schema,
+            stream=True,
+            options={"temperature": 0},
+        )
+    ]
     assert "".join(pieces) == reply.response
-    as_json = client.generate(model="smollm2:135m", prompt="Describe a cat as JSON with its name and colour.", format="json",
-                              options={"temperature": 0, "num_predict": 60})
+    as_json = client.generate(
+        model="smollm2:135m",
+        prompt="Describe a cat as JSON with its name and colour.",
+        format="json",
+        options={"temperature": 0, "num_predict": 60},
+    )
     assert isinstance(json.loads(as_json.response), dict) and as_json.done_reason == "stop"
     with pytest.raises(ollama.ResponseError) as other_schema:
-        client.generate(model="smollm2:135m", prompt="Name a colour.", format={"type": "object", "properties": {"name": {"type": "string"}}})
+        client.generate(
+            model="smollm2:135m",
+            prompt="Name a colour.",
+            format={"type": "object", "properties": {"name": {"type": "string"}}},
+        )
     assert other_schema.value.status_code == 400 and "not supported" in other_schema.value.error
     with pytest.raises(ollama.ResponseError) as on_reverie:
         client.generate(model="reverie", prompt=SAMPLE_QUESTION, format="json")
@@ -149,22 +215,40 @@ def test_an_empty_prompt_only_loads_the_model(client):
 
 
 # ---------- refusals and errors, in Ollama's shape ----------
-@pytest.mark.parametrize("path, body, says", [
-    ("/api/chat", {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}],
-                   "tools": [{"type": "function", "function": {"name": "weather"}}]}, "tools are not supported"),
-    ("/api/generate", {"model": "smollm2:135m", "prompt": "hi", "options": {"repeat_penalty": 1.3}}, "repeat_penalty"),
-    ("/api/generate", {"model": "smollm2:135m", "prompt": "def f():", "suffix": "return 1"}, "suffix"),
-    ("/api/generate", {"model": "smollm2:135m", "prompt": "hi", "raw": True}, "raw"),
-    ("/api/generate", {"model": "smollm2:135m", "prompt": "hi", "images": ["aGk="]}, "does not support images"),
-])
+@pytest.mark.parametrize(
+    "path, body, says",
+    [
+        (
+            "/api/chat",
+            {
+                "model": "smollm2:135m",
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"type": "function", "function": {"name": "weather"}}],
+            },
+            "tools are not supported",
+        ),
+        (
+            "/api/generate",
+            {"model": "smollm2:135m", "prompt": "hi", "options": {"repeat_penalty": 1.3}},
+            "repeat_penalty",
+        ),
+        ("/api/generate", {"model": "smollm2:135m", "prompt": "def f():", "suffix": "return 1"}, "suffix"),
+        ("/api/generate", {"model": "smollm2:135m", "prompt": "hi", "raw": True}, "raw"),
+        ("/api/generate", {"model": "smollm2:135m", "prompt": "hi", "images": ["aGk="]}, "does not support images"),
+    ],
+)
 def test_unsupported_fields_are_refused_with_400(http, path, body, says):
     reply = http.post(path, json={**body, "stream": False})
     assert reply.status_code == 400 and says in reply.json()["error"] and set(reply.json()) == {"error"}
 
 
 def test_options_without_effect_are_accepted(client):
-    reply = client.generate(model="smollm2:135m", prompt="Name a colour.", keep_alive="5m",
-                            options={**GREEDY, "num_ctx": 2048, "num_thread": 2, "repeat_penalty": 1.0})
+    reply = client.generate(
+        model="smollm2:135m",
+        prompt="Name a colour.",
+        keep_alive="5m",
+        options={**GREEDY, "num_ctx": 2048, "num_thread": 2, "repeat_penalty": 1.0},
+    )
     assert reply.done and reply.response
 
 
@@ -175,12 +259,17 @@ def test_errors_are_ollamas_shape(client, http, base_url):
     with pytest.raises(ollama.ResponseError) as unmatched:
         client.generate(model="reverie", prompt="Quarterly mortgage refinancing schedule for 2031?", stream=False)
     assert unmatched.value.status_code == 422 and "no entity" in unmatched.value.error
-    for reply, status in [(http.post("/api/generate", json={"model": "smollm2:135m", "prompt": "hi", "options": {"colour": 1}}), 422),
-                          (http.post("/api/chat", json={"model": "smollm2:135m", "messages": "hi"}), 422),
-                          (http.post("/api/pull", json={"model": "x"}), 404),
-                          (httpx.get(f"{base_url}/api/tags"), 401)]:
+    for reply, status in [
+        (http.post("/api/generate", json={"model": "smollm2:135m", "prompt": "hi", "options": {"colour": 1}}), 422),
+        (http.post("/api/chat", json={"model": "smollm2:135m", "messages": "hi"}), 422),
+        (http.post("/api/pull", json={"model": "x"}), 404),
+        (httpx.get(f"{base_url}/api/tags"), 401),
+    ]:
         assert reply.status_code == status and set(reply.json()) == {"error"}, reply.text
-    assert "options.colour" in http.post("/api/generate", json={"model": "smollm2:135m", "options": {"colour": 1}}).json()["error"]
+    assert (
+        "options.colour"
+        in http.post("/api/generate", json={"model": "smollm2:135m", "options": {"colour": 1}}).json()["error"]
+    )
 
 
 def test_a_stream_that_fails_half_way_ends_with_an_error_line():
@@ -192,27 +281,39 @@ def test_a_stream_that_fails_half_way_ends_with_an_error_line():
         raise BackendUnavailable("every LLM backend failed (local: gone)")
 
     async def lines():
-        return [json.loads(line) async for line in ollama_api.ndjson_lines("chat", "smollm2:135m", failing(), time.perf_counter())]
+        return [
+            json.loads(line)
+            async for line in ollama_api.ndjson_lines("chat", "smollm2:135m", failing(), time.perf_counter())
+        ]
 
     sent = asyncio.run(lines())
-    assert sent[0]["message"]["content"] == "half a reply" and sent[-1] == {"error": "every LLM backend failed (local: gone)"}
+    assert sent[0]["message"]["content"] == "half a reply" and sent[-1] == {
+        "error": "every LLM backend failed (local: gone)"
+    }
 
     async def whole():
         async def finished():
             yield "a reply"
             yield Finish(prompt_tokens=3, completion_tokens=2, reason="length")
+
         return await ollama_api.whole_reply("generate", "smollm2:135m", finished(), time.perf_counter())
 
     final = asyncio.run(whole())
-    assert final["response"] == "a reply" and final["done_reason"] == "length" and (final["prompt_eval_count"], final["eval_count"]) == (3, 2)
+    assert (
+        final["response"] == "a reply"
+        and final["done_reason"] == "length"
+        and (final["prompt_eval_count"], final["eval_count"]) == (3, 2)
+    )
 
 
 def test_reverie_ollama_backend_needs_the_key_and_the_model(base_url):
     """Reverie's Ollama backend against Reverie (its generation contract is in test_llm.py)."""
+    from reverie.llm.base import Sampling
     from reverie.llm.ollama_backend import OllamaLLM
 
-    options = {"temperature": 0.0, "top_k": 40, "max_new_tokens": 8}
     with pytest.raises(BackendUnavailable, match="401"):
-        OllamaLLM(base_url, "smollm2:135m", timeout_s=60, api_key="wrong").generate("hi", **options)
+        OllamaLLM(base_url, "smollm2:135m", timeout_s=60, api_key="wrong").generate(
+            "hi", None, Sampling(temperature=0.0, top_k=40, max_new_tokens=8)
+        )
     with pytest.raises(BackendUnavailable, match="no model 'llama3.2'"):
         OllamaLLM(base_url, "llama3.2", timeout_s=60, api_key=API_KEY).load()

@@ -1,22 +1,23 @@
 """`reverie ask` with a trained policy: rollouts as Ray tasks, experts and imagined edges in the provenance."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_policy_module import write_toy_dataset  # pytest puts tests/ on sys.path
 
 from reverie.agents.path_policy.net import EXPERT_NAMES
-from test_policy_module import write_toy_dataset  # pytest puts tests/ on sys.path
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 def test_ask_uses_the_trained_policy_and_keeps_every_path(ray_cluster, tmp_path):
-    from reverie.config import Settings
-    from reverie.edges import WORLD_MODEL_SOURCE, parse_relation_label
-    from reverie.data.kg import load_dataset
-    from reverie.pipeline import Pipeline
     from reverie.agents.path_policy.config import PolicyTrainConfig
     from reverie.agents.path_policy.train import train_policy
+    from reverie.config import Settings
+    from reverie.data.kg import load_dataset
+    from reverie.edges import WORLD_MODEL_SOURCE, parse_relation_label
+    from reverie.pipeline import Pipeline
     from reverie.schemas import Query
 
     folder = tmp_path / "toyfamily"
@@ -30,9 +31,15 @@ def test_ask_uses_the_trained_policy_and_keeps_every_path(ray_cluster, tmp_path)
         before = pipeline.answer(Query(question="who is the grandparent of p12", verbalize=False, seed=0, branches=32))
         assert before.policy == "embedding-walker"  # no policy trained yet
 
-        train_policy(settings, PolicyTrainConfig(dataset=str(folder), iterations=2, walks=32).replace(
-            env={"hops": 2, "imagined_edges": 2}, net={"experts": 4}, world_model={"dim": 16, "epochs": 5}))
-        verdict = pipeline.answer(Query(question="who is the grandparent of p12", verbalize=False, seed=0, branches=300))
+        train_policy(
+            settings,
+            PolicyTrainConfig(dataset=str(folder), iterations=2, walks=32).replace(
+                env={"hops": 2, "imagined_edges": 2}, net={"experts": 4}, world_model={"dim": 16, "epochs": 5}
+            ),
+        )
+        verdict = pipeline.answer(
+            Query(question="who is the grandparent of p12", verbalize=False, seed=0, branches=300)
+        )
         assert verdict.policy == "path-policy:toyfamily"
         grandparent = next(t.tail for t in data.train if t.head == "p12" and t.relation == "grandparent")
         assert verdict.answer_entity == grandparent  # the relation asked is "grandparent", and its answer wins

@@ -1,16 +1,16 @@
 """WalkGraph action tables and the vectorised path environment, on a hand-made graph and on UMLS."""
+
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-import numpy as np
-
-from reverie.data.kg import KGDataset, load_dataset
 from reverie.agents.path_policy.config import EnvConfig
 from reverie.agents.path_policy.env import KGPathVectorEnv
 from reverie.agents.path_policy.walkgraph import WalkGraph
+from reverie.data.kg import KGDataset, load_dataset
 from reverie.schemas import Triple
 
 
@@ -45,7 +45,9 @@ def edges_of(g: WalkGraph) -> set[tuple[int, int, int]]:
 def col_of(g: WalkGraph, source: str, relation: int, target: str) -> int:
     e = g.entity2id
     row = e[source]
-    hit = np.nonzero(g.action_mask[row] & (g.action_relations[row] == relation) & (g.action_entities[row] == e[target]))[0]
+    hit = np.nonzero(
+        g.action_mask[row] & (g.action_relations[row] == relation) & (g.action_entities[row] == e[target])
+    )[0]
     assert hit.size == 1, (source, relation, target)
     return int(hit[0])
 
@@ -242,8 +244,17 @@ def test_shaping_uses_the_world_model_score_for_wrong_answers_only():
     table[g.relation2id["q"], g.entity2id["b"]] = math.log(3.0)  # sigmoid = 0.75
     table[g.relation2id["q"], g.entity2id["a"]] = -math.log(3.0)  # sigmoid = 0.25
     scorer = TableScorer(table)
-    env = make_env({"dataset": data, "num_envs": 3, "hops": 1, "shaping": 0.2, "world_model": scorer, "any_answer": True,
-                           "shaping_mode": "sigmoid"})
+    env = make_env(
+        {
+            "dataset": data,
+            "num_envs": 3,
+            "hops": 1,
+            "shaping": 0.2,
+            "world_model": scorer,
+            "any_answer": True,
+            "shaping_mode": "sigmoid",
+        }
+    )
     qa = query(env, "a", "q", "c")
     env.reset(options={"queries": [qa] * 3})
     acts = [col_of(g, "a", g.relation2id["r1"], "b"), 0, col_of(g, "a", g.relation2id["r5"], "e")]
@@ -264,15 +275,26 @@ def test_shaping_uses_the_world_model_score_for_wrong_answers_only():
 
 
 def test_the_graph_reasoner_can_shape_instead_of_the_world_model(tmp_path):
-    from reverie.models.graph_reasoner import ReasonerConfig, train_reasoner
     from reverie.agents.path_policy.env import RowCache
+    from reverie.models.graph_reasoner import ReasonerConfig, train_reasoner
 
     data = toy(extra=[T("a", "r5", "e")])
     g = WalkGraph.from_dataset(data)
-    path = train_reasoner(data, ReasonerConfig(dim=8, layers=2, heads=2, epochs=2, patience=0)).save(tmp_path / "toy.pt")
+    path = train_reasoner(data, ReasonerConfig(dim=8, layers=2, heads=2, epochs=2, patience=0)).save(
+        tmp_path / "toy.pt"
+    )
     world = TableScorer(np.zeros((2 * g.num_relations, g.num_entities)))
-    env = make_env({"dataset": data, "num_envs": 3, "hops": 1, "shaping": 0.2, "shaper": "reasoner",
-                    "reasoner_path": str(path), "world_model": world})
+    env = make_env(
+        {
+            "dataset": data,
+            "num_envs": 3,
+            "hops": 1,
+            "shaping": 0.2,
+            "shaper": "reasoner",
+            "reasoner_path": str(path),
+            "world_model": world,
+        }
+    )
     qa = query(env, "a", "q", "c")
     env.reset(options={"queries": [qa] * 3})
     acts = [col_of(g, "a", g.relation2id["r1"], "b"), 0, col_of(g, "a", g.relation2id["r5"], "e")]
@@ -403,8 +425,9 @@ def test_an_imagined_step_costs_reward():
     scorer = HeadTableScorer(table)
     with pytest.raises(ValueError, match="world model"):
         make_env({"dataset": data, "num_envs": 1, "imagined_edges": 1})
-    env = make_env({"dataset": data, "num_envs": 2, "hops": 1, "imagined_edges": 1, "imagined_cost": 0.25,
-                           "world_model": scorer})
+    env = make_env(
+        {"dataset": data, "num_envs": 2, "hops": 1, "imagined_edges": 1, "imagined_cost": 0.25, "world_model": scorer}
+    )
     assert env.single_observation_space["action_relations"].high.max() == 4 * R
     obs, _ = env.reset(options={"queries": [query(env, "a", "q", "c")] * 2})
     dream = env.graph.max_actions - 1

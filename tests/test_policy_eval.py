@@ -1,12 +1,13 @@
 """Beam-search evaluation on a hand-made graph whose ranks are known."""
+
 import numpy as np
 import torch
 
-from reverie.data.kg import KGDataset
 from reverie.agents.path_policy.bundle import PolicyBundle
 from reverie.agents.path_policy.config import EnvConfig, PolicyMeta
 from reverie.agents.path_policy.evaluate import beam_scores, countries_auc_pr, evaluate_bundle
 from reverie.agents.path_policy.walkgraph import WalkGraph
+from reverie.data.kg import KGDataset
 from reverie.schemas import Triple
 
 
@@ -61,7 +62,9 @@ def test_evaluate_filters_known_answers_and_ranks_three_ways():
     graph = WalkGraph.from_triples(GRAPH)
     r, e = graph.relation2id, graph.entity2id
     policy = RelationPreference({r["r1"]: 2.0, r["r2"]: 1.0, r["r3"]: 0.0})
-    bundle = PolicyBundle(net=policy, graph=graph, world_model=None, meta=PolicyMeta(dataset="toy", env=EnvConfig(hops=2)))
+    bundle = PolicyBundle(
+        net=policy, graph=graph, world_model=None, meta=PolicyMeta(dataset="toy", env=EnvConfig(hops=2))
+    )
     # test asks (a, q, e); c is a known answer from dev, so it is filtered and e ranks first
     data = KGDataset(name="hand", graph=GRAPH, train=GRAPH, dev=[T("a", "q", "c")], test=[T("a", "q", "e")])
     metrics = evaluate_bundle(bundle, data, split="test", beam=16)
@@ -101,15 +104,21 @@ def test_beam_can_hide_the_query_relation_at_the_source():
 
 
 def test_countries_candidates_sit_at_the_level_of_the_test_answers():
-    from reverie.data.kg import KGDataset
     from reverie.agents.path_policy.evaluate import countries_regions
+    from reverie.data.kg import KGDataset
     from reverie.schemas import Triple
 
     def T(h, r, t):
         return Triple(head=h, relation=r, tail=t)
 
-    geo = [T("west_eu", "locatedIn", "europe"), T("east_af", "locatedIn", "africa"), T("france", "locatedIn", "west_eu"),
-           T("france", "locatedIn", "europe"), T("kenya", "locatedIn", "east_af"), T("france", "neighborOf", "spain")]
+    geo = [
+        T("west_eu", "locatedIn", "europe"),
+        T("east_af", "locatedIn", "africa"),
+        T("france", "locatedIn", "west_eu"),
+        T("france", "locatedIn", "europe"),
+        T("kenya", "locatedIn", "east_af"),
+        T("france", "neighborOf", "spain"),
+    ]
     s1 = KGDataset(name="countries_s1", graph=geo, train=geo, test=[T("spain", "locatedIn", "europe")])
     g = WalkGraph.from_dataset(s1)
     assert [g.id2entity[i] for i in countries_regions(g, s1)] == ["africa", "europe"]

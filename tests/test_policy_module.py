@@ -1,4 +1,5 @@
 """The path policy: PathPolicyNet without Ray, its checkpoints, the RLModule wrapper, and a short PPO run."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,15 @@ import pytest
 import torch
 
 from reverie.agents.path_policy.config import EnvConfig, NetConfig, PolicyMeta, PolicyTrainConfig
-from reverie.agents.path_policy.net import MASK_LOGIT, PathPolicyNet, load_policy, obs_to_tensors, read_policy_meta, rollout_success, save_policy
+from reverie.agents.path_policy.net import (
+    MASK_LOGIT,
+    PathPolicyNet,
+    load_policy,
+    obs_to_tensors,
+    read_policy_meta,
+    rollout_success,
+    save_policy,
+)
 
 E, NR, HOPS, A, B = 12, 7, 3, 6, 5  # entities, relation ids (2R+1, R=3), hops, action width, batch
 
@@ -23,8 +32,8 @@ def make_obs(seed: int = 0, batch: int = B, hops: int = HOPS, width: int = A, n_
     path_rel = rng.integers(0, n_rel - 1, (batch, hops))
     path_ent = rng.integers(0, n_ent, (batch, hops))
     for b in range(batch):  # padding after `step`: NO_OP relation, source entity, as the env does
-        path_rel[b, step[b]:] = no_op
-        path_ent[b, step[b]:] = source[b]
+        path_rel[b, step[b] :] = no_op
+        path_ent[b, step[b] :] = source[b]
     current = np.where(step > 0, path_ent[np.arange(batch), np.maximum(step - 1, 0)], source)
     action_rel = rng.integers(0, n_rel - 1, (batch, width))
     action_rel[:, 0] = no_op
@@ -65,7 +74,9 @@ def test_shapes_and_masking(net):
     assert torch.all(logits[~mask] == MASK_LOGIT)  # large negative, not -inf
     dist = torch.distributions.Categorical(logits=logits)
     assert torch.isfinite(dist.entropy()).all()
-    assert torch.isfinite(torch.distributions.kl_divergence(dist, torch.distributions.Categorical(logits=logits * 0.5))).all()
+    assert torch.isfinite(
+        torch.distributions.kl_divergence(dist, torch.distributions.Categorical(logits=logits * 0.5))
+    ).all()
     greedy = net.act(obs, greedy=True)
     assert mask[torch.arange(B), torch.as_tensor(greedy)].all()
     sampled = net.act(obs, greedy=False, generator=torch.Generator().manual_seed(0))
@@ -93,8 +104,8 @@ def test_padding_after_step_is_ignored(net):
     padded["path_relations"] = obs["path_relations"].copy()
     padded["path_entities"] = obs["path_entities"].copy()
     for b in range(B):
-        padded["path_relations"][b, obs["step"][b]:] = -1  # any padding convention
-        padded["path_entities"][b, obs["step"][b]:] = (b * 5) % E
+        padded["path_relations"][b, obs["step"][b] :] = -1  # any padding convention
+        padded["path_entities"][b, obs["step"][b] :] = (b * 5) % E
     logits, values = net(obs_to_tensors(padded))
     assert torch.allclose(logits, base) and torch.allclose(values, base_v)
 
@@ -108,7 +119,9 @@ def test_scoring_paths_agree(n_ent, width, batch):
     logits, _ = model(obs)
     state = model.state(obs)
     emb = torch.cat([model.relation_emb(obs["action_relations"]), model.entity_emb(obs["action_entities"])], dim=-1)
-    ref = torch.einsum("bs,bas->ba", state[:, 0], model.action_proj(emb)).masked_fill(obs["action_mask"] == 0, MASK_LOGIT)
+    ref = torch.einsum("bs,bas->ba", state[:, 0], model.action_proj(emb)).masked_fill(
+        obs["action_mask"] == 0, MASK_LOGIT
+    )
     assert torch.allclose(logits, ref, atol=1e-5)
 
 
@@ -163,7 +176,9 @@ def test_rlmodule_wraps_net():
             "action_mask": box(1, (A,), np.int8),
         }
     )
-    module = PathPolicyModule(observation_space=space, action_space=gym.spaces.Discrete(A), model_config={"entity_dim": 8})
+    module = PathPolicyModule(
+        observation_space=space, action_space=gym.spaces.Discrete(A), model_config={"entity_dim": 8}
+    )
     assert module.net.config["num_entities"] == E and module.net.config["num_relation_ids"] == NR  # from the space
     batch = {Columns.OBS: obs_to_tensors(make_obs())}
     out = module.forward_exploration(batch)
@@ -202,15 +217,17 @@ def write_toy_dataset(folder) -> None:
 @pytest.mark.ray
 @pytest.mark.slow
 def test_ppo_training_beats_untrained(ray_cluster, tmp_path):
-    from reverie.config import Settings
     from reverie.agents.path_policy.env import KGPathVectorEnv
     from reverie.agents.path_policy.train import train_policy
+    from reverie.config import Settings
 
     dataset = tmp_path / "toyfamily"
     write_toy_dataset(dataset)
     settings = Settings(home=tmp_path / "home")
     hops = 2
-    eval_env = KGPathVectorEnv({"dataset": str(dataset), "num_envs": 256, "hops": hops, "seed": 1, "action_dropout": 0.0, "shaping": 0.0})
+    eval_env = KGPathVectorEnv(
+        {"dataset": str(dataset), "num_envs": 256, "hops": hops, "seed": 1, "action_dropout": 0.0, "shaping": 0.0}
+    )
     torch.manual_seed(0)
     untrained = PathPolicyNet(eval_env.graph.num_entities, eval_env.graph.num_relation_ids)
     before = rollout_success(untrained, eval_env, episodes=2048, greedy=False, seed=1)
@@ -218,7 +235,9 @@ def test_ppo_training_beats_untrained(ray_cluster, tmp_path):
     reports = []
     started = time.perf_counter()
     # no world model here (shaping 0): PPO alone must learn the toy's relation patterns
-    config = PolicyTrainConfig(dataset=str(dataset), iterations=12, walks=64, seed=0).replace(env={"hops": hops, "shaping": 0.0})
+    config = PolicyTrainConfig(dataset=str(dataset), iterations=12, walks=64, seed=0).replace(
+        env={"hops": hops, "shaping": 0.0}
+    )
     folder = train_policy(settings, config, progress=reports.append)
     seconds = time.perf_counter() - started
     assert folder == settings.home / "policies" / "toyfamily"
@@ -279,25 +298,26 @@ def test_checkpoint_round_trip_with_experts(tmp_path):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_training_with_a_world_model_gives_a_self_contained_bundle(ray_cluster, tmp_path):
+    from reverie.agents.path_policy.bundle import WORLD_MODEL_FILE, load_bundle
+    from reverie.agents.path_policy.evaluate import PATH_WEIGHTS, evaluate_bundle
+    from reverie.agents.path_policy.train import train_policy
     from reverie.config import Settings
     from reverie.data.kg import load_dataset
-    from reverie.models.world_model import world_model_path
-    from reverie.agents.path_policy.bundle import WORLD_MODEL_FILE, load_bundle
-    from reverie.agents.path_policy.evaluate import evaluate_bundle
-    from reverie.agents.path_policy.evaluate import PATH_WEIGHTS
-    from reverie.agents.path_policy.train import train_policy
 
     dataset = tmp_path / "toyfamily"
     write_toy_dataset(dataset)
     settings = Settings(home=tmp_path / "home")
     config = PolicyTrainConfig(dataset=str(dataset), iterations=2, walks=32).replace(
-        env={"hops": 2, "imagined_edges": 2}, net={"experts": 4}, world_model={"dim": 16, "epochs": 5})
+        env={"hops": 2, "imagined_edges": 2}, net={"experts": 4}, world_model={"dim": 16, "epochs": 5}
+    )
     folder = train_policy(settings, config)
-    assert world_model_path(settings.home, "toyfamily").is_file() and (folder / WORLD_MODEL_FILE).is_file()
+    assert settings.paths.world_model("toyfamily").is_file() and (folder / WORLD_MODEL_FILE).is_file()
     data = load_dataset(str(dataset))
     bundle = load_bundle(folder, data)
     assert bundle.world_model is not None and bundle.graph.imagined_per_entity == 2
-    assert bundle.net.config["experts"] == 4 and bundle.meta.arbiter_weight in PATH_WEIGHTS and bundle.meta.temperature > 0
+    assert (
+        bundle.net.config["experts"] == 4 and bundle.meta.arbiter_weight in PATH_WEIGHTS and bundle.meta.temperature > 0
+    )
     # inference walks the very action tables training walked (imagined columns included)
     from reverie.agents.path_policy.env import KGPathVectorEnv
     from reverie.agents.path_policy.train import env_config

@@ -1,4 +1,5 @@
 """Tests for the synthetic world renderer (reverie.data.render); fast, no Ray."""
+
 from __future__ import annotations
 
 import random

@@ -1,4 +1,5 @@
 """Training-run logs (reverie.runs): what the web page's curves read, without Ray."""
+
 import json
 
 import pytest

@@ -6,12 +6,17 @@ The app serves the session's world graph, which other tests read, so a fuzzed in
 entities under a `fuzz ` prefix: the fuzzer still meets every shape of body, but no fuzzed name can
 become a word that an exact-phrase link of another test's question would match.
 """
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from servers import AUTH
 
 from reverie.serve.app import api
@@ -23,9 +28,18 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 # Bodies that break the schema go to the routes that take a body: the others have nothing to break
 # (their path parameters take any string).
 ROUTES = sorted((method.upper(), path) for path, methods in api.openapi()["paths"].items() for method in methods)
-WITH_BODY = {(method.upper(), path) for path, methods in api.openapi()["paths"].items() for method, op in methods.items() if "requestBody" in op}
-CASES = [(method, path, mode) for method, path in ROUTES for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-         if mode == GenerationMode.POSITIVE or (method, path) in WITH_BODY]
+WITH_BODY = {
+    (method.upper(), path)
+    for path, methods in api.openapi()["paths"].items()
+    for method, op in methods.items()
+    if "requestBody" in op
+}
+CASES = [
+    (method, path, mode)
+    for method, path in ROUTES
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    if mode == GenerationMode.POSITIVE or (method, path) in WITH_BODY
+]
 # Examples per route and mode: about a minute in all, since each is a real request through Serve
 # and some (a question that links, a generation) run the pipeline or the LLM.
 EXAMPLES = 20
@@ -60,7 +74,9 @@ def keep_to_the_fuzz_namespace(case) -> None:
 
 
 def test_the_live_schema_has_every_route(api_schema):
-    live = sorted((method.upper(), path) for path, methods in api_schema.raw_schema["paths"].items() for method in methods)
+    live = sorted(
+        (method.upper(), path) for path, methods in api_schema.raw_schema["paths"].items() for method in methods
+    )
     assert live == ROUTES
 
 
@@ -69,7 +85,9 @@ def test_route_keeps_its_schema(api_schema, method, path, mode):
     operation = api_schema[path][method]
 
     @given(case=operation.as_strategy(mode))
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+    )
     def fuzz(case):
         keep_to_the_fuzz_namespace(case)
         case.call_and_validate(headers=AUTH, checks=CHECKS, timeout=120)

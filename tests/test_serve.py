@@ -3,6 +3,7 @@
 The app runs with an API key, so every request here sends it, except those that check the 401.
 The fault tests kill parts of the running app and come last.
 """
+
 import json
 import pickle
 import threading
@@ -40,9 +41,9 @@ def read_events(reply: httpx.Response) -> list[tuple[str, dict]]:
     events, name = [], None
     for line in reply.iter_lines():
         if line.startswith("event: "):
-            name = line[len("event: "):]
+            name = line[len("event: ") :]
         elif line.startswith("data: "):
-            events.append((name, json.loads(line[len("data: "):])))
+            events.append((name, json.loads(line[len("data: ") :])))
     return events
 
 
@@ -63,7 +64,9 @@ def test_streamed_query_sends_tokens_then_the_verdict(http):
 
 
 def test_streamed_query_errors_before_the_stream(http):
-    reply = http.post("/v1/query", json={"question": "Quarterly mortgage refinancing schedule for 2031?", "stream": True})
+    reply = http.post(
+        "/v1/query", json={"question": "Quarterly mortgage refinancing schedule for 2031?", "stream": True}
+    )
     assert reply.status_code == 422 and "no entity in the graph matches" in reply.json()["detail"]
 
 
@@ -97,8 +100,20 @@ def test_unmatched_question_gets_422_with_detail(http):
 
 # ---------- security ----------
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}])
-@pytest.mark.parametrize("method, path", [("GET", "/healthz"), ("POST", "/v1/query"), ("POST", "/v1/ingest"), ("GET", "/metrics"), ("GET", "/api/tags"), ("GET", "/docs"),
-                                          ("GET", "/v1/runs"), ("GET", "/v1/graph/search?q=glass"), ("POST", "/ui/index.html")])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/healthz"),
+        ("POST", "/v1/query"),
+        ("POST", "/v1/ingest"),
+        ("GET", "/metrics"),
+        ("GET", "/api/tags"),
+        ("GET", "/docs"),
+        ("GET", "/v1/runs"),
+        ("GET", "/v1/graph/search?q=glass"),
+        ("POST", "/ui/index.html"),
+    ],
+)
 def test_every_request_needs_the_api_key(base_url, headers, method, path):
     reply = httpx.request(method, base_url + path, headers=headers, json={"question": SAMPLE_QUESTION}, timeout=30)
     assert reply.status_code == 401
@@ -148,7 +163,11 @@ def test_binds_loopback_only(served):
     import psutil
 
     port = served[1].port
-    listening = [c.laddr.ip for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+    listening = [
+        c.laddr.ip
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    ]
     assert listening == ["127.0.0.1"]
 
 
@@ -156,17 +175,32 @@ def test_health_and_openapi(http):
     health = http.get("/healthz").json()
     assert health["status"] == "ok" and health["graph"]["triples"] > 300
     spec = http.get("/openapi.json").json()
-    for path in ("/v1/query", "/v1/ingest", "/v1/feedback", "/v1/graph/entities/{entity_id}", "/healthz", "/metrics", "/api/chat", "/api/generate", "/api/tags"):
+    for path in (
+        "/v1/query",
+        "/v1/ingest",
+        "/v1/feedback",
+        "/v1/graph/entities/{entity_id}",
+        "/healthz",
+        "/metrics",
+        "/api/chat",
+        "/api/generate",
+        "/api/tags",
+    ):
         assert path in spec["paths"], path
     assert "Verdict" in spec["components"]["schemas"]
-    assert set(spec["paths"]["/v1/ingest"]["post"]["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
+    assert set(spec["paths"]["/v1/ingest"]["post"]["requestBody"]["content"]) == {
+        "application/json",
+        "multipart/form-data",
+    }
     assert http.get("/docs").status_code == 200
 
 
 # ---------- ingest and the graph ----------
 def test_ingest_json_then_read_the_entity(http):
-    body = {"triples": [{"head": "frost jar", "relation": "made of", "tail": "glass", "source": "test:json"}],
-            "entities": [{"name": "frost jar", "type": "object", "description": "a jar for ice"}]}
+    body = {
+        "triples": [{"head": "frost jar", "relation": "made of", "tail": "glass", "source": "test:json"}],
+        "entities": [{"name": "frost jar", "type": "object", "description": "a jar for ice"}],
+    }
     first = http.post("/v1/ingest", json=body)
     assert first.status_code == 200, first.text
     assert first.json()["triples_added"] == 1 and first.json()["entities_added"] == 1
@@ -200,7 +234,12 @@ def test_a_malformed_file_names_its_line_and_writes_nothing(http):
 
 @pytest.mark.parametrize(
     "body, field",
-    [({}, "triples"), ({"triples": []}, "triples"), ({"triples": [{"head": "a", "relation": "r"}]}, "tail"), ({"triples": [{"head": " ", "relation": "r", "tail": "b"}]}, "head")],
+    [
+        ({}, "triples"),
+        ({"triples": []}, "triples"),
+        ({"triples": [{"head": "a", "relation": "r"}]}, "tail"),
+        ({"triples": [{"head": " ", "relation": "r", "tail": "b"}]}, "head"),
+    ],
 )
 def test_ingest_bad_json_gets_422_naming_the_field(http, body, field):
     reply = http.post("/v1/ingest", json=body)
@@ -240,7 +279,9 @@ def test_search_finds_entities_by_name_then_meaning(http):
 
 
 def test_a_query_can_ask_for_its_rollout_tree(http):
-    verdict = http.post("/v1/query", json={"question": SAMPLE_QUESTION, "seed": 3, "verbalize": False, "branches": 96, "tree": True}).json()
+    verdict = http.post(
+        "/v1/query", json={"question": SAMPLE_QUESTION, "seed": 3, "verbalize": False, "branches": 96, "tree": True}
+    ).json()
     tree = verdict["tree"]
     assert tree["walks"] == 96 and 0 < tree["shown"] <= 96
     assert sum(n["ends"] for n in tree["nodes"]) == tree["shown"]
@@ -248,7 +289,9 @@ def test_a_query_can_ask_for_its_rollout_tree(http):
     for node in tree["nodes"]:
         ends[node["entity"]] += node["ends"]
     assert ends[verdict["answer_entity"]] > 0
-    assert http.post("/v1/query", json={"question": SAMPLE_QUESTION, "seed": 3, "verbalize": False}).json()["tree"] is None
+    assert (
+        http.post("/v1/query", json={"question": SAMPLE_QUESTION, "seed": 3, "verbalize": False}).json()["tree"] is None
+    )
 
 
 # ---------- feedback ----------
@@ -261,7 +304,12 @@ def test_feedback_is_stored_as_a_dataset(http, served):
     records = FeedbackLog(served[1].feedback_dir).records()
     mine = [r for r in records if r.verdict_id == verdict["id"]]
     assert len(mine) == 1
-    assert (mine[0].rating, mine[0].note, mine[0].answer_entity, mine[0].question) == ("good", "right chain", "shatters", SAMPLE_QUESTION)
+    assert (mine[0].rating, mine[0].note, mine[0].answer_entity, mine[0].question) == (
+        "good",
+        "right chain",
+        "shatters",
+        SAMPLE_QUESTION,
+    )
     assert [s.result for s in mine[0].chain.steps] == [s["result"] for s in verdict["chain"]["steps"]]
 
 
@@ -332,4 +380,9 @@ def test_a_killed_store_restarts_and_keeps_every_acknowledged_ingest(http, world
         view = http.get(f"/v1/graph/entities/crate {i}")
         assert view.status_code == 200, f"acknowledged ingest {i} was lost"
         assert view.json()["outgoing"][0]["source"] == f"fault:{i}"
-    assert http.post("/v1/query", json={"question": SAMPLE_QUESTION, "verbalize": False, "seed": 0}).json()["answer_entity"] == "shatters"
+    assert (
+        http.post("/v1/query", json={"question": SAMPLE_QUESTION, "verbalize": False, "seed": 0}).json()[
+            "answer_entity"
+        ]
+        == "shatters"
+    )

@@ -1,4 +1,5 @@
 """The `serve deploy` config shipped in reverie/serve/: valid for Ray Serve, and about this app."""
+
 from pathlib import Path
 
 import yaml

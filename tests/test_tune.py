@@ -1,15 +1,15 @@
 """Ray Tune sweeps on the session's local Ray, on tiny budgets: every scheduler of the headline
 sweep, and the path-policy sweep against its defaults."""
+
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import pytest
 
-from reverie.config import Settings
 from reverie.agents.lr_control.trainees.headline import HeadlineConfig
+from reverie.config import Settings
 from reverie.tune.headline import LR_BOUNDS, SCHEDULERS, WD_BOUNDS, HeadlineSweepConfig, sweep_headline, sweep_summary
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -35,7 +35,9 @@ def test_a_headline_sweep_runs_with_each_scheduler(scheduler, ray_cluster, headl
     experiment = grid.experiment_path
     exploits = Path(experiment, "pbt_global.txt")
     if scheduler == "asha":
-        assert summary["grad_steps"] < 3 * TINY.budget or min(len(f) for f in frames) == sweep.intervals  # stopped early, or all were good
+        assert (
+            summary["grad_steps"] < 3 * TINY.budget or min(len(f) for f in frames) == sweep.intervals
+        )  # stopped early, or all were good
         assert not exploits.exists()
     else:  # Tune's own log of the population: weak trials took a strong one's weights and moved its learning rate
         events = [json.loads(line) for line in exploits.read_text().splitlines()]

@@ -1,6 +1,7 @@
 """The walker contract: every walker in WALKERS, built by its kind, on one small graph held by a
 real GraphStore (real MiniLM vectors), without Ray. The path policy is untrained: the contract is
 about shape and provenance, not skill."""
+
 from __future__ import annotations
 
 import pickle
@@ -9,20 +10,26 @@ import numpy as np
 import pytest
 import torch
 
-from reverie.config import Settings
-from reverie.dreams import WALKERS, make_walker
-from reverie.edges import WORLD_MODEL_SOURCE, edge_id, parse_relation_label
-from reverie.graph_store import GraphStore
 from reverie.agents.path_policy.bundle import PolicyBundle
 from reverie.agents.path_policy.config import EnvConfig, NetConfig, PolicyMeta
 from reverie.agents.path_policy.net import PathPolicyNet
 from reverie.agents.path_policy.walkgraph import WalkGraph
+from reverie.config import Settings
+from reverie.dreams import WALKERS, make_walker
+from reverie.edges import WORLD_MODEL_SOURCE, edge_id, parse_relation_label
+from reverie.graph_store import GraphStore
 from reverie.schemas import LinkedEntity, Triple
 
 FACTS = [
-    ("glass cup", "made of", "glass"), ("glass", "is", "brittle"), ("brittle", "when dropped", "shatters"),
-    ("glass cup", "found in", "kitchen"), ("kitchen", "part of", "house"), ("glass", "is", "transparent"),
-    ("steel pan", "made of", "steel"), ("steel pan", "found in", "kitchen"), ("steel", "is", "hard"),
+    ("glass cup", "made of", "glass"),
+    ("glass", "is", "brittle"),
+    ("brittle", "when dropped", "shatters"),
+    ("glass cup", "found in", "kitchen"),
+    ("kitchen", "part of", "house"),
+    ("glass", "is", "transparent"),
+    ("steel pan", "made of", "steel"),
+    ("steel pan", "found in", "kitchen"),
+    ("steel", "is", "hard"),
 ]
 SOURCE = "toy"
 SEEDS = [LinkedEntity(name="glass cup", type="entity", score=1.0, how="exact")]
@@ -50,7 +57,9 @@ def walker(request, triples):
     torch.manual_seed(0)
     graph = WalkGraph.from_triples(triples)
     net = PathPolicyNet(graph.num_entities, graph.num_relation_ids, NetConfig(8, 8, 8, 8, experts=2)).eval()
-    bundle = PolicyBundle(net=net, graph=graph, world_model=None, meta=PolicyMeta(dataset=SOURCE, env=EnvConfig(hops=3)))
+    bundle = PolicyBundle(
+        net=net, graph=graph, world_model=None, meta=PolicyMeta(dataset=SOURCE, env=EnvConfig(hops=3))
+    )
     return make_walker(request.param, Settings(), bundle)
 
 
@@ -69,7 +78,9 @@ def test_pose_starts_at_the_linked_entities(walker, retrieved):
     query = walker.pose(sub, question, SEEDS, hops=3)
     assert query.hops == 3 and len(query.starts) == len(query.start_weights) == 1
     assert np.isclose(query.start_weights.sum(), 1.0)
-    assert walker.knows(["glass cup", "steel pan"]) == 2 and walker.knows(["glass cup", "tea"]) == (2 if walker.walks_retrieved else 1)
+    assert walker.knows(["glass cup", "steel pan"]) == 2 and walker.knows(["glass cup", "tea"]) == (
+        2 if walker.walks_retrieved else 1
+    )
 
 
 def test_walks_follow_stored_facts_and_repeat_with_the_seed(walker, retrieved, triples):
@@ -82,7 +93,9 @@ def test_walks_follow_stored_facts_and_repeat_with_the_seed(walker, retrieved, t
     assert np.isfinite(walks.logp).all() and (walks.logp <= 1e-9).all()
     assert ((walks.expert >= 0) & (walks.expert < len(walker.expert_names))).all()
     for b in range(64):
-        assert (walks.nodes[b, walks.length[b] + 1:] == -1).all() and (walks.relations[b, walks.length[b]:] == -1).all()
+        assert (walks.nodes[b, walks.length[b] + 1 :] == -1).all() and (
+            walks.relations[b, walks.length[b] :] == -1
+        ).all()
     again = walker.walk(graph, query, 64, np.random.default_rng(5))
     assert np.array_equal(again.nodes, walks.nodes) and np.array_equal(again.relations, walks.relations)
     np.testing.assert_allclose(again.logp, walks.logp)
@@ -121,7 +134,10 @@ def test_the_rollout_tree_merges_walks_by_prefix_and_its_counts_add_up(walker, r
     query = walker.pose(sub, question, SEEDS, hops=3)
     graph = walked_graph(walker, sub)
     walks = walker.walk(graph, query, 128, np.random.default_rng(3))
-    distinct = {(tuple(walks.nodes[b, : walks.length[b] + 1]), tuple(walks.relations[b, : walks.length[b]])) for b in range(len(walks))}
+    distinct = {
+        (tuple(walks.nodes[b, : walks.length[b] + 1]), tuple(walks.relations[b, : walks.length[b]]))
+        for b in range(len(walks))
+    }
     candidates, tree = arbitrate(walker, graph, query, walks, 5, tree_walks=len(distinct))
     assert candidates == walker.rank(graph, query, walks, 5)
     assert tree.walks == tree.shown == 128

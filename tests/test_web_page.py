@@ -1,6 +1,7 @@
 """The web page in a real browser: headless Chromium (Debian's) driven by Selenium, against the
 session's Serve app over HTTP on 127.0.0.1, which runs with an API key. One browser for the module;
 each test opens the page afresh in a new tab's session storage."""
+
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ from servers import API_KEY
 from reverie.data.world import SAMPLE_QUESTION
 
 pytestmark = pytest.mark.ray
+
 
 @pytest.fixture(scope="module")
 def driver(served):
@@ -81,7 +83,7 @@ def test_ask_see_the_chain_and_tree_then_rate_it_into_the_feedback_dataset(drive
     assert drawn, "the chain is drawn in the graph"
     find(driver, "#rate-note").send_keys("the chain is right")
     find(driver, "#rate-good").click()
-    wait_for(driver, lambda d: (find(d, "#rate-status").get_attribute("data-record-id") or ""), 60)
+    wait_for(driver, lambda d: find(d, "#rate-status").get_attribute("data-record-id") or "", 60)
     record_id = find(driver, "#rate-status").get_attribute("data-record-id")
     [record] = [r for r in FeedbackLog(served[1].feedback_dir).records() if r.id == record_id]
     assert (record.rating, record.note, record.question) == ("good", "the chain is right", SAMPLE_QUESTION)
@@ -98,8 +100,10 @@ def test_a_dropped_file_is_ingested_and_a_malformed_one_shows_its_line(driver, b
     assert http.get("/healthz").json()["graph"] == before, "nothing of a malformed file is written"
     drop_file(driver, "lamps.tsv", "web lamp\tmade of\tglass\n")
     wait_for(driver, lambda d: find_all(d, "#ingest-report .report-table"), 60)
-    report = {row.find_element("css selector", "th").text: row.find_element("css selector", "td").text
-              for row in find_all(driver, "#ingest-report .report-table tr")}
+    report = {
+        row.find_element("css selector", "th").text: row.find_element("css selector", "td").text
+        for row in find_all(driver, "#ingest-report .report-table tr")
+    }
     assert (report["source"], report["triples added"], report["entities added"]) == ("lamps.tsv", "1", "1")
     after = http.get("/healthz").json()["graph"]
     assert after["triples"] == before["triples"] + 1
@@ -127,7 +131,15 @@ def test_a_training_run_is_plotted(driver, base_url, served):
 
     log = RunLog(served[1].home, "policy", "umls")
     for i in range(1, 8):
-        log({"iteration": i, "episode_return_mean": 0.1 * i, "env_steps_per_s": 900.0 + i, "env_steps": 2000 * i, "elapsed": 3.0 * i})
+        log(
+            {
+                "iteration": i,
+                "episode_return_mean": 0.1 * i,
+                "env_steps_per_s": 900.0 + i,
+                "env_steps": 2000 * i,
+                "elapsed": 3.0 * i,
+            }
+        )
     open_page(driver, base_url, "runs")
     wait_for(driver, lambda d: find_all(d, f'#runs-list .run[data-run-id="{log.id}"]'), 60)
     find(driver, f'#runs-list .run[data-run-id="{log.id}"]').click()

@@ -1,4 +1,5 @@
 """Tests for the built-in commonsense world (reverie.data.world)."""
+
 from __future__ import annotations
 
 from collections import defaultdict

@@ -1,5 +1,6 @@
 """The world-model contract: every model in WORLD_MODELS (ComplEx, RotatE), a small one trained
 once per model on `nations`, without Ray, passes the same tests."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from reverie.models.world_model import WORLD_MODELS, WorldModel, WorldModelConfig, ensure_world_model, world_model_path
 from reverie.data.kg import KGDataset, load_dataset
+from reverie.home import Home
+from reverie.models.world_model import WORLD_MODELS, WorldModel, WorldModelConfig, ensure_world_model
 from reverie.schemas import Triple
 
 
@@ -162,7 +164,7 @@ def test_the_cache_trains_once(tmp_path, nations):
     config = WorldModelConfig(dim=8, epochs=1)
     said = []
     path = ensure_world_model(tmp_path, nations, config, said.append)
-    assert path == world_model_path(tmp_path, "nations") and path.is_file() and len(said) == 1
+    assert path == Home(tmp_path).world_model("nations") and path.is_file() and len(said) == 1
     stamp = path.stat().st_mtime_ns
     assert ensure_world_model(tmp_path, nations, config, said.append) == path
     assert len(said) == 1 and path.stat().st_mtime_ns == stamp

@@ -4,6 +4,7 @@ Actors are named per REVERIE_HOME (so a Serve replica and a CLI driver on the sa
 share one store) and take no CPU reservation: they mostly wait, and the rollout tasks need the
 cores. The graph store is a single actor because the embedded Qdrant store takes a file lock.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +16,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from reverie.config import Settings
-from reverie.dreams import Rollouts, WalkQuery, Walker, arbitrate, dream
+from reverie.dreams import Rollouts, Walker, WalkQuery, arbitrate, dream
 from reverie.encoders import TextEncoder
 from reverie.encoders.image import ImageEncoder, tower_path
 from reverie.feedback import FeedbackLog
@@ -47,7 +48,9 @@ LLMActor = ray.remote(num_cpus=0)(Verbalizer)
 class ArbiterActor:
     """Ranks a question's rollouts off the driver, by the walker that made them."""
 
-    def rank(self, walker: Walker, graph: Subgraph | None, query: WalkQuery, limit: int, tree_walks: int, *parts: Rollouts):
+    def rank(
+        self, walker: Walker, graph: Subgraph | None, query: WalkQuery, limit: int, tree_walks: int, *parts: Rollouts
+    ):
         """`arbitrate` over the batches; they come as separate arguments so Ray resolves each from the object store."""
         return arbitrate(walker, graph, query, Rollouts.concat(parts), limit, tree_walks)
 
@@ -60,7 +63,9 @@ def here() -> str:
 # Rollout tasks return (rollouts, node id): the rollouts stay in the object store for the arbiter,
 # while the driver fetches only where each batch ran. rollout_placements() spreads them.
 @ray.remote(num_cpus=1, num_returns=2)
-def rollout_task(walker: Walker, graph: Subgraph | None, query: WalkQuery, count: int, seed: int) -> tuple[Rollouts, str]:
+def rollout_task(
+    walker: Walker, graph: Subgraph | None, query: WalkQuery, count: int, seed: int
+) -> tuple[Rollouts, str]:
     """A batch of rollouts; a walker too large to copy (a trained policy) and the subgraph come
     from the object store, shared by every task."""
     return dream(walker, graph, query, count, seed), here()
@@ -91,10 +96,14 @@ def _actor(cls, name: str, *args, threads: int | None = None, pin: bool = False)
     if pin:
         # State on disk (graph, feedback) lives under REVERIE_HOME of the node that first creates the
         # actor: keep the actor there, rather than wherever a restart would find a free slot.
-        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=False
+        )
     if threads:
         # Ray sets OMP_NUM_THREADS=1 in a worker that reserves no CPU; torch reads it at import.
-        options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **PASSIVE_THREADS}}
+        options["runtime_env"] = {
+            "env_vars": {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **PASSIVE_THREADS}
+        }
     return cls.options(**options).remote(*args)
 
 
@@ -109,7 +118,7 @@ def state_actors(settings: Settings) -> dict[str, "ray.actor.ActorHandle"]:
     return {
         "store": _actor(GraphStoreActor, f"graph-store-{tag}", settings, pin=True),
         "memory": _actor(MemoryActor, f"memory-{tag}"),
-        "feedback": _actor(FeedbackActor, f"feedback-{tag}", settings.feedback_dir, pin=True),
+        "feedback": _actor(FeedbackActor, f"feedback-{tag}", settings.paths.feedback, pin=True),
     }
 
 
@@ -131,9 +140,17 @@ class Services:
         encoders and the LLM, which it scales (the Pipeline calls both kinds of handle alike)."""
         weights = tower_path(settings)
         return cls(
-            encoder=encoder or _actor(TextEncoderActor, f"text-encoder-{settings.model_threads}", threads=settings.model_threads),
-            images=images or _actor(ImageEncoderActor, f"image-encoder-{hashlib.sha1(f'{weights}|{settings.clip_arch}'.encode()).hexdigest()[:10]}",
-                                    weights, settings.max_image_pixels, settings.model_threads, settings.clip_arch),
+            encoder=encoder
+            or _actor(TextEncoderActor, f"text-encoder-{settings.model_threads}", threads=settings.model_threads),
+            images=images
+            or _actor(
+                ImageEncoderActor,
+                f"image-encoder-{hashlib.sha1(f'{weights}|{settings.clip_arch}'.encode()).hexdigest()[:10]}",
+                weights,
+                settings.max_image_pixels,
+                settings.model_threads,
+                settings.clip_arch,
+            ),
             arbiter=_actor(ArbiterActor, "arbiter"),
             llm=llm or _actor(LLMActor, f"llm-{_home_tag(settings)}", settings, threads=settings.model_threads),
             **state_actors(settings),
@@ -164,5 +181,7 @@ def init_ray(settings: Settings) -> None:
         include_dashboard=False,
         log_to_driver=False,
         configure_logging=False,
-        runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
+        runtime_env={
+            "env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        },
     )

@@ -1,4 +1,4 @@
-"""The RL agents, each in its own room; what both share (PPO settings and loop) is in ppo.py.
+"""The RL agents, each in its own room; what both share: PPO's settings (ppo.py, no Ray) and its loop (training.py).
 
 - path_policy/: the reasoning-path policy that walks the knowledge graph (MINERVA-style), its env,
   network, RLlib module, training, evaluation and the trained bundle.

@@ -4,12 +4,13 @@ MINERVA folder layout (train/dev/test/graph), and the built-in world.
 Every reader validates the whole input before returning, so a malformed line stops an ingest
 before anything is written.
 """
+
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -38,7 +39,9 @@ def dataset_names() -> list[str]:
     return [BUILTIN, *sorted(PYKEEN_BUNDLED)]
 
 
-def _triple(head: str, relation: str, tail: str, source: str, where: str, confidence: str | float | None = None) -> Triple:
+def _triple(
+    head: str, relation: str, tail: str, source: str, where: str, confidence: str | float | None = None
+) -> Triple:
     try:
         kwargs = {"head": head, "relation": relation, "tail": tail, "source": source}
         if confidence not in (None, ""):
@@ -62,12 +65,22 @@ def _read_delimited(path: Path, delimiter: str, source: str) -> list[Triple]:
         for lineno, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1):
             if not row or (len(row) == 1 and not row[0].strip()) or row[0].startswith("#"):
                 continue
-            if lineno == 1 and delimiter == "," and [c.strip().lower() for c in row[:3]] == ["head", "relation", "tail"]:
+            if (
+                lineno == 1
+                and delimiter == ","
+                and [c.strip().lower() for c in row[:3]] == ["head", "relation", "tail"]
+            ):
                 continue  # header
             where = f"{path}:{lineno}"
             if len(row) not in (3, 4):
-                raise IngestError(f"{where}: expected 3 columns (head, relation, tail) or 4 (+ confidence), got {len(row)}")
-            triples.append(_triple(*row[:3], source=f"{source}:{lineno}", where=where, confidence=row[3] if len(row) == 4 else None))
+                raise IngestError(
+                    f"{where}: expected 3 columns (head, relation, tail) or 4 (+ confidence), got {len(row)}"
+                )
+            triples.append(
+                _triple(
+                    *row[:3], source=f"{source}:{lineno}", where=where, confidence=row[3] if len(row) == 4 else None
+                )
+            )
     return triples
 
 
@@ -139,7 +152,9 @@ def read_kg_folder(folder: str | Path, name: str | None = None) -> KGDataset:
     name = name or folder.name
     train = _split(folder, ("train.txt",), name)
     if not train:
-        raise DatasetNotFoundError(f"{folder}: a dataset folder needs train.txt (and optionally dev.txt, test.txt, graph.txt)")
+        raise DatasetNotFoundError(
+            f"{folder}: a dataset folder needs train.txt (and optionally dev.txt, test.txt, graph.txt)"
+        )
     graph = _split(folder, ("graph.txt",), name) or train
     return KGDataset(
         name=name,
@@ -177,5 +192,7 @@ def _pykeen_folder(name: str) -> Path:
         raise DatasetNotFoundError(f"dataset {name!r} ships inside the pykeen wheel: pip install pykeen")
     folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / name
     if not (folder / "train.txt").is_file():
-        raise DatasetNotFoundError(f"dataset {name!r} is missing from the installed pykeen ({folder}); reinstall pykeen")
+        raise DatasetNotFoundError(
+            f"dataset {name!r} is missing from the installed pykeen ({folder}); reinstall pykeen"
+        )
     return folder

@@ -28,6 +28,7 @@ results through the same action.  :func:`world_questions` derives test
 questions from the graph by walking it, keeping only those with exactly one
 chain from the object to a result through the asked action.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -93,7 +94,10 @@ ACTIONS: tuple[str, ...] = tuple(ACTION_QUESTIONS)
 # --- properties: name -> (one-line gloss, ((action, result), ...)) -------------------------------
 PROPERTIES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     "brittle": ("breaks into pieces instead of bending", ((DROP, "shatters"), (HAMMER, "cracks"), (BEND, "snaps"))),
-    "elastic": ("stretches or squashes and then springs back", ((DROP, "bounces"), (STRETCH, "stretches and springs back"))),
+    "elastic": (
+        "stretches or squashes and then springs back",
+        ((DROP, "bounces"), (STRETCH, "stretches and springs back")),
+    ),
     "flexible": ("can be bent without breaking", ((BEND, "bends"),)),
     "malleable": ("changes shape under force without breaking", ((HAMMER, "dents"), (BEND, "bends"))),
     "sturdy": ("solid and heavy enough to stay in one piece", ((DROP, "lands with a thud"),)),
@@ -268,7 +272,7 @@ _ARTICLE_OVERRIDES = {"aluminium foil": "a sheet of aluminium foil", "rubber boo
 
 
 def with_article(name: str) -> str:
-    """"glass cup" -> "a glass cup", "ice cube" -> "an ice cube"."""
+    """ "glass cup" -> "a glass cup", "ice cube" -> "an ice cube"."""
     if name in _ARTICLE_OVERRIDES:
         return _ARTICLE_OVERRIDES[name]
     return ("an " if name[0] in "aeiou" else "a ") + name
@@ -353,9 +357,7 @@ class WorldQuestion:
     chain: tuple[tuple[str, str, str], ...]  # the expected (head, relation, tail) hops, in order
 
 
-def action_chains(
-    triples: list[Triple], obj: str, action: str
-) -> list[tuple[tuple[str, str, str], ...]]:
+def action_chains(triples: list[Triple], obj: str, action: str) -> list[tuple[tuple[str, str, str], ...]]:
     """Every chain from ``obj`` through ``made of``/``is`` edges ending in one ``action`` edge.
 
     Walks object -is-> property -action-> result and

@@ -10,6 +10,7 @@ An answer's score mixes three things, each in [0, 1]:
 A trained path policy's rollouts are ranked by its own walker (reverie/dreams/policy_walker.py):
 the world model's belief times the path evidence.
 """
+
 from __future__ import annotations
 
 import numpy as np

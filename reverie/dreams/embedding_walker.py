@@ -5,6 +5,7 @@ It samples with Gumbel-max at a temperature and may stop once it has taken a ste
 decision's log-probability is kept, so the arbiter can score whole paths. It needs no training:
 it is the walker for any graph without a trained path policy.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,13 @@ class EmbeddingWalker:
     walks_retrieved = True
     expert_names = ("walker",)
 
-    def __init__(self, temperature: float = 0.1, stop_bias: float = -0.1, inverse_bias: float = -0.3,
-                 arbiter: Arbiter | None = None):
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        stop_bias: float = -0.1,
+        inverse_bias: float = -0.3,
+        arbiter: Arbiter | None = None,
+    ):
         if temperature <= 0:
             raise ValueError("temperature must be > 0")
         self.temperature = temperature
@@ -55,8 +61,12 @@ class EmbeddingWalker:
 
     def pose(self, sub: Subgraph, question_vec: np.ndarray, seeds: list[LinkedEntity], hops: int) -> WalkQuery:
         """Walks start at the retrieved seeds, by their link weights."""
-        return WalkQuery(question_vec=np.asarray(question_vec, np.float32), starts=sub.seeds,
-                         start_weights=sub.seed_weights, hops=hops)
+        return WalkQuery(
+            question_vec=np.asarray(question_vec, np.float32),
+            starts=sub.seeds,
+            start_weights=sub.seed_weights,
+            hops=hops,
+        )
 
     def for_rollouts(self) -> "EmbeddingWalker":
         return self
@@ -71,24 +81,36 @@ class EmbeddingWalker:
 
     def walk(self, sub: Subgraph, query: WalkQuery, count: int, rng: np.random.Generator) -> Rollouts:
         starts = query.sample_starts(count, rng)
-        return walk(sub, self.edge_logits(sub, query.question_vec), self.stop_bias / self.temperature, starts, query.hops, rng)
+        return walk(
+            sub, self.edge_logits(sub, query.question_vec), self.stop_bias / self.temperature, starts, query.hops, rng
+        )
 
     def rank(self, sub: Subgraph, query: WalkQuery, rollouts: Rollouts, limit: int = 10) -> list[Candidate]:
         """Answers by the arbiter's agreement, path probability and last-hop relevance."""
         scored = self.arbiter.score(sub, rollouts, query.question_vec)
         candidates = [
-            Candidate(answer=sub.node_names[answer], score=score, votes=votes, best_chain=self.chain(sub, rollouts, best))
+            Candidate(
+                answer=sub.node_names[answer], score=score, votes=votes, best_chain=self.chain(sub, rollouts, best)
+            )
             for answer, score, votes, best in scored
         ]
         candidates.sort(key=lambda c: (-c.score, c.answer))
         return candidates[:limit]
 
     def chain(self, sub: Subgraph, rollouts: Rollouts, index: int) -> Chain:
-        return build_chain(rollouts, index, sub.node_names, sub.rel_names,
-                           lambda ref, *_: (sub.edge_ids[ref], sub.edge_sources[ref]), self.expert_names[0])
+        return build_chain(
+            rollouts,
+            index,
+            sub.node_names,
+            sub.rel_names,
+            lambda ref, *_: (sub.edge_ids[ref], sub.edge_sources[ref]),
+            self.expert_names[0],
+        )
 
 
-def walk(sub: Subgraph, logits: np.ndarray, stop_logit: float, starts: np.ndarray, hops: int, rng: np.random.Generator) -> Rollouts:
+def walk(
+    sub: Subgraph, logits: np.ndarray, stop_logit: float, starts: np.ndarray, hops: int, rng: np.random.Generator
+) -> Rollouts:
     """Advance all walks together over the subgraph's CSR edges, each edge with its logit. A walk
     never revisits a node; it stops when it chooses to (from the second decision on), when it has
     no unvisited neighbour, or after `hops` hops."""
@@ -145,5 +167,13 @@ def walk(sub: Subgraph, logits: np.ndarray, stop_logit: float, starts: np.ndarra
         logp[alive[stops]] += stop[stops] - lse[stops]
         decisions[alive[has_choice]] += 1
         alive = moved
-    return Rollouts(nodes=nodes, relations=relations, edge_refs=edge_refs, imagined=np.zeros((batch, hops), bool),
-                    logp=logp, decisions=decisions, length=length, expert=np.zeros(batch, np.int64))
+    return Rollouts(
+        nodes=nodes,
+        relations=relations,
+        edge_refs=edge_refs,
+        imagined=np.zeros((batch, hops), bool),
+        logp=logp,
+        decisions=decisions,
+        length=length,
+        expert=np.zeros(batch, np.int64),
+    )

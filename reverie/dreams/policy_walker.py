@@ -11,6 +11,7 @@ are candidates even where no walk ended, and each candidate's chain is a walk th
 ranks among its top paths to that answer, else the reasoner's best path: the chain shown is a reason
 for the answer. Every candidate carries its calibrated confidence.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,13 +19,13 @@ import dataclasses
 import numpy as np
 import torch
 
+from reverie.agents.path_policy.bundle import PolicyBundle
+from reverie.agents.path_policy.net import expert_name
 from reverie.dreams.embedding_walker import residual
 from reverie.dreams.rollouts import Rollouts, WalkQuery, build_chain
 from reverie.edges import edge_id
 from reverie.errors import NoMatchError
 from reverie.graph_store.subgraph import Subgraph
-from reverie.agents.path_policy.bundle import PolicyBundle
-from reverie.agents.path_policy.net import expert_name
 from reverie.schemas import Candidate, Chain, LinkedEntity
 
 INVERSE_MARGIN = 0.1
@@ -62,9 +63,13 @@ class PolicyWalker:
         if not known:
             raise NoMatchError("the trained policy's graph holds none of the linked entities")
         weights = np.array([max(e.score, 1e-6) for e in known])
-        return WalkQuery(question_vec=np.asarray(question_vec, np.float32), starts=np.array([e2i[e.name] for e in known], np.int64),
-                         start_weights=weights / weights.sum(), hops=self.bundle.hops,
-                         relation=self.query_relation(sub, question_vec))
+        return WalkQuery(
+            question_vec=np.asarray(question_vec, np.float32),
+            starts=np.array([e2i[e.name] for e in known], np.int64),
+            start_weights=weights / weights.sum(),
+            hops=self.bundle.hops,
+            relation=self.query_relation(sub, question_vec),
+        )
 
     def query_relation(self, sub: Subgraph, question_vec: np.ndarray) -> int:
         """The relation the question asks: the policy relation (forward or inverse) whose text is
@@ -131,9 +136,16 @@ class PolicyWalker:
         relations[rows, col[rows, steps]] = graph.stored_relation(taken[rows, steps])
         imagined = np.zeros((count, hops), bool)
         imagined[rows, col[rows, steps]] = graph.is_imagined(taken[rows, steps])
-        return Rollouts(nodes=nodes, relations=relations, edge_refs=np.full((count, hops), -1, np.int64), imagined=imagined,
-                        logp=np.asarray(logp, np.float64), decisions=np.full(count, hops, np.int64), length=length,
-                        expert=np.asarray(expert, np.int64))
+        return Rollouts(
+            nodes=nodes,
+            relations=relations,
+            edge_refs=np.full((count, hops), -1, np.int64),
+            imagined=imagined,
+            logp=np.asarray(logp, np.float64),
+            decisions=np.full(count, hops, np.int64),
+            length=length,
+            expert=np.asarray(expert, np.int64),
+        )
 
     # ------------------------------------------------------------------ rank
     def rank(self, sub: Subgraph | None, query: WalkQuery, rollouts: Rollouts, limit: int = 10) -> list[Candidate]:
@@ -157,17 +169,27 @@ class PolicyWalker:
         candidates = []
         for answer in ranked:
             members = idx[ends[idx] == answer]
-            chain = self.chain(None, rollouts, int(members[np.argmax(rollouts.logp[members])])) if members.size else None
+            chain = (
+                self.chain(None, rollouts, int(members[np.argmax(rollouts.logp[members])])) if members.size else None
+            )
             if bundle.reasoner is not None:
                 chain = self.reasoned_chain(start, query.relation, answer, rollouts, members) or chain
             if chain is None:
                 continue
-            candidates.append(Candidate(answer=self._names[answer], score=float(score[answer]), votes=int(members.size),
-                                        best_chain=chain, confidence=float(confidence[answer])))
+            candidates.append(
+                Candidate(
+                    answer=self._names[answer],
+                    score=float(score[answer]),
+                    votes=int(members.size),
+                    best_chain=chain,
+                    confidence=float(confidence[answer]),
+                )
+            )
         return candidates
 
-    def reasoned_chain(self, head: int, relation: int, answer: int, rollouts: Rollouts, members: np.ndarray,
-                       top: int = 5) -> Chain | None:
+    def reasoned_chain(
+        self, head: int, relation: int, answer: int, rollouts: Rollouts, members: np.ndarray, top: int = 5
+    ) -> Chain | None:
         """The most probable walk to `answer` that is among the reasoner's `top` paths to it, else the
         reasoner's best path (expert "reasoner"); None when the reasoner finds no path."""
         reasoner = self.bundle.reasoner
@@ -185,6 +207,11 @@ class PolicyWalker:
     def chain(self, graph: Subgraph | None, rollouts: Rollouts, index: int) -> Chain:
         """Walk `index` as a chain; it walks its own graph, so `graph` is unused."""
         source = self.bundle.meta.dataset
-        return build_chain(rollouts, index, self._names, self.bundle.graph.id2relation,
-                           lambda _ref, head, relation, tail: (edge_id(head, relation, tail), source),
-                           self.expert_names[int(rollouts.expert[index])])
+        return build_chain(
+            rollouts,
+            index,
+            self._names,
+            self.bundle.graph.id2relation,
+            lambda _ref, head, relation, tail: (edge_id(head, relation, tail), source),
+            self.expert_names[int(rollouts.expert[index])],
+        )

@@ -5,6 +5,7 @@ A walker (reverie/dreams/walkers.py) walks a graph whose nodes and relations hav
 from its tail back to its head). A walk is the nodes it passed and the relation of each hop; an
 imagined hop (proposed by a world model, not stored) is flagged.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -20,10 +21,10 @@ from reverie.schemas import Chain, RolloutTree, Step, TreeNode
 class WalkQuery:
     """A question as a walker takes it: where its walks start and what they look for."""
 
-    question_vec: np.ndarray   # (d,) the question's embedding
-    starts: np.ndarray         # node ids (in the walker's graph) a walk may start from
+    question_vec: np.ndarray  # (d,) the question's embedding
+    starts: np.ndarray  # node ids (in the walker's graph) a walk may start from
     start_weights: np.ndarray  # probability of starting at each
-    hops: int                  # the most hops a walk takes
+    hops: int  # the most hops a walk takes
     relation: int | None = None  # the query relation id, for walkers that are asked one (the path policy)
 
     def sample_starts(self, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -35,14 +36,14 @@ class WalkQuery:
 class Rollouts:
     """B walks. nodes[b, :length[b] + 1] is walk b's path; relations[b, k] the relation of hop k."""
 
-    nodes: np.ndarray      # (B, H + 1) int64, -1 after the walk ended
+    nodes: np.ndarray  # (B, H + 1) int64, -1 after the walk ended
     relations: np.ndarray  # (B, H) int64 relation ids (inverse ids >= R), -1 after the walk ended
     edge_refs: np.ndarray  # (B, H) int64 the stored fact of each hop in the walker's graph, -1 when it has none
-    imagined: np.ndarray   # (B, H) bool: the hop was proposed by a world model
-    logp: np.ndarray       # (B,) summed log-probability of every decision, stop included
+    imagined: np.ndarray  # (B, H) bool: the hop was proposed by a world model
+    logp: np.ndarray  # (B,) summed log-probability of every decision, stop included
     decisions: np.ndarray  # (B,) decisions made
-    length: np.ndarray     # (B,) hops taken
-    expert: np.ndarray     # (B,) int64 which of the walker's experts made the walk
+    length: np.ndarray  # (B,) hops taken
+    expert: np.ndarray  # (B,) int64 which of the walker's experts made the walk
 
     def __len__(self) -> int:
         return int(self.length.shape[0])
@@ -80,8 +81,9 @@ FactLookup = Callable[[int, str, str, str], tuple[str, str]]
 """(edge ref, head, relation, tail) of a stored hop -> (edge id, source) of the fact."""
 
 
-def build_chain(rollouts: Rollouts, index: int, names: Sequence[str], relation_names: Sequence[str],
-                fact: FactLookup, expert: str) -> Chain:
+def build_chain(
+    rollouts: Rollouts, index: int, names: Sequence[str], relation_names: Sequence[str], fact: FactLookup, expert: str
+) -> Chain:
     """Walk `index` as (what, action, result) steps with provenance.
 
     names: node names by id; relation_names: the R stored relation names; fact: the stored fact of
@@ -100,9 +102,20 @@ def build_chain(rollouts: Rollouts, index: int, names: Sequence[str], relation_n
             fact_id, source = edge_id(head, name, tail), WORLD_MODEL_SOURCE
         else:
             fact_id, source = fact(int(rollouts.edge_refs[index, hop]), head, name, tail)
-        steps.append(Step(what=what, action=relation_label(name, inverse), result=result, edge_id=fact_id,
-                          source=source, inverse=inverse, imagined=imagined))
-    return Chain(steps=steps, answer=names[rollouts.answers[index]], score=float(rollouts.path_score[index]), expert=expert)
+        steps.append(
+            Step(
+                what=what,
+                action=relation_label(name, inverse),
+                result=result,
+                edge_id=fact_id,
+                source=source,
+                inverse=inverse,
+                imagined=imagined,
+            )
+        )
+    return Chain(
+        steps=steps, answer=names[rollouts.answers[index]], score=float(rollouts.path_score[index]), expert=expert
+    )
 
 
 def rollout_tree(rollouts: Rollouts, chain_of: Callable[[int], Chain], max_walks: int) -> RolloutTree:

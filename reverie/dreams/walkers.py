@@ -10,6 +10,7 @@ and ranks the answers its walks reach (`rank`, in the arbiter). Walkers by kind:
 `walks_retrieved` says which graph a walker's `walk` and `rank` take: the retrieved Subgraph (True)
 or none, because it walks its own (False).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -40,7 +41,9 @@ class Walker(Protocol):
 
     def walk(self, graph: Subgraph | None, query: WalkQuery, count: int, rng: np.random.Generator) -> Rollouts: ...
 
-    def rank(self, graph: Subgraph | None, query: WalkQuery, rollouts: Rollouts, limit: int = 10) -> list[Candidate]: ...
+    def rank(
+        self, graph: Subgraph | None, query: WalkQuery, rollouts: Rollouts, limit: int = 10
+    ) -> list[Candidate]: ...
 
     def chain(self, graph: Subgraph | None, rollouts: Rollouts, index: int) -> Chain:
         """Walk `index` as (what, action, result) steps with provenance."""
@@ -75,12 +78,15 @@ def make_walker(kind: str, settings: Any, bundle: Any = None) -> Walker:
     return WALKERS[kind](settings, bundle)
 
 
-def arbitrate(walker: Walker, graph: Subgraph | None, query: WalkQuery, rollouts: Rollouts, limit: int,
-              tree_walks: int = 0) -> tuple[list[Candidate], RolloutTree | None]:
+def arbitrate(
+    walker: Walker, graph: Subgraph | None, query: WalkQuery, rollouts: Rollouts, limit: int, tree_walks: int = 0
+) -> tuple[list[Candidate], RolloutTree | None]:
     """What the arbiter does, in the answering process or in the Arbiter actor: the ranked answers,
     and the rollout tree of the `tree_walks` most frequent walks when asked (0: none)."""
     candidates = walker.rank(graph, query, rollouts, limit)
-    tree = rollout_tree(rollouts, lambda index: walker.chain(graph, rollouts, index), tree_walks) if tree_walks else None
+    tree = (
+        rollout_tree(rollouts, lambda index: walker.chain(graph, rollouts, index), tree_walks) if tree_walks else None
+    )
     return candidates, tree
 
 

@@ -1,4 +1,5 @@
 """Encoders: text (MiniLM). Torch only, no Ray."""
+
 from reverie.encoders.text import TextEncoder
 
 __all__ = ["TextEncoder"]

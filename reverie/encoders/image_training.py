@@ -1,12 +1,13 @@
 """`reverie train clip`: fit an image tower on renders of the built-in world, against MiniLM locked.
 
-Each rendered entity (object, material, property, result) is drawn many times (encoders/render.py)
+Each rendered entity (object, material, property, result) is drawn many times (reverie/data/render/)
 and captioned from the world's facts. The text side is MiniLM, frozen, so its vectors of the
 captions and of every entity's text (the vectors the Qdrant entity collection holds) are computed
 once. The loss is CLIP's contrastive loss twice over: against every entity's text (the link a
 question's image will get), and against every caption, an image's target spread over its
 entity's captions (a few hundred texts as the negatives, so no large batch is needed). Held-out renders (backgrounds, poses and colours never trained on) measure it.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reverie.encoders.image import Codebook, ImageConfig, ImageTokenizer, TowerMeta, preprocess
+from reverie.encoders.image_tower import Codebook, ImageConfig, ImageTokenizer, TowerMeta, preprocess
 from reverie.errors import ReverieError
 
 # Learning rates that converge in minutes on CPU (ViTs want a smaller one).
@@ -27,22 +28,31 @@ LEARNING_RATES = {"clip": 1e-3, "resnet": 2e-3, "lite": 2e-3}
 class ClipTrainConfig:
     """Settings of one `reverie train clip` run."""
 
-    backbone: str = "lite"            # which image tower (encoders/image.py BACKBONES)
-    image_size: int = 64              # render and input side in pixels
-    renders_per_entity: int = 12      # training renders of each entity per epoch
-    fresh_renders: bool = True        # draw new renders every epoch (new poses, colours, backgrounds), not the same ones again
-    epochs: int = 40                  # passes over the renders, at most
-    minutes: float | None = None      # stop after this many minutes of training, whatever the epoch
+    backbone: str = "lite"  # which image tower (encoders/image_tower.py BACKBONES)
+    image_size: int = 64  # render and input side in pixels
+    renders_per_entity: int = 12  # training renders of each entity per epoch
+    fresh_renders: bool = (
+        True  # draw new renders every epoch (new poses, colours, backgrounds), not the same ones again
+    )
+    epochs: int = 40  # passes over the renders, at most
+    minutes: float | None = None  # stop after this many minutes of training, whatever the epoch
     batch_size: int = 64
     learning_rate: float | None = None  # None: the backbone's default (LEARNING_RATES)
     weight_decay: float = 0.05
-    caption_weight: float = 0.5       # the captions' contrastive loss beside the link loss (image vs every entity's text)
-    codebook_size: int = 64           # image tokens (k-means centroids over the training renders' vectors)
-    held_out_per_entity: int = 2      # held-out renders per entity for the report
+    caption_weight: float = 0.5  # the captions' contrastive loss beside the link loss (image vs every entity's text)
+    codebook_size: int = 64  # image tokens (k-means centroids over the training renders' vectors)
+    held_out_per_entity: int = 2  # held-out renders per entity for the report
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "renders_per_entity", "epochs", "batch_size", "codebook_size", "held_out_per_entity"):
+        for name in (
+            "image_size",
+            "renders_per_entity",
+            "epochs",
+            "batch_size",
+            "codebook_size",
+            "held_out_per_entity",
+        ):
             if getattr(self, name) < 1:
                 raise ReverieError(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
         if self.minutes is not None and self.minutes <= 0:
@@ -54,15 +64,15 @@ class WorldTexts:
     """MiniLM's vectors of the world: every entity's text (the linking targets) and the captions."""
 
     entity_names: list[str]
-    entity_vecs: np.ndarray          # [entities, 384]: what the Qdrant entity collection holds
-    caption_vecs: np.ndarray         # [texts, 384]: captions and entity texts of the rendered entities
+    entity_vecs: np.ndarray  # [entities, 384]: what the Qdrant entity collection holds
+    caption_vecs: np.ndarray  # [texts, 384]: captions and entity texts of the rendered entities
     positives: dict[str, list[int]]  # rendered entity -> its rows of caption_vecs
 
     @classmethod
     def encode(cls, text_encoder) -> "WorldTexts":
         from reverie.data.render import captions, rendered_entities
-        from reverie.graph_store.store import entity_text
         from reverie.data.world import build_world
+        from reverie.encoders.text import entity_text
 
         entities, _ = build_world()
         texts_of = {e.name: entity_text(e) for e in entities}
@@ -82,7 +92,9 @@ class WorldTexts:
         )
 
 
-def retrieval(image_vecs: np.ndarray, names: list[str], entity_names: list[str], entity_vecs: np.ndarray, ks=(1, 5)) -> dict[str, float]:
+def retrieval(
+    image_vecs: np.ndarray, names: list[str], entity_names: list[str], entity_vecs: np.ndarray, ks=(1, 5)
+) -> dict[str, float]:
     """Top-k accuracy of image -> entity among every entity of the graph (cosine, as linking does)."""
     index = {n: i for i, n in enumerate(entity_names)}
     truth = np.array([index[n] for n in names])
@@ -123,8 +135,8 @@ def train_image_tower(
     """Train a tower; returns it (with its codebook) and a report with held-out retrieval."""
     import torch
 
-    from reverie.encoders import TextEncoder
     from reverie.data.render import render_set
+    from reverie.encoders import TextEncoder
 
     torch.manual_seed(config.seed)
     started = time.perf_counter()
@@ -165,6 +177,7 @@ def train_image_tower(
     def learning_rate(done: float) -> float:
         """Warm up over the first tenth, then a cosine to zero, whichever of epochs or minutes ends the run."""
         return lr * (done / 0.1 if done < 0.1 else 0.5 * (1 + math.cos(math.pi * (done - 0.1) / 0.9)))
+
     generator = torch.Generator().manual_seed(config.seed)
     bar = None
     if progress:
@@ -174,7 +187,9 @@ def train_image_tower(
     epochs_run, step, loss_value = 0, 0, float("nan")
     for epoch in range(config.epochs):
         if epoch and config.fresh_renders:
-            fresh, fresh_names = render_set(config.renders_per_entity, "train", config.image_size, seed=config.seed + 1000 + epoch)
+            fresh, fresh_names = render_set(
+                config.renders_per_entity, "train", config.image_size, seed=config.seed + 1000 + epoch
+            )
             pixels, labels = preprocess(fresh, config.image_size), torch.tensor([label_of[n] for n in fresh_names])
         order = torch.randperm(len(labels), generator=generator)
         for start in range(0, len(order), config.batch_size):
@@ -205,7 +220,9 @@ def train_image_tower(
 
     train_vecs = tokenizer.tokenize(images, progress=False)
     tokenizer.codebook = Codebook.fit(train_vecs, min(config.codebook_size, len(train_vecs)), seed=config.seed)
-    held_images, held_names = render_set(config.held_out_per_entity, "held-out", config.image_size, seed=config.seed + 1)
+    held_images, held_names = render_set(
+        config.held_out_per_entity, "held-out", config.image_size, seed=config.seed + 1
+    )
     held_vecs = tokenizer.tokenize(held_images, progress=False)
     held = retrieval(held_vecs, held_names, texts.entity_names, texts.entity_vecs)
     seen = retrieval(train_vecs, names, texts.entity_names, texts.entity_vecs)
@@ -223,6 +240,10 @@ def train_image_tower(
         "prepare_s": round(prepared - started, 1),
         "train_s": round(trained - prepared, 1),
     }
-    tokenizer.meta = TowerMeta(trained_on="the built-in world's renders", seconds=report["train_s"],
-                               held_out_top1=report["held_out_top1"], extra=report)
+    tokenizer.meta = TowerMeta(
+        trained_on="the built-in world's renders",
+        seconds=report["train_s"],
+        held_out_top1=report["held_out_top1"],
+        extra=report,
+    )
     return tokenizer, report

@@ -7,6 +7,7 @@ texts, ridge regression) carries CLIP's image vectors into MiniLM's space, where
 entities are. No image is needed to fit it. The codebook is k-means over the built-in world's
 renders, bridged the same way.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reverie.encoders.image import Codebook, ImageConfig, ImageModelMissingError, ImageTokenizer, TowerMeta
+from reverie.encoders.image_tower import Codebook, ImageConfig, ImageModelMissingError, ImageTokenizer, TowerMeta
 from reverie.errors import ReverieError
 
 RIDGE = 1e-2  # the map's L2 penalty, relative to the texts' count
@@ -24,8 +25,8 @@ RIDGE = 1e-2  # the map's L2 penalty, relative to the texts' count
 def bridge_texts() -> list[str]:
     """Texts whose two embeddings fit the map: the world's entity texts and the renders' captions."""
     from reverie.data.render import captions
-    from reverie.graph_store.store import entity_text
     from reverie.data.world import build_world
+    from reverie.encoders.text import entity_text
 
     entities, _ = build_world()
     texts = [entity_text(e) for e in entities] + [c for caps in captions().values() for c in caps]
@@ -42,9 +43,8 @@ class OpenClipBridge(ImageTokenizer):
     """An open_clip model's image tower, with its vectors mapped into MiniLM's space."""
 
     def __init__(self, arch: str, weights: Path, text_encoder=None, device: str = "cpu", codebook_size: int = 64):
-        import torch
-
         import open_clip
+        import torch
 
         if arch.endswith(".json"):
             if not Path(arch).is_file():
@@ -52,7 +52,9 @@ class OpenClipBridge(ImageTokenizer):
             open_clip.add_model_config(arch)
             arch = Path(arch).stem
         if arch not in open_clip.list_models():
-            raise ReverieError(f"unknown open_clip architecture {arch!r} (REVERIE_CLIP_ARCH); e.g. ViT-B-32, RN50, or a model-config .json file")
+            raise ReverieError(
+                f"unknown open_clip architecture {arch!r} (REVERIE_CLIP_ARCH); e.g. ViT-B-32, RN50, or a model-config .json file"
+            )
         if not Path(weights).is_file():
             raise ImageModelMissingError(f"no open_clip checkpoint at {weights} (REVERIE_CLIP_WEIGHTS)")
         try:
@@ -74,7 +76,9 @@ class OpenClipBridge(ImageTokenizer):
         texts = bridge_texts()
         clip_tokens = open_clip.get_tokenizer(arch)
         with torch.inference_mode():
-            clip_text = torch.cat([model.encode_text(clip_tokens(texts[i : i + 256]).to(self.device)) for i in range(0, len(texts), 256)])
+            clip_text = torch.cat(
+                [model.encode_text(clip_tokens(texts[i : i + 256]).to(self.device)) for i in range(0, len(texts), 256)]
+            )
         clip_text = torch.nn.functional.normalize(clip_text.float(), dim=-1).cpu().numpy()
         self.map = torch.from_numpy(fit_map(clip_text, (text_encoder or TextEncoder()).encode(texts)))
 
@@ -89,7 +93,9 @@ class OpenClipBridge(ImageTokenizer):
         return f"open_clip:{self.arch}"
 
     def save(self, path: Path) -> None:
-        raise ReverieError("an open_clip bridge is rebuilt from its checkpoint (REVERIE_CLIP_WEIGHTS + REVERIE_CLIP_ARCH), not saved")
+        raise ReverieError(
+            "an open_clip bridge is rebuilt from its checkpoint (REVERIE_CLIP_WEIGHTS + REVERIE_CLIP_ARCH), not saved"
+        )
 
     def embed(self, pixels):
         import torch

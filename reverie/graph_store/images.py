@@ -10,15 +10,16 @@ Each image becomes an entity of type "image" (named `image:<file>#<sha1 prefix>`
 picture is one node however often it is named) with a `depicts` edge to the entity it shows.
 Every line and every image is read and checked before anything is written.
 """
+
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from reverie.encoders.image import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, ImageError, load_image
-from reverie.errors import IngestError
 from reverie.data.kg import jsonl_objects
+from reverie.errors import IngestError
+from reverie.images import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, ImageError, load_image
 
 DEPICTS = "depicts"
 IMAGE_TYPE = "image"
@@ -65,7 +66,9 @@ def read_image_file(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> lis
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
     if path.suffix.lower() not in (".jsonl", ".ndjson"):
-        raise IngestError(f"{path}: an image list is a .jsonl file of {{\"image\", \"caption\"|\"entity\"}} or {{\"what\", \"action\", \"result\"}} lines")
+        raise IngestError(
+            f'{path}: an image list is a .jsonl file of {{"image", "caption"|"entity"}} or {{"what", "action", "result"}} lines'
+        )
     cache: dict[Path, ImageRef] = {}
 
     def image(value: str, where: str) -> ImageRef:
@@ -89,17 +92,28 @@ def read_image_file(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> lis
         keys = set(obj)
         if keys <= {"image", "caption", "entity"} and "image" in keys:
             if not keys & {"caption", "entity"}:
-                raise IngestError(f"{where}: an image needs a \"caption\" or an \"entity\"")
-            lines.append(ImageLine(
-                where=where, image=image(_text(obj, "image", where), where),
-                caption=_text(obj, "caption", where) if "caption" in obj else None,
-                entity=_text(obj, "entity", where) if "entity" in obj else None,
-            ))
+                raise IngestError(f'{where}: an image needs a "caption" or an "entity"')
+            lines.append(
+                ImageLine(
+                    where=where,
+                    image=image(_text(obj, "image", where), where),
+                    caption=_text(obj, "caption", where) if "caption" in obj else None,
+                    entity=_text(obj, "entity", where) if "entity" in obj else None,
+                )
+            )
         elif keys == {"what", "action", "result"}:
-            lines.append(ImageLine(where=where, what=side(_text(obj, "what", where), where), action=_text(obj, "action", where),
-                                   result=side(_text(obj, "result", where), where)))
+            lines.append(
+                ImageLine(
+                    where=where,
+                    what=side(_text(obj, "what", where), where),
+                    action=_text(obj, "action", where),
+                    result=side(_text(obj, "result", where), where),
+                )
+            )
         else:
-            raise IngestError(f"{where}: expected {{\"image\", \"caption\"|\"entity\"}} or {{\"what\", \"action\", \"result\"}}, got keys {sorted(keys)}")
+            raise IngestError(
+                f'{where}: expected {{"image", "caption"|"entity"}} or {{"what", "action", "result"}}, got keys {sorted(keys)}'
+            )
     if not lines:
         raise IngestError(f"{path}: no lines")
     return lines

@@ -16,6 +16,7 @@ the holder, which reaches the caller of the store's actor, rather than failing t
 construction, which reaches callers only as an ActorDiedError. A bad snapshot is never read as an
 empty graph.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,7 +37,8 @@ import numpy as np
 
 from reverie.atomic import atomic_file, atomic_write
 from reverie.config import Settings
-from reverie.edges import edge_id, relation_label
+from reverie.edges import edge_id
+from reverie.encoders.text import display, entity_text, relation_texts, text_dim
 from reverie.errors import EmptyGraphError, NoMatchError, NotFoundError, ReverieError, SnapshotError, StoreInUseError
 from reverie.graph_store.subgraph import Subgraph
 from reverie.schemas import Entity, EntityHit, EntityView, Fact, GraphStats, LinkedEntity, Triple
@@ -51,22 +53,6 @@ OWNER_NOTE = "reverie-owner.json"  # beside the embedded store's lock: which pro
 _UNREADABLE = (OSError, EOFError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile, zlib.error)
 
 
-def display(name: str) -> str:
-    """How a name reads: dataset names use underscores (`amino_acid`, `_hypernym`)."""
-    return name.replace("_", " ").strip()
-
-
-def entity_text(entity: Entity) -> str:
-    text = display(entity.name)
-    return f"{text}: {entity.description}" if entity.description else text
-
-
-def relation_texts(relation: str) -> tuple[str, str]:
-    """Texts embedded for a relation walked forward and against its direction."""
-    label = display(relation)
-    return label, relation_label(label, inverse=True)
-
-
 def normalise(text: str) -> str:
     return _WORD.sub(" ", text.lower()).strip()
 
@@ -75,9 +61,9 @@ def normalise(text: str) -> str:
 class IngestPlan:
     """What an ingest adds: computed before anything is written, encoded, then applied."""
 
-    entities: list[Entity] = field(default_factory=list)   # new or changed entities
-    relations: list[str] = field(default_factory=list)     # new relations
-    triples: list[Triple] = field(default_factory=list)    # new triples
+    entities: list[Entity] = field(default_factory=list)  # new or changed entities
+    relations: list[str] = field(default_factory=list)  # new relations
+    triples: list[Triple] = field(default_factory=list)  # new triples
     triples_read: int = 0
 
     @property
@@ -103,8 +89,8 @@ def _loaded(method):
 class GraphStore:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.dim = 384
-        self.snapshot_path = settings.graph_dir / "snapshot.npz"
+        self.dim = text_dim()
+        self.snapshot_path = settings.paths.snapshot
         self._clear()
         self._loaded = False
         self._qdrant = None
@@ -135,7 +121,9 @@ class GraphStore:
         self._csr: tuple[np.ndarray, ...] | None = None
         self._phrases: dict[str, list[int]] | None = None
         self._search_keys: list[str] | None = None  # each entity's normalised name, for search
-        self._codebook: np.ndarray | None = None  # image-token centroids, adopted from the tower of the first image ingest
+        self._codebook: np.ndarray | None = (
+            None  # image-token centroids, adopted from the tower of the first image ingest
+        )
 
     def _ensure_loaded(self) -> None:
         if not self._loaded:
@@ -172,8 +160,10 @@ class GraphStore:
         if len(names) != len(entities) or len(set(relations)) != len(relations):
             return "it names an entity or a relation twice"
         if entity_vecs.shape != (len(entities), self.dim) or relation_vecs.shape != (len(relations), 2, self.dim):
-            return (f"{len(entities)} entities and {len(relations)} relations, but vectors of shape "
-                    f"{entity_vecs.shape} and {relation_vecs.shape}")
+            return (
+                f"{len(entities)} entities and {len(relations)} relations, but vectors of shape "
+                f"{entity_vecs.shape} and {relation_vecs.shape}"
+            )
         if codebook is not None and (codebook.ndim != 2 or (len(codebook) and codebook.shape[1] != self.dim)):
             return f"an image codebook of shape {codebook.shape}"
         known_relations = set(relations)
@@ -208,25 +198,25 @@ class GraphStore:
 
         if self.settings.qdrant_url:
             return QdrantClient(url=self.settings.qdrant_url, api_key=self.settings.qdrant_api_key)
-        self.settings.qdrant_path.mkdir(parents=True, exist_ok=True)
+        self.settings.paths.qdrant.mkdir(parents=True, exist_ok=True)
         try:
-            client = QdrantClient(path=str(self.settings.qdrant_path))
+            client = QdrantClient(path=str(self.settings.paths.qdrant))
         except RuntimeError:  # the embedded store's lock: another process owns it
             raise StoreInUseError(
-                f"the vector store at {self.settings.qdrant_path} is in use by another process{self._holder()}: "
+                f"the vector store at {self.settings.paths.qdrant} is in use by another process{self._holder()}: "
                 "stop it (a `reverie serve`, or another Reverie command on this REVERIE_HOME), or point REVERIE_HOME elsewhere"
             ) from None
         # The lock is ours: note who holds it, and clear the temporary snapshots that a process
         # killed while writing left behind (no other process writes this home's snapshot now).
-        atomic_write(self.settings.qdrant_path / OWNER_NOTE, json.dumps(_this_process()).encode())
-        for stale in self.settings.graph_dir.glob(f".{self.snapshot_path.name}.*.tmp"):
+        atomic_write(self.settings.paths.qdrant / OWNER_NOTE, json.dumps(_this_process()).encode())
+        for stale in self.settings.paths.graph.glob(f".{self.snapshot_path.name}.*.tmp"):
             stale.unlink(missing_ok=True)
         return client
 
     def _holder(self) -> str:
         """Who holds the lock, as its owner noted it: ' (pid N, TITLE, on HOST since T)', or ''."""
         try:
-            note = json.loads((self.settings.qdrant_path / OWNER_NOTE).read_text())
+            note = json.loads((self.settings.paths.qdrant / OWNER_NOTE).read_text())
             pid, host = int(note["pid"]), str(note["host"])
         except (OSError, ValueError, KeyError, TypeError):
             return ""
@@ -245,7 +235,9 @@ class GraphStore:
                 continue
             if exists:
                 self.qdrant.delete_collection(name)
-            self.qdrant.create_collection(name, vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE))
+            self.qdrant.create_collection(
+                name, vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
+            )
             if name == ENTITIES:
                 self._upsert_entities(self._entities, self._entity_vecs)
             else:
@@ -276,12 +268,12 @@ class GraphStore:
     @_loaded
     def open_index(self) -> None:
         """Open (and, if it disagrees with the snapshot, rebuild) the vector index now."""
-        self.qdrant
+        _ = self.qdrant
 
     def close(self) -> None:
         if self._qdrant is not None:
             if not self.settings.qdrant_url:
-                note = self.settings.qdrant_path / OWNER_NOTE
+                note = self.settings.paths.qdrant / OWNER_NOTE
                 try:
                     if json.loads(note.read_text()).get("pid") == os.getpid():
                         note.unlink()
@@ -318,13 +310,15 @@ class GraphStore:
         return plan
 
     @_loaded
-    def apply(self, plan: IngestPlan, entity_vecs: np.ndarray, relation_vecs: np.ndarray, codebook: np.ndarray | None = None) -> None:
+    def apply(
+        self, plan: IngestPlan, entity_vecs: np.ndarray, relation_vecs: np.ndarray, codebook: np.ndarray | None = None
+    ) -> None:
         """Add a plan with its vectors (relation_vecs: forward and inverse text of each relation, interleaved).
         Image entities get their token from the graph's codebook; the first image ingest brings it
         (`codebook`, the image tower's), so tokens keep their meaning when the tower is retrained."""
         entity_vecs = np.asarray(entity_vecs, np.float32).reshape(len(plan.entities), self.dim)
         relation_vecs = np.asarray(relation_vecs, np.float32).reshape(len(plan.relations), 2, self.dim)
-        self.qdrant  # open and sync the index against the old snapshot, before the graph changes
+        _ = self.qdrant  # open and sync the index against the old snapshot, before the graph changes
         plan = self._with_tokens(plan, entity_vecs, codebook)
         plan, entity_vecs, relation_vecs = self._unapplied(plan, entity_vecs, relation_vecs)
         try:
@@ -347,7 +341,9 @@ class GraphStore:
             return plan
         if self._codebook is None:
             if codebook is None or not len(codebook):
-                raise ReverieError("image entities need a codebook: the image tower has none; retrain it with `reverie train clip`")
+                raise ReverieError(
+                    "image entities need a codebook: the image tower has none; retrain it with `reverie train clip`"
+                )
             self._codebook = np.asarray(codebook, np.float32).reshape(-1, self.dim)
         tokens = self.image_tokens(entity_vecs[images])
         entities = list(plan.entities)
@@ -368,7 +364,9 @@ class GraphStore:
         keep_e = [i for i, e in enumerate(plan.entities) if self.get_entity(e.name) != e]
         keep_r = [i for i, r in enumerate(plan.relations) if r not in self._relation_index]
         triples = [t for t in plan.triples if edge_id(t.head, t.relation, t.tail) not in self._triple_index]
-        fresh = IngestPlan([plan.entities[i] for i in keep_e], [plan.relations[i] for i in keep_r], triples, plan.triples_read)
+        fresh = IngestPlan(
+            [plan.entities[i] for i in keep_e], [plan.relations[i] for i in keep_r], triples, plan.triples_read
+        )
         return fresh, entity_vecs[keep_e], relation_vecs[keep_r]
 
     def _apply_in_memory(self, plan: IngestPlan, entity_vecs: np.ndarray, relation_vecs: np.ndarray) -> None:
@@ -396,13 +394,22 @@ class GraphStore:
             self._relation_index[relation] = len(self._relations)
             self._relations.append(relation)
         self._entity_vecs = np.concatenate([self._entity_vecs, np.asarray(entity_vecs, np.float32)])
-        self._relation_vecs = np.concatenate([self._relation_vecs, np.asarray(relation_vecs, np.float32).reshape(-1, 2, self.dim)])
+        self._relation_vecs = np.concatenate(
+            [self._relation_vecs, np.asarray(relation_vecs, np.float32).reshape(-1, 2, self.dim)]
+        )
         heads, rels, tails = [], [], []
         for triple in triples:
             key = edge_id(triple.head, triple.relation, triple.tail)
             self._triple_index.add(key)
             self._triples.append(triple)
-            self.graph.add_edge(triple.head, triple.tail, key=key, relation=triple.relation, source=triple.source, confidence=triple.confidence)
+            self.graph.add_edge(
+                triple.head,
+                triple.tail,
+                key=key,
+                relation=triple.relation,
+                source=triple.source,
+                confidence=triple.confidence,
+            )
             heads.append(self._entity_index[triple.head])
             rels.append(self._relation_index[triple.relation])
             tails.append(self._entity_index[triple.tail])
@@ -450,11 +457,15 @@ class GraphStore:
 
     @staticmethod
     def _triple_at(head: str, tail: str, data: dict) -> Triple:
-        return Triple(head=head, relation=data["relation"], tail=tail, source=data["source"], confidence=data["confidence"])
+        return Triple(
+            head=head, relation=data["relation"], tail=tail, source=data["source"], confidence=data["confidence"]
+        )
 
     def _require_graph(self) -> None:
         if not self._triples:
-            raise EmptyGraphError("the knowledge graph is empty: run `reverie ingest --dataset world` (or another dataset) first")
+            raise EmptyGraphError(
+                "the knowledge graph is empty: run `reverie ingest --dataset world` (or another dataset) first"
+            )
 
     # ---------- linking ----------
     def _phrase_index(self) -> dict[str, list[int]]:
@@ -481,13 +492,19 @@ class GraphStore:
                     continue
                 for idx in phrases.get(" ".join(words[start : start + size]), []):
                     entity = self._entities[idx]
-                    linked.setdefault(entity.name, LinkedEntity(name=entity.name, type=entity.type, score=1.0, how="exact"))
+                    linked.setdefault(
+                        entity.name, LinkedEntity(name=entity.name, type=entity.type, score=1.0, how="exact")
+                    )
                     taken[start : start + size] = [True] * size
-        hits = self.qdrant.query_points(ENTITIES, query=np.asarray(question_vec, np.float32).tolist(), limit=top_k, with_payload=True).points
+        hits = self.qdrant.query_points(
+            ENTITIES, query=np.asarray(question_vec, np.float32).tolist(), limit=top_k, with_payload=True
+        ).points
         for hit in hits:
             name = hit.payload["name"]
             if hit.score >= min_score and name in self._entity_index and name not in linked:
-                linked[name] = LinkedEntity(name=name, type=hit.payload.get("type", "entity"), score=float(hit.score), how="vector")
+                linked[name] = LinkedEntity(
+                    name=name, type=hit.payload.get("type", "entity"), score=float(hit.score), how="vector"
+                )
         if not linked:
             best = f" (closest: {hits[0].payload['name']!r} at {hits[0].score:.2f})" if hits else ""
             raise NoMatchError(f"no entity in the graph matches the question{best}")
@@ -502,17 +519,26 @@ class GraphStore:
             self._search_keys = [normalise(display(e.name)) for e in self._entities]
         hits: dict[str, EntityHit] = {}
         if key:
-            found = [(0 if k == key else 1 if k.startswith(key) else 2, len(k), i)
-                     for i, k in enumerate(self._search_keys) if key in k]
+            found = [
+                (0 if k == key else 1 if k.startswith(key) else 2, len(k), i)
+                for i, k in enumerate(self._search_keys)
+                if key in k
+            ]
             for rank, _, i in sorted(found)[:limit]:
                 entity = self._entities[i]
-                hits[entity.name] = EntityHit(name=entity.name, type=entity.type, score=(1.0, 0.9, 0.8)[rank], how="name")
+                hits[entity.name] = EntityHit(
+                    name=entity.name, type=entity.type, score=(1.0, 0.9, 0.8)[rank], how="name"
+                )
         if len(hits) < limit and self._entities:
-            points = self.qdrant.query_points(ENTITIES, query=np.asarray(text_vec, np.float32).tolist(), limit=limit, with_payload=True).points
+            points = self.qdrant.query_points(
+                ENTITIES, query=np.asarray(text_vec, np.float32).tolist(), limit=limit, with_payload=True
+            ).points
             for point in points:
                 name = point.payload["name"]
                 if len(hits) < limit and name in self._entity_index and name not in hits:
-                    hits[name] = EntityHit(name=name, type=point.payload.get("type", "entity"), score=float(point.score), how="vector")
+                    hits[name] = EntityHit(
+                        name=name, type=point.payload.get("type", "entity"), score=float(point.score), how="vector"
+                    )
         return list(hits.values())
 
     @_loaded
@@ -523,13 +549,25 @@ class GraphStore:
 
         self._require_graph()
         not_images = models.Filter(must_not=[models.FieldCondition(key="type", match=models.MatchValue(value="image"))])
-        hits = self.qdrant.query_points(ENTITIES, query=np.asarray(image_vec, np.float32).tolist(), limit=top_k,
-                                        query_filter=not_images, with_payload=True).points
-        links = [LinkedEntity(name=h.payload["name"], type=h.payload.get("type", "entity"), score=float(h.score), how="image")
-                 for h in hits if h.payload["name"] in self._entity_index]
+        hits = self.qdrant.query_points(
+            ENTITIES,
+            query=np.asarray(image_vec, np.float32).tolist(),
+            limit=top_k,
+            query_filter=not_images,
+            with_payload=True,
+        ).points
+        links = [
+            LinkedEntity(
+                name=h.payload["name"], type=h.payload.get("type", "entity"), score=float(h.score), how="image"
+            )
+            for h in hits
+            if h.payload["name"] in self._entity_index
+        ]
         if not links or links[0].score < min_score:
             best = f" (closest: {links[0].name!r} at {links[0].score:.2f})" if links else ""
-            raise NoMatchError(f"the image links to no entity of the graph with a similarity of {min_score} or more{best}")
+            raise NoMatchError(
+                f"the image links to no entity of the graph with a similarity of {min_score} or more{best}"
+            )
         tokens = self.image_tokens(image_vec)
         return links, None if tokens is None else int(tokens[0])
 
@@ -609,7 +647,9 @@ class GraphStore:
             edge_refs=edge_refs.reshape(-1),
             rel_names=list(self._relations),
             rel_vecs=np.concatenate([self._relation_vecs[:, 0], self._relation_vecs[:, 1]]),
-            edge_ids=[edge_id(self._triples[i].head, self._triples[i].relation, self._triples[i].tail) for i in triple_ids],
+            edge_ids=[
+                edge_id(self._triples[i].head, self._triples[i].relation, self._triples[i].tail) for i in triple_ids
+            ],
             edge_sources=[self._triples[i].source for i in triple_ids],
             seeds=local[[self._entity_index[s] for s in seeds]],
             seed_weights=weights / weights.sum(),
@@ -640,7 +680,12 @@ def _this_process() -> dict:
         title = Path("/proc/self/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:  # not Linux
         title = " ".join(sys.argv)
-    return {"pid": os.getpid(), "host": socket.gethostname(), "process": " ".join(title.split())[:120], "since": time.time()}
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "process": " ".join(title.split())[:120],
+        "since": time.time(),
+    }
 
 
 def _alive(pid: int) -> bool:

@@ -3,6 +3,7 @@
 It is put in Ray's object store once per question and shared by every rollout task, so it holds
 only numpy arrays and flat lists: no networkx, no Qdrant handles.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,19 +13,19 @@ import numpy as np
 
 @dataclass
 class Subgraph:
-    node_names: list[str]          # local node id -> entity name
+    node_names: list[str]  # local node id -> entity name
     node_types: list[str]
-    node_vecs: np.ndarray          # (n, d) unit vectors of the entities
-    indptr: np.ndarray             # (n + 1,) CSR offsets of the outgoing walkable edges
-    targets: np.ndarray            # (E,) local node id each edge leads to
-    relations: np.ndarray          # (E,) relation id; ids >= num_relations are inverses
-    edge_refs: np.ndarray          # (E,) index into edge_ids / edge_sources
-    rel_names: list[str]           # forward relation names (length R)
-    rel_vecs: np.ndarray           # (2R, d): forward then inverse relation vectors
-    edge_ids: list[str]            # stored edge ids of the triples in this subgraph
+    node_vecs: np.ndarray  # (n, d) unit vectors of the entities
+    indptr: np.ndarray  # (n + 1,) CSR offsets of the outgoing walkable edges
+    targets: np.ndarray  # (E,) local node id each edge leads to
+    relations: np.ndarray  # (E,) relation id; ids >= num_relations are inverses
+    edge_refs: np.ndarray  # (E,) index into edge_ids / edge_sources
+    rel_names: list[str]  # forward relation names (length R)
+    rel_vecs: np.ndarray  # (2R, d): forward then inverse relation vectors
+    edge_ids: list[str]  # stored edge ids of the triples in this subgraph
     edge_sources: list[str]
-    seeds: np.ndarray              # local ids of the linked entities the walks start from
-    seed_weights: np.ndarray       # probability of starting at each seed
+    seeds: np.ndarray  # local ids of the linked entities the walks start from
+    seed_weights: np.ndarray  # probability of starting at each seed
 
     @property
     def num_nodes(self) -> int:

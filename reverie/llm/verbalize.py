@@ -5,6 +5,7 @@ sometimes denies the very answer it was given. So only its first sentence is kep
 that sentence names the answer and adds no denial the chain lacks; otherwise a sentence built
 from the chain itself is returned, with backend "template".
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,7 +14,8 @@ from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING
 
 from reverie.edges import parse_relation_label
-from reverie.llm.chain import BackendUnavailable, FallbackChain, StreamedAnswer
+from reverie.llm.base import BackendUnavailable, Sampling
+from reverie.llm.chain import FallbackChain, StreamedAnswer
 from reverie.schemas import Chain, Step
 
 if TYPE_CHECKING:
@@ -50,8 +52,7 @@ def build_prompt(question: str, chain: Chain) -> tuple[str, str]:
     """
     facts = " ".join(f"{step_fact(step)}." for step in chain.steps)
     system = (
-        f"Facts: {facts}\n"
-        f"Answer the user's question in one sentence, using the facts. The answer is: {chain.answer}."
+        f"Facts: {facts}\nAnswer the user's question in one sentence, using the facts. The answer is: {chain.answer}."
     )
     return system, question
 
@@ -92,7 +93,9 @@ def grounded_sentence(text: str, question: str, chain: Chain) -> str | None:
 
 
 def verbalize(
-    answers: list[tuple[str, Chain, int | None]], llm_chain: FallbackChain, settings: Settings,
+    answers: list[tuple[str, Chain, int | None]],
+    llm_chain: FallbackChain,
+    settings: Settings,
     replies: MutableMapping[tuple, tuple[str, str]] | None = None,
 ) -> list[tuple[str, str]]:
     """(sentence, backend) for each (question, chain, seed): the model's grounded first sentence,
@@ -109,15 +112,15 @@ def verbalize(
     if missing:
         try:
             generated = llm_chain.generate_many(
-                [(user, system, seed) for system, user, seed in missing], temperature=settings.temperature,
-                top_k=settings.top_k, max_new_tokens=settings.max_new_tokens, stop=SENTENCE_ENDS,
+                [(user, system, seed) for system, user, seed in missing],
+                Sampling.from_settings(settings, stop=SENTENCE_ENDS),
             )
         except BackendUnavailable as exc:
             log.warning("no LLM could verbalize; using the template: %s", exc)
             return [(template_sentence(question, chain), TEMPLATE_BACKEND) for question, chain, _ in answers]
-        replies.update(zip(missing, generated))
+        replies.update(zip(missing, generated, strict=True))
     sentences = []
-    for (question, chain, _), key in zip(answers, keys):
+    for (question, chain, _), key in zip(answers, keys, strict=True):
         text, backend = replies[key]
         sentence = grounded_sentence(text, question, chain)
         if sentence is None:
@@ -139,10 +142,7 @@ def stream_verbalize(
     unavailable the stream is the template sentence, with backend "template".
     """
     system, user = build_prompt(question, chain)
-    model_answer = llm_chain.stream(
-        user, system=system, temperature=settings.temperature, top_k=settings.top_k,
-        max_new_tokens=settings.max_new_tokens, seed=seed,
-    )
+    model_answer = llm_chain.stream(user, system, Sampling.from_settings(settings, seed=seed))
 
     def named_pieces() -> Iterator[tuple[str, str]]:
         pieces = iter(model_answer)

@@ -3,6 +3,7 @@
 `Verbalizer` is the one class both hosts run: the CLI's LLM actor (`ray.remote(Verbalizer)`) and
 Serve's LLM deployment (`serve.deployment(Verbalizer)`), so the two cannot drift apart.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from reverie.config import Settings, offline_hub
-from reverie.llm.chain import BackendUnavailable, Finish, build_chain
+from reverie.llm.base import BackendUnavailable, Finish, Sampling
+from reverie.llm.registry import build_chain
 from reverie.llm.verbalize import TEMPLATE_BACKEND, grounded_sentence, stream_verbalize, template_sentence, verbalize
 from reverie.schemas import Chain
 
@@ -74,17 +76,9 @@ class Verbalizer:
         top_p, num_predict, seed, stop), unset ones take the settings', plus the structured output
         the request asked for: `json_object` (one JSON object) or `choices` (a menu: the reply is
         one of them, JSON-encoded as Ollama sends structured output, in one piece)."""
-        s = self.settings
-        streamed = self.chain.stream(
-            prompt, system=system,
-            temperature=s.temperature if options.get("temperature") is None else options["temperature"],
-            top_k=options.get("top_k") or s.top_k,
-            top_p=1.0 if options.get("top_p") is None else options["top_p"],
-            max_new_tokens=options.get("num_predict") or s.max_new_tokens,
-            seed=options.get("seed"), stop=options.get("stop") or (),
-            choices=options.get("choices"), json_object=bool(options.get("json_object")),
-        )
-        if options.get("choices"):
+        sampling = Sampling.from_options(options, self.settings)
+        streamed = self.chain.stream(prompt, system, sampling)
+        if sampling.choices:
             yield json.dumps("".join(streamed))
         else:
             yield from streamed

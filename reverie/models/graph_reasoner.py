@@ -32,6 +32,7 @@ the head to the answer with the highest mean importance.
 Ids follow WalkGraph and the world model: entities and relations sorted by name over every split;
 relation r + R is the inverse of r. The checkpoint is one file (weights, names, graph, calibration).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,7 +53,7 @@ from torch import nn
 from reverie.atomic import atomic_file
 from reverie.edges import edge_id, relation_label
 from reverie.models.reasoner_config import HIDE, ReasonerConfig  # noqa: F401  (HIDE: re-exported)
-from reverie.ranking import filtered_ranks, ranking_metrics
+from reverie.ranking import filtered_ranks, fit_temperature, ranking_metrics, softmax
 from reverie.schemas import Step
 
 FORMAT_VERSION = 1
@@ -77,13 +78,22 @@ class _Round(nn.Module):
     def __init__(self, dim: int, num_relation_ids: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
-        self.relation = nn.Parameter(torch.normal(1.0, 0.1, (num_relation_ids, dim)))  # messages start as the sender's state
+        self.relation = nn.Parameter(
+            torch.normal(1.0, 0.1, (num_relation_ids, dim))
+        )  # messages start as the sender's state
         self.attend_sender = nn.Linear(dim, heads, bias=False)
         self.attend_relation = nn.Parameter(torch.zeros(num_relation_ids, heads))
         self.update = nn.Sequential(nn.Linear(3 * dim, dim), nn.LayerNorm(dim), nn.ReLU())
 
-    def forward(self, state: torch.Tensor, boundary: torch.Tensor, edges: torch.Tensor, edge_weight: torch.Tensor | None,
-                sending: torch.Tensor, updated: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        state: torch.Tensor,
+        boundary: torch.Tensor,
+        edges: torch.Tensor,
+        edge_weight: torch.Tensor | None,
+        sending: torch.Tensor,
+        updated: torch.Tensor,
+    ) -> torch.Tensor:
         """state, boundary [N, B, d]; edges [3, E] (source, relation id, target), only those some query sends on;
         sending [N, B] float, 1 where the query's node sends (it is reached); updated [U] flat rows (node * B + query)
         whose state this round changes."""
@@ -93,24 +103,34 @@ class _Round(nn.Module):
         # edges into one node along one relation share the relation's multiplication: sum their senders first
         pairs, pair_of_edge = torch.unique(rel * n + dst, return_inverse=True)
         values = edge_weight if edge_weight is not None else torch.ones(src.shape[0])
-        gather = torch.sparse_coo_tensor(torch.stack([pair_of_edge, src]), values, (pairs.shape[0], n), check_invariants=False)
+        gather = torch.sparse_coo_tensor(
+            torch.stack([pair_of_edge, src]), values, (pairs.shape[0], n), check_invariants=False
+        )
         sender_weight = _bounded_exp(self.attend_sender(state)) * sending[:, :, None]  # [N, B, heads]
         weighted = (state.view(n, b, self.heads, per_head) * sender_weight[:, :, :, None]).view(n, b, dim)
         outgoing = torch.cat([state * sending[:, :, None], weighted, sender_weight], dim=2)
         relation_weight = _bounded_exp(self.attend_relation)
-        along = torch.cat([self.relation, self.relation * relation_weight.repeat_interleave(per_head, dim=1), relation_weight], dim=1)
-        message = torch.sparse.mm(gather, outgoing.view(n, -1)).view(pairs.shape[0], b, outgoing.shape[2]) * along.index_select(0, pairs // n)[:, None, :]
+        along = torch.cat(
+            [self.relation, self.relation * relation_weight.repeat_interleave(per_head, dim=1), relation_weight], dim=1
+        )
+        message = (
+            torch.sparse.mm(gather, outgoing.view(n, -1)).view(pairs.shape[0], b, outgoing.shape[2])
+            * along.index_select(0, pairs // n)[:, None, :]
+        )
         incoming = torch.zeros_like(outgoing).index_add_(0, pairs % n, message)
         summed = incoming[:, :, :dim] + boundary
-        attended = incoming[:, :, dim : 2 * dim] / incoming[:, :, 2 * dim :].clamp_min(1e-20).repeat_interleave(per_head, dim=2)
+        attended = incoming[:, :, dim : 2 * dim] / incoming[:, :, 2 * dim :].clamp_min(1e-20).repeat_interleave(
+            per_head, dim=2
+        )
         rows = lambda x: x.reshape(n * b, -1)[updated]  # noqa: E731
         delta = self.update(torch.cat([rows(state), rows(attended), rows(summed)], dim=1))
         return state.reshape(n * b, dim).index_add(0, updated, delta).view(n, b, dim)
 
 
 class GraphReasonerNet(nn.Module):
-    def __init__(self, num_entities: int, num_relations: int, dim: int, layers: int, heads: int,
-                 max_nodes: int | None = None) -> None:
+    def __init__(
+        self, num_entities: int, num_relations: int, dim: int, layers: int, heads: int, max_nodes: int | None = None
+    ) -> None:
         super().__init__()
         self.num_entities, self.num_relations, self.max_nodes = num_entities, num_relations, max_nodes
         self.query = nn.Embedding(2 * num_relations, dim)
@@ -118,8 +138,13 @@ class GraphReasonerNet(nn.Module):
         self.priority = nn.Linear(2 * dim, 1) if max_nodes else None
         self.score = nn.Sequential(nn.Linear(2 * dim, 2 * dim), nn.ReLU(), nn.Linear(2 * dim, 1))
 
-    def forward(self, heads: torch.Tensor, relations: torch.Tensor, edges: torch.Tensor,
-                edge_weights: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        heads: torch.Tensor,
+        relations: torch.Tensor,
+        edges: torch.Tensor,
+        edge_weights: Sequence[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Scores [B, N] of every entity as the answer of (heads[b], relations[b], ?) over `edges` [3, M]
         (source, relation id, target). edge_weights: one [M] weight per round (for explanations)."""
         n, b = self.num_entities, heads.numel()
@@ -144,14 +169,22 @@ class GraphReasonerNet(nn.Module):
             grown = torch.unique(torch.cat([nodes, part[2]]))
             if grown.numel() > nodes.numel():
                 at = torch.searchsorted(grown, nodes)
-                state, boundary, reached, sending = (_grow(x, at, grown.numel()) for x in (state, boundary, reached, sending))
+                state, boundary, reached, sending = (
+                    _grow(x, at, grown.numel()) for x in (state, boundary, reached, sending)
+                )
                 nodes = grown
                 local[nodes] = torch.arange(nodes.numel())
             src, dst = local[part[0]], local[part[2]]
             reached = reached | (torch.zeros(nodes.numel(), b).index_add_(0, dst, sending.index_select(0, src)) > 0)
             weight = edge_weights[layer][keep] if edge_weights is not None else None
-            state = round_(state, boundary, torch.stack([src, part[1], dst]), weight, sending,
-                           reached.view(-1).nonzero(as_tuple=True)[0])
+            state = round_(
+                state,
+                boundary,
+                torch.stack([src, part[1], dst]),
+                weight,
+                sending,
+                reached.view(-1).nonzero(as_tuple=True)[0],
+            )
             sending = self._senders(state, query, reached)
         # a node no query reaches keeps the zero state: its score is the query's own
         unreached = self.score(torch.cat([torch.zeros_like(query), query], dim=1))  # [B, 1]
@@ -211,8 +244,16 @@ class Explanation:
 class GraphReasoner:
     """A trained reasoner with its graph and names; `score_tails` is the world model's contract."""
 
-    def __init__(self, net: GraphReasonerNet, entities: list[str], relations: list[str], graph: np.ndarray,
-                 config: ReasonerConfig, stats: dict[str, Any] | None = None, temperature: float = 1.0) -> None:
+    def __init__(
+        self,
+        net: GraphReasonerNet,
+        entities: list[str],
+        relations: list[str],
+        graph: np.ndarray,
+        config: ReasonerConfig,
+        stats: dict[str, Any] | None = None,
+        temperature: float = 1.0,
+    ) -> None:
         self.net = net.eval()
         self.entities, self.relations = list(entities), list(relations)
         self.entity2id = {name: i for i, name in enumerate(self.entities)}
@@ -285,8 +326,15 @@ class GraphReasoner:
                     if e in path or len(path) >= len(self.net.rounds):
                         continue
                     extended[int(dst[e])].append((total + float(g[e]), path + (e,)))
-            beams = {node: sorted(set(paths), key=lambda p: -p[0] / max(len(p[1]), 1))[:beam] for node, paths in extended.items()}
-        found = [(total / len(path), path) for total, path in beams.get(int(answer), []) if path and _is_walk(path, src, dst, head)]
+            beams = {
+                node: sorted(set(paths), key=lambda p: -p[0] / max(len(p[1]), 1))[:beam]
+                for node, paths in extended.items()
+            }
+        found = [
+            (total / len(path), path)
+            for total, path in beams.get(int(answer), [])
+            if path and _is_walk(path, src, dst, head)
+        ]
         found.sort(key=lambda p: -p[0])
         return [Explanation(self.steps(path), float(mean)) for mean, path in found[:top]]
 
@@ -299,8 +347,16 @@ class GraphReasoner:
             inverse = r >= self.num_relations
             base = self.relations[r - self.num_relations if inverse else r]
             fact = (self.entities[d], base, self.entities[s]) if inverse else (self.entities[s], base, self.entities[d])
-            out.append(Step(what=self.entities[s], action=relation_label(base, inverse), result=self.entities[d],
-                            edge_id=edge_id(*fact), source=self.stats.get("dataset", "graph"), inverse=inverse))
+            out.append(
+                Step(
+                    what=self.entities[s],
+                    action=relation_label(base, inverse),
+                    result=self.entities[d],
+                    edge_id=edge_id(*fact),
+                    source=self.stats.get("dataset", "graph"),
+                    inverse=inverse,
+                )
+            )
         return out
 
     # ------------------------------------------------------------------ measuring
@@ -318,18 +374,30 @@ class GraphReasoner:
 
     def encode(self, triples) -> np.ndarray:
         """[N, 3] ids of the triples whose names the reasoner knows."""
-        rows = [(self.entity2id[t.head], self.relation2id[t.relation], self.entity2id[t.tail]) for t in triples
-                if t.head in self.entity2id and t.tail in self.entity2id and t.relation in self.relation2id]
+        rows = [
+            (self.entity2id[t.head], self.relation2id[t.relation], self.entity2id[t.tail])
+            for t in triples
+            if t.head in self.entity2id and t.tail in self.entity2id and t.relation in self.relation2id
+        ]
         return np.asarray(rows, np.int64).reshape(-1, 3)
 
     # ------------------------------------------------------------------ files
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write one file atomically."""
-        meta = {"format": FORMAT_VERSION, "config": dataclasses.asdict(self.config), "stats": self.stats,
-                "entities": self.entities, "relations": self.relations, "temperature": self.temperature}
-        payload = {"meta_json": json.dumps(meta), "state_dict": self.net.state_dict(),
-                   "graph": torch.from_numpy(np.ascontiguousarray(self.graph))}
+        meta = {
+            "format": FORMAT_VERSION,
+            "config": dataclasses.asdict(self.config),
+            "stats": self.stats,
+            "entities": self.entities,
+            "relations": self.relations,
+            "temperature": self.temperature,
+        }
+        payload = {
+            "meta_json": json.dumps(meta),
+            "state_dict": self.net.state_dict(),
+            "graph": torch.from_numpy(np.ascontiguousarray(self.graph)),
+        }
         with atomic_file(path) as handle:
             torch.save(payload, handle)
         return Path(path)
@@ -346,7 +414,15 @@ class GraphReasoner:
         config = ReasonerConfig(**meta["config"])
         net = _net(config, len(meta["entities"]), len(meta["relations"]))
         net.load_state_dict(payload["state_dict"])
-        return cls(net, meta["entities"], meta["relations"], payload["graph"].numpy(), config, meta["stats"], meta["temperature"])
+        return cls(
+            net,
+            meta["entities"],
+            meta["relations"],
+            payload["graph"].numpy(),
+            config,
+            meta["stats"],
+            meta["temperature"],
+        )
 
     def __repr__(self) -> str:
         c = self.config
@@ -365,7 +441,9 @@ def _is_walk(path: Sequence[int], src: np.ndarray, dst: np.ndarray, head: int) -
 def _edge_tensor(graph: np.ndarray, num_relations: int) -> torch.Tensor:
     """[3, 2M] (source, relation id, target) with every fact and its inverse."""
     h, r, t = graph[:, 0], graph[:, 1], graph[:, 2]
-    return torch.from_numpy(np.stack([np.concatenate([h, t]), np.concatenate([r, r + num_relations]), np.concatenate([t, h])]))
+    return torch.from_numpy(
+        np.stack([np.concatenate([h, t]), np.concatenate([r, r + num_relations]), np.concatenate([t, h])])
+    )
 
 
 def _queries(triples: np.ndarray, num_relations: int, both_directions: bool) -> np.ndarray:
@@ -379,17 +457,12 @@ def _net(config: ReasonerConfig, num_entities: int, num_relations: int) -> Graph
     return GraphReasonerNet(num_entities, num_relations, config.dim, config.layers, config.heads, config.max_nodes)
 
 
-def softmax(scores: np.ndarray) -> np.ndarray:
-    z = scores - np.max(scores, axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 # ---------------------------------------------------------------------------------- training
 
 
-def train_reasoner(dataset, config: ReasonerConfig | None = None,
-                   progress: Callable[[dict[str, Any]], None] | None = None) -> GraphReasoner:
+def train_reasoner(
+    dataset, config: ReasonerConfig | None = None, progress: Callable[[dict[str, Any]], None] | None = None
+) -> GraphReasoner:
     """Train on `dataset` (a KGDataset): its graph is what messages travel; its graph and train facts are
     the training queries, in both directions. The dev split picks the best checkpoint and the temperature."""
     config = config or ReasonerConfig()
@@ -428,7 +501,9 @@ def train_reasoner(dataset, config: ReasonerConfig | None = None,
                 drop = torch.isin(edge_keys, torch.cat([_keys(h, r, t, R, N), _keys(t, back, h, R, N)]))
             else:  # every edge (h, r, *) and its inverse (*, r^-1, h)
                 asked = h * (2 * R) + r
-                drop = torch.isin(edges[0] * (2 * R) + edges[1], asked) | torch.isin(edges[2] * (2 * R) + _inverse(edges[1], R), asked)
+                drop = torch.isin(edges[0] * (2 * R) + edges[1], asked) | torch.isin(
+                    edges[2] * (2 * R) + _inverse(edges[1], R), asked
+                )
             net.train()
             logits = net(h, r, edges[:, ~drop])
             mask = torch.zeros_like(logits, dtype=torch.bool)
@@ -444,8 +519,13 @@ def train_reasoner(dataset, config: ReasonerConfig | None = None,
             if step % eval_every == 0 or out_of_time:
                 net.eval()
                 dev_mrr = _dev_mrr(reasoner, dev, dataset) if len(dev) else -float(np.mean(losses[-eval_every:]))
-                record = {"epoch": epoch + 1, "step": step, "loss": float(np.mean(losses[-eval_every:])), "dev_mrr": dev_mrr,
-                          "seconds": time.monotonic() - started}
+                record = {
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "loss": float(np.mean(losses[-eval_every:])),
+                    "dev_mrr": dev_mrr,
+                    "seconds": time.monotonic() - started,
+                }
                 history.append(record)
                 if progress is not None:
                     progress(record)
@@ -464,8 +544,11 @@ def train_reasoner(dataset, config: ReasonerConfig | None = None,
     reasoner.stats.update(train_seconds=time.monotonic() - started, steps=step, best_dev_mrr=best, history=history)
     if len(dev):
         known = _answers(reasoner.encode([*dataset.graph, *dataset.train, *dataset.dev, *dataset.test]), R)
-        reasoner.temperature = fit_temperature(reasoner.score_tails(dev[:, 0], dev[:, 1]), dev[:, 2],
-                                               [known.get((h, r), set()) - {t} for h, r, t in dev.tolist()])
+        reasoner.temperature = fit_temperature(
+            reasoner.score_tails(dev[:, 0], dev[:, 1]),
+            dev[:, 2],
+            [known.get((h, r), set()) - {t} for h, r, t in dev.tolist()],
+        )
     return reasoner
 
 
@@ -480,73 +563,6 @@ def _keys(src: torch.Tensor, rel: torch.Tensor, dst: torch.Tensor, R: int, N: in
 def _dev_mrr(reasoner: GraphReasoner, dev: np.ndarray, dataset) -> float:
     known = _answers(reasoner.encode([*dataset.graph, *dataset.train, *dataset.dev]), reasoner.num_relations)
     scores = reasoner.score_tails(dev[:, 0], dev[:, 1])
-    return ranking_metrics(filtered_ranks(scores, dev[:, 2], [known.get((h, r), ()) for h, r, _ in dev.tolist()]))["mrr"]
-
-
-# ---------------------------------------------------------------------------------- calibration
-
-
-def fit_temperature(scores: np.ndarray, answers: np.ndarray, others: Sequence[set[int]] | None = None) -> float:
-    """The temperature T that minimises the dev split's negative log-likelihood of softmax(scores / T), the
-    other known answers of each query masked (temperature scaling, Guo et al. 2017). A 1-d search over log T."""
-    scores = _filtered(scores, answers, others)
-    # shifted by each row's best, float32 and torch's threads: dev x 40k entities (WN18RR) stays quick
-    shifted = torch.from_numpy((scores - scores.max(axis=1, keepdims=True)).astype(np.float32))
-    right = shifted[torch.arange(len(answers)), torch.from_numpy(np.asarray(answers, np.int64))]
-
-    def nll(log_t: float) -> float:
-        t = math.exp(log_t)
-        return float((torch.logsumexp(shifted / t, dim=1) - right / t).mean())
-
-    # golden-section search (the NLL is convex in 1/T, unimodal in log T), one new point per step
-    ratio = (math.sqrt(5) - 1) / 2
-    lo, hi = math.log(1e-2), math.log(1e2)
-    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    fa, fb = nll(a), nll(b)
-    for _ in range(40):
-        if fa < fb:
-            hi, b, fb = b, a, fa
-            a = hi - ratio * (hi - lo)
-            fa = nll(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + ratio * (hi - lo)
-            fb = nll(b)
-    return float(math.exp((lo + hi) / 2))
-
-
-def _filtered(scores: np.ndarray, answers: np.ndarray, others: Sequence[set[int]] | None) -> np.ndarray:
-    scores = np.array(scores, dtype=np.float64)
-    if others is not None:
-        for i, drop in enumerate(others):
-            idx = [k for k in drop if k != answers[i]]
-            scores[i, idx] = -np.inf
-    return scores
-
-
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
-    """ECE: the mean |accuracy - confidence| over equal-width confidence bins, weighted by their size."""
-    confidence, correct = np.asarray(confidence, np.float64), np.asarray(correct, np.float64)
-    if confidence.shape != correct.shape or not confidence.size:
-        raise ValueError("confidence and correct must be non-empty and of one shape")
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        member = which == b
-        if member.any():
-            total += member.mean() * abs(correct[member].mean() - confidence[member].mean())
-    return float(total)
-
-
-def top_answer_confidence(scores: np.ndarray, answers: np.ndarray, temperature: float,
-                          others: Sequence[set[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(confidence of each row's top answer, whether it is the right one), the other known answers masked."""
-    probs = softmax(_filtered(scores, answers, others) / temperature)
-    top = probs.argmax(axis=1)
-    return probs[np.arange(len(top)), top], top == np.asarray(answers)
-
-
-def reasoner_path(home: str | os.PathLike, dataset_name: str) -> Path:
-    """Where `reverie train reasoner` keeps a dataset's reasoner: home/reasoners/<name>.pt."""
-    return Path(home) / "reasoners" / f"{dataset_name}.pt"
+    return ranking_metrics(filtered_ranks(scores, dev[:, 2], [known.get((h, r), ()) for h, r, _ in dev.tolist()]))[
+        "mrr"
+    ]

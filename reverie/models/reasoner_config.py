@@ -1,8 +1,11 @@
 """How the graph reasoner is built and trained: a torch-free module, so the CLI shows its defaults
 without loading torch. The network and its training are in graph_reasoner.py."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from reverie.errors import ConfigError
 
 HIDE = ("fact", "relation")
 
@@ -41,14 +44,14 @@ class ReasonerConfig:
 
     def __post_init__(self) -> None:
         if self.hide not in HIDE:
-            raise ValueError(f"hide must be one of {', '.join(HIDE)}, not {self.hide!r}")
+            raise ConfigError(f"hide must be one of {', '.join(HIDE)}, not {self.hide!r}")
         if self.dim < 1 or self.layers < 1 or self.heads < 1 or self.batch_size < 1 or self.epochs < 1:
-            raise ValueError("dim, layers, heads, batch_size and epochs must be at least 1")
+            raise ConfigError("dim, layers, heads, batch_size and epochs must be at least 1")
         if self.dim % self.heads:
-            raise ValueError(f"dim {self.dim} does not divide into {self.heads} heads")
+            raise ConfigError(f"dim {self.dim} does not divide into {self.heads} heads")
         if self.max_nodes is not None and self.max_nodes < 1:
-            raise ValueError("max_nodes must be at least 1 (or None)")
+            raise ConfigError("max_nodes must be at least 1 (or None)")
         if self.lr <= 0:
-            raise ValueError("lr must be positive")
+            raise ConfigError("lr must be positive")
         if self.minutes is not None and self.minutes <= 0:
-            raise ValueError("minutes must be positive")
+            raise ConfigError("minutes must be positive")

@@ -30,6 +30,7 @@ the walkable graph as an int array so ``propose`` can skip known edges without t
 
 torch and PyKEEN load on first use, so `WorldModelConfig` imports cheaply (the CLI reads its defaults).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,6 +47,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from reverie.atomic import atomic_file
+from reverie.errors import ConfigError
+from reverie.home import Home
 from reverie.ranking import filtered_ranks, ranking_metrics
 
 if TYPE_CHECKING:
@@ -87,11 +90,11 @@ class WorldModelConfig:
 
     def __post_init__(self) -> None:
         if self.model not in WORLD_MODELS:
-            raise ValueError(f"unknown world model {self.model!r}: use one of {', '.join(WORLD_MODELS)}")
+            raise ConfigError(f"unknown world model {self.model!r}: use one of {', '.join(WORLD_MODELS)}")
         if self.score_mode not in SCORE_MODES:
-            raise ValueError(f"score_mode must be one of {SCORE_MODES}")
+            raise ConfigError(f"score_mode must be one of {SCORE_MODES}")
         if self.dim < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("dim, epochs and batch_size must be >= 1")
+            raise ConfigError("dim, epochs and batch_size must be >= 1")
 
 
 def _complex(config: WorldModelConfig, factory, seed):
@@ -101,7 +104,10 @@ def _complex(config: WorldModelConfig, factory, seed):
 
     weight = 0.01 if config.regularizer_weight is None else float(config.regularizer_weight)
     return ComplEx(
-        triples_factory=factory, embedding_dim=config.dim, loss=config.loss, random_seed=seed,
+        triples_factory=factory,
+        embedding_dim=config.dim,
+        loss=config.loss,
+        random_seed=seed,
         # PyKEEN's default (standard normal) init trains badly here; xavier works.
         entity_initializer=xavier_normal_,
         relation_initializer=xavier_normal_,
@@ -117,7 +123,10 @@ def _rotate(config: WorldModelConfig, factory, seed):
 
     weight = 0.0 if config.regularizer_weight is None else float(config.regularizer_weight)
     return RotatE(
-        triples_factory=factory, embedding_dim=config.dim, loss=config.loss, random_seed=seed,
+        triples_factory=factory,
+        embedding_dim=config.dim,
+        loss=config.loss,
+        random_seed=seed,
         regularizer=PowerSumRegularizer if weight > 0 else None,
         regularizer_kwargs={"weight": weight, "p": 3.0, "normalize": True} if weight > 0 else None,
     )
@@ -136,11 +145,14 @@ def _build(config: WorldModelConfig, factory, seed: int | None):
 def _empty_factory(num_entities: int, num_relations: int):
     """A triples factory with no triples: the sizes are all a model needs to be rebuilt for loading."""
     import torch
-
     from pykeen.triples import CoreTriplesFactory
 
-    return CoreTriplesFactory(mapped_triples=torch.empty((0, 3), dtype=torch.long), num_entities=num_entities,
-                              num_relations=num_relations, create_inverse_triples=True)
+    return CoreTriplesFactory(
+        mapped_triples=torch.empty((0, 3), dtype=torch.long),
+        num_entities=num_entities,
+        num_relations=num_relations,
+        create_inverse_triples=True,
+    )
 
 
 def _sorted_ids(names) -> dict[str, int]:
@@ -221,14 +233,20 @@ class WorldModel:
             "dataset": dataset.name,
             "num_graph_triples": int(len(mapped)),
         }
-        return cls(kge, entities=sorted(entity2id, key=entity2id.get), relations=sorted(relation2id, key=relation2id.get),
-                   config=config, graph=mapped, stats=stats)
+        return cls(
+            kge,
+            entities=sorted(entity2id, key=entity2id.get),
+            relations=sorted(relation2id, key=relation2id.get),
+            config=config,
+            graph=mapped,
+            stats=stats,
+        )
 
     # ------------------------------------------------------------------ scoring
 
     @property
     def score_mode(self) -> str:
-        """"forward" (default) or "both"; see the module docstring."""
+        """ "forward" (default) or "both"; see the module docstring."""
         return self.config.score_mode
 
     @score_mode.setter
@@ -338,8 +356,12 @@ class WorldModel:
         queries = getattr(dataset, split)
         triples = self._ids(queries)
         if len(triples) < len(queries):
-            logger.warning("evaluate: %d of %d %s triples use entities or relations the graph lacks; left out",
-                           len(queries) - len(triples), len(queries), split)
+            logger.warning(
+                "evaluate: %d of %d %s triples use entities or relations the graph lacks; left out",
+                len(queries) - len(triples),
+                len(queries),
+                split,
+            )
         known: dict[tuple[int, int], set[int]] = defaultdict(set)
         for h, r, t in self._ids([*dataset.graph, *dataset.train, *dataset.dev, *dataset.test]).tolist():
             known[(h, r)].add(t)
@@ -389,19 +411,20 @@ class WorldModel:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"WorldModel({c.model}, dim={c.dim}, entities={self.num_entities}, "
-                f"relations={self.num_relations}, score_mode={c.score_mode})")
+        return (
+            f"WorldModel({c.model}, dim={c.dim}, entities={self.num_entities}, "
+            f"relations={self.num_relations}, score_mode={c.score_mode})"
+        )
 
 
-def world_model_path(home: str | os.PathLike, dataset_name: str) -> Path:
-    """Where a dataset's world model is kept between trainings: home/world_models/<name>.pt."""
-    return Path(home) / "world_models" / f"{dataset_name}.pt"
-
-
-def ensure_world_model(home: str | os.PathLike, dataset: KGDataset, config: WorldModelConfig | None = None,
-                       progress: Callable[[str], None] | None = None) -> Path:
+def ensure_world_model(
+    home: str | os.PathLike,
+    dataset: KGDataset,
+    config: WorldModelConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
     """The cached world model of `dataset`, trained on its walkable graph first when missing."""
-    path = world_model_path(home, dataset.name)
+    path = Home(home).world_model(dataset.name)
     if not path.is_file():
         config = config or WorldModelConfig()
         if progress is not None:

@@ -3,50 +3,33 @@ site checks, Host (against DNS rebinding) and Origin (against cross-site request
 key; the body-size limit. A plain ASGI middleware, so it also covers streamed replies and the docs
 pages. docs/security.md says what each check protects and how to change it.
 
-Errors take the shape of the face a path belongs to (`error_content`): OpenAI's
-{"error": {"message", "type", "code"}} on the OpenAI paths, Ollama's {"error": message} on / and
-/api/*, and Reverie's {"detail": message} everywhere else.
+Its errors take the shape of the face the path belongs to (reverie/serve/faces: OpenAI's
+{"error": {"message", "type", "code"}} on the OpenAI routes, Ollama's {"error": message} on / and
+/api/*, Reverie's {"detail": message} everywhere else).
 """
+
 from __future__ import annotations
 
 import hmac
 import ipaddress
 import json
 import re
-import reprlib
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any
 
 from starlette.middleware.cors import CORSMiddleware
 
 from reverie.errors import ReverieError
-from reverie.serve import openai_api
+from reverie.serve.faces import error_content
+from reverie.serve.faces.face import excerpt
+from reverie.serve.faces.ollama import wants_page
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-def face(path: str) -> Literal["openai", "ollama", "reverie"]:
-    """Which API a path belongs to, for the shape of its errors."""
-    if openai_api.is_openai_path(path):
-        return "openai"
-    if path == "/" or path.startswith("/api/"):
-        return "ollama"
-    return "reverie"
-
-
-def error_content(path: str, status: int, message: str) -> dict[str, Any]:
-    """An error body in the shape the path's clients read."""
-    kind = face(path)
-    if kind == "openai":
-        return openai_api.error_body(status, message)
-    if kind == "ollama":
-        return {"error": message}
-    return {"detail": message}
 
 
 def is_public(method: str, path: str, accept: str) -> bool:
@@ -57,27 +40,8 @@ def is_public(method: str, path: str, accept: str) -> bool:
     return path == "/ui" or path.startswith("/ui/") or wants_page(method, path, accept)
 
 
-def wants_page(method: str, path: str, accept: str) -> bool:
-    """A browser opening the server's root (it accepts HTML; Ollama's probe does not)."""
-    return method in ("GET", "HEAD") and path == "/" and "text/html" in accept
-
-
 # A Host header: a name or an IPv4 literal, or an IPv6 literal in brackets; then an optional port.
 _HOST = re.compile(r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_.-]+))(?::(?P<port>[0-9]{1,5}))?")
-_EXCERPT = reprlib.Repr()  # depth- and length-limited, so a deeply nested value cannot recurse
-_EXCERPT.maxlevel, _EXCERPT.maxstring, _EXCERPT.maxother = 3, 60, 60
-_EXCERPT.maxlist = _EXCERPT.maxdict = _EXCERPT.maxtuple = _EXCERPT.maxset = 4
-
-
-def excerpt(value: Any, limit: int = 80) -> Any:
-    """At most `limit` characters of what a client sent, for an error message: numbers, booleans and
-    None as they are; a long string cut; anything else as a short, depth-limited repr."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, str):
-        return value if len(value) <= limit else f"{value[:limit]}… ({len(value)} characters)"
-    text = _EXCERPT.repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def parse_host(value: str) -> tuple[str, int | None] | None:
@@ -116,8 +80,10 @@ def exposure(host: str, api_key: str | None, insecure: bool = False) -> str:
         return "every request needs the API key (`Authorization: Bearer <REVERIE_API_KEY>`)"
     if insecure:
         return f"WARNING: no API key (--insecure): anyone who can reach {host} can read and write the graph"
-    raise ReverieError(f"serving on {host}, which other machines can reach, with no API key would let anyone read and write the graph: "
-                       "set REVERIE_API_KEY=<secret> (clients then send `Authorization: Bearer <secret>`), or pass --insecure to serve without a key anyway")
+    raise ReverieError(
+        f"serving on {host}, which other machines can reach, with no API key would let anyone read and write the graph: "
+        "set REVERIE_API_KEY=<secret> (clients then send `Authorization: Bearer <secret>`), or pass --insecure to serve without a key anyway"
+    )
 
 
 class SitePolicy:
@@ -130,7 +96,9 @@ class SitePolicy:
     Origin (sent by browsers, not by the CLI, curl or the SDKs): the page's own origin (same scheme
     host and port as the Host), one in `cors_origins`, one `cors_origin_regex` matches; never `null`."""
 
-    def __init__(self, bound_host: str, allowed_hosts: list[str], cors_origins: list[str], cors_origin_regex: str | None):
+    def __init__(
+        self, bound_host: str, allowed_hosts: list[str], cors_origins: list[str], cors_origin_regex: str | None
+    ):
         bound = bound_host.strip("[]").lower()
         bound_ip = ip_literal(bound)
         self.bound_to_all = bound_ip is not None and bound_ip.is_unspecified
@@ -161,7 +129,9 @@ class SitePolicy:
         origin = origin.strip()
         if origin.lower() == "null":  # sandboxed frames, file: pages, some redirects: no site to trust
             return False
-        if origin.rstrip("/").lower() in self.origins or (self.origin_pattern is not None and self.origin_pattern.fullmatch(origin)):
+        if origin.rstrip("/").lower() in self.origins or (
+            self.origin_pattern is not None and self.origin_pattern.fullmatch(origin)
+        ):
             return True
         return same_origin(origin, host)
 
@@ -171,19 +141,28 @@ class SitePolicy:
         if len(hosts) != 1:
             return "refused: a request needs exactly one Host header"
         if not self.host_allowed(hosts[0]):
-            return (f"refused: this server does not answer to the Host {excerpt(hosts[0])!r} (a page on another site may be reaching "
-                    "it through DNS rebinding); to serve under that name, add it to REVERIE_ALLOWED_HOSTS")
+            return (
+                f"refused: this server does not answer to the Host {excerpt(hosts[0])!r} (a page on another site may be reaching "
+                "it through DNS rebinding); to serve under that name, add it to REVERIE_ALLOWED_HOSTS"
+            )
         for origin in (v.decode("latin-1") for k, v in headers if k.lower() == b"origin"):
             if not self.origin_allowed(origin, hosts[0]):
-                return (f"refused: a web page from the origin {excerpt(origin)!r} may not call this server (a cross-site request); "
-                        "to allow that site, add its origin to REVERIE_CORS_ORIGINS")
+                return (
+                    f"refused: a web page from the origin {excerpt(origin)!r} may not call this server (a cross-site request); "
+                    "to allow that site, add its origin to REVERIE_CORS_ORIGINS"
+                )
         return None
 
     def cors_options(self) -> dict[str, Any]:
         """Starlette CORSMiddleware's arguments, for the origins admitted above. No cookies are
         used, so no credentials."""
-        return {"allow_origins": self.cors_origins, "allow_origin_regex": self.cors_origin_regex, "allow_methods": ["GET", "HEAD", "POST"],
-                "allow_headers": ["*"], "max_age": 600}
+        return {
+            "allow_origins": self.cors_origins,
+            "allow_origin_regex": self.cors_origin_regex,
+            "allow_methods": ["GET", "HEAD", "POST"],
+            "allow_headers": ["*"],
+            "max_age": 600,
+        }
 
 
 def same_origin(origin: str, host: str) -> bool:
@@ -200,7 +179,9 @@ def same_origin(origin: str, host: str) -> bool:
     return page[0] == server[0] and (page[1] or default) == (server[1] or default)
 
 
-async def send_json(send: Send, path: str, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def send_json(
+    send: Send, path: str, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps(error_content(path, status, message)).encode()
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": head + (headers or [])})
@@ -221,7 +202,11 @@ class RequestRecorder:
     def __init__(self):
         from ray.util.metrics import Counter, Histogram
 
-        self.requests = Counter("reverie_http_requests_total", description="HTTP requests by route and status.", tag_keys=("route", "status"))
+        self.requests = Counter(
+            "reverie_http_requests_total",
+            description="HTTP requests by route and status.",
+            tag_keys=("route", "status"),
+        )
         self.seconds = Histogram(
             "reverie_http_request_seconds",
             description="Seconds from request to the end of the reply, by route.",
@@ -241,7 +226,9 @@ class Guard:
     the CORS headers the page needs to read it); 401 without the API key (when one is set); 413 over
     the body limit."""
 
-    def __init__(self, app, site: SitePolicy, api_key: str | None, max_body_bytes: int, recorder: RequestRecorder | None = None):
+    def __init__(
+        self, app, site: SitePolicy, api_key: str | None, max_body_bytes: int, recorder: RequestRecorder | None = None
+    ):
         self.app = app
         self.site = site
         self.api_key = api_key
@@ -276,12 +263,24 @@ class Guard:
         path = scope.get("path", "")
         headers = scope.get("headers", [])
         accept = next((v.decode("latin-1") for k, v in headers if k.lower() == b"accept"), "")
-        if self.api_key and not is_public(scope.get("method", ""), path, accept) and not bearer_ok(headers, self.api_key):
-            await send_json(send, path, 401, "missing or wrong API key: send `Authorization: Bearer <key>`", [(b"www-authenticate", b"Bearer")])
+        if (
+            self.api_key
+            and not is_public(scope.get("method", ""), path, accept)
+            and not bearer_ok(headers, self.api_key)
+        ):
+            await send_json(
+                send,
+                path,
+                401,
+                "missing or wrong API key: send `Authorization: Bearer <key>`",
+                [(b"www-authenticate", b"Bearer")],
+            )
             return
         declared = next((v for k, v in headers if k.lower() == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await send_json(send, path, 413, f"the request body is {int(declared)} bytes; the limit is {self.max_body_bytes}")
+            await send_json(
+                send, path, 413, f"the request body is {int(declared)} bytes; the limit is {self.max_body_bytes}"
+            )
             return
         # Without a declared length (chunked uploads) the body is read here, up to the limit.
         body, more = [], True

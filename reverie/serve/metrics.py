@@ -1,5 +1,6 @@
 """GET /metrics: every alive node's Ray metrics export (Ray's own metrics and Reverie's, which
 Ray exports as ray_reverie_*), merged into one Prometheus text page."""
+
 from __future__ import annotations
 
 import asyncio

@@ -12,6 +12,7 @@ Replies stream as NDJSON by default, as Ollama's do; `"stream": false` gives one
 Every request field is honoured, accepted as having no effect here (said so where it is
 declared), or refused with 400; a field Ollama does not define is a 422.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,19 +25,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reverie.encoders.text import text_dim
 from reverie.errors import NotFoundError, ReverieError
-from reverie.llm.chain import Finish, StopStrings
+from reverie.llm.base import Finish, StopStrings
 from reverie.schemas import Verdict
 
 REASONING_MODEL = "reverie"
 LLM_MODEL = "smollm2:135m"
 EMBEDDING_MODEL = "all-minilm-l6-v2"
 MODELS = (REASONING_MODEL, LLM_MODEL, EMBEDDING_MODEL)
-# The Ollama version clients gate features on (structured outputs came in 0.5); the endpoints
-# below are those of that version that Reverie serves.
+# The Ollama version clients gate features on (structured outputs came in 0.5); the Ollama face
+# serves endpoints of that version.
 OLLAMA_VERSION = "0.6.0"
-ENDPOINTS = ["GET /", "HEAD /", "GET /api/version", "GET /api/tags", "POST /api/show", "GET /api/ps", "POST /api/generate",
-             "POST /api/chat", "POST /api/embed", "POST /api/embeddings"]
 NDJSON = "application/x-ndjson"
 # Ollama keeps a model loaded until expires_at; Reverie's stay loaded for the server's life.
 NEVER = "9999-12-31T23:59:59Z"
@@ -44,8 +44,15 @@ NEVER = "9999-12-31T23:59:59Z"
 LLM_CONTEXT = 8192
 SEED_MAX = 2**63 - 1  # seeds are 64-bit, as torch's generator takes them
 # Samplers Reverie does not implement, at the value that leaves them off.
-NEUTRAL_OPTIONS = {"repeat_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0, "min_p": 0.0, "typical_p": 1.0,
-                   "tfs_z": 1.0, "mirostat": 0}
+NEUTRAL_OPTIONS = {
+    "repeat_penalty": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "min_p": 0.0,
+    "typical_p": 1.0,
+    "tfs_z": 1.0,
+    "mirostat": 0,
+}
 
 
 class OllamaOptions(BaseModel):
@@ -70,9 +77,13 @@ class OllamaOptions(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_k: int | None = Field(default=None, ge=1)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    num_predict: int | None = Field(default=None, ge=1, le=1024, description="Tokens to generate at most (the `reverie` model: words).")
+    num_predict: int | None = Field(
+        default=None, ge=1, le=1024, description="Tokens to generate at most (the `reverie` model: words)."
+    )
     seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
-    stop: list[str] | None = Field(default=None, max_length=16, description="The reply ends before the first of these strings.")
+    stop: list[str] | None = Field(
+        default=None, max_length=16, description="The reply ends before the first of these strings."
+    )
     # no effect here (see the docstring)
     num_ctx: int | None = None
     num_keep: int | None = None
@@ -105,15 +116,25 @@ class OllamaOptions(BaseModel):
         """The options generation honours; refuses (400) a sampler Reverie does not implement."""
         changed = [name for name, neutral in NEUTRAL_OPTIONS.items() if getattr(self, name) not in (None, neutral)]
         if changed:
-            raise ReverieError(f"options not supported: {', '.join(changed)} (Reverie samples with temperature, top_k, top_p, "
-                               "num_predict, seed and stop)")
-        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p, "num_predict": self.num_predict,
-                "seed": self.seed, "stop": self.stop}
+            raise ReverieError(
+                f"options not supported: {', '.join(changed)} (Reverie samples with temperature, top_k, top_p, "
+                "num_predict, seed and stop)"
+            )
+        return {
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "num_predict": self.num_predict,
+            "seed": self.seed,
+            "stop": self.stop,
+        }
 
 
-FORMAT_DOC = ('Ollama\'s structured output, for `smollm2:135m`: "json" holds the reply to one JSON object; a schema of one '
-              'string from a list ({"type": "string", "enum": [...]}) makes the reply one of them, JSON-encoded. Other '
-              "schemas, and any format for `reverie`, are refused with 400.")
+FORMAT_DOC = (
+    'Ollama\'s structured output, for `smollm2:135m`: "json" holds the reply to one JSON object; a schema of one '
+    'string from a list ({"type": "string", "enum": [...]}) makes the reply one of them, JSON-encoded. Other '
+    "schemas, and any format for `reverie`, are refused with 400."
+)
 IMAGES_DOC = "Base64 images, as Ollama takes them: the `reverie` model links one to the entity it shows; the text-only LLM refuses images."
 KEEP_ALIVE_DOC = "Accepted with no effect: every model stays loaded for the server's life."
 THINK_DOC = "Only false: no model here thinks aloud."
@@ -136,20 +157,28 @@ def structured_output(format: str | dict[str, Any] | None, model: str) -> dict[s
     if format in (None, ""):
         return {}
     if model == REASONING_MODEL:
-        raise ReverieError(f"the {REASONING_MODEL!r} model replies in text: `format` is for {LLM_MODEL!r} "
-                           "(POST /v1/query gives the verdict as JSON)")
+        raise ReverieError(
+            f"the {REASONING_MODEL!r} model replies in text: `format` is for {LLM_MODEL!r} "
+            "(POST /v1/query gives the verdict as JSON)"
+        )
     if format == "json":
         return {"json_object": True}
     choices = choices_of(format)
     if choices is None:
-        raise ReverieError('format: Reverie holds a reply to "json" or to a schema of one string from a list '
-                           '({"type": "string", "enum": [...]}); other schemas are not supported')
+        raise ReverieError(
+            'format: Reverie holds a reply to "json" or to a schema of one string from a list '
+            '({"type": "string", "enum": [...]}); other schemas are not supported'
+        )
     return {"choices": choices}
 
 
 def choices_of(format: str | dict[str, Any] | None) -> list[str] | None:
     """The strings a `format` schema allows, when it is one string from a list; else None."""
-    if not isinstance(format, dict) or format.get("type", "string") != "string" or set(format) - {"type", "enum", "title", "description"}:
+    if (
+        not isinstance(format, dict)
+        or format.get("type", "string") != "string"
+        or set(format) - {"type", "enum", "title", "description"}
+    ):
         return None
     enum = format.get("enum")
     if isinstance(enum, list) and enum and all(isinstance(c, str) and c for c in enum):
@@ -161,8 +190,12 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1)
-    prompt: str = Field(default="", description="The prompt; empty only loads the model (done_reason \"load\"), as in Ollama.")
-    system: str | None = Field(default=None, description="A system message (`smollm2:135m`); the `reverie` model refuses one.")
+    prompt: str = Field(
+        default="", description='The prompt; empty only loads the model (done_reason "load"), as in Ollama.'
+    )
+    system: str | None = Field(
+        default=None, description="A system message (`smollm2:135m`); the `reverie` model refuses one."
+    )
     stream: bool = True
     format: str | dict[str, Any] | None = Field(default=None, description=FORMAT_DOC)
     options: OllamaOptions = Field(default_factory=OllamaOptions)
@@ -172,11 +205,22 @@ class GenerateRequest(BaseModel):
     raw: bool | None = Field(default=None, description="Only false: the model's chat template is always applied.")
     suffix: str | None = Field(default=None, description="Refused: no model here fills in the middle.")
     template: str | None = Field(default=None, description="Refused: the model's own chat template is used.")
-    context: list[int] | None = Field(default=None, description="Refused: Reverie returns no token context; use /api/chat.")
+    context: list[int] | None = Field(
+        default=None, description="Refused: Reverie returns no token context; use /api/chat."
+    )
 
     def refuse_unsupported(self) -> None:
-        refused = [name for name, value in (("raw", self.raw), ("suffix", self.suffix), ("template", self.template),
-                                            ("context", self.context), ("think", self.think)) if value]
+        refused = [
+            name
+            for name, value in (
+                ("raw", self.raw),
+                ("suffix", self.suffix),
+                ("template", self.template),
+                ("context", self.context),
+                ("think", self.think),
+            )
+            if value
+        ]
         if refused:
             raise ReverieError(f"not supported: {', '.join(refused)}")
         if self.system and model_name(self.model) == REASONING_MODEL:
@@ -198,7 +242,9 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(default_factory=list, description="The conversation; empty only loads the model, as in Ollama.")
+    messages: list[ChatMessage] = Field(
+        default_factory=list, description="The conversation; empty only loads the model, as in Ollama."
+    )
     stream: bool = True
     format: str | dict[str, Any] | None = Field(default=None, description=FORMAT_DOC)
     options: OllamaOptions = Field(default_factory=OllamaOptions)
@@ -239,7 +285,9 @@ class ShowRequest(BaseModel):
 
     model: str = Field(default="", description="The model to describe.")
     name: str = Field(default="", description="The older name of `model`.")
-    verbose: bool | None = Field(default=None, description="Accepted; the reply is the same (no tokenizer arrays are listed).")
+    verbose: bool | None = Field(
+        default=None, description="Accepted; the reply is the same (no tokenizer arrays are listed)."
+    )
 
 
 class EmbedRequest(BaseModel):
@@ -247,16 +295,22 @@ class EmbedRequest(BaseModel):
 
     model: str = Field(min_length=1)
     input: str | list[str] = Field(description="A text or a list of texts.")
-    truncate: bool | None = Field(default=None, description="Only true (the default): MiniLM reads the first 128 tokens of each text.")
-    dimensions: int | None = Field(default=None, description="Refused unless 384: MiniLM's vectors are 384-d.")
-    options: OllamaOptions | None = Field(default=None, description="Accepted with no effect: embedding samples nothing.")
+    truncate: bool | None = Field(
+        default=None, description="Only true (the default): MiniLM reads the first 128 tokens of each text."
+    )
+    dimensions: int | None = Field(
+        default=None, description="Refused unless it is MiniLM's width (384): its vectors are that wide."
+    )
+    options: OllamaOptions | None = Field(
+        default=None, description="Accepted with no effect: embedding samples nothing."
+    )
     keep_alive: float | str | None = Field(default=None, description=KEEP_ALIVE_DOC)
 
     def texts(self) -> list[str]:
         if self.truncate is False:
             raise ReverieError("truncate: false is not supported: MiniLM reads the first 128 tokens of each text")
-        if self.dimensions not in (None, 384):
-            raise ReverieError(f"dimensions: {EMBEDDING_MODEL} gives 384-d vectors only")
+        if self.dimensions not in (None, text_dim()):
+            raise ReverieError(f"dimensions: {EMBEDDING_MODEL} gives {text_dim()}-d vectors only")
         return embedding_texts(self.input)
 
 
@@ -267,7 +321,9 @@ class EmbeddingsRequest(BaseModel):
 
     model: str = Field(min_length=1)
     prompt: str = Field(min_length=1)
-    options: OllamaOptions | None = Field(default=None, description="Accepted with no effect: embedding samples nothing.")
+    options: OllamaOptions | None = Field(
+        default=None, description="Accepted with no effect: embedding samples nothing."
+    )
     keep_alive: float | str | None = Field(default=None, description=KEEP_ALIVE_DOC)
 
 
@@ -290,7 +346,9 @@ def generating_model(requested: str) -> str:
     """A model that writes replies (not the embedding model), or a 404 / 400."""
     name = model_name(requested)
     if name == EMBEDDING_MODEL:
-        raise ReverieError(f"{EMBEDDING_MODEL!r} only embeds: use /api/embed, or the {REASONING_MODEL!r} or {LLM_MODEL!r} model")
+        raise ReverieError(
+            f"{EMBEDDING_MODEL!r} only embeds: use /api/embed, or the {REASONING_MODEL!r} or {LLM_MODEL!r} model"
+        )
     return name
 
 
@@ -322,29 +380,56 @@ def _minilm_file():
 
 MODEL_CARDS: dict[str, dict[str, Any]] = {
     REASONING_MODEL: {
-        "details": {"parent_model": "", "format": "reverie", "family": "reverie", "families": ["reverie"], "parameter_size": "graph",
-                    "quantization_level": "none"},
+        "details": {
+            "parent_model": "",
+            "format": "reverie",
+            "family": "reverie",
+            "families": ["reverie"],
+            "parameter_size": "graph",
+            "quantization_level": "none",
+        },
         "capabilities": ["completion", "vision"],
-        "model_info": {"general.architecture": "reverie", "general.description": "graph RAG: dream rollouts over a knowledge graph, "
-                       "an arbiter, and the answer put into words by the LLM"},
+        "model_info": {
+            "general.architecture": "reverie",
+            "general.description": "graph RAG: dream rollouts over a knowledge graph, "
+            "an arbiter, and the answer put into words by the LLM",
+        },
         "template": "{{ .Prompt }}",
         "size": lambda: 0,
     },
     LLM_MODEL: {
-        "details": {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"], "parameter_size": "135M",
-                    "quantization_level": "Q4_1"},
+        "details": {
+            "parent_model": "",
+            "format": "gguf",
+            "family": "llama",
+            "families": ["llama"],
+            "parameter_size": "135M",
+            "quantization_level": "Q4_1",
+        },
         "capabilities": ["completion"],
-        "model_info": {"general.architecture": "llama", "general.parameter_count": 134_515_008, "llama.context_length": LLM_CONTEXT,
-                       "llama.embedding_length": 576, "llama.block_count": 30, "llama.vocab_size": 49152},
+        "model_info": {
+            "general.architecture": "llama",
+            "general.parameter_count": 134_515_008,
+            "llama.context_length": LLM_CONTEXT,
+            "llama.embedding_length": 576,
+            "llama.block_count": 30,
+            "llama.vocab_size": 49152,
+        },
         "template": "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n"
-                    "<|im_start|>assistant\n",
+        "<|im_start|>assistant\n",
         "size": lambda: _file_size(_llm_file),
     },
     EMBEDDING_MODEL: {
-        "details": {"parent_model": "", "format": "safetensors", "family": "bert", "families": ["bert"], "parameter_size": "22M",
-                    "quantization_level": "F32"},
+        "details": {
+            "parent_model": "",
+            "format": "safetensors",
+            "family": "bert",
+            "families": ["bert"],
+            "parameter_size": "22M",
+            "quantization_level": "F32",
+        },
         "capabilities": ["embedding"],
-        "model_info": {"general.architecture": "bert", "bert.context_length": 128, "bert.embedding_length": 384},
+        "model_info": {"general.architecture": "bert", "bert.context_length": 128, "bert.embedding_length": text_dim()},
         "template": "",
         "size": lambda: _file_size(_minilm_file),
     },
@@ -357,15 +442,38 @@ def _now() -> str:
 
 def tags() -> dict[str, Any]:
     now = _now()
-    return {"models": [{"name": name, "model": name, "modified_at": now, "size": card["size"](), "digest": "", "details": card["details"]}
-                       for name, card in MODEL_CARDS.items()]}
+    return {
+        "models": [
+            {
+                "name": name,
+                "model": name,
+                "modified_at": now,
+                "size": card["size"](),
+                "digest": "",
+                "details": card["details"],
+            }
+            for name, card in MODEL_CARDS.items()
+        ]
+    }
 
 
 def running() -> dict[str, Any]:
     """/api/ps: every model is loaded while the server runs, on the CPU (size_vram 0)."""
-    return {"models": [{"name": name, "model": name, "size": card["size"](), "digest": "", "details": card["details"],
-                        "expires_at": NEVER, "size_vram": 0, "context_length": LLM_CONTEXT if name == LLM_MODEL else None}
-                       for name, card in MODEL_CARDS.items()]}
+    return {
+        "models": [
+            {
+                "name": name,
+                "model": name,
+                "size": card["size"](),
+                "digest": "",
+                "details": card["details"],
+                "expires_at": NEVER,
+                "size_vram": 0,
+                "context_length": LLM_CONTEXT if name == LLM_MODEL else None,
+            }
+            for name, card in MODEL_CARDS.items()
+        ]
+    }
 
 
 def show(request: ShowRequest, settings) -> dict[str, Any]:
@@ -374,21 +482,32 @@ def show(request: ShowRequest, settings) -> dict[str, Any]:
     card = MODEL_CARDS[name]
     parameters = {}
     if name == LLM_MODEL:
-        parameters = {"temperature": settings.temperature, "top_k": settings.top_k, "num_predict": settings.max_new_tokens,
-                      "stop": '"<|im_end|>"'}
+        parameters = {
+            "temperature": settings.temperature,
+            "top_k": settings.top_k,
+            "num_predict": settings.max_new_tokens,
+            "stop": '"<|im_end|>"',
+        }
     elif name == REASONING_MODEL:
         parameters = {"num_predict": settings.max_new_tokens, "branches": settings.branches, "hops": settings.hops}
     modelfile = f"# Served by Reverie\nFROM {name}\n" + "".join(f"PARAMETER {k} {v}\n" for k, v in parameters.items())
     if card["template"]:
         modelfile += f'TEMPLATE """{card["template"]}"""\n'
-    return {"modelfile": modelfile, "parameters": "\n".join(f"{k:<30} {v}" for k, v in parameters.items()),
-            "template": card["template"], "details": card["details"], "model_info": card["model_info"],
-            "capabilities": card["capabilities"], "license": "Apache-2.0", "modified_at": _now()}
+    return {
+        "modelfile": modelfile,
+        "parameters": "\n".join(f"{k:<30} {v}" for k, v in parameters.items()),
+        "template": card["template"],
+        "details": card["details"],
+        "model_info": card["model_info"],
+        "capabilities": card["capabilities"],
+        "license": "Apache-2.0",
+        "modified_at": _now(),
+    }
 
 
-def version(package_version: str) -> dict[str, Any]:
+def version(package_version: str, endpoints: list[str]) -> dict[str, Any]:
     """What clients gate features on (an Ollama version), and what this server really is."""
-    return {"version": OLLAMA_VERSION, "reverie": {"version": package_version, "endpoints": ENDPOINTS}}
+    return {"version": OLLAMA_VERSION, "reverie": {"version": package_version, "endpoints": endpoints}}
 
 
 def loaded(kind: Literal["generate", "chat"], model: str) -> dict[str, Any]:
@@ -430,7 +549,7 @@ class FirstSentence:
         match = _SENTENCE_END.search(self.text)
         end = match.end() if match else len(self.text)
         self.ended = match is not None
-        out, self.sent = self.text[self.sent:end], end
+        out, self.sent = self.text[self.sent : end], end
         return out
 
 
@@ -496,13 +615,23 @@ def _chunk(kind: Literal["generate", "chat"], model: str, text: str, done: bool)
 
 def _final(kind: Literal["generate", "chat"], model: str, text: str, finish: Finish, started: float) -> dict[str, Any]:
     reply = _chunk(kind, model, text, done=True)
-    reply.update({"done_reason": finish.reason, "total_duration": int((time.perf_counter() - started) * 1e9),
-                  "load_duration": finish.load_ns, "prompt_eval_count": finish.prompt_tokens,
-                  "prompt_eval_duration": finish.prompt_ns, "eval_count": finish.completion_tokens, "eval_duration": finish.completion_ns})
+    reply.update(
+        {
+            "done_reason": finish.reason,
+            "total_duration": int((time.perf_counter() - started) * 1e9),
+            "load_duration": finish.load_ns,
+            "prompt_eval_count": finish.prompt_tokens,
+            "prompt_eval_duration": finish.prompt_ns,
+            "eval_count": finish.completion_tokens,
+            "eval_duration": finish.completion_ns,
+        }
+    )
     return reply
 
 
-async def ndjson_lines(kind: Literal["generate", "chat"], model: str, items: AsyncIterator[str | Finish], started: float) -> AsyncIterator[bytes]:
+async def ndjson_lines(
+    kind: Literal["generate", "chat"], model: str, items: AsyncIterator[str | Finish], started: float
+) -> AsyncIterator[bytes]:
     """A streamed reply: one line per piece, then a final line with done true and the counts. A
     failure once the reply is open is a last line {"error": ...}, as Ollama sends one."""
     try:
@@ -515,7 +644,9 @@ async def ndjson_lines(kind: Literal["generate", "chat"], model: str, items: Asy
         yield (json.dumps({"error": failure(exc)[1]}) + "\n").encode()
 
 
-async def whole_reply(kind: Literal["generate", "chat"], model: str, items: AsyncIterator[str | Finish], started: float) -> dict[str, Any]:
+async def whole_reply(
+    kind: Literal["generate", "chat"], model: str, items: AsyncIterator[str | Finish], started: float
+) -> dict[str, Any]:
     parts: list[str] = []
     async for item in items:
         if isinstance(item, Finish):

@@ -9,6 +9,7 @@ the two faces cannot drift. Every field is honoured, accepted as having no effec
 it is declared), or refused with 400; a field OpenAI does not define is a 422. Errors are OpenAI's
 shape: {"error": {"message", "type", "code"}}, in a stream too.
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,20 +21,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reverie.encoders.text import text_dim
 from reverie.errors import ReverieError
-from reverie.llm.chain import Finish
+from reverie.llm.base import Finish
 from reverie.serve.ollama_api import EMBEDDING_MODEL, MODELS, SEED_MAX, failure, model_name, words
 
-PATHS = ("/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 STOP_DOC = "Up to 4 strings; the reply ends before the first of them."
 MAX_TOKENS_DOC = "Tokens to generate at most (the `reverie` model: words); unset, the server's `max_new_tokens`."
-TEMPERATURE_DOC = "Sampling temperature (`smollm2:135m`); the `reverie` model's sentence is decoded as the server's settings say."
+TEMPERATURE_DOC = (
+    "Sampling temperature (`smollm2:135m`); the `reverie` model's sentence is decoded as the server's settings say."
+)
 SEED_DOC = "Seeds the sampling, and for `reverie` the dream rollouts."
 USER_DOC = "An end-user id: with the `reverie` model it keeps one user's conversations apart from another's."
-
-
-def is_openai_path(path: str) -> bool:
-    return path in PATHS or path.startswith("/v1/models/")
 
 
 class ContentPart(BaseModel):
@@ -83,7 +82,9 @@ class ResponseFormat(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["text", "json_object", "json_schema"]
-    json_schema: dict[str, Any] | None = Field(default=None, description='{"name", "schema", "strict"}: held like Ollama\'s `format` schema.')
+    json_schema: dict[str, Any] | None = Field(
+        default=None, description='{"name", "schema", "strict"}: held like Ollama\'s `format` schema.'
+    )
 
 
 class Sampling(BaseModel):
@@ -95,7 +96,9 @@ class Sampling(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0, description=TEMPERATURE_DOC)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0, description="Nucleus sampling (`smollm2:135m`), as temperature.")
+    top_p: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="Nucleus sampling (`smollm2:135m`), as temperature."
+    )
     max_tokens: int | None = Field(default=None, ge=1, le=1024, description=MAX_TOKENS_DOC)
     seed: int | None = Field(default=None, ge=0, le=SEED_MAX, description=SEED_DOC)
     stop: str | list[str] | None = Field(default=None, description=STOP_DOC)
@@ -106,8 +109,13 @@ class Sampling(BaseModel):
     user: str | None = Field(default=None, description=USER_DOC)
 
     def refuse_unsupported(self, more: dict[str, bool] | None = None) -> None:
-        refused = {"n": self.n not in (None, 1), "presence_penalty": self.presence_penalty not in (None, 0),
-                   "frequency_penalty": self.frequency_penalty not in (None, 0), "logit_bias": bool(self.logit_bias), **(more or {})}
+        refused = {
+            "n": self.n not in (None, 1),
+            "presence_penalty": self.presence_penalty not in (None, 0),
+            "frequency_penalty": self.frequency_penalty not in (None, 0),
+            "logit_bias": bool(self.logit_bias),
+            **(more or {}),
+        }
         names = [name for name, bad in refused.items() if bad]
         if names:
             raise ReverieError(f"not supported: {', '.join(names)}")
@@ -123,8 +131,13 @@ class Sampling(BaseModel):
 
     def options(self) -> dict[str, Any]:
         """The Ollama face's options."""
-        return {"temperature": self.temperature, "top_p": self.top_p, "num_predict": self.token_budget(), "seed": self.seed,
-                "stop": self.stops()}
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "num_predict": self.token_budget(),
+            "seed": self.seed,
+            "stop": self.stops(),
+        }
 
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
@@ -132,19 +145,30 @@ class Sampling(BaseModel):
 
 class ChatCompletionRequest(Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=1024, description="The newer name of max_tokens; it wins.")
-    response_format: ResponseFormat | None = Field(default=None, description='json_object holds the reply to one JSON object; a json_schema of one string from a list ({"type": "string", "enum": [...]}) to one of them; other schemas are refused (`smollm2:135m` only).')
+    max_completion_tokens: int | None = Field(
+        default=None, ge=1, le=1024, description="The newer name of max_tokens; it wins."
+    )
+    response_format: ResponseFormat | None = Field(
+        default=None,
+        description='json_object holds the reply to one JSON object; a json_schema of one string from a list ({"type": "string", "enum": [...]}) to one of them; other schemas are refused (`smollm2:135m` only).',
+    )
     tools: list[dict[str, Any]] | None = Field(default=None, description="Refused: tools are not supported.")
-    tool_choice: str | dict[str, Any] | None = Field(default=None, description="Only \"none\": tools are not supported.")
+    tool_choice: str | dict[str, Any] | None = Field(default=None, description='Only "none": tools are not supported.')
     parallel_tool_calls: bool | None = Field(default=None, description="Accepted with no effect: no tools are called.")
     functions: list[dict[str, Any]] | None = Field(default=None, description="Refused: tools are not supported.")
-    function_call: str | dict[str, Any] | None = Field(default=None, description="Only \"none\": tools are not supported.")
+    function_call: str | dict[str, Any] | None = Field(
+        default=None, description='Only "none": tools are not supported.'
+    )
     logprobs: bool | None = Field(default=None, description="Only false: log-probabilities are not reported.")
     top_logprobs: int | None = Field(default=None, description="Refused: log-probabilities are not reported.")
 
     def refuse_unsupported(self, more: dict[str, bool] | None = None) -> None:
-        uses_tools = (bool(self.tools or self.functions) or self.tool_choice not in (None, "none")
-                      or self.function_call not in (None, "none") or any(m.uses_tools() for m in self.messages))
+        uses_tools = (
+            bool(self.tools or self.functions)
+            or self.tool_choice not in (None, "none")
+            or self.function_call not in (None, "none")
+            or any(m.uses_tools() for m in self.messages)
+        )
         if uses_tools:
             raise ReverieError("tools are not supported")
         super().refuse_unsupported({"logprobs": bool(self.logprobs), "top_logprobs": self.top_logprobs is not None})
@@ -152,7 +176,9 @@ class ChatCompletionRequest(Sampling):
     def ollama_messages(self) -> list[dict[str, Any]]:
         """The conversation in the Ollama face's terms (roles system, user, assistant)."""
         role = {"developer": "system"}
-        return [{"role": role.get(m.role, m.role), "content": m.text(), "images": m.images() or None} for m in self.messages]
+        return [
+            {"role": role.get(m.role, m.role), "content": m.text(), "images": m.images() or None} for m in self.messages
+        ]
 
     def ollama_format(self) -> str | dict[str, Any] | None:
         """`response_format` as Ollama's `format`."""
@@ -179,8 +205,14 @@ class CompletionRequest(Sampling):
     best_of: int | None = Field(default=None, description="Only 1.")
 
     def refuse_unsupported(self, more: dict[str, bool] | None = None) -> None:
-        super().refuse_unsupported({"echo": bool(self.echo), "suffix": bool(self.suffix), "logprobs": self.logprobs is not None,
-                                    "best_of": self.best_of not in (None, 1)})
+        super().refuse_unsupported(
+            {
+                "echo": bool(self.echo),
+                "suffix": bool(self.suffix),
+                "logprobs": self.logprobs is not None,
+                "best_of": self.best_of not in (None, 1),
+            }
+        )
 
     def text(self) -> str:
         if isinstance(self.prompt, str):
@@ -195,17 +227,22 @@ class EmbeddingRequest(BaseModel):
 
     model: str = Field(min_length=1)
     input: str | list[str] = Field(description="A text or a list of texts (token arrays are not taken).")
-    encoding_format: Literal["float", "base64"] | None = Field(default=None, description="float (the default), or base64 of little-endian float32 (what the openai client asks for).")
-    dimensions: int | None = Field(default=None, description="Only 384: MiniLM's vectors are 384-d.")
+    encoding_format: Literal["float", "base64"] | None = Field(
+        default=None,
+        description="float (the default), or base64 of little-endian float32 (what the openai client asks for).",
+    )
+    dimensions: int | None = Field(default=None, description="Only MiniLM's width (384): its vectors are that wide.")
     user: str | None = Field(default=None, description="Accepted with no effect.")
 
     def refuse_unsupported(self) -> None:
-        if self.dimensions not in (None, 384):
-            raise ReverieError(f"dimensions: {EMBEDDING_MODEL} gives 384-d vectors only")
+        if self.dimensions not in (None, text_dim()):
+            raise ReverieError(f"dimensions: {EMBEDDING_MODEL} gives {text_dim()}-d vectors only")
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
-    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "request_too_large"}.get(status, "invalid_request_error")
+    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "request_too_large"}.get(
+        status, "invalid_request_error"
+    )
     if status >= 500:
         kind = "server_error"
     return {"error": {"message": message, "type": kind, "code": status}}
@@ -232,13 +269,20 @@ def embedding_reply(vectors, request: EmbeddingRequest, texts: list[str]) -> dic
             return base64.b64encode(vector.astype("<f4").tobytes()).decode()
         return vector.tolist()
 
-    return {"object": "list", "model": request.model, "usage": {"prompt_tokens": count, "total_tokens": count},
-            "data": [{"object": "embedding", "index": i, "embedding": encoded(v)} for i, v in enumerate(vectors)]}
+    return {
+        "object": "list",
+        "model": request.model,
+        "usage": {"prompt_tokens": count, "total_tokens": count},
+        "data": [{"object": "embedding", "index": i, "embedding": encoded(v)} for i, v in enumerate(vectors)],
+    }
 
 
 def _usage(finish: Finish) -> dict[str, int]:
-    return {"prompt_tokens": finish.prompt_tokens, "completion_tokens": finish.completion_tokens,
-            "total_tokens": finish.prompt_tokens + finish.completion_tokens}
+    return {
+        "prompt_tokens": finish.prompt_tokens,
+        "completion_tokens": finish.completion_tokens,
+        "total_tokens": finish.prompt_tokens + finish.completion_tokens,
+    }
 
 
 class Reply:
@@ -250,7 +294,9 @@ class Reply:
         self.created = int(time.time())
 
     def _envelope(self, streamed: bool) -> dict[str, Any]:
-        kind = {"chat": "chat.completion", "text": "text_completion"}[self.kind] + (".chunk" if streamed and self.kind == "chat" else "")
+        kind = {"chat": "chat.completion", "text": "text_completion"}[self.kind] + (
+            ".chunk" if streamed and self.kind == "chat" else ""
+        )
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
 
     def whole(self, text: str, finish: Finish) -> dict[str, Any]:
@@ -286,7 +332,9 @@ async def whole_reply(kind: Literal["chat", "text"], model: str, items: AsyncIte
     raise RuntimeError("a reply ended without its Finish")
 
 
-async def sse_chunks(kind: Literal["chat", "text"], model: str, items: AsyncIterator[str | Finish], include_usage: bool) -> AsyncIterator[bytes]:
+async def sse_chunks(
+    kind: Literal["chat", "text"], model: str, items: AsyncIterator[str | Finish], include_usage: bool
+) -> AsyncIterator[bytes]:
     """A streamed reply: (chat: a role delta first) a chunk per piece, a chunk with the
     finish_reason, the usage chunk when asked for, then [DONE]. A failure once the reply is
     open is an event {"error": {...}}, which the openai client raises as an APIError."""

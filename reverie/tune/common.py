@@ -1,14 +1,9 @@
 """What every sweep shares: where results go, the table of best trials, and the compute spent."""
+
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
-
-
-def tune_root(settings: Any) -> Path:
-    """REVERIE_HOME/tune: each sweep a folder (a Tune ResultGrid with TensorBoard logs)."""
-    return Path(settings.home) / "tune"
 
 
 def trial_dirname(trial) -> str:

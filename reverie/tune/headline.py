@@ -7,6 +7,7 @@ every time, so PBT's exploit step copies real weights. PBT perturbs and PB2 sear
 rate and weight decay within the search space's bounds; hidden size and dropout stay what the trial
 drew (an exploiting trial takes them with the weights it copies).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reverie.errors import ReverieError
 from reverie.agents.lr_control.trainees.headline import HeadlineConfig
+from reverie.errors import ReverieError
 
 SCHEDULERS = ("asha", "pbt", "pb2")
 LR_BOUNDS = (1e-4, 3e-2)
@@ -48,7 +49,7 @@ class HeadlineSweepConfig:
         if self.scheduler not in SCHEDULERS:
             raise ReverieError(f"unknown scheduler {self.scheduler!r}: use one of {', '.join(SCHEDULERS)}")
         if self.samples < 1 or self.intervals < 1:
-            raise ReverieError("--samples and --intervals must be at least 1")
+            raise ReverieError("samples and intervals must be at least 1")
         if self.intervals > self.headline.budget:
             raise ReverieError(f"{self.intervals} intervals do not fit a budget of {self.headline.budget} steps")
 
@@ -66,7 +67,9 @@ def headline_trainable(config: dict) -> None:
     import torch
     from ray import tune
 
-    headline = HeadlineConfig(**{**config["headline"], "hidden": int(config["hidden"]), "dropout": float(config["dropout"])})
+    headline = HeadlineConfig(
+        **{**config["headline"], "hidden": int(config["hidden"]), "dropout": float(config["dropout"])}
+    )
     from reverie.agents.lr_control.trainees.headline import HeadlineRun
 
     torch.set_num_threads(1)
@@ -80,8 +83,14 @@ def headline_trainable(config: dict) -> None:
     while run.steps < run.budget:
         target = min(run.budget, round(interval * (round(run.steps / interval) + 1)))
         report = run.advance(target - run.steps, lambda _step: config["lr"], config["weight_decay"])
-        metrics = {"val_acc": report.val_acc, "val_loss": report.val_loss, "train_loss": report.train_loss,
-                   "grad_steps": run.steps, "lr": config["lr"], "weight_decay": config["weight_decay"]}
+        metrics = {
+            "val_acc": report.val_acc,
+            "val_loss": report.val_loss,
+            "train_loss": report.train_loss,
+            "grad_steps": run.steps,
+            "lr": config["lr"],
+            "weight_decay": config["weight_decay"],
+        }
         if run.steps >= run.budget:
             metrics["test_acc"] = run.test_score()
         with tempfile.TemporaryDirectory() as folder:
@@ -94,18 +103,27 @@ def _scheduler(sweep: HeadlineSweepConfig):
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 
     if sweep.scheduler == "asha":
-        return ASHAScheduler(time_attr="training_iteration", max_t=sweep.intervals, grace_period=max(1, sweep.intervals // 5),
-                             reduction_factor=3)
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=sweep.intervals,
+            grace_period=max(1, sweep.intervals // 5),
+            reduction_factor=3,
+        )
     every = max(1, sweep.intervals // 5)
     if sweep.scheduler == "pbt":
         return PopulationBasedTraining(
-            time_attr="training_iteration", perturbation_interval=every,
+            time_attr="training_iteration",
+            perturbation_interval=every,
             hyperparam_mutations={"lr": tune.loguniform(*LR_BOUNDS), "weight_decay": tune.loguniform(*WD_BOUNDS)},
-            custom_explore_fn=_clip)
+            custom_explore_fn=_clip,
+        )
     from ray.tune.schedulers.pb2 import PB2
 
-    return PB2(time_attr="training_iteration", perturbation_interval=every,
-               hyperparam_bounds={"lr": list(LR_BOUNDS), "weight_decay": list(WD_BOUNDS)})
+    return PB2(
+        time_attr="training_iteration",
+        perturbation_interval=every,
+        hyperparam_bounds={"lr": list(LR_BOUNDS), "weight_decay": list(WD_BOUNDS)},
+    )
 
 
 def sweep_headline(settings: Any, sweep: HeadlineSweepConfig, verbose: int = 1):
@@ -113,22 +131,34 @@ def sweep_headline(settings: Any, sweep: HeadlineSweepConfig, verbose: int = 1):
     from ray import tune
 
     from reverie.agents.lr_control.trainees.headline import load_splits
-    from reverie.tune.common import trial_dirname, tune_root
+    from reverie.tune.common import trial_dirname
 
     load_splits(str(settings.home), sweep.headline.dataset, sweep.headline.embedder)  # embed once, before the trials
     space = {
-        "lr": tune.loguniform(*LR_BOUNDS), "weight_decay": tune.loguniform(*WD_BOUNDS),
-        "hidden": tune.choice(list(HIDDEN)), "dropout": tune.uniform(*DROPOUT_BOUNDS),
-        "headline": dataclasses.asdict(sweep.headline), "intervals": sweep.intervals, "seed": sweep.seed,
+        "lr": tune.loguniform(*LR_BOUNDS),
+        "weight_decay": tune.loguniform(*WD_BOUNDS),
+        "hidden": tune.choice(list(HIDDEN)),
+        "dropout": tune.uniform(*DROPOUT_BOUNDS),
+        "headline": dataclasses.asdict(sweep.headline),
+        "intervals": sweep.intervals,
+        "seed": sweep.seed,
         "home": str(settings.home),
     }
     tuner = tune.Tuner(
         tune.with_resources(headline_trainable, {"cpu": 1}),
         param_space=space,
-        tune_config=tune.TuneConfig(metric="val_acc", mode="max", num_samples=sweep.samples, scheduler=_scheduler(sweep),
-                                    reuse_actors=False, trial_dirname_creator=trial_dirname),
+        tune_config=tune.TuneConfig(
+            metric="val_acc",
+            mode="max",
+            num_samples=sweep.samples,
+            scheduler=_scheduler(sweep),
+            reuse_actors=False,
+            trial_dirname_creator=trial_dirname,
+        ),
         run_config=tune.RunConfig(
-            name=sweep.name or f"headline-{sweep.scheduler}", storage_path=str(tune_root(settings)), verbose=verbose,
+            name=sweep.name or f"headline-{sweep.scheduler}",
+            storage_path=str(settings.paths.tune),
+            verbose=verbose,
             stop={"training_iteration": sweep.intervals},
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # PBT needs every checkpoint it may exploit
         ),
@@ -145,6 +175,10 @@ def sweep_summary(grid, sweep: HeadlineSweepConfig) -> dict[str, Any]:
         raise ReverieError("no trial of the sweep finished its budget")
     best = max(finished, key=lambda r: (r.metrics["val_acc"], -r.metrics["val_loss"]))
     step = sweep.headline.budget / sweep.intervals
-    return {"val_acc": best.metrics["val_acc"], "test_acc": best.metrics["test_acc"],
-            "config": {k: best.config[k] for k in ("lr", "weight_decay", "hidden", "dropout")},
-            "grad_steps": int(math.ceil(reports_run(grid) * step)), "trials": len(grid)}
+    return {
+        "val_acc": best.metrics["val_acc"],
+        "test_acc": best.metrics["test_acc"],
+        "config": {k: best.config[k] for k in ("lr", "weight_decay", "hidden", "dropout")},
+        "grad_steps": int(math.ceil(reports_run(grid) * step)),
+        "trials": len(grid),
+    }

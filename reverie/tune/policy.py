@@ -5,6 +5,7 @@ Each trial trains a policy with PPO in its own process, reporting the dev split'
 `report_every` iterations (ASHA stops the weak ones early), and saves its policy at the end. The
 dataset's world model is trained once, before the trials, and shared.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reverie.errors import ReverieError
 from reverie.agents.path_policy.config import PolicyTrainConfig
+from reverie.errors import ReverieError
 
 LR_BOUNDS = (1e-4, 3e-3)
 ENTROPY_BOUNDS = (0.005, 0.2)
@@ -48,8 +49,11 @@ class PolicySweepConfig:
 
 def _trial_config(config: dict) -> PolicyTrainConfig:
     base = PolicyTrainConfig(dataset=config["dataset"], seed=config["seed"])
-    return base.replace(env={**config["env"], "hops": int(config["hops"])}, net=config["net"],
-                        ppo={**config["ppo"], "lr": float(config["lr"]), "entropy_coeff": float(config["entropy_coeff"])})
+    return base.replace(
+        env={**config["env"], "hops": int(config["hops"])},
+        net=config["net"],
+        ppo={**config["ppo"], "lr": float(config["lr"]), "entropy_coeff": float(config["entropy_coeff"])},
+    )
 
 
 def policy_trainable(config: dict) -> None:
@@ -57,13 +61,13 @@ def policy_trainable(config: dict) -> None:
     import torch
     from ray import tune
 
-    from reverie.data.kg import load_dataset
-    from reverie.models.world_model import WorldModel
     from reverie.agents.path_policy.bundle import PolicyBundle
     from reverie.agents.path_policy.config import PolicyMeta
     from reverie.agents.path_policy.evaluate import evaluate_bundle
     from reverie.agents.path_policy.train import build_ppo_config, save_policy_folder
-    from reverie.agents.ppo import ppo_iterations
+    from reverie.agents.training import ppo_iterations
+    from reverie.data.kg import load_dataset
+    from reverie.models.world_model import WorldModel
 
     torch.set_num_threads(1)
     train = _trial_config(config)
@@ -76,15 +80,28 @@ def policy_trainable(config: dict) -> None:
             history = ppo_iterations(algo, min(config["report_every"], config["iterations"] - done), None, "sweep")
             done += len(history)
             env = algo.env_runner.env.unwrapped
-            meta = PolicyMeta(dataset=env.dataset_name, dataset_arg=train.dataset, env=train.env, walks=train.walks,
-                              seed=train.seed, iterations=done)
+            meta = PolicyMeta(
+                dataset=env.dataset_name,
+                dataset_arg=train.dataset,
+                env=train.env,
+                walks=train.walks,
+                seed=train.seed,
+                iterations=done,
+            )
             bundle = PolicyBundle(net=algo.get_module().net, graph=env.graph, world_model=world_model, meta=meta)
             result = evaluate_bundle(bundle, data, split="dev", beam=int(config["beam"]))
             # saved at every report, so a trial ASHA stops early can still be measured on test
             folder = Path(tune.get_context().get_trial_dir()) / "policy"
             save_policy_folder(folder, bundle.net, meta, config["world_model_path"])
-            tune.report({"mrr": result["mrr"], "policy_mrr": result["policy"]["mrr"], "ppo_iterations": done,
-                         "episode_return_mean": history[-1]["episode_return_mean"], "policy_folder": str(folder)})
+            tune.report(
+                {
+                    "mrr": result["mrr"],
+                    "policy_mrr": result["policy"]["mrr"],
+                    "ppo_iterations": done,
+                    "episode_return_mean": history[-1]["episode_return_mean"],
+                    "policy_folder": str(folder),
+                }
+            )
     finally:
         algo.stop()
 
@@ -96,28 +113,47 @@ def sweep_policy(settings: Any, sweep: PolicySweepConfig, verbose: int = 1):
 
     from reverie.data.kg import load_dataset
     from reverie.models.world_model import ensure_world_model
-    from reverie.tune.common import trial_dirname, tune_root
+    from reverie.tune.common import trial_dirname
 
     base = sweep.base
     data = load_dataset(sweep.dataset)
     world_model_path = str(ensure_world_model(settings.home, data, base.world_model))
-    fixed = {"dataset": sweep.dataset, "seed": sweep.seed, "iterations": sweep.iterations, "report_every": sweep.report_every,
-             "world_model_path": world_model_path, "env": dataclasses.asdict(base.env), "net": dataclasses.asdict(base.net),
-             "ppo": dataclasses.asdict(base.ppo)}
-    space = {**fixed, "lr": tune.loguniform(*LR_BOUNDS), "entropy_coeff": tune.loguniform(*ENTROPY_BOUNDS),
-             "hops": tune.choice(list(HOPS)), "beam": tune.choice(list(BEAMS))}
+    fixed = {
+        "dataset": sweep.dataset,
+        "seed": sweep.seed,
+        "iterations": sweep.iterations,
+        "report_every": sweep.report_every,
+        "world_model_path": world_model_path,
+        "env": dataclasses.asdict(base.env),
+        "net": dataclasses.asdict(base.net),
+        "ppo": dataclasses.asdict(base.ppo),
+    }
+    space = {
+        **fixed,
+        "lr": tune.loguniform(*LR_BOUNDS),
+        "entropy_coeff": tune.loguniform(*ENTROPY_BOUNDS),
+        "hops": tune.choice(list(HOPS)),
+        "beam": tune.choice(list(BEAMS)),
+    }
     defaults = {"lr": base.ppo.lr, "entropy_coeff": base.ppo.entropy_coeff, "hops": base.env.hops, "beam": 256}
     reports = max(1, -(-sweep.iterations // sweep.report_every))
     tuner = tune.Tuner(
         tune.with_resources(policy_trainable, {"cpu": 1}),
         param_space=space,
         tune_config=tune.TuneConfig(
-            trial_dirname_creator=trial_dirname, metric=sweep.metric, mode="max", num_samples=sweep.samples, reuse_actors=False,
-            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=reports, grace_period=max(1, reports // 3), reduction_factor=2),
+            trial_dirname_creator=trial_dirname,
+            metric=sweep.metric,
+            mode="max",
+            num_samples=sweep.samples,
+            reuse_actors=False,
+            scheduler=ASHAScheduler(
+                time_attr="training_iteration", max_t=reports, grace_period=max(1, reports // 3), reduction_factor=2
+            ),
             search_alg=tune.search.BasicVariantGenerator(points_to_evaluate=[defaults], random_state=sweep.seed),
         ),
-        run_config=tune.RunConfig(name=sweep.name or f"policy-{data.name}", storage_path=str(tune_root(settings)),
-                                  verbose=verbose),
+        run_config=tune.RunConfig(
+            name=sweep.name or f"policy-{data.name}", storage_path=str(settings.paths.tune), verbose=verbose
+        ),
     )
     return tuner.fit()
 
@@ -125,9 +161,9 @@ def sweep_policy(settings: Any, sweep: PolicySweepConfig, verbose: int = 1):
 def compare_with_defaults(grid, sweep: PolicySweepConfig) -> dict[str, Any]:
     """Test-split ranking (beam as the trial chose) of the best trial and of the defaults' trial
     (each as its last report left it: ASHA may have stopped either early)."""
-    from reverie.data.kg import load_dataset
     from reverie.agents.path_policy.bundle import load_bundle
     from reverie.agents.path_policy.evaluate import evaluate_bundle
+    from reverie.data.kg import load_dataset
 
     finished = [r for r in grid if r.metrics and r.metrics.get("policy_folder")]
     if not finished:
@@ -140,13 +176,23 @@ def compare_with_defaults(grid, sweep: PolicySweepConfig) -> dict[str, Any]:
         if result is None or not result.metrics.get("policy_folder"):
             out[label] = None
             continue
-        test = evaluate_bundle(load_bundle(result.metrics["policy_folder"], data), data, split="test", beam=int(result.config["beam"]))
-        out[label] = {"config": {k: result.config[k] for k in ("lr", "entropy_coeff", "hops", "beam")},
-                      "dev": result.metrics[sweep.metric], "test_mrr": test["mrr"], "test_policy_mrr": test["policy"]["mrr"]}
+        test = evaluate_bundle(
+            load_bundle(result.metrics["policy_folder"], data), data, split="test", beam=int(result.config["beam"])
+        )
+        out[label] = {
+            "config": {k: result.config[k] for k in ("lr", "entropy_coeff", "hops", "beam")},
+            "dev": result.metrics[sweep.metric],
+            "test_mrr": test["mrr"],
+            "test_policy_mrr": test["policy"]["mrr"],
+        }
     return out
 
 
 def _is_defaults(config: dict, sweep: PolicySweepConfig) -> bool:
     base = sweep.base
-    return (config["lr"] == base.ppo.lr and config["entropy_coeff"] == base.ppo.entropy_coeff
-            and config["hops"] == base.env.hops and config["beam"] == 256)
+    return (
+        config["lr"] == base.ppo.lr
+        and config["entropy_coeff"] == base.ppo.entropy_coeff
+        and config["hops"] == base.env.hops
+        and config["beam"] == 256
+    )

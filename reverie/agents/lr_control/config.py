@@ -2,6 +2,7 @@
 with the episodes it learns on (`ControlConfig`, read by TrainingControlEnv). `reverie train tuner`
 takes its defaults from here.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,6 +12,7 @@ from typing import Any
 
 from reverie.agents.lr_control.trainees import TRAINEES, Trainee
 from reverie.agents.ppo import PPOSettings
+from reverie.errors import ConfigError
 
 
 def schedule_factor(name: str, progress: float) -> float:
@@ -62,13 +64,13 @@ class ControlConfig:
 
     def __post_init__(self) -> None:
         if self.trainee not in TRAINEES:
-            raise ValueError(f"unknown trainee {self.trainee!r}: use one of {', '.join(TRAINEES)}")
+            raise ConfigError(f"unknown trainee {self.trainee!r}: use one of {', '.join(TRAINEES)}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}")
+            raise ConfigError(f"unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}")
         if self.intervals < 1 or self.base_lr <= 0 or self.max_lr_exponent < 0 or self.max_wd_exponent < 0:
-            raise ValueError("intervals must be >= 1, base_lr > 0 and the exponent bounds >= 0")
+            raise ConfigError("intervals must be >= 1, base_lr > 0 and the exponent bounds >= 0")
         if not self.seeds:
-            raise ValueError("seeds must not be empty")
+            raise ConfigError("seeds must not be empty")
 
     def for_run(self, seed: int) -> "ControlConfig":
         """The config one run follows: `base_lr` as `base_lrs` picks it for this seed."""
@@ -112,12 +114,15 @@ class LRControlTrainConfig:
     seed: int = 0
     hidden: int = 64
     """Hidden size of the agent's network."""
-    ppo: PPOSettings = field(default_factory=lambda: PPOSettings(
-        lr=3e-4, entropy_coeff=0.01, vf_clip_param=10.0, num_epochs=8, batches_per_iteration=2, minibatch_size=64))
+    ppo: PPOSettings = field(
+        default_factory=lambda: PPOSettings(
+            lr=3e-4, entropy_coeff=0.01, vf_clip_param=10.0, num_epochs=8, batches_per_iteration=2, minibatch_size=64
+        )
+    )
     """PPO for episodes of `control.intervals` decisions: a train batch is envs x intervals x batches_per_iteration."""
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.envs < 1 or self.hidden < 1:
-            raise ValueError("iterations, envs and hidden must be >= 1")
+            raise ConfigError("iterations, envs and hidden must be >= 1")
         if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"minutes must be positive, got {self.minutes}")
+            raise ConfigError(f"minutes must be positive, got {self.minutes}")

@@ -14,6 +14,7 @@ equal compute on the same runs:
 Both replies are parsed strictly: anything but an action's exact name counts as "keep", and is
 counted (`invalid`). The bundled 135M model never answers with a bare action name unconstrained.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,6 +27,7 @@ import numpy as np
 
 from reverie.agents.lr_control.config import ControlConfig
 from reverie.agents.lr_control.env import ACTIONS, KEEP, ControlState, TrainingControlEnv
+from reverie.llm.base import Sampling
 
 log = logging.getLogger(__name__)
 
@@ -108,19 +110,25 @@ def parse_action(reply: str) -> int | None:
     return ACTIONS.index(text) if text in ACTIONS else None
 
 
-SYSTEM = ("You control a neural network's training. Before each interval you choose exactly one action. "
-          "Reply with the action's name only, one of: " + "; ".join(ACTIONS) + ".")
+SYSTEM = (
+    "You control a neural network's training. Before each interval you choose exactly one action. "
+    "Reply with the action's name only, one of: " + "; ".join(ACTIONS) + "."
+)
 
 
 def history_text(state: ControlState, config: ControlConfig) -> str:
     """The run so far as the LLM reads it: one line per interval, then the question."""
-    lines = [f"Training budget: {state.budget} steps ({state.epochs:.1f} passes over the data), {config.intervals} intervals; "
-             f"the learning rate follows a {config.schedule} schedule from {config.base_lr:g}, times your multiplier 2^k "
-             f"(|k| <= {config.max_lr_exponent})."]
+    lines = [
+        f"Training budget: {state.budget} steps ({state.epochs:.1f} passes over the data), {config.intervals} intervals; "
+        f"the learning rate follows a {config.schedule} schedule from {config.base_lr:g}, times your multiplier 2^k "
+        f"(|k| <= {config.max_lr_exponent})."
+    ]
     for i, report in enumerate(state.reports):
         lr = f", lr {state.lrs[i - 1]:.2e}" if i > 0 else ""
-        lines.append(f"step {report.steps}{lr}: train loss {report.train_loss:.3f}, val loss {report.val_loss:.3f}, "
-                     f"val acc {report.val_acc:.3f}")
+        lines.append(
+            f"step {report.steps}{lr}: train loss {report.train_loss:.3f}, val loss {report.val_loss:.3f}, "
+            f"val acc {report.val_acc:.3f}"
+        )
     lines.append(f"Now k = {state.lr_exponent}, weight decay exponent {state.wd_exponent}. Which action?")
     return "\n".join(lines)
 
@@ -143,9 +151,14 @@ class LLMController:
         self.seed = seed
 
     def act(self, observation, state, config) -> int:
-        reply, _ = self.chain.generate(history_text(state, config), system=SYSTEM, temperature=0.0,
-                                       top_k=1, max_new_tokens=self.max_new_tokens, seed=self.seed,
-                                       choices=ACTIONS if self.constrained else None)
+        sampling = Sampling(
+            temperature=0.0,
+            top_k=1,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
+            choices=ACTIONS if self.constrained else None,
+        )
+        reply, _ = self.chain.generate(history_text(state, config), SYSTEM, sampling)
         self.asked += 1
         self.replies.append(reply)
         action = parse_action(reply)
@@ -189,5 +202,12 @@ def run_episode(config: ControlConfig, controller: Controller, run_seed: int, ho
     while not done:
         obs, reward, done, _, _ = env.step(controller.act(obs, env.state, env.run_config))
         total += reward
-    return Episode(run_seed, env.trainee.test_score(), env.state.reports[-1].val_acc, env.trainee.steps,
-                   list(env.state.actions), list(env.state.lrs), total)
+    return Episode(
+        run_seed,
+        env.trainee.test_score(),
+        env.state.reports[-1].val_acc,
+        env.trainee.steps,
+        list(env.state.actions),
+        list(env.state.lrs),
+        total,
+    )

@@ -16,6 +16,7 @@ against its best so far, and how many passes over its data the run's budget make
 Reward: -delta log(validation loss) per interval (so a run's rewards add up to its log loss
 reduction), plus `final_weight` x the final validation accuracy at the last interval.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,17 +28,36 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from reverie.agents.lr_control.trainees import Trainee, TrainingReport
 from reverie.agents.lr_control.config import ControlConfig, schedule_factor
+from reverie.agents.lr_control.trainees import Trainee, TrainingReport
 
-ACTIONS = ("keep", "halve the learning rate", "double the learning rate", "raise the weight decay", "lower the weight decay")
+ACTIONS = (
+    "keep",
+    "halve the learning rate",
+    "double the learning rate",
+    "raise the weight decay",
+    "lower the weight decay",
+)
 """The controller's menu; its index is the action."""
 KEEP, LR_DOWN, LR_UP, WD_UP, WD_DOWN = range(len(ACTIONS))
 
-OBSERVATION = ("budget spent", "log10 lr + 3", "lr exponent / max", "wd exponent / max", "val acc", "train acc",
-               "log val loss", "log train loss", "d log val loss", "previous d log val loss", "d val acc",
-               "log train loss - log val loss", "log1p grad norm", "log val loss - log best val loss",
-               "log2(1 + epochs the budget makes) / 4")
+OBSERVATION = (
+    "budget spent",
+    "log10 lr + 3",
+    "lr exponent / max",
+    "wd exponent / max",
+    "val acc",
+    "train acc",
+    "log val loss",
+    "log train loss",
+    "d log val loss",
+    "previous d log val loss",
+    "d val acc",
+    "log train loss - log val loss",
+    "log1p grad norm",
+    "log val loss - log best val loss",
+    "log2(1 + epochs the budget makes) / 4",
+)
 
 
 @dataclass
@@ -71,12 +91,12 @@ def apply_action(config: ControlConfig, state: ControlState, action: int) -> Non
 
 def learning_rate(config: ControlConfig, state: ControlState):
     """lr(step) for the next interval: the base schedule times 2^k."""
-    scale, budget = config.base_lr * 2.0 ** state.lr_exponent, state.budget
+    scale, budget = config.base_lr * 2.0**state.lr_exponent, state.budget
     return lambda step: scale * schedule_factor(config.schedule, step / budget)
 
 
 def weight_decay(config: ControlConfig, state: ControlState) -> float:
-    return config.base_weight_decay * 10.0 ** state.wd_exponent
+    return config.base_weight_decay * 10.0**state.wd_exponent
 
 
 def observe(config: ControlConfig, state: ControlState) -> np.ndarray:
@@ -144,7 +164,9 @@ class TrainingControlEnv(gym.Env):
         self.run_seed = int(run_seed)
         self.trainee = self.config.make_trainee(self.run_seed, self.home)
         self.run_config = self.config.for_run(self.run_seed)
-        self.state = ControlState(budget=self.trainee.budget, epochs=self.trainee.epochs, reports=[self.trainee.report()])
+        self.state = ControlState(
+            budget=self.trainee.budget, epochs=self.trainee.epochs, reports=[self.trainee.report()]
+        )
         self._interval = 0
         return observe(self.run_config, self.state), {"run_seed": self.run_seed}
 

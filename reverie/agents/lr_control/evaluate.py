@@ -9,6 +9,7 @@ same default learning rate and weight decay; they differ only in the base schedu
 - "llm", "llm-free": the LLM acting on cosine, its reply constrained to the menu or free;
 - "random": random actions on cosine.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,8 +56,15 @@ def control_of_agent(folder: str | Path, trainee_config: Any) -> ControlConfig:
     return ControlConfig(**{**saved, "trainee_config": trainee_config})
 
 
-def run_arm(arm: str, control: ControlConfig, seeds: Sequence[int], home: Any, agent: Any = None, chain: Any = None,
-            progress: Callable[[str], None] | None = None) -> ArmResult:
+def run_arm(
+    arm: str,
+    control: ControlConfig,
+    seeds: Sequence[int],
+    home: Any,
+    agent: Any = None,
+    chain: Any = None,
+    progress: Callable[[str], None] | None = None,
+) -> ArmResult:
     """One arm over `seeds`. `agent`: a loaded LRControlNet (agent, replay); `chain`: an LLM fallback chain (llm)."""
     cosine = dataclasses.replace(control, schedule="cosine")
 
@@ -84,8 +92,11 @@ def run_arm(arm: str, control: ControlConfig, seeds: Sequence[int], home: Any, a
         return ArmResult(arm, over(control, lambda: CONTROLLERS["agent"](net=agent)))
     if arm == "replay":
         calibration = run_episode(control, CONTROLLERS["agent"](net=agent), CALIBRATION_SEED, home)
-        return ArmResult(arm, over(control, lambda: CONTROLLERS["replay"](actions=calibration.actions)),
-                         f"actions {calibration.actions} (the agent on seed {CALIBRATION_SEED})")
+        return ArmResult(
+            arm,
+            over(control, lambda: CONTROLLERS["replay"](actions=calibration.actions)),
+            f"actions {calibration.actions} (the agent on seed {CALIBRATION_SEED})",
+        )
     if arm in ("llm", "llm-free"):
         controllers: list[LLMController] = []
 

@@ -1,4 +1,5 @@
 """`LRControlModule`: the RLlib (new API stack) wrapper around the Ray-free `LRControlNet`."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional

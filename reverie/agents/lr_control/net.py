@@ -4,6 +4,7 @@ a value. The RLlib RLModule in module.py wraps it for PPO; a checkpoint loads an
 A checkpoint (reverie/checkpoints.py's layout) holds the net's sizes, the ControlConfig it was
 trained with and the training figures.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,7 +45,9 @@ def save_lr_control(net: LRControlNet, folder: str | Path, control: Any, meta: d
     """Save the net with the ControlConfig it acts under (`control`) and training figures (`meta`)."""
     control_json = {k: v for k, v in dataclasses.asdict(control).items() if k != "trainee_config"}
     control_json["seeds"] = [min(control.seeds), max(control.seeds)]
-    return save_checkpoint(folder, net.state_dict(), {"net": net.config, "control": control_json, "meta": meta}, FORMAT, "tuner")
+    return save_checkpoint(
+        folder, net.state_dict(), {"net": net.config, "control": control_json, "meta": meta}, FORMAT, "tuner"
+    )
 
 
 def read_lr_control_config(folder: str | Path) -> dict[str, Any]:

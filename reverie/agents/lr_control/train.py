@@ -5,6 +5,7 @@ SyncVectorEnv); each env step trains its classifier for one interval. The caller
 The agent is saved as a plain torch LRControlNet (reverie/agents/lr_control/net.py), with the
 ControlConfig it acts under, and loads without Ray.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,26 +20,27 @@ from reverie.agents.lr_control.config import LRControlTrainConfig
 log = logging.getLogger(__name__)
 
 
-def lr_control_dir(settings: Any) -> Path:
-    """Where the agent lives: settings.home / "tuner"."""
-    return Path(settings.home) / "tuner"
-
-
 def build_lr_control_ppo_config(config: LRControlTrainConfig, home: str | Path):
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    from reverie.agents.lr_control.module import LRControlModule
     from reverie.agents.lr_control.env import TrainingControlEnv
+    from reverie.agents.lr_control.module import LRControlModule
 
     intervals = config.control.intervals
-    env_config = {**{f.name: getattr(config.control, f.name) for f in dataclasses.fields(config.control)}, "home": str(home)}
+    env_config = {
+        **{f.name: getattr(config.control, f.name) for f in dataclasses.fields(config.control)},
+        "home": str(home),
+    }
     return (
         PPOConfig()
         .environment(env=TrainingControlEnv, env_config=env_config)
         .framework("torch")
-        .env_runners(num_env_runners=0, num_envs_per_env_runner=config.envs,
-                     rollout_fragment_length=intervals * config.ppo.batches_per_iteration)
+        .env_runners(
+            num_env_runners=0,
+            num_envs_per_env_runner=config.envs,
+            rollout_fragment_length=intervals * config.ppo.batches_per_iteration,
+        )
         .learners(num_learners=0)
         .rl_module(rl_module_spec=RLModuleSpec(module_class=LRControlModule, model_config={"hidden": config.hidden}))
         .training(**config.ppo.rllib_training(config.envs, intervals))
@@ -47,12 +49,13 @@ def build_lr_control_ppo_config(config: LRControlTrainConfig, home: str | Path):
     )
 
 
-def train_lr_control(settings: Any, config: LRControlTrainConfig,
-                progress: Callable[[dict[str, Any]], None] | None = None) -> Path:
-    """Train the agent and save it under lr_control_dir(settings); returns the folder. `progress` as in
-    reverie.agents.ppo.ppo_iterations."""
-    from reverie.agents.ppo import ppo_iterations
+def train_lr_control(
+    settings: Any, config: LRControlTrainConfig, progress: Callable[[dict[str, Any]], None] | None = None
+) -> Path:
+    """Train the agent and save it under settings.paths.lr_control; returns the folder. `progress` as in
+    reverie.agents.training.ppo_iterations."""
     from reverie.agents.lr_control.net import save_lr_control
+    from reverie.agents.training import ppo_iterations
     from reverie.runs import RunLog
 
     previous_threads = torch.get_num_threads()
@@ -61,15 +64,28 @@ def train_lr_control(settings: Any, config: LRControlTrainConfig,
     try:
         algo = build_lr_control_ppo_config(config, settings.home).build_algo()
         run_log = RunLog(settings.home, "tuner", config.control.trainee)  # the web page's curve, written as it trains
-        history = ppo_iterations(algo, config.iterations, config.minutes * 60 if config.minutes else None, "tuner",
-                                 run_log.and_then(progress))
+        history = ppo_iterations(
+            algo,
+            config.iterations,
+            config.minutes * 60 if config.minutes else None,
+            "tuner",
+            run_log.and_then(progress),
+        )
         net = algo.get_module().net
         last = history[-1]
-        meta = {"iterations": len(history), "env_steps": last["env_steps"], "seconds": last["elapsed"],
-                "final_return_mean": last["episode_return_mean"], "seed": config.seed, "envs": config.envs,
-                "returns": [h["episode_return_mean"] for h in history],
-                "trainee_config": dataclasses.asdict(config.control.trainee_config) if config.control.trainee_config else None}
-        return save_lr_control(net, lr_control_dir(settings), config.control, meta)
+        meta = {
+            "iterations": len(history),
+            "env_steps": last["env_steps"],
+            "seconds": last["elapsed"],
+            "final_return_mean": last["episode_return_mean"],
+            "seed": config.seed,
+            "envs": config.envs,
+            "returns": [h["episode_return_mean"] for h in history],
+            "trainee_config": dataclasses.asdict(config.control.trainee_config)
+            if config.control.trainee_config
+            else None,
+        }
+        return save_lr_control(net, settings.paths.lr_control, config.control, meta)
     finally:
         if algo is not None:
             algo.stop()

@@ -10,6 +10,7 @@
 
 Names load lazily, so importing this package pulls in neither gymnasium, torch nor Ray.
 """
+
 from __future__ import annotations
 
 import importlib

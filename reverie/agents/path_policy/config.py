@@ -6,6 +6,7 @@
 reverie/models/world_model.py). A trained policy's checkpoint records a `PolicyMeta`.
 
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from reverie.agents.ppo import PPOSettings
+from reverie.errors import ConfigError
 from reverie.models.world_model import WorldModelConfig
-
 
 SHAPERS = ("world-model", "reasoner")
 
@@ -50,19 +51,21 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         if self.hops < 1:
-            raise ValueError(f"hops must be >= 1, got {self.hops}")
+            raise ConfigError(f"hops must be >= 1, got {self.hops}")
         if self.max_actions < 1:
-            raise ValueError(f"max_actions must be >= 1, got {self.max_actions}")
+            raise ConfigError(f"max_actions must be >= 1, got {self.max_actions}")
         if self.shaping_mode not in ("relative", "sigmoid"):
-            raise ValueError(f"shaping_mode must be 'relative' or 'sigmoid', got {self.shaping_mode!r}")
+            raise ConfigError(f"shaping_mode must be 'relative' or 'sigmoid', got {self.shaping_mode!r}")
         if self.shaper not in SHAPERS:
-            raise ValueError(f"shaper must be one of {', '.join(SHAPERS)}, got {self.shaper!r}")
+            raise ConfigError(f"shaper must be one of {', '.join(SHAPERS)}, got {self.shaper!r}")
         if self.mask_query_edges not in ("target", "all"):
-            raise ValueError(f"mask_query_edges must be 'target' or 'all', got {self.mask_query_edges!r}")
+            raise ConfigError(f"mask_query_edges must be 'target' or 'all', got {self.mask_query_edges!r}")
         if not 0.0 <= self.action_dropout < 1.0:
-            raise ValueError(f"action_dropout must be in [0, 1), got {self.action_dropout}")
+            raise ConfigError(f"action_dropout must be in [0, 1), got {self.action_dropout}")
         if self.imagined_edges < 0:
-            raise ValueError(f"imagined_edges must be >= 0, got {self.imagined_edges}")
+            raise ConfigError(f"imagined_edges must be >= 0, got {self.imagined_edges}")
+        if self.shaper == "reasoner" and self.shaping == 0.0:
+            raise ConfigError("shaper 'reasoner' has nothing to shape when shaping is 0")
 
     @property
     def needs_world_model(self) -> bool:
@@ -90,10 +93,10 @@ class NetConfig:
 
     def __post_init__(self) -> None:
         if self.experts < 1:
-            raise ValueError(f"experts must be >= 1, got {self.experts}")
+            raise ConfigError(f"experts must be >= 1, got {self.experts}")
         for name in ("entity_dim", "relation_dim", "lstm_dim", "state_dim"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -121,11 +124,11 @@ class PolicyTrainConfig:
 
     def __post_init__(self) -> None:
         if self.walks < 1:
-            raise ValueError(f"walks must be >= 1, got {self.walks}")
+            raise ConfigError(f"walks must be >= 1, got {self.walks}")
         if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+            raise ConfigError(f"iterations must be >= 1, got {self.iterations}")
         if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"minutes must be positive, got {self.minutes}")
+            raise ConfigError(f"minutes must be positive, got {self.minutes}")
 
     def replace(self, **changes: Any) -> "PolicyTrainConfig":
         """A copy with top-level fields changed, and parts changed by `env=`, `net=`, `ppo=`,

@@ -18,6 +18,7 @@ action with that probability in every observation, for exploration while trainin
 Autoreset follows gymnasium 1.x NEXT_STEP semantics: the step after a sub-env terminated resets
 it (its action is ignored) and returns its first observation with reward 0 and terminated False.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,7 +59,9 @@ class RowCache:
         rows = {k: self._rows[k] for k in set(keys) & self._rows.keys()}
         missing = sorted(set(keys) - rows.keys())
         if missing:
-            fresh = np.asarray(self._score_tails(np.array([h for h, _ in missing]), np.array([r for _, r in missing])), np.float32)
+            fresh = np.asarray(
+                self._score_tails(np.array([h for h, _ in missing]), np.array([r for _, r in missing])), np.float32
+            )
             rows.update(zip(missing, fresh))
             if (len(self._rows) + len(missing)) * fresh.shape[1] * 4 > self._max_bytes:
                 self._rows.clear()
@@ -112,7 +115,9 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
 
             dataset = load_dataset(str(dataset))
         self.dataset_name = dataset.name
-        self.graph = WalkGraph.from_dataset(dataset, max_actions=self.settings.max_actions, seed=self.settings.graph_seed)
+        self.graph = WalkGraph.from_dataset(
+            dataset, max_actions=self.settings.max_actions, seed=self.settings.graph_seed
+        )
         self.imagined_cost = self.settings.imagined_cost
         # World model: for shaping, and to imagine edges.
         self.world_model = None

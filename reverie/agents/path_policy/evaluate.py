@@ -3,9 +3,10 @@
 For each query (source, relation, ?) the policy's beam of `beam` paths of `hops` steps is expanded
 step by step, keeping the most probable paths (sum of log-probabilities). An entity's score is its
 best path's log-probability; entities no path reaches score -inf and share the worst ranks (mean of
-the tied group, see metrics.filtered_rank). Ranks are filtered by every known answer of the query
+the tied group, see reverie.ranking.filtered_ranks). Ranks are filtered by every known answer of the query
 in train, dev and test, tail only, as MINERVA and MultiHopKG evaluate.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,9 +14,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from reverie.data.kg import KGDataset
-from reverie.ranking import auc_pr, filtered_ranks, ranking_metrics
 from reverie.agents.path_policy.walkgraph import WalkGraph
+from reverie.data.kg import KGDataset
+from reverie.ranking import (
+    arbiter_scores,
+    auc_pr,
+    filtered_calibration_error,
+    filtered_ranks,
+    fit_temperature,
+    ranking_metrics,
+)
 from reverie.schemas import Triple
 
 DEFAULT_BEAM = 256
@@ -25,7 +33,13 @@ for 92% of test queries against 76% with 64, for a few seconds of search."""
 
 @torch.no_grad()
 def beam_scores(
-    net, graph: WalkGraph, queries: np.ndarray, hops: int, beam: int = DEFAULT_BEAM, chunk: int = 64, mask_source_query_edges: bool = False
+    net,
+    graph: WalkGraph,
+    queries: np.ndarray,
+    hops: int,
+    beam: int = DEFAULT_BEAM,
+    chunk: int = 64,
+    mask_source_query_edges: bool = False,
 ) -> np.ndarray:
     """Entity scores [Q, E] for queries [Q, 2] of (source id, relation id).
 
@@ -40,7 +54,9 @@ def beam_scores(
     return out
 
 
-def _beam_chunk(net, graph: WalkGraph, queries: np.ndarray, hops: int, beam: int, mask_source_query_edges: bool) -> np.ndarray:
+def _beam_chunk(
+    net, graph: WalkGraph, queries: np.ndarray, hops: int, beam: int, mask_source_query_edges: bool
+) -> np.ndarray:
     q = len(queries)
     src, rel = queries[:, 0].astype(np.int64), queries[:, 1].astype(np.int64)
     # beams: [Q, K] with K growing from 1 to `beam`
@@ -54,7 +70,9 @@ def _beam_chunk(net, graph: WalkGraph, queries: np.ndarray, hops: int, beam: int
         src_k, rel_k = np.repeat(src, k), np.repeat(rel, k)
         hide = mask_source_query_edges
         allowed = graph.allowed_actions(flat_cur, src_k if hide else None, rel_k if hide else None)
-        obs = graph.observation(src_k, rel_k, flat_cur, step, path_rel.reshape(q * k, hops), path_ent.reshape(q * k, hops), allowed)
+        obs = graph.observation(
+            src_k, rel_k, flat_cur, step, path_rel.reshape(q * k, hops), path_ent.reshape(q * k, hops), allowed
+        )
         logits, _ = net({key: torch.as_tensor(v) for key, v in obs.items()})
         step_logp = torch.log_softmax(logits, dim=-1).double().numpy()
         step_logp[~allowed] = -np.inf
@@ -108,9 +126,13 @@ def evaluate_bundle(bundle, dataset: KGDataset, split: str = "test", beam: int =
     result["policy"] = measure(scores["paths"])
     result["world_model"] = measure(scores["world_model"]) if scores["world_model"] is not None else None
     result["reasoner"] = measure(scores["reasoner"]) if scores["reasoner"] is not None else None
-    result["ece"] = calibration_error(bundle.confidence(scores["arbiter"]), queries[:, 2], known) if len(queries) else None
+    result["ece"] = (
+        filtered_calibration_error(bundle.confidence(scores["arbiter"]), queries[:, 2], known) if len(queries) else None
+    )
     paths = scores["paths"]
-    result["reached"] = float(np.isfinite(paths[np.arange(len(queries)), queries[:, 2]]).mean()) if len(queries) else 0.0
+    result["reached"] = (
+        float(np.isfinite(paths[np.arange(len(queries)), queries[:, 2]]).mean()) if len(queries) else 0.0
+    )
     result["queries"] = len(queries)
     result["skipped"] = scores["skipped"]
     return result
@@ -125,10 +147,16 @@ def split_scores(bundle, dataset: KGDataset, split: str, beam: int = DEFAULT_BEA
     graph = bundle.graph
     queries = tail_queries(graph, triples)
     everything = graph.known_answers(dataset.train, dataset.graph, dataset.dev, dataset.test, inverse=False)
-    paths = beam_scores(bundle.net, graph, queries[:, :2], bundle.hops, beam, mask_source_query_edges=bundle.mask_source_query_edges)
+    paths = beam_scores(
+        bundle.net, graph, queries[:, :2], bundle.hops, beam, mask_source_query_edges=bundle.mask_source_query_edges
+    )
     out = bundle.answer_scores(paths, queries[:, 0], queries[:, 1])
-    out.update(queries=queries, paths=paths, skipped=len(triples) - len(queries),
-               known=[everything.get((s, r), ()) for s, r, _ in queries.tolist()])
+    out.update(
+        queries=queries,
+        paths=paths,
+        skipped=len(triples) - len(queries),
+        known=[everything.get((s, r), ()) for s, r, _ in queries.tolist()],
+    )
     return out
 
 
@@ -142,9 +170,6 @@ def fit_arbiter(bundle, dataset: KGDataset, beam: int = DEFAULT_BEAM) -> dict:
     """Fit the arbiter on the dev split: the weights of path evidence and (beside a reasoner) of the world
     model with the best MRR, then the temperature that calibrates its softmax. Leaves them in `bundle.meta`;
     returns them. Without a dev split or a model to mix, the weights stay 1 and the temperature 1."""
-    from reverie.models.graph_reasoner import fit_temperature
-    from reverie.agents.path_policy.bundle import arbiter_scores
-
     meta = bundle.meta
     meta.arbiter_weight, meta.world_weight, meta.temperature = 1.0, 1.0, 1.0
     if not dataset.dev or (bundle.world_model is None and bundle.reasoner is None):
@@ -152,29 +177,20 @@ def fit_arbiter(bundle, dataset: KGDataset, beam: int = DEFAULT_BEAM) -> dict:
     scores = split_scores(bundle, dataset, "dev", beam)
     queries, known = scores["queries"], scores["known"]
     best = (-1.0, 1.0, 1.0)
-    for world_weight in (WORLD_WEIGHTS if scores["reasoner"] is not None and scores["world_model"] is not None else (1.0,)):
+    for world_weight in (
+        WORLD_WEIGHTS if scores["reasoner"] is not None and scores["world_model"] is not None else (1.0,)
+    ):
         for weight in PATH_WEIGHTS:
             ranked = arbiter_scores(scores["paths"], scores["world_model"], weight, scores["reasoner"], world_weight)
             mrr = ranking_metrics(filtered_ranks(ranked, queries[:, 2], known))["mrr"]
             if mrr > best[0]:
                 best = (mrr, weight, world_weight)
     meta.arbiter_weight, meta.world_weight = best[1], best[2]
-    ranked = arbiter_scores(scores["paths"], scores["world_model"], meta.arbiter_weight, scores["reasoner"], meta.world_weight)
+    ranked = arbiter_scores(
+        scores["paths"], scores["world_model"], meta.arbiter_weight, scores["reasoner"], meta.world_weight
+    )
     meta.temperature = fit_temperature(ranked, queries[:, 2], [set(k) for k in known])
     return {"arbiter_weight": meta.arbiter_weight, "world_weight": meta.world_weight, "temperature": meta.temperature}
-
-
-def calibration_error(probabilities: np.ndarray, answers: np.ndarray, known) -> float:
-    """The expected calibration error of each row's top answer (the other known answers masked, renormalised)."""
-    from reverie.models.graph_reasoner import expected_calibration_error
-
-    probs = np.array(probabilities, np.float64)
-    for i, others in enumerate(known):
-        drop = [k for k in others if k != answers[i]]
-        probs[i, drop] = 0.0
-    probs /= np.clip(probs.sum(axis=1, keepdims=True), 1e-300, None)
-    top = probs.argmax(axis=1)
-    return expected_calibration_error(probs[np.arange(len(top)), top], top == np.asarray(answers))
 
 
 def countries_regions(graph: WalkGraph, dataset: KGDataset) -> list[int]:

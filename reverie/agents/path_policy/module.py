@@ -9,6 +9,7 @@ policy state) so PPO's value loss reuses it through `compute_values` instead of 
 model_config keys: num_entities, num_relation_ids (both taken from the observation space's Box
 bounds unless given), and the fields of NetConfig (reverie/agents/path_policy/config.py, with their defaults).
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -46,7 +47,9 @@ class PathPolicyModule(TorchRLModule, ValueFunctionAPI):
             config["num_relation_ids"] = _bound(self.observation_space, "action_relations")
         missing = [k for k in ("num_entities", "num_relation_ids") if not config.get(k)]
         if missing:
-            raise ValueError(f"PathPolicyModule needs model_config {missing} (the observation space does not bound them)")
+            raise ValueError(
+                f"PathPolicyModule needs model_config {missing} (the observation space does not bound them)"
+            )
         self.net = PathPolicyNet.from_config(config)
 
     def _forward(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:

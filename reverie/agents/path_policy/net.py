@@ -22,6 +22,7 @@ Architecture (MINERVA-like):
 Checkpoints follow reverie/checkpoints.py: a folder with config.json and the `policy-<hash>.pt`
 state dict it names, written so that a reader always finds a complete, matching pair.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from reverie.checkpoints import load_weights, read_checkpoint, save_checkpoint
 from reverie.agents.path_policy.config import NetConfig, PolicyMeta
+from reverie.checkpoints import load_weights, read_checkpoint, save_checkpoint
 
 MASK_LOGIT = -1.0e9
 """Logit given to masked actions: softmax makes them exactly 0, yet log-probs stay finite."""
@@ -76,8 +77,11 @@ class PathPolicyNet(nn.Module):
         state_dim, experts, use_entities = config.state_dim, config.experts, config.use_entities
         self.net_config = config
         # What a checkpoint stores to rebuild the net: the sizes and the NetConfig.
-        self.config: dict[str, int] = {"num_entities": int(num_entities), "num_relation_ids": int(num_relation_ids),
-                                       **{k: int(v) for k, v in dataclasses.asdict(config).items()}}
+        self.config: dict[str, int] = {
+            "num_entities": int(num_entities),
+            "num_relation_ids": int(num_relation_ids),
+            **{k: int(v) for k, v in dataclasses.asdict(config).items()},
+        }
         self.start_relation = int(num_relation_ids)  # one extra row: the start-of-path token
         self.entity_emb = nn.Embedding(num_entities, entity_dim)
         self.relation_emb = nn.Embedding(num_relation_ids + 1, relation_dim)
@@ -148,8 +152,13 @@ class PathPolicyNet(nn.Module):
         """Each expert's masked action logits [B, experts, A]."""
         batch, experts = state.shape[0], state.shape[1]
         flat = state.reshape(batch * experts, -1)
-        logits = self._score_actions(flat, {k: obs[k].repeat_interleave(experts, 0) if experts > 1 else obs[k]
-                                            for k in ("action_relations", "action_entities")})
+        logits = self._score_actions(
+            flat,
+            {
+                k: obs[k].repeat_interleave(experts, 0) if experts > 1 else obs[k]
+                for k in ("action_relations", "action_entities")
+            },
+        )
         logits = logits.reshape(batch, experts, -1)
         mask = obs["action_mask"].reshape(batch, 1, -1) > 0
         return logits.masked_fill(~mask, MASK_LOGIT)
@@ -219,7 +228,9 @@ class PathPolicyNet(nn.Module):
 
 def obs_to_tensors(obs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """A dict observation batch (numpy arrays or tensors) as torch tensors."""
-    return {k: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v)) for k, v in obs.items() if k in OBS_KEYS}
+    return {
+        k: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v)) for k, v in obs.items() if k in OBS_KEYS
+    }
 
 
 def rollout_success(net: PathPolicyNet, env: Any, episodes: int, greedy: bool = True, seed: int = 0) -> float:
@@ -255,8 +266,9 @@ def rollout_success(net: PathPolicyNet, env: Any, episodes: int, greedy: bool = 
 def save_policy(net: PathPolicyNet, folder: str | Path, meta: PolicyMeta | None = None) -> Path:
     """Save `net` under `folder` (reverie.checkpoints' layout); returns the folder. `meta` (what it
     was trained on and with) is stored in config.json too."""
-    return save_checkpoint(folder, net.state_dict(), {"net": net.config, "meta": meta.to_json() if meta else None},
-                           FORMAT, "policy")
+    return save_checkpoint(
+        folder, net.state_dict(), {"net": net.config, "meta": meta.to_json() if meta else None}, FORMAT, "policy"
+    )
 
 
 def read_policy_config(path: str | Path) -> dict[str, Any]:

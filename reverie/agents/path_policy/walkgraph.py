@@ -14,6 +14,7 @@ extra columns after the stored edges, with relation id IMAGINED + r (IMAGINED = 
 proposed edge of relation id r, so a policy embeds them apart from stored facts and provenance
 can flag them; `num_relation_ids` becomes 4R + 1.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -32,10 +33,10 @@ class WalkGraph:
     entity2id: dict[str, int]
     relation2id: dict[str, int]
     action_relations: np.ndarray  # (E, A) int64
-    action_entities: np.ndarray   # (E, A) int64
-    action_mask: np.ndarray       # (E, A) bool
-    degree: np.ndarray            # (E,) int64: edges out of each entity before sampling (inverses included)
-    edges: np.ndarray             # (n, 3) int64 (source, relation id, target): every distinct walkable edge
+    action_entities: np.ndarray  # (E, A) int64
+    action_mask: np.ndarray  # (E, A) bool
+    degree: np.ndarray  # (E,) int64: edges out of each entity before sampling (inverses included)
+    edges: np.ndarray  # (n, 3) int64 (source, relation id, target): every distinct walkable edge
     imagined_per_entity: int = 0  # extra columns of world-model proposals (0: none)
 
     # ------------------------------------------------------------------ construction
@@ -260,8 +261,9 @@ class WalkGraph:
         return int(out) if out.ndim == 0 else out
 
     # ------------------------------------------------------------------ what a policy sees
-    def allowed_actions(self, current: np.ndarray, source: np.ndarray | None = None,
-                        query_relation: np.ndarray | None = None) -> np.ndarray:
+    def allowed_actions(
+        self, current: np.ndarray, source: np.ndarray | None = None, query_relation: np.ndarray | None = None
+    ) -> np.ndarray:
         """bool [B, A]: the moves out of `current`. With `source` and `query_relation`, every edge of
         the query relation at the source is hidden too (for a policy trained with
         mask_query_edges="all"; the default training hides only the fact asked, which a test
@@ -272,8 +274,9 @@ class WalkGraph:
             allowed = allowed & ~(at_source & (self.action_relations[current] == np.asarray(query_relation)[:, None]))
         return allowed
 
-    def observation(self, source, query_relation, current, step, path_relations, path_entities,
-                    action_mask) -> dict[str, np.ndarray]:
+    def observation(
+        self, source, query_relation, current, step, path_relations, path_entities, action_mask
+    ) -> dict[str, np.ndarray]:
         """The observation batch a path policy reads (reverie.agents.path_policy.net.OBS_KEYS), the same for
         the training env, beam search and sampled rollouts. Arrays are copied, so a caller may go
         on changing its own."""

@@ -1,65 +1,25 @@
 """What a training controller steers: a training run advanced one interval at a time, at a
-learning rate and weight decay the controller sets. No Ray.
+learning rate and weight decay the controller sets (the Trainee protocol, base.py). No Ray.
 
-Trainees by name (TRAINEES): "headline", the headline classifier (reverie/agents/lr_control/trainees/headline.py);
-"pbt-toy", Ray Tune's PBT toy problem (reverie/agents/lr_control/trainees/pbt_toy.py), whose best learning rate is known.
+Trainees by name (TRAINEES): "headline", the headline classifier (headline.py); "pbt-toy", Ray Tune's
+PBT toy problem (pbt_toy.py), whose best learning rate is known.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-
-@dataclass(frozen=True)
-class TrainingReport:
-    """How one interval of training went."""
-
-    steps: int          # gradient steps taken so far in the run
-    train_loss: float   # mean over the interval's batches
-    train_acc: float
-    val_loss: float     # on the whole validation split, after the interval
-    val_acc: float
-    grad_norm: float    # mean gradient norm over the interval
-
-
-class Trainee(Protocol):
-    budget: int
-    """Gradient steps the run may take."""
-    epochs: float
-    """Passes over its training data the budget makes (0 for a trainee without data): what a tuner
-    needs to know to tell a run that will under-fit from one that will over-fit."""
-
-    def advance(self, steps: int, lr: Callable[[int], float], weight_decay: float) -> TrainingReport:
-        """Take `steps` gradient steps; lr(step) is the learning rate of run step `step`."""
-        ...
-
-    def report(self) -> TrainingReport:
-        """The run as it stands (validation only, no step taken): the state before the first interval."""
-        ...
-
-    def test_score(self) -> float:
-        """The held-out figure the benchmark compares: test accuracy (the toy: its accuracy)."""
-        ...
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to go on from here (Ray Tune checkpoints it, so PBT exploits real weights)."""
-        ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-def _headline(config: Any, seed: int, home: Any = None) -> Trainee:
-    from reverie.agents.lr_control.trainees.headline import HeadlineRun
-
-    return HeadlineRun(config, seed, home)
+from reverie.agents.lr_control.trainees.base import Trainee, TrainingReport
+from reverie.agents.lr_control.trainees.headline import HeadlineRun
+from reverie.agents.lr_control.trainees.pbt_toy import PBTToy
 
 
 def _pbt_toy(config: Any, seed: int, home: Any = None) -> Trainee:
-    from reverie.agents.lr_control.trainees.pbt_toy import PBTToy
-
-    return PBTToy(config, seed)
+    return PBTToy(config, seed)  # the toy reads no data from REVERIE_HOME
 
 
-TRAINEES: dict[str, Callable[..., Trainee]] = {"headline": _headline, "pbt-toy": _pbt_toy}
+TRAINEES: dict[str, Callable[..., Trainee]] = {"headline": HeadlineRun, "pbt-toy": _pbt_toy}
 """Trainees by name: each builds a run from (its config, seed, REVERIE_HOME for cached data)."""
+
+__all__ = ["TRAINEES", "Trainee", "TrainingReport"]

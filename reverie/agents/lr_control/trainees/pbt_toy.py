@@ -6,6 +6,7 @@ triangle wave). A learning rate more than 3x off the optimum in either direction
 and one too high loses accuracy. So the right schedule is known, and a constant learning rate never
 gets far. Same constants as Tune's example; the noise comes from a seeded generator.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from reverie.agents.lr_control.trainees import TrainingReport
+from reverie.agents.lr_control.trainees.base import TrainingReport
 
-MIDPOINT = 100.0      # the optimum peaks at this accuracy
-Q_TOLERANCE = 3.0     # a learning rate more than this factor off the optimum makes no progress
-NOISE_LEVEL = 2.0     # Gaussian noise on each step's accuracy change
-TOP = 2 * MIDPOINT    # the accuracy at which Tune's example calls the problem solved
+MIDPOINT = 100.0  # the optimum peaks at this accuracy
+Q_TOLERANCE = 3.0  # a learning rate more than this factor off the optimum makes no progress
+NOISE_LEVEL = 2.0  # Gaussian noise on each step's accuracy change
+TOP = 2 * MIDPOINT  # the accuracy at which Tune's example calls the problem solved
 
 
 def optimal_lr(accuracy: float) -> float:

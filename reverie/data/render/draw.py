@@ -2,7 +2,7 @@
 
 Every object, material, property and result of :func:`reverie.data.world.build_world`
 gets a fixed visual identity, derived from its name (stable hashes via hashlib, never
-``hash()``) and from the world's facts:
+``hash()``), from the world's facts and from the looks in tables.py:
 
 * a **material** is a slab filled with its own texture and palette (wood grain, brushed steel,
   ruled paper, translucent glass with highlight streaks, ...);
@@ -24,6 +24,7 @@ splits are disjoint in style, so held-out renders test generalisation rather tha
 
 Images are drawn at twice the requested size and box-downsampled, for anti-aliasing.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -37,12 +38,35 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from reverie.data.world import FOUND_IN, IS, IS_A, MADE_OF, MATERIALS, OBJECTS, USED_FOR, build_world, with_article
-
-RENDERED_TYPES: tuple[str, ...] = ("object", "material", "property", "result")
-SPLITS = ("train", "held-out")
-
-Color = tuple[int, ...]
+from reverie.data.render.tables import (
+    BRIGHT_SHINE,
+    BROWN,
+    DARK,
+    DEEP_SHADE,
+    FALLBACK_LAYERS,
+    FIRE,
+    FIRE_YELLOW,
+    GENERIC_SHAPES,
+    GLYPHS,
+    GREEN,
+    GREY,
+    INK,
+    LIGHT_WATER,
+    MATERIAL_LOOKS,
+    OBJECT_LOOKS,
+    PALE,
+    RED,
+    RENDERED_TYPES,
+    RUST,
+    SHADE,
+    SHINE,
+    SPLITS,
+    WATER,
+    WHITE,
+    YELLOW,
+    Color,
+)
+from reverie.data.world import MATERIALS, OBJECTS, build_world
 
 # --------------------------------------------------------------------------------------------
 # Hashing and colour helpers
@@ -63,11 +87,6 @@ def _hsv(h: float, s: float, v: float, a: int | None = None) -> Color:
     return rgb if a is None else rgb + (a,)
 
 
-def _join(words: list[str] | tuple[str, ...]) -> str:
-    words = list(words)
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-
-
 def _ell(cx: float, cy: float, rx: float, ry: float, n: int = 40) -> list[tuple[float, float]]:
     return [(cx + rx * math.cos(2 * math.pi * i / n), cy + ry * math.sin(2 * math.pi * i / n)) for i in range(n)]
 
@@ -75,7 +94,10 @@ def _ell(cx: float, cy: float, rx: float, ry: float, n: int = 40) -> list[tuple[
 def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: int = 24) -> list[tuple[float, float]]:
     """Points along an ellipse from angle a0 to a1 (degrees; 90 points down, since y grows down)."""
     return [
-        (cx + rx * math.cos(math.radians(a0 + (a1 - a0) * i / n)), cy + ry * math.sin(math.radians(a0 + (a1 - a0) * i / n)))
+        (
+            cx + rx * math.cos(math.radians(a0 + (a1 - a0) * i / n)),
+            cy + ry * math.sin(math.radians(a0 + (a1 - a0) * i / n)),
+        )
         for i in range(n + 1)
     ]
 
@@ -123,8 +145,10 @@ class _Pen:
 
     def rrect(self, x0, y0, x1, y1, r, fill=None, outline=None, width: float = 0.02) -> None:
         pts = (
-            _arc(x1 - r, y0 + r, r, r, 270, 360, 6) + _arc(x1 - r, y1 - r, r, r, 0, 90, 6)
-            + _arc(x0 + r, y1 - r, r, r, 90, 180, 6) + _arc(x0 + r, y0 + r, r, r, 180, 270, 6)
+            _arc(x1 - r, y0 + r, r, r, 270, 360, 6)
+            + _arc(x1 - r, y1 - r, r, r, 0, 90, 6)
+            + _arc(x0 + r, y1 - r, r, r, 90, 180, 6)
+            + _arc(x0 + r, y0 + r, r, r, 180, 270, 6)
         )
         self.poly(pts, fill, outline, width)
 
@@ -226,6 +250,7 @@ def _t_speckle(a, r, nr, colors, n=500, rmin=0.004, rmax=0.01):
         for _ in range(n):
             x, y, rad = r.uniform(0, t), r.uniform(0, t), r.uniform(rmin, rmax) * t
             d.ellipse((x - rad, y - rad, x + rad, y + rad), fill=tuple(r.choice(colors)))
+
     return _draw_layer(a, fn)
 
 
@@ -238,6 +263,7 @@ def _t_circles(a, r, nr, color, n=50, rmin=0.01, rmax=0.03, outline=False, width
                 d.ellipse(box, outline=tuple(color), width=max(1, round(width * t)))
             else:
                 d.ellipse(box, fill=tuple(color))
+
     return _draw_layer(a, fn)
 
 
@@ -245,12 +271,15 @@ def _t_facets(a, r, nr, colors, cell=0.1, outline=None):
     def fn(d, t):
         c = cell * t
         k = int(t / c) + 2
-        pts = [[(i * c + r.uniform(-0.3, 0.3) * c, j * c + r.uniform(-0.3, 0.3) * c) for i in range(k)] for j in range(k)]
+        pts = [
+            [(i * c + r.uniform(-0.3, 0.3) * c, j * c + r.uniform(-0.3, 0.3) * c) for i in range(k)] for j in range(k)
+        ]
         for j in range(k - 1):
             for i in range(k - 1):
                 p, q, s, u = pts[j][i], pts[j][i + 1], pts[j + 1][i + 1], pts[j + 1][i]
                 for tri in ((p, q, s), (p, s, u)):
                     d.polygon(tri, fill=tuple(r.choice(colors)), outline=tuple(outline) if outline else None)
+
     return _draw_layer(a, fn)
 
 
@@ -261,7 +290,12 @@ def _t_knit(a, r, nr, color, cell=0.08):
         for j in range(int(t / c) + 1):
             for i in range(int(t / c) + 1):
                 x, y = i * c, j * c
-                d.line([(x + c * 0.1, y + c * 0.1), (x + c / 2, y + c * 0.8), (x + c * 0.9, y + c * 0.1)], fill=tuple(color), width=w)
+                d.line(
+                    [(x + c * 0.1, y + c * 0.1), (x + c / 2, y + c * 0.8), (x + c * 0.9, y + c * 0.1)],
+                    fill=tuple(color),
+                    width=w,
+                )
+
     return _draw_layer(a, fn)
 
 
@@ -275,6 +309,7 @@ def _t_cracks(a, r, nr, color, n=6, width=0.01):
                 x, y = x + math.cos(ang) * t * 0.07, y + math.sin(ang) * t * 0.07
                 pts.append((x, y))
             d.line(pts, fill=tuple(color), width=max(1, round(width * t)), joint="curve")
+
     return _draw_layer(a, fn)
 
 
@@ -296,7 +331,14 @@ def _t_motif(a, r, nr, color, cell=0.25):
                     px, py = x + 0.2 * c * math.cos(k * math.pi / 3), y + 0.2 * c * math.sin(k * math.pi / 3)
                     d.ellipse((px - dot, py - dot, px + dot, py + dot), fill=tuple(color))
                 d.ellipse((x - dot, y - dot, x + dot, y + dot), fill=tuple(color))
-                d.arc((x + 0.2 * c, y + 0.2 * c, x + 0.6 * c, y + 0.6 * c), 180, 330, fill=tuple(color), width=max(1, round(c * 0.05)))
+                d.arc(
+                    (x + 0.2 * c, y + 0.2 * c, x + 0.6 * c, y + 0.6 * c),
+                    180,
+                    330,
+                    fill=tuple(color),
+                    width=max(1, round(c * 0.05)),
+                )
+
     return _draw_layer(a, fn)
 
 
@@ -314,6 +356,7 @@ def _t_barbs(a, r, nr, color, cell=0.33):
                     px, py = x0 + f * (x1 - x0), y0 + f * (y1 - y0)
                     d.line([(px, py), (px - 0.18 * c, py + 0.02 * c)], fill=tuple(color), width=w)
                     d.line([(px, py), (px + 0.14 * c, py - 0.1 * c)], fill=tuple(color), width=w)
+
     return _draw_layer(a, fn)
 
 
@@ -326,6 +369,7 @@ def _t_stitch(a, r, nr, color, spacing=0.5, dash=0.03):
             while y < t:
                 d.line([(x, y), (x, y + dash * t)], fill=tuple(color), width=w)
                 y += 2 * dash * t
+
     return _draw_layer(a, fn)
 
 
@@ -334,7 +378,14 @@ def _t_swirl(a, r, nr, color, n=8, width=0.012):
         for _ in range(n):
             x, y, rad = r.uniform(0, t), r.uniform(0, t), r.uniform(0.05, 0.15) * t
             a0 = r.uniform(0, 360)
-            d.arc((x - rad, y - rad, x + rad, y + rad), a0, a0 + r.uniform(120, 240), fill=tuple(color), width=max(1, round(width * t)))
+            d.arc(
+                (x - rad, y - rad, x + rad, y + rad),
+                a0,
+                a0 + r.uniform(120, 240),
+                fill=tuple(color),
+                width=max(1, round(width * t)),
+            )
+
     return _draw_layer(a, fn)
 
 
@@ -353,79 +404,43 @@ def _t_blotch(a, r, nr, color, n=5, rmin=0.04, rmax=0.09, alpha=0.75):
 
 
 _LAYERS: dict[str, Callable] = {
-    "grad": _t_grad, "mottle": _t_mottle, "streaks": _t_streaks, "grain": _t_grain, "brushed": _t_brushed,
-    "lines": _t_lines, "corrugate": _t_corrugate, "speckle": _t_speckle, "circles": _t_circles,
-    "facets": _t_facets, "knit": _t_knit, "cracks": _t_cracks, "grid": _t_grid, "motif": _t_motif,
-    "barbs": _t_barbs, "stitch": _t_stitch, "swirl": _t_swirl, "blotch": _t_blotch,
+    "grad": _t_grad,
+    "mottle": _t_mottle,
+    "streaks": _t_streaks,
+    "grain": _t_grain,
+    "brushed": _t_brushed,
+    "lines": _t_lines,
+    "corrugate": _t_corrugate,
+    "speckle": _t_speckle,
+    "circles": _t_circles,
+    "facets": _t_facets,
+    "knit": _t_knit,
+    "cracks": _t_cracks,
+    "grid": _t_grid,
+    "motif": _t_motif,
+    "barbs": _t_barbs,
+    "stitch": _t_stitch,
+    "swirl": _t_swirl,
+    "blotch": _t_blotch,
 }
-
-# material -> (base colour, layers, opacity).  Opacity < 1 lets the background show through: the
-# translucent materials (glass, ice) look it.
-_LOOKS: dict[str, tuple[Color, list[tuple[str, dict]], float]] = {
-    "glass": ((190, 222, 242), [("grad", dict(c0=(208, 234, 250), c1=(158, 198, 232), angle=60)),
-                                ("streaks", dict(color=(255, 255, 255), n=3, width=(0.015, 0.04), alpha=0.9, angle=-40))], 0.72),
-    "ceramic": ((70, 140, 155), [("mottle", dict(amp=12, cells=5)),
-                                 ("speckle", dict(colors=[(30, 70, 80), (120, 180, 190)], n=260, rmin=0.003, rmax=0.008)),
-                                 ("streaks", dict(color=(200, 240, 245), n=1, width=(0.04, 0.06), alpha=0.45, angle=-30))], 1.0),
-    "porcelain": ((247, 247, 252), [("motif", dict(color=(40, 70, 175), cell=0.25))], 1.0),
-    "rubber": ((42, 42, 48), [("mottle", dict(amp=6, cells=12)), ("circles", dict(color=(26, 26, 30), n=40, rmin=0.01, rmax=0.02))], 1.0),
-    "plastic": ((222, 40, 58), [("mottle", dict(amp=5, cells=4)),
-                                ("streaks", dict(color=(255, 215, 222), n=2, width=(0.03, 0.07), alpha=0.6, angle=30))], 1.0),
-    "wood": ((168, 112, 62), [("grain", dict(color=(105, 62, 30), freq=7, amp=0.5)), ("mottle", dict(amp=8, cells=8))], 1.0),
-    "cork": ((192, 146, 95), [("speckle", dict(colors=[(120, 80, 45), (150, 104, 62), (222, 182, 126)], n=1500, rmin=0.004, rmax=0.012))], 1.0),
-    "iron": ((80, 80, 88), [("mottle", dict(amp=14, cells=10)), ("blotch", dict(color=(168, 78, 36), n=5))], 1.0),
-    "steel": ((168, 175, 186), [("brushed", dict(amp=14)),
-                                ("streaks", dict(color=(248, 250, 255), n=1, width=(0.07, 0.09), alpha=0.85, angle=40))], 1.0),
-    "aluminium": ((210, 214, 220), [("facets", dict(colors=[(232, 235, 240), (198, 202, 210), (215, 219, 225), (180, 185, 194)], cell=0.12)),
-                                    ("brushed", dict(amp=5, vertical=True))], 1.0),
-    "copper": ((200, 115, 70), [("grad", dict(c0=(232, 146, 100), c1=(140, 66, 36), angle=20)), ("brushed", dict(amp=6)),
-                                ("streaks", dict(color=(255, 212, 180), n=2, width=(0.03, 0.06), alpha=0.9, angle=40))], 1.0),
-    "gold": ((228, 186, 60), [("grad", dict(c0=(244, 204, 80), c1=(178, 128, 26), angle=120)),
-                              ("streaks", dict(color=(255, 248, 190), n=2, width=(0.03, 0.05), alpha=0.9, angle=-45))], 1.0),
-    "paper": ((246, 243, 232), [("lines", dict(color=(110, 150, 215), spacing=0.1, width=0.014)),
-                                ("lines", dict(color=(215, 70, 70), spacing=0.5, width=0.012, angle=90, offset=0.15))], 1.0),
-    "cardboard": ((186, 146, 96), [("corrugate", dict(amp=14, period=0.05)),
-                                   ("lines", dict(color=(140, 100, 60), spacing=0.33, width=0.012))], 1.0),
-    "cotton": ((234, 236, 244), [("lines", dict(color=(196, 200, 218), spacing=0.03, width=0.011)),
-                                 ("lines", dict(color=(208, 212, 228), spacing=0.03, width=0.011, angle=90))], 1.0),
-    "wool": ((168, 52, 72), [("knit", dict(color=(118, 30, 48), cell=0.08)), ("mottle", dict(amp=6, cells=20))], 1.0),
-    "ice": ((220, 242, 252), [("grad", dict(c0=(236, 248, 255), c1=(200, 230, 248), angle=100)),
-                              ("cracks", dict(color=(255, 255, 255), n=7, width=0.012)),
-                              ("cracks", dict(color=(150, 195, 228), n=5, width=0.008))], 0.8),
-    "wax": ((244, 230, 180), [("mottle", dict(amp=4, cells=5)),
-                              ("streaks", dict(color=(255, 247, 222), n=4, width=(0.02, 0.04), alpha=0.6, angle=90))], 1.0),
-    "chocolate": ((96, 56, 34), [("grid", dict(color=(62, 34, 20), cell=0.25, width=0.025, light=(138, 88, 58)))], 1.0),
-    "butter": ((250, 234, 140), [("mottle", dict(amp=4, cells=5)), ("swirl", dict(color=(255, 248, 200), n=7, width=0.02))], 1.0),
-    "stone": ((140, 138, 132), [("mottle", dict(amp=12, cells=8)),
-                                ("speckle", dict(colors=[(92, 92, 90), (182, 180, 174), (118, 116, 110), (205, 203, 195)], n=1300, rmin=0.003, rmax=0.01))], 1.0),
-    "clay": ((182, 100, 66), [("mottle", dict(amp=8, cells=7)), ("swirl", dict(color=(145, 74, 44), n=10, width=0.014))], 1.0),
-    "sugar": ((250, 250, 252), [("facets", dict(colors=[(255, 255, 255), (232, 232, 242), (214, 214, 226)], cell=0.06))], 1.0),
-    "salt": ((226, 222, 230), [("facets", dict(colors=[(240, 236, 244), (200, 194, 210), (222, 214, 228)], cell=0.2, outline=(252, 252, 255)))], 1.0),
-    "soap": ((166, 226, 194), [("mottle", dict(amp=5, cells=5)),
-                               ("circles", dict(color=(255, 255, 255), n=18, rmin=0.03, rmax=0.09, outline=True, width=0.012))], 1.0),
-    "foam": ((238, 206, 62), [("circles", dict(color=(192, 152, 30), n=420, rmin=0.006, rmax=0.022))], 1.0),
-    "bread": ((222, 176, 110), [("circles", dict(color=(246, 228, 182), n=170, rmin=0.008, rmax=0.026)),
-                                ("speckle", dict(colors=[(170, 120, 60)], n=150, rmin=0.003, rmax=0.006))], 1.0),
-    "leather": ((126, 62, 34), [("mottle", dict(amp=14, cells=48)), ("stitch", dict(color=(234, 214, 172), spacing=0.5))], 1.0),
-    "feathers": ((242, 208, 222), [("barbs", dict(color=(200, 150, 175), cell=0.33))], 1.0),
-    "fruit": ((236, 112, 38), [("circles", dict(color=(212, 88, 26), n=320, rmin=0.004, rmax=0.008)),
-                               ("streaks", dict(color=(255, 200, 160), n=1, width=(0.06, 0.08), alpha=0.5, angle=-35))], 1.0),
-}
-
-_FALLBACK_LAYERS = ("mottle", "speckle", "lines", "circles", "swirl", "knit", "facets")
 
 
 def _look(material: str) -> tuple[Color, list[tuple[str, dict]], float]:
-    if material in _LOOKS:
-        return _LOOKS[material]
+    if material in MATERIAL_LOOKS:
+        return MATERIAL_LOOKS[material]
     # A material the tables do not know: a hashed colour and one hashed pattern.
     r = _rand("look", material)
     base = _hsv(r.random(), r.uniform(0.3, 0.8), r.uniform(0.4, 0.9))
     dark = tuple(int(c * 0.6) for c in base)
-    kind = r.choice(_FALLBACK_LAYERS)
+    kind = r.choice(FALLBACK_LAYERS)
     kw = {
-        "mottle": dict(amp=20, cells=8), "speckle": dict(colors=[dark], n=600), "lines": dict(color=dark, angle=r.choice((0, 45, 90))),
-        "circles": dict(color=dark, n=60), "swirl": dict(color=dark), "knit": dict(color=dark), "facets": dict(colors=[base, dark]),
+        "mottle": dict(amp=20, cells=8),
+        "speckle": dict(colors=[dark], n=600),
+        "lines": dict(color=dark, angle=r.choice((0, 45, 90))),
+        "circles": dict(color=dark, n=60),
+        "swirl": dict(color=dark),
+        "knit": dict(color=dark),
+        "facets": dict(colors=[base, dark]),
     }[kind]
     return base, [(kind, kw)], 1.0
 
@@ -448,15 +463,7 @@ def _texture(material: str, w: int) -> tuple[Image.Image, float]:
 # Object silhouettes
 # --------------------------------------------------------------------------------------------
 
-_FILL = 255
-_DK = (0, 0, 0, 95)
-_DK2 = (0, 0, 0, 150)
-_LT = (255, 255, 255, 125)
-_LT2 = (255, 255, 255, 200)
-_INK = (40, 40, 48, 255)
-_GREEN = (60, 150, 70, 255)
-_BROWN = (120, 78, 42, 255)
-_GREY = (150, 152, 160, 255)
+_FILL = 255  # a body in the mask
 
 
 @dataclass
@@ -471,47 +478,60 @@ class _Ctx:
         return _Ctx(self.m.rotated(angle), self.c.rotated(angle), self.o.rotated(angle), self.acc, self.r)
 
 
-def _cup(k: _Ctx, w=0.42, h=0.6, taper=0.06, cy=0.54, handle=False, bail=False, ears=False, lip=False,
-         plant=False, ribs=False, can=False, cork=False) -> None:
+def _cup(
+    k: _Ctx,
+    w=0.42,
+    h=0.6,
+    taper=0.06,
+    cy=0.54,
+    handle=False,
+    bail=False,
+    ears=False,
+    lip=False,
+    plant=False,
+    ribs=False,
+    can=False,
+    cork=False,
+) -> None:
     cx = 0.45 if handle else 0.5
     x0, x1, y0, y1 = cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2
     ry = 0.03 + 0.06 * w
     k.m.poly([(x0, y0), (x1, y0), (x1 - taper, y1), (x0 + taper, y1)], _FILL)
     k.m.ellipse(cx, y1, w / 2 - taper, ry, _FILL)
     k.m.ellipse(cx, y0, w / 2, ry, _FILL)
-    k.c.line([(x0 + 0.05, y0 + 0.08), (x0 + taper * 0.6 + 0.05, y1 - 0.05)], _LT, 0.025)
+    k.c.line([(x0 + 0.05, y0 + 0.08), (x0 + taper * 0.6 + 0.05, y1 - 0.05)], SHINE, 0.025)
     if can or cork:
-        k.c.ellipse(cx, y0, w / 2 * 0.92, ry * 0.8, fill=_LT, outline=_DK, width=0.012)
+        k.c.ellipse(cx, y0, w / 2 * 0.92, ry * 0.8, fill=SHINE, outline=SHADE, width=0.012)
     else:
         k.c.ellipse(cx, y0, w / 2 * 0.88, ry * 0.72, fill=(0, 0, 0, 120))
     if can:
         k.c.rect(x0, cy - 0.1, x1, cy + 0.12, fill=k.acc[:3] + (210,))
-        k.c.ellipse(cx + 0.05, y0, 0.04, 0.015, fill=_DK2)
-        k.c.line([(x0, y1 - 0.06), (x1, y1 - 0.06)], _DK, 0.012)
+        k.c.ellipse(cx + 0.05, y0, 0.04, 0.015, fill=DEEP_SHADE)
+        k.c.line([(x0, y1 - 0.06), (x1, y1 - 0.06)], SHADE, 0.012)
     if cork:
         k.c.ellipse(cx, y1, w / 2 - taper, ry, fill=(120, 20, 50, 170))
     if handle:
         k.m.ellipse(x1 + 0.04, cy - 0.02, 0.11, 0.14, outline=_FILL, width=0.06)
     if bail:
-        k.o.arc(cx, y0, w / 2, w / 2 * 0.8, 180, 360, fill=_INK, width=0.022)
-        k.c.rect(x0, y0 + 0.12, x1, y0 + 0.16, fill=_DK)
+        k.o.arc(cx, y0, w / 2, w / 2 * 0.8, 180, 360, fill=INK, width=0.022)
+        k.c.rect(x0, y0 + 0.12, x1, y0 + 0.16, fill=SHADE)
     if ears:
         k.m.rrect(x0 - 0.12, y0 + 0.04, x0 + 0.02, y0 + 0.1, 0.02, _FILL)
         k.m.rrect(x1 - 0.02, y0 + 0.04, x1 + 0.12, y0 + 0.1, 0.02, _FILL)
-        k.o.ellipse(cx, y0 - 0.02, w / 2 * 0.95, ry, fill=_hsv(0, 0, 0.55, 255), outline=_INK, width=0.012)
-        k.o.circle(cx, y0 - ry - 0.03, 0.035, fill=_INK)
+        k.o.ellipse(cx, y0 - 0.02, w / 2 * 0.95, ry, fill=_hsv(0, 0, 0.55, 255), outline=INK, width=0.012)
+        k.o.circle(cx, y0 - ry - 0.03, 0.035, fill=INK)
     if lip:
         k.m.rect(x0 - 0.04, y0, x1 + 0.04, y0 + 0.1, _FILL)
-        k.c.line([(x0 - 0.04, y0 + 0.1), (x1 + 0.04, y0 + 0.1)], _DK2, 0.018)
+        k.c.line([(x0 - 0.04, y0 + 0.1), (x1 + 0.04, y0 + 0.1)], DEEP_SHADE, 0.018)
     if plant:
         for dx, ang in ((-0.08, -60), (0.0, -90), (0.09, -118)):
             tip = (cx + dx + 0.2 * math.cos(math.radians(ang)), y0 - 0.01 + 0.2 * math.sin(math.radians(ang)))
-            k.o.line([(cx + dx * 0.3, y0), tip], _GREEN, 0.02)
-            k.o.ellipse(tip[0], tip[1], 0.05, 0.03, fill=_GREEN)
+            k.o.line([(cx + dx * 0.3, y0), tip], GREEN, 0.02)
+            k.o.ellipse(tip[0], tip[1], 0.05, 0.03, fill=GREEN)
     if ribs:
         for i in range(4):
             y = y0 + 0.14 + i * 0.09
-            k.c.line([(x0, y), (x1, y)], _LT, 0.012)
+            k.c.line([(x0, y), (x1, y)], SHINE, 0.012)
 
 
 def _vase(k: _Ctx) -> None:
@@ -522,7 +542,7 @@ def _vase(k: _Ctx) -> None:
     k.c.ellipse(0.5, 0.62, 0.25, 0.05, outline=k.acc[:3] + (220,), width=0.02)
     for ang, col in ((-100, (220, 60, 90, 255)), (-70, (250, 200, 50, 255))):
         tip = (0.5 + 0.18 * math.cos(math.radians(ang)), 0.18 + 0.16 * math.sin(math.radians(ang)))
-        k.o.line([(0.5, 0.2), tip], _GREEN, 0.018)
+        k.o.line([(0.5, 0.2), tip], GREEN, 0.018)
         k.o.circle(tip[0], tip[1], 0.045, fill=col)
 
 
@@ -532,10 +552,10 @@ def _bottle(k: _Ctx, body=0.34, ridges=False, label=False) -> None:
     k.m.poly([(x0, 0.42), (0.43, 0.25), (0.57, 0.25), (x1, 0.42)], _FILL)
     k.m.rect(0.43, 0.12, 0.57, 0.27, _FILL)
     k.o.rrect(0.42, 0.08, 0.58, 0.15, 0.015, fill=k.acc[:3] + (255,))
-    k.c.line([(x0 + 0.05, 0.45), (x0 + 0.05, 0.84)], _LT2, 0.025)
+    k.c.line([(x0 + 0.05, 0.45), (x0 + 0.05, 0.84)], BRIGHT_SHINE, 0.025)
     if ridges:
         for i in range(5):
-            k.c.line([(x0, 0.46 + 0.08 * i), (x1, 0.46 + 0.08 * i)], _DK, 0.01)
+            k.c.line([(x0, 0.46 + 0.08 * i), (x1, 0.46 + 0.08 * i)], SHADE, 0.01)
     if label:
         k.c.rect(x0, 0.56, x1, 0.72, fill=(250, 250, 250, 230))
         k.c.line([(x0 + 0.05, 0.64), (x1 - 0.05, 0.64)], k.acc[:3] + (255,), 0.03)
@@ -547,7 +567,7 @@ def _teapot(k: _Ctx) -> None:
     k.m.circle(0.48, 0.32, 0.04, _FILL)
     k.m.poly([(0.68, 0.58), (0.72, 0.66), (0.9, 0.38), (0.86, 0.36)], _FILL)
     k.m.ellipse(0.2, 0.58, 0.1, 0.12, outline=_FILL, width=0.05)
-    k.c.line([(0.33, 0.41), (0.63, 0.41)], _DK2, 0.012)
+    k.c.line([(0.33, 0.41), (0.63, 0.41)], DEEP_SHADE, 0.012)
     k.c.ellipse(0.48, 0.62, 0.27, 0.06, outline=k.acc[:3] + (230,), width=0.022)
 
 
@@ -563,7 +583,7 @@ def _bowl(k: _Ctx, w=0.74, depth=0.3, cy=0.42, foot=False, band=False) -> None:
 
 def _plate(k: _Ctx) -> None:
     k.m.ellipse(0.5, 0.52, 0.41, 0.27, _FILL)
-    k.c.ellipse(0.5, 0.52, 0.27, 0.17, outline=_DK, width=0.014)
+    k.c.ellipse(0.5, 0.52, 0.27, 0.17, outline=SHADE, width=0.014)
     k.c.ellipse(0.5, 0.52, 0.36, 0.235, outline=k.acc[:3] + (230,), width=0.018)
     k.c.ellipse(0.5, 0.52, 0.27, 0.17, fill=(255, 255, 255, 40))
 
@@ -572,8 +592,8 @@ def _mirror(k: _Ctx) -> None:
     k.m.ellipse(0.5, 0.45, 0.25, 0.34, _FILL)
     k.o.ellipse(0.5, 0.45, 0.27, 0.36, outline=(150, 100, 50, 255), width=0.05)
     k.o.poly([(0.46, 0.8), (0.54, 0.8), (0.62, 0.9), (0.38, 0.9)], (150, 100, 50, 255))
-    k.c.line([(0.34, 0.4), (0.48, 0.22)], _LT2, 0.03)
-    k.c.line([(0.4, 0.5), (0.56, 0.28)], _LT2, 0.018)
+    k.c.line([(0.34, 0.4), (0.48, 0.22)], BRIGHT_SHINE, 0.03)
+    k.c.line([(0.4, 0.5), (0.56, 0.28)], BRIGHT_SHINE, 0.018)
 
 
 def _pane(k: _Ctx) -> None:
@@ -582,8 +602,8 @@ def _pane(k: _Ctx) -> None:
     k.o.rect(0.16, 0.14, 0.84, 0.86, outline=white, width=0.05)
     k.o.line([(0.5, 0.14), (0.5, 0.86)], white, 0.035)
     k.o.line([(0.16, 0.5), (0.84, 0.5)], white, 0.035)
-    k.c.line([(0.22, 0.32), (0.34, 0.2)], _LT2, 0.025)
-    k.c.line([(0.58, 0.72), (0.72, 0.58)], _LT2, 0.025)
+    k.c.line([(0.22, 0.32), (0.34, 0.2)], BRIGHT_SHINE, 0.025)
+    k.c.line([(0.58, 0.72), (0.72, 0.58)], BRIGHT_SHINE, 0.025)
 
 
 def _tile(k: _Ctx) -> None:
@@ -605,8 +625,8 @@ def _figure(k: _Ctx, kind="doll") -> None:
         k.m.rect(0.43, 0.78, 0.47, 0.9, _FILL)
         k.m.rect(0.53, 0.78, 0.57, 0.9, _FILL)
         k.c.poly(_arc(0.5, 0.24, 0.11, 0.11, 180, 360), (110, 70, 40, 255))
-        k.c.circle(0.46, 0.26, 0.012, _INK)
-        k.c.circle(0.54, 0.26, 0.012, _INK)
+        k.c.circle(0.46, 0.26, 0.012, INK)
+        k.c.circle(0.54, 0.26, 0.012, INK)
         k.c.rect(0.3, 0.68, 0.7, 0.8, fill=k.acc[:3] + (220,))
     elif kind == "bear":
         for x in (0.36, 0.64):
@@ -616,11 +636,11 @@ def _figure(k: _Ctx, kind="doll") -> None:
         k.m.ellipse(0.5, 0.63, 0.2, 0.23, _FILL)
         k.m.ellipse(0.29, 0.55, 0.07, 0.12, _FILL)
         k.m.ellipse(0.71, 0.55, 0.07, 0.12, _FILL)
-        k.c.ellipse(0.5, 0.35, 0.065, 0.05, fill=_LT2)
-        k.c.circle(0.5, 0.33, 0.022, _INK)
-        k.c.circle(0.44, 0.26, 0.016, _INK)
-        k.c.circle(0.56, 0.26, 0.016, _INK)
-        k.c.ellipse(0.5, 0.65, 0.11, 0.13, fill=_LT)
+        k.c.ellipse(0.5, 0.35, 0.065, 0.05, fill=BRIGHT_SHINE)
+        k.c.circle(0.5, 0.33, 0.022, INK)
+        k.c.circle(0.44, 0.26, 0.016, INK)
+        k.c.circle(0.56, 0.26, 0.016, INK)
+        k.c.ellipse(0.5, 0.65, 0.11, 0.13, fill=SHINE)
         k.o.poly([(0.5, 0.45), (0.4, 0.41), (0.4, 0.5)], k.acc[:3] + (255,))
         k.o.poly([(0.5, 0.45), (0.6, 0.41), (0.6, 0.5)], k.acc[:3] + (255,))
     elif kind == "statue":
@@ -631,17 +651,17 @@ def _figure(k: _Ctx, kind="doll") -> None:
         k.m.rect(0.52, 0.55, 0.59, 0.77, _FILL)
         k.m.line([(0.61, 0.34), (0.74, 0.13)], _FILL, 0.05)
         k.m.line([(0.39, 0.34), (0.32, 0.54)], _FILL, 0.05)
-        k.c.line([(0.3, 0.76), (0.7, 0.76)], _DK2, 0.016)
-        k.c.line([(0.3, 0.8), (0.7, 0.8)], _LT, 0.012)
+        k.c.line([(0.3, 0.76), (0.7, 0.76)], DEEP_SHADE, 0.016)
+        k.c.line([(0.3, 0.8), (0.7, 0.8)], SHINE, 0.012)
     else:  # gingerbread-like clay figure
         k.m.circle(0.5, 0.24, 0.12, _FILL)
         k.m.ellipse(0.5, 0.55, 0.14, 0.2, _FILL)
         k.m.line([(0.24, 0.44), (0.76, 0.44)], _FILL, 0.1)
         k.m.line([(0.44, 0.62), (0.33, 0.86)], _FILL, 0.1)
         k.m.line([(0.56, 0.62), (0.67, 0.86)], _FILL, 0.1)
-        k.c.circle(0.45, 0.22, 0.018, _INK)
-        k.c.circle(0.55, 0.22, 0.018, _INK)
-        k.c.arc(0.5, 0.26, 0.06, 0.04, 20, 160, _INK, 0.015)
+        k.c.circle(0.45, 0.22, 0.018, INK)
+        k.c.circle(0.55, 0.22, 0.018, INK)
+        k.c.arc(0.5, 0.26, 0.06, 0.04, 20, 160, INK, 0.015)
         for y in (0.48, 0.58):
             k.c.circle(0.5, y, 0.022, k.acc[:3] + (255,))
 
@@ -651,8 +671,8 @@ def _duck(k: _Ctx) -> None:
     k.m.poly([(0.16, 0.62), (0.14, 0.42), (0.3, 0.56)], _FILL)
     k.m.circle(0.64, 0.36, 0.13, _FILL)
     k.o.poly([(0.74, 0.35), (0.9, 0.39), (0.74, 0.44)], (245, 140, 30, 255))
-    k.c.circle(0.67, 0.32, 0.02, _INK)
-    k.c.arc(0.44, 0.6, 0.16, 0.09, 20, 160, _DK2, 0.02)
+    k.c.circle(0.67, 0.32, 0.02, INK)
+    k.c.arc(0.44, 0.6, 0.16, 0.09, 20, 160, DEEP_SHADE, 0.02)
 
 
 def _swan(k: _Ctx) -> None:
@@ -661,8 +681,8 @@ def _swan(k: _Ctx) -> None:
     k.m.line([(0.62, 0.66), (0.7, 0.5), (0.72, 0.38), (0.66, 0.26), (0.58, 0.22)], _FILL, 0.07)
     k.m.circle(0.58, 0.21, 0.06, _FILL)
     k.m.poly([(0.53, 0.19), (0.42, 0.24), (0.53, 0.25)], _FILL)
-    k.c.arc(0.42, 0.64, 0.18, 0.08, 190, 340, _DK, 0.018)
-    k.c.line([(0.24, 0.8), (0.76, 0.8)], _DK2, 0.014)
+    k.c.arc(0.42, 0.64, 0.18, 0.08, 190, 340, SHADE, 0.018)
+    k.c.line([(0.24, 0.8), (0.76, 0.8)], DEEP_SHADE, 0.014)
 
 
 def _bunny(k: _Ctx) -> None:
@@ -670,16 +690,27 @@ def _bunny(k: _Ctx) -> None:
     k.m.circle(0.5, 0.36, 0.13, _FILL)
     k.m.poly(_ell(0.43, 0.14, 0.045, 0.13), _FILL)
     k.m.poly(_ell(0.58, 0.13, 0.045, 0.13), _FILL)
-    k.c.ellipse(0.43, 0.15, 0.02, 0.09, fill=_LT)
-    k.c.ellipse(0.58, 0.14, 0.02, 0.09, fill=_LT)
-    k.c.circle(0.46, 0.34, 0.016, _INK)
-    k.c.circle(0.55, 0.34, 0.016, _INK)
+    k.c.ellipse(0.43, 0.15, 0.02, 0.09, fill=SHINE)
+    k.c.ellipse(0.58, 0.14, 0.02, 0.09, fill=SHINE)
+    k.c.circle(0.46, 0.34, 0.016, INK)
+    k.c.circle(0.55, 0.34, 0.016, INK)
     k.o.poly([(0.5, 0.49), (0.38, 0.44), (0.38, 0.54)], k.acc[:3] + (255,))
     k.o.poly([(0.5, 0.49), (0.62, 0.44), (0.62, 0.54)], k.acc[:3] + (255,))
 
 
-def _box(k: _Ctx, w=0.46, h=0.4, d=0.12, sleeve=False, letter=False, tape=False, label=False, wrapper=False,
-         scrub=False, shine=False) -> None:
+def _box(
+    k: _Ctx,
+    w=0.46,
+    h=0.4,
+    d=0.12,
+    sleeve=False,
+    letter=False,
+    tape=False,
+    label=False,
+    wrapper=False,
+    scrub=False,
+    shine=False,
+) -> None:
     x0, y0 = 0.5 - (w + d) / 2, 0.5 - (h - d) / 2
     x1, y1 = x0 + w, y0 + h
     front = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
@@ -687,8 +718,8 @@ def _box(k: _Ctx, w=0.46, h=0.4, d=0.12, sleeve=False, letter=False, tape=False,
     side = [(x1, y0), (x1 + d, y0 - d), (x1 + d, y1 - d), (x1, y1)]
     for p in (front, top, side):
         k.m.poly(p, _FILL)
-    k.c.poly(top, fill=_LT)
-    k.c.poly(side, fill=_DK)
+    k.c.poly(top, fill=SHINE)
+    k.c.poly(side, fill=SHADE)
     if sleeve:
         f = x0 + 0.6 * w
         k.c.poly([(x0, y0), (f, y0), (f, y1), (x0, y1)], fill=k.acc[:3] + (235,))
@@ -703,7 +734,7 @@ def _box(k: _Ctx, w=0.46, h=0.4, d=0.12, sleeve=False, letter=False, tape=False,
         tape_c = (215, 185, 125, 220)
         k.c.poly([(cx - 0.035, y0), (cx + 0.035, y0), (cx + 0.035 + d, y0 - d), (cx - 0.035 + d, y0 - d)], tape_c)
         k.c.rect(cx - 0.035, y0, cx + 0.035, y0 + 0.14, fill=tape_c)
-        k.c.line([(x0 + 0.04, y1 - 0.07), (x0 + 0.16, y1 - 0.07)], _DK2, 0.015)
+        k.c.line([(x0 + 0.04, y1 - 0.07), (x0 + 0.16, y1 - 0.07)], DEEP_SHADE, 0.015)
     if label:
         k.c.rrect(x0 + 0.04, y0 + 0.06, x1 - 0.04, y1 - 0.06, 0.03, fill=k.acc[:3] + (230,))
         k.c.ellipse((x0 + x1) / 2, y1 - 0.17, 0.09, 0.05, fill=(250, 250, 250, 255))
@@ -719,7 +750,7 @@ def _box(k: _Ctx, w=0.46, h=0.4, d=0.12, sleeve=False, letter=False, tape=False,
         k.c.rect(x0, y0, x1, y0 + 0.07, fill=green)
         k.c.poly([(x1, y0), (x1 + d, y0 - d), (x1 + d, y0 - d + 0.07), (x1, y0 + 0.07)], (40, 110, 50, 240))
     if shine:
-        k.c.line([(x0 + 0.05, y1 - 0.08), (x0 + 0.15, y0 + 0.05)], _LT2, 0.025)
+        k.c.line([(x0 + 0.05, y1 - 0.08), (x0 + 0.15, y0 + 0.05)], BRIGHT_SHINE, 0.025)
 
 
 def _book(k: _Ctx, spiral=False) -> None:
@@ -728,13 +759,13 @@ def _book(k: _Ctx, spiral=False) -> None:
         k.c.rect(0.24, 0.18, 0.76, 0.3, fill=k.acc[:3] + (220,))
         for i in range(7):
             x = 0.29 + i * 0.07
-            k.o.ellipse(x, 0.18, 0.018, 0.04, outline=_INK, width=0.012)
+            k.o.ellipse(x, 0.18, 0.018, 0.04, outline=INK, width=0.012)
         return
     k.m.poly([(0.12, 0.3), (0.5, 0.36), (0.5, 0.8), (0.12, 0.74)], _FILL)
     k.m.poly([(0.5, 0.36), (0.88, 0.3), (0.88, 0.74), (0.5, 0.8)], _FILL)
     cover = k.acc[:3] + (255,)
     k.o.poly([(0.1, 0.74), (0.5, 0.8), (0.9, 0.74), (0.9, 0.78), (0.5, 0.85), (0.1, 0.78)], cover)
-    k.c.line([(0.5, 0.36), (0.5, 0.8)], _DK2, 0.015)
+    k.c.line([(0.5, 0.36), (0.5, 0.8)], DEEP_SHADE, 0.015)
     for i in range(5):
         y = 0.42 + i * 0.065
         k.c.line([(0.17, y - 0.03), (0.45, y + 0.01)], (60, 60, 70, 200), 0.012)
@@ -750,13 +781,13 @@ def _newspaper(k: _Ctx) -> None:
             y = (0.34 if col_x > 0.5 else 0.57) + i * 0.04
             if y < 0.82:
                 k.c.line([(col_x, y), (col_x + 0.22, y)], (70, 70, 80, 200), 0.012)
-    k.c.line([(0.5, 0.14), (0.5, 0.86)], _DK, 0.01)
+    k.c.line([(0.5, 0.14), (0.5, 0.86)], SHADE, 0.01)
 
 
 def _napkin(k: _Ctx) -> None:
     k.m.poly([(0.18, 0.24), (0.82, 0.24), (0.82, 0.8), (0.18, 0.8)], _FILL)
-    k.c.poly([(0.18, 0.24), (0.82, 0.24), (0.18, 0.8)], fill=_LT)
-    k.c.line([(0.82, 0.24), (0.18, 0.8)], _DK2, 0.014)
+    k.c.poly([(0.18, 0.24), (0.82, 0.24), (0.18, 0.8)], fill=SHINE)
+    k.c.line([(0.82, 0.24), (0.18, 0.8)], DEEP_SHADE, 0.014)
     k.c.rect(0.23, 0.29, 0.77, 0.75, outline=k.acc[:3] + (230,), width=0.015)
 
 
@@ -765,9 +796,9 @@ def _bag(k: _Ctx, kind="paper") -> None:
         k.m.rect(0.26, 0.3, 0.74, 0.86, _FILL)
         zig = [(0.26 + i * 0.04, 0.3 - (0.03 if i % 2 else 0.0)) for i in range(13)]
         k.m.poly(zig + [(0.74, 0.32), (0.26, 0.32)], _FILL)
-        k.c.line([(0.32, 0.34), (0.32, 0.86)], _DK, 0.012)
-        k.c.line([(0.68, 0.34), (0.68, 0.86)], _DK, 0.012)
-        k.c.rect(0.26, 0.3, 0.74, 0.4, fill=_DK)
+        k.c.line([(0.32, 0.34), (0.32, 0.86)], SHADE, 0.012)
+        k.c.line([(0.68, 0.34), (0.68, 0.86)], SHADE, 0.012)
+        k.c.rect(0.26, 0.3, 0.74, 0.4, fill=SHADE)
     else:
         k.m.poly([(0.24, 0.36), (0.76, 0.36), (0.8, 0.86), (0.2, 0.86)], _FILL)
         for cx in (0.36, 0.64):
@@ -775,17 +806,17 @@ def _bag(k: _Ctx, kind="paper") -> None:
             k.m.ellipse(cx, 0.25, 0.05, 0.06, 0)
         k.m.rect(0.44, 0.14, 0.56, 0.36, 0)
         for i in range(3):
-            k.c.line([(0.3 + i * 0.14, 0.45), (0.34 + i * 0.14, 0.8)], _LT, 0.015)
+            k.c.line([(0.3 + i * 0.14, 0.45), (0.34 + i * 0.14, 0.8)], SHINE, 0.015)
         k.c.rect(0.34, 0.55, 0.66, 0.68, fill=k.acc[:3] + (200,))
 
 
 def _plane(k: _Ctx) -> None:
     k.m.poly([(0.1, 0.56), (0.9, 0.28), (0.46, 0.62)], _FILL)
     k.m.poly([(0.46, 0.62), (0.9, 0.28), (0.4, 0.78)], _FILL)
-    k.c.poly([(0.46, 0.62), (0.9, 0.28), (0.4, 0.78)], fill=_DK)
-    k.c.line([(0.9, 0.28), (0.44, 0.68)], _DK2, 0.014)
-    k.o.line([(0.06, 0.7), (0.24, 0.66)], _GREY, 0.012)
-    k.o.line([(0.08, 0.78), (0.28, 0.74)], _GREY, 0.012)
+    k.c.poly([(0.46, 0.62), (0.9, 0.28), (0.4, 0.78)], fill=SHADE)
+    k.c.line([(0.9, 0.28), (0.44, 0.68)], DEEP_SHADE, 0.014)
+    k.o.line([(0.06, 0.7), (0.24, 0.66)], GREY, 0.012)
+    k.o.line([(0.08, 0.78), (0.28, 0.74)], GREY, 0.012)
 
 
 def _car(k: _Ctx) -> None:
@@ -795,8 +826,8 @@ def _car(k: _Ctx) -> None:
     k.c.poly([(0.53, 0.46), (0.53, 0.32), (0.62, 0.32), (0.7, 0.46)], (190, 225, 245, 240))
     k.c.circle(0.87, 0.54, 0.025, (255, 230, 90, 255))
     for x in (0.3, 0.7):
-        k.o.circle(x, 0.71, 0.095, _INK)
-        k.o.circle(x, 0.71, 0.04, _GREY)
+        k.o.circle(x, 0.71, 0.095, INK)
+        k.o.circle(x, 0.71, 0.04, GREY)
 
 
 def _axis_rect(u0, u1, v0, v1) -> list[tuple[float, float]]:
@@ -809,8 +840,8 @@ def _spoon(k: _Ctx, width=0.05, head=0.1, long=False) -> None:
     start = -0.46 if long else -0.4
     k.m.poly(_axis_rect(start, 0.12, -width / 2, width / 2), _FILL)
     k.m.ellipse(0.5 + 0.26, 0.5, head * 1.6, head, _FILL)
-    k.c.ellipse(0.5 + 0.27, 0.5, head * 1.25, head * 0.7, fill=_DK)
-    k.c.line([(0.5 + start + 0.04, 0.5 - width / 4), (0.5 + 0.08, 0.5 - width / 4)], _LT2, 0.012)
+    k.c.ellipse(0.5 + 0.27, 0.5, head * 1.25, head * 0.7, fill=SHADE)
+    k.c.line([(0.5 + start + 0.04, 0.5 - width / 4), (0.5 + 0.08, 0.5 - width / 4)], BRIGHT_SHINE, 0.012)
 
 
 def _fork(k: _Ctx) -> None:
@@ -820,7 +851,7 @@ def _fork(k: _Ctx) -> None:
     for i in range(4):
         v = -0.08 + i * 0.053
         k.m.poly(_axis_rect(0.13, 0.42, v - 0.014, v + 0.014), _FILL)
-    k.c.line([(0.12, 0.49), (0.54, 0.49)], _LT2, 0.012)
+    k.c.line([(0.12, 0.49), (0.54, 0.49)], BRIGHT_SHINE, 0.012)
 
 
 def _knife(k: _Ctx) -> None:
@@ -829,8 +860,8 @@ def _knife(k: _Ctx) -> None:
     k.m.poly([(0.42, 0.45), (0.94, 0.45), (0.8, 0.53), (0.42, 0.56)], _FILL)
     k.c.poly(_axis_rect(-0.44, -0.08, -0.045, 0.045), (35, 30, 30, 240))
     for u in (-0.36, -0.24, -0.14):
-        k.c.circle(0.5 + u, 0.5, 0.013, _LT2)
-    k.c.line([(0.46, 0.53), (0.82, 0.515)], _LT2, 0.01)
+        k.c.circle(0.5 + u, 0.5, 0.013, BRIGHT_SHINE)
+    k.c.line([(0.46, 0.53), (0.82, 0.515)], BRIGHT_SHINE, 0.01)
 
 
 def _comb(k: _Ctx) -> None:
@@ -839,7 +870,7 @@ def _comb(k: _Ctx) -> None:
     for i in range(17):
         x = 0.15 + i * 0.043
         k.m.rect(x, 0.43, x + 0.022, 0.66 if i % 2 == 0 else 0.62, _FILL)
-    k.c.line([(0.15, 0.37), (0.85, 0.37)], _LT, 0.012)
+    k.c.line([(0.15, 0.37), (0.85, 0.37)], SHINE, 0.012)
 
 
 def _pencil(k: _Ctx, crayon=False) -> None:
@@ -850,13 +881,13 @@ def _pencil(k: _Ctx, crayon=False) -> None:
         k.m.poly([(0.7, 0.5 - v), (0.84, 0.5 - 0.03), (0.84, 0.5 + 0.03), (0.7, 0.5 + v)], _FILL)
         k.c.poly(_axis_rect(-0.38, 0.2, -v, v), k.acc[:3] + (150,))
         k.c.poly(_axis_rect(-0.3, 0.1, -v, v), (255, 255, 255, 150))
-        k.c.line([(0.2, 0.5 - v), (0.2, 0.5 + v)], _DK2, 0.014)
-        k.c.line([(0.6, 0.5 - v), (0.6, 0.5 + v)], _DK2, 0.014)
+        k.c.line([(0.2, 0.5 - v), (0.2, 0.5 + v)], DEEP_SHADE, 0.014)
+        k.c.line([(0.6, 0.5 - v), (0.6, 0.5 + v)], DEEP_SHADE, 0.014)
     else:
         k.m.poly([(0.7, 0.5 - v), (0.9, 0.5), (0.7, 0.5 + v)], _FILL)
         k.c.poly(_axis_rect(-0.38, 0.2, -v, v), k.acc[:3] + (170,))
         k.c.poly([(0.84, 0.5 - 0.018), (0.9, 0.5), (0.84, 0.5 + 0.018)], (30, 30, 30, 255))
-        k.c.line([(0.12, 0.5), (0.7, 0.5)], _DK, 0.012)
+        k.c.line([(0.12, 0.5), (0.7, 0.5)], SHADE, 0.012)
         k.o.poly(_axis_rect(-0.46, -0.39, -v, v), (240, 140, 160, 255))
         k.o.poly(_axis_rect(-0.4, -0.34, -v - 0.005, v + 0.005), (185, 185, 192, 255))
 
@@ -866,18 +897,30 @@ def _nail(k: _Ctx) -> None:
     k.m.poly(_axis_rect(-0.42, -0.37, -0.1, 0.1), _FILL)
     k.m.poly(_axis_rect(-0.38, 0.32, -0.03, 0.03), _FILL)
     k.m.poly([(0.82, 0.47), (0.94, 0.5), (0.82, 0.53)], _FILL)
-    k.c.line([(0.14, 0.485), (0.8, 0.485)], _LT2, 0.01)
+    k.c.line([(0.14, 0.485), (0.8, 0.485)], BRIGHT_SHINE, 0.01)
 
 
 def _bat(k: _Ctx) -> None:
     k = k.rotated(-35)
     k.m.ellipse(0.08, 0.5, 0.03, 0.05, _FILL)
-    k.m.poly([(0.08, 0.475), (0.42, 0.47), (0.7, 0.425), (0.92, 0.425), (0.92, 0.575), (0.7, 0.575), (0.42, 0.53), (0.08, 0.525)], _FILL)
+    k.m.poly(
+        [
+            (0.08, 0.475),
+            (0.42, 0.47),
+            (0.7, 0.425),
+            (0.92, 0.425),
+            (0.92, 0.575),
+            (0.7, 0.575),
+            (0.42, 0.53),
+            (0.08, 0.525),
+        ],
+        _FILL,
+    )
     k.m.ellipse(0.92, 0.5, 0.03, 0.075, _FILL)
     for i in range(6):
         u = 0.12 + i * 0.035
-        k.c.line([(u, 0.47), (u + 0.02, 0.53)], _DK2, 0.012)
-    k.c.line([(0.5, 0.47), (0.9, 0.44)], _LT, 0.015)
+        k.c.line([(u, 0.47), (u + 0.02, 0.53)], DEEP_SHADE, 0.012)
+    k.c.line([(0.5, 0.47), (0.9, 0.44)], SHINE, 0.015)
 
 
 def _log(k: _Ctx) -> None:
@@ -886,7 +929,7 @@ def _log(k: _Ctx) -> None:
     k.m.ellipse(0.78, 0.51, 0.08, 0.15, _FILL)
     k.m.poly([(0.36, 0.37), (0.4, 0.22), (0.46, 0.22), (0.46, 0.37)], _FILL)
     for y in (0.42, 0.5, 0.58):
-        k.c.line([(0.16, y), (0.7, y + 0.01)], _DK2, 0.012)
+        k.c.line([(0.16, y), (0.7, y + 0.01)], DEEP_SHADE, 0.012)
     k.c.ellipse(0.78, 0.51, 0.08, 0.15, fill=(235, 200, 150, 240))
     for f in (0.3, 0.6, 0.9):
         k.c.ellipse(0.78, 0.51, 0.08 * f, 0.15 * f, outline=(140, 90, 50, 255), width=0.01)
@@ -898,16 +941,16 @@ def _icicle(k: _Ctx) -> None:
     k.m.poly([(0.2, 0.18), (0.36, 0.18), (0.28, 0.56)], _FILL)
     k.m.poly([(0.64, 0.18), (0.8, 0.18), (0.72, 0.66)], _FILL)
     k.o.ellipse(0.5, 0.94, 0.02, 0.03, fill=(140, 190, 235, 255))
-    k.c.line([(0.46, 0.22), (0.5, 0.7)], _LT2, 0.015)
+    k.c.line([(0.46, 0.22), (0.5, 0.7)], BRIGHT_SHINE, 0.015)
 
 
 def _candle(k: _Ctx) -> None:
     k.m.rect(0.38, 0.36, 0.62, 0.86, _FILL)
     k.m.ellipse(0.5, 0.36, 0.12, 0.035, _FILL)
     k.m.ellipse(0.5, 0.86, 0.12, 0.035, _FILL)
-    k.c.ellipse(0.5, 0.36, 0.1, 0.025, fill=_LT)
-    k.c.poly([(0.38, 0.36), (0.42, 0.36), (0.42, 0.5), (0.4, 0.52), (0.38, 0.5)], _LT2)
-    k.o.line([(0.5, 0.36), (0.5, 0.3)], _INK, 0.012)
+    k.c.ellipse(0.5, 0.36, 0.1, 0.025, fill=SHINE)
+    k.c.poly([(0.38, 0.36), (0.42, 0.36), (0.42, 0.5), (0.4, 0.52), (0.38, 0.5)], BRIGHT_SHINE)
+    k.o.line([(0.5, 0.36), (0.5, 0.3)], INK, 0.012)
     k.o.poly([(0.5, 0.1), (0.55, 0.22), (0.53, 0.29), (0.47, 0.29), (0.45, 0.22)], (245, 130, 30, 255))
     k.o.poly([(0.5, 0.17), (0.52, 0.24), (0.5, 0.28), (0.48, 0.24)], (255, 230, 90, 255))
     k.o.ellipse(0.5, 0.9, 0.2, 0.04, fill=k.acc[:3] + (255,))
@@ -917,9 +960,11 @@ def _board(k: _Ctx) -> None:
     k.m.rect(0.14, 0.2, 0.86, 0.8, _FILL)
     k.o.rect(0.14, 0.2, 0.86, 0.8, outline=(120, 76, 40, 255), width=0.05)
     for x, y, rot in ((0.3, 0.38, 0), (0.58, 0.34, 1), (0.42, 0.6, 2)):
-        k.c.rect(x - 0.08, y - 0.07, x + 0.08, y + 0.08, fill=(250, 250, 235, 240) if rot != 1 else (250, 235, 120, 240))
-        k.c.line([(x - 0.05, y + 0.0), (x + 0.05, y + 0.0)], _DK2, 0.01)
-        k.c.line([(x - 0.05, y + 0.035), (x + 0.04, y + 0.035)], _DK2, 0.01)
+        k.c.rect(
+            x - 0.08, y - 0.07, x + 0.08, y + 0.08, fill=(250, 250, 235, 240) if rot != 1 else (250, 235, 120, 240)
+        )
+        k.c.line([(x - 0.05, y + 0.0), (x + 0.05, y + 0.0)], DEEP_SHADE, 0.01)
+        k.c.line([(x - 0.05, y + 0.035), (x + 0.04, y + 0.035)], DEEP_SHADE, 0.01)
         k.c.circle(x, y - 0.05, 0.018, k.acc[:3] + (255,))
     k.c.circle(0.72, 0.62, 0.02, (200, 40, 40, 255))
 
@@ -947,15 +992,19 @@ def _horseshoe(k: _Ctx) -> None:
     for a in range(160, 400, 40):
         x = 0.5 + 0.26 * math.cos(math.radians(a))
         y = 0.46 + 0.3 * math.sin(math.radians(a))
-        k.c.circle(x, y, 0.016, _DK2)
+        k.c.circle(x, y, 0.016, DEEP_SHADE)
 
 
 def _clip(k: _Ctx) -> None:
     k = k.rotated(25)
     path = (
-        [(0.42, 0.64), (0.42, 0.3)] + _arc(0.5, 0.3, 0.08, 0.08, 180, 360, 10) + [(0.58, 0.3), (0.58, 0.74)]
-        + _arc(0.47, 0.74, 0.11, 0.1, 0, 180, 10) + [(0.36, 0.74), (0.36, 0.22)]
-        + _arc(0.51, 0.22, 0.15, 0.12, 180, 360, 12) + [(0.66, 0.22), (0.66, 0.66)]
+        [(0.42, 0.64), (0.42, 0.3)]
+        + _arc(0.5, 0.3, 0.08, 0.08, 180, 360, 10)
+        + [(0.58, 0.3), (0.58, 0.74)]
+        + _arc(0.47, 0.74, 0.11, 0.1, 0, 180, 10)
+        + [(0.36, 0.74), (0.36, 0.22)]
+        + _arc(0.51, 0.22, 0.15, 0.12, 180, 360, 12)
+        + [(0.66, 0.22), (0.66, 0.66)]
     )
     k.m.line(path, _FILL, 0.035)
 
@@ -967,7 +1016,7 @@ def _wrench(k: _Ctx) -> None:
     k.m.rect(0.88, 0.45, 1.0, 0.55, 0)
     k.m.circle(0.13, 0.5, 0.09, _FILL)
     k.m.poly(_ell(0.13, 0.5, 0.045, 0.045, 6), 0)
-    k.c.line([(0.25, 0.5), (0.75, 0.5)], _LT, 0.015)
+    k.c.line([(0.25, 0.5), (0.75, 0.5)], SHINE, 0.015)
 
 
 def _wire(k: _Ctx) -> None:
@@ -980,12 +1029,16 @@ def _wire(k: _Ctx) -> None:
 
 def _coin(k: _Ctx) -> None:
     k.m.circle(0.5, 0.5, 0.3, _FILL)
-    k.c.circle(0.5, 0.5, 0.25, outline=_DK2, width=0.014)
-    k.c.ellipse(0.5, 0.47, 0.08, 0.1, outline=_LT2, width=0.02)
-    k.c.line([(0.42, 0.62), (0.58, 0.62)], _LT2, 0.02)
+    k.c.circle(0.5, 0.5, 0.25, outline=DEEP_SHADE, width=0.014)
+    k.c.ellipse(0.5, 0.47, 0.08, 0.1, outline=BRIGHT_SHINE, width=0.02)
+    k.c.line([(0.42, 0.62), (0.58, 0.62)], BRIGHT_SHINE, 0.02)
     for i in range(24):
         a = 2 * math.pi * i / 24
-        k.c.line([(0.5 + 0.27 * math.cos(a), 0.5 + 0.27 * math.sin(a)), (0.5 + 0.3 * math.cos(a), 0.5 + 0.3 * math.sin(a))], _DK, 0.01)
+        k.c.line(
+            [(0.5 + 0.27 * math.cos(a), 0.5 + 0.27 * math.sin(a)), (0.5 + 0.3 * math.cos(a), 0.5 + 0.3 * math.sin(a))],
+            SHADE,
+            0.01,
+        )
 
 
 def _ring(k: _Ctx, kind="ring") -> None:
@@ -993,10 +1046,12 @@ def _ring(k: _Ctx, kind="ring") -> None:
         k.m.ellipse(0.5, 0.58, 0.24, 0.24, outline=_FILL, width=0.07)
         k.o.poly([(0.5, 0.24), (0.58, 0.32), (0.5, 0.4), (0.42, 0.32)], k.acc[:3] + (255,))
         k.o.poly([(0.5, 0.26), (0.54, 0.32), (0.5, 0.36)], (255, 255, 255, 200))
-        k.c.arc(0.5, 0.58, 0.2, 0.2, 120, 220, _LT2, 0.015)
+        k.c.arc(0.5, 0.58, 0.2, 0.2, 120, 220, BRIGHT_SHINE, 0.015)
     else:
-        pts = [(0.5 + (0.33 + 0.02 * math.sin(3 * a)) * math.cos(a), 0.5 + (0.22 + 0.02 * math.cos(2 * a)) * math.sin(a))
-               for a in (2 * math.pi * i / 40 for i in range(40))]
+        pts = [
+            (0.5 + (0.33 + 0.02 * math.sin(3 * a)) * math.cos(a), 0.5 + (0.22 + 0.02 * math.cos(2 * a)) * math.sin(a))
+            for a in (2 * math.pi * i / 40 for i in range(40))
+        ]
         k.m.poly(pts, outline=_FILL, width=0.035)
 
 
@@ -1018,7 +1073,11 @@ def _foil(k: _Ctx) -> None:
     k.m.poly(pts, _FILL)
     for _ in range(14):
         x, y = r.uniform(0.2, 0.8), r.uniform(0.2, 0.8)
-        k.c.line([(x, y), (x + r.uniform(-0.15, 0.15), y + r.uniform(-0.15, 0.15))], r.choice((_LT2, _DK2)), 0.012)
+        k.c.line(
+            [(x, y), (x + r.uniform(-0.15, 0.15), y + r.uniform(-0.15, 0.15))],
+            r.choice((BRIGHT_SHINE, DEEP_SHADE)),
+            0.012,
+        )
 
 
 def _ladder(k: _Ctx) -> None:
@@ -1028,7 +1087,7 @@ def _ladder(k: _Ctx) -> None:
     for i in range(6):
         y = 0.2 + i * 0.13
         k.m.rect(0.36, y, 0.64, y + 0.03, _FILL)
-    k.c.line([(0.33, 0.88), (0.39, 0.14)], _LT2, 0.01)
+    k.c.line([(0.33, 0.88), (0.39, 0.14)], BRIGHT_SHINE, 0.01)
 
 
 def _chair(k: _Ctx) -> None:
@@ -1041,7 +1100,7 @@ def _chair(k: _Ctx) -> None:
         k.m.rect(x0, 0.6, x0 + 0.06, 0.9, _FILL)
     for x0 in (0.32, 0.62):
         k.m.rect(x0, 0.6, x0 + 0.05, 0.8, _FILL)
-    k.c.rect(0.22, 0.56, 0.78, 0.6, fill=_DK)
+    k.c.rect(0.22, 0.56, 0.78, 0.6, fill=SHADE)
 
 
 def _table(k: _Ctx) -> None:
@@ -1051,8 +1110,8 @@ def _table(k: _Ctx) -> None:
         k.m.rect(x0, 0.42, x0 + 0.07, 0.86, _FILL)
     for x0 in (0.24, 0.7):
         k.m.rect(x0, 0.4, x0 + 0.05, 0.72, _FILL)
-    k.c.rect(0.08, 0.36, 0.92, 0.42, fill=_DK)
-    k.c.poly([(0.18, 0.26), (0.82, 0.26), (0.92, 0.36), (0.08, 0.36)], fill=_LT)
+    k.c.rect(0.08, 0.36, 0.92, 0.42, fill=SHADE)
+    k.c.poly([(0.18, 0.26), (0.82, 0.26), (0.92, 0.36), (0.08, 0.36)], fill=SHINE)
 
 
 def _bench(k: _Ctx) -> None:
@@ -1060,46 +1119,60 @@ def _bench(k: _Ctx) -> None:
     k.m.rect(0.08, 0.42, 0.92, 0.54, _FILL)
     k.m.rect(0.16, 0.54, 0.32, 0.84, _FILL)
     k.m.rect(0.68, 0.54, 0.84, 0.84, _FILL)
-    k.c.poly([(0.16, 0.32), (0.84, 0.32), (0.92, 0.42), (0.08, 0.42)], fill=_LT)
-    k.c.rect(0.08, 0.5, 0.92, 0.54, fill=_DK2)
-    k.c.rect(0.16, 0.54, 0.32, 0.6, fill=_DK)
-    k.c.rect(0.68, 0.54, 0.84, 0.6, fill=_DK)
+    k.c.poly([(0.16, 0.32), (0.84, 0.32), (0.92, 0.42), (0.08, 0.42)], fill=SHINE)
+    k.c.rect(0.08, 0.5, 0.92, 0.54, fill=DEEP_SHADE)
+    k.c.rect(0.16, 0.54, 0.32, 0.6, fill=SHADE)
+    k.c.rect(0.68, 0.54, 0.84, 0.6, fill=SHADE)
 
 
 def _shirt(k: _Ctx, kind="shirt") -> None:
     long = kind != "shirt"
-    sleeve = [(0.3, 0.2), (0.1, 0.76), (0.22, 0.8), (0.32, 0.42)] if long else [(0.3, 0.2), (0.1, 0.4), (0.2, 0.5), (0.3, 0.4)]
+    sleeve = (
+        [(0.3, 0.2), (0.1, 0.76), (0.22, 0.8), (0.32, 0.42)]
+        if long
+        else [(0.3, 0.2), (0.1, 0.4), (0.2, 0.5), (0.3, 0.4)]
+    )
     k.m.poly([(0.3, 0.18), (0.42, 0.14), (0.58, 0.14), (0.7, 0.18), (0.7, 0.86), (0.3, 0.86)], _FILL)
     k.m.poly(sleeve, _FILL)
     k.m.poly([(1 - x, y) for x, y in sleeve], _FILL)
     if kind == "shirt":
-        k.c.poly([(0.42, 0.14), (0.5, 0.26), (0.58, 0.14)], _DK2)
+        k.c.poly([(0.42, 0.14), (0.5, 0.26), (0.58, 0.14)], DEEP_SHADE)
         for i in range(5):
-            k.c.circle(0.5, 0.32 + i * 0.11, 0.014, _INK)
-        k.c.rect(0.56, 0.34, 0.65, 0.43, outline=_DK, width=0.01)
+            k.c.circle(0.5, 0.32 + i * 0.11, 0.014, INK)
+        k.c.rect(0.56, 0.34, 0.65, 0.43, outline=SHADE, width=0.01)
     elif kind == "sweater":
-        k.c.ellipse(0.5, 0.15, 0.09, 0.04, fill=_DK2)
-        k.c.rect(0.3, 0.78, 0.7, 0.86, fill=_DK)
+        k.c.ellipse(0.5, 0.15, 0.09, 0.04, fill=DEEP_SHADE)
+        k.c.rect(0.3, 0.78, 0.7, 0.86, fill=SHADE)
         k.c.rect(0.3, 0.42, 0.7, 0.5, fill=(245, 245, 240, 220))
         for x in range(7):
             k.c.circle(0.33 + x * 0.057, 0.46, 0.012, k.acc[:3] + (255,))
     else:  # jacket
-        k.c.poly([(0.42, 0.14), (0.5, 0.36), (0.38, 0.3)], _DK2)
-        k.c.poly([(0.58, 0.14), (0.5, 0.36), (0.62, 0.3)], _DK2)
+        k.c.poly([(0.42, 0.14), (0.5, 0.36), (0.38, 0.3)], DEEP_SHADE)
+        k.c.poly([(0.58, 0.14), (0.5, 0.36), (0.62, 0.3)], DEEP_SHADE)
         k.o.line([(0.5, 0.36), (0.5, 0.86)], (200, 200, 208, 255), 0.018)
-        k.c.line([(0.34, 0.6), (0.44, 0.58)], _DK2, 0.012)
-        k.c.line([(0.56, 0.58), (0.66, 0.6)], _DK2, 0.012)
+        k.c.line([(0.34, 0.6), (0.44, 0.58)], DEEP_SHADE, 0.012)
+        k.c.line([(0.56, 0.58), (0.66, 0.6)], DEEP_SHADE, 0.012)
 
 
 def _sock(k: _Ctx) -> None:
-    pts = [(0.36, 0.12), (0.58, 0.12), (0.58, 0.54), (0.78, 0.6), (0.86, 0.7), (0.8, 0.8), (0.54, 0.8), (0.4, 0.74), (0.36, 0.62)]
+    pts = [
+        (0.36, 0.12),
+        (0.58, 0.12),
+        (0.58, 0.54),
+        (0.78, 0.6),
+        (0.86, 0.7),
+        (0.8, 0.8),
+        (0.54, 0.8),
+        (0.4, 0.74),
+        (0.36, 0.62),
+    ]
     k.m.poly(pts, _FILL)
     acc = k.acc[:3] + (230,)
     k.c.rect(0.3, 0.1, 0.64, 0.2, fill=acc)
     k.c.circle(0.39, 0.74, 0.08, acc)
     k.c.circle(0.86, 0.72, 0.1, acc)
     for x in (0.42, 0.47, 0.52):
-        k.c.line([(x, 0.12), (x, 0.2)], _DK, 0.01)
+        k.c.line([(x, 0.12), (x, 0.2)], SHADE, 0.01)
 
 
 def _mitten(k: _Ctx) -> None:
@@ -1109,12 +1182,12 @@ def _mitten(k: _Ctx) -> None:
     k.m.rect(0.36, 0.64, 0.7, 0.86, _FILL)
     k.c.rect(0.36, 0.66, 0.7, 0.86, fill=k.acc[:3] + (220,))
     for x in range(6):
-        k.c.line([(0.39 + x * 0.055, 0.66), (0.39 + x * 0.055, 0.86)], _DK, 0.01)
+        k.c.line([(0.39 + x * 0.055, 0.66), (0.39 + x * 0.055, 0.86)], SHADE, 0.01)
     k.c.circle(0.56, 0.38, 0.05, (250, 250, 250, 200))
 
 
 def _boot(k: _Ctx) -> None:
-    for dx, shade in ((0.0, None), (0.26, _DK)):
+    for dx, shade in ((0.0, None), (0.26, SHADE)):
         x = 0.18 + dx
         pts = [(x, 0.14), (x + 0.17, 0.14), (x + 0.17, 0.62), (x + 0.26, 0.68), (x + 0.28, 0.86), (x, 0.86)]
         k.m.poly(pts, _FILL)
@@ -1160,9 +1233,9 @@ def _scarf(k: _Ctx) -> None:
 
 
 def _towel(k: _Ctx) -> None:
-    k.o.line([(0.08, 0.2), (0.92, 0.2)], _GREY, 0.03)
+    k.o.line([(0.08, 0.2), (0.92, 0.2)], GREY, 0.03)
     k.m.rect(0.22, 0.18, 0.78, 0.86, _FILL)
-    k.c.rect(0.22, 0.18, 0.78, 0.3, fill=_DK)
+    k.c.rect(0.22, 0.18, 0.78, 0.3, fill=SHADE)
     acc = k.acc[:3] + (230,)
     k.c.rect(0.22, 0.68, 0.78, 0.72, fill=acc)
     k.c.rect(0.22, 0.75, 0.78, 0.77, fill=acc)
@@ -1172,8 +1245,8 @@ def _sheet(k: _Ctx) -> None:
     pts = [(0.1, 0.18), (0.9, 0.18)] + [(0.9 - 0.8 * i / 16, 0.8 + 0.04 * math.sin(i * math.pi / 2)) for i in range(17)]
     k.m.poly(pts, _FILL)
     for x in (0.3, 0.5, 0.7):
-        k.c.line([(x, 0.3), (x + 0.03, 0.8)], _DK, 0.016)
-        k.c.line([(x + 0.05, 0.3), (x + 0.07, 0.78)], _LT2, 0.012)
+        k.c.line([(x, 0.3), (x + 0.03, 0.8)], SHADE, 0.016)
+        k.c.line([(x + 0.05, 0.3), (x + 0.07, 0.78)], BRIGHT_SHINE, 0.012)
     k.c.rect(0.1, 0.18, 0.9, 0.26, fill=k.acc[:3] + (150,))
 
 
@@ -1181,7 +1254,7 @@ def _blanket(k: _Ctx) -> None:
     for i, y in enumerate((0.28, 0.44, 0.6)):
         dx = 0.02 * (i % 2)
         k.m.rrect(0.16 + dx, y, 0.84 + dx, y + 0.17, 0.06, _FILL)
-        k.c.line([(0.2 + dx, y + 0.165), (0.8 + dx, y + 0.165)], _DK2, 0.014)
+        k.c.line([(0.2 + dx, y + 0.165), (0.8 + dx, y + 0.165)], DEEP_SHADE, 0.014)
         k.c.rect(0.78 + dx, y, 0.84 + dx, y + 0.17, fill=k.acc[:3] + (230,))
 
 
@@ -1194,17 +1267,19 @@ def _cushion(k: _Ctx) -> None:
         pts.append((0.5 + rad * c, 0.5 + rad * s * 0.8))
     k.m.poly(pts, _FILL)
     k.o.poly(pts, outline=k.acc[:3] + (255,), width=0.02)
-    k.c.circle(0.5, 0.5, 0.03, _DK2)
+    k.c.circle(0.5, 0.5, 0.03, DEEP_SHADE)
     for x, y in ((0.26, 0.32), (0.74, 0.32), (0.26, 0.68), (0.74, 0.68)):
-        k.c.line([(0.5, 0.5), (x, y)], _DK, 0.01)
+        k.c.line([(0.5, 0.5), (x, y)], SHADE, 0.01)
 
 
 def _pillow(k: _Ctx) -> None:
     top = [(0.12 + 0.76 * i / 12, 0.28 + 0.05 * math.sin(math.pi * i / 12)) for i in range(13)]
     bot = [(0.88 - 0.76 * i / 12, 0.74 - 0.05 * math.sin(math.pi * i / 12)) for i in range(13)]
     k.m.poly(top + bot, _FILL)
-    k.c.poly([(x, y + 0.04) for x, y in top[2:11]] + [(x, y - 0.04) for x, y in bot[2:11]], outline=_LT2, width=0.012)
-    k.c.line([(0.5, 0.3), (0.5, 0.72)], _DK, 0.014)
+    k.c.poly(
+        [(x, y + 0.04) for x, y in top[2:11]] + [(x, y - 0.04) for x, y in bot[2:11]], outline=BRIGHT_SHINE, width=0.012
+    )
+    k.c.line([(0.5, 0.3), (0.5, 0.72)], SHADE, 0.014)
 
 
 def _bread(k: _Ctx) -> None:
@@ -1233,13 +1308,13 @@ def _irregular(seed: str, rx: float, ry: float, amp: float) -> list[tuple[float,
 def _pebble(k: _Ctx) -> None:
     k.m.poly(_irregular("pebble", 0.36, 0.24, 0.08), _FILL)
     k.c.ellipse(0.4, 0.42, 0.12, 0.05, fill=(255, 255, 255, 70))
-    k.c.ellipse(0.5, 0.68, 0.3, 0.08, fill=_DK)
+    k.c.ellipse(0.5, 0.68, 0.3, 0.08, fill=SHADE)
 
 
 def _blob(k: _Ctx) -> None:
     k.m.poly(_irregular("clay", 0.32, 0.28, 0.18), _FILL)
     for rad in (0.04, 0.08, 0.12):
-        k.c.arc(0.55, 0.45, rad, rad * 0.8, 200, 470, _DK, 0.012)
+        k.c.arc(0.55, 0.45, rad, rad * 0.8, 200, 470, SHADE, 0.012)
 
 
 def _crystal(k: _Ctx) -> None:
@@ -1249,17 +1324,18 @@ def _crystal(k: _Ctx) -> None:
         right = [(cx, cy), (cx + s, cy - s / 2), (cx + s, cy + s / 2), (cx, cy + s)]
         for p in (top, left, right):
             k.m.poly(p, _FILL)
-        k.c.poly(top, fill=_LT)
-        k.c.poly(right, fill=_DK)
-        k.c.line([(cx, cy), (cx, cy + s)], _LT2, 0.01)
+        k.c.poly(top, fill=SHINE)
+        k.c.poly(right, fill=SHADE)
+        k.c.line([(cx, cy), (cx, cy + s)], BRIGHT_SHINE, 0.01)
+
     cube(0.66, 0.62, 0.14)
     cube(0.42, 0.5, 0.24)
 
 
 def _soap(k: _Ctx) -> None:
     k.m.rrect(0.18, 0.36, 0.82, 0.72, 0.1, _FILL)
-    k.c.rrect(0.18, 0.36, 0.82, 0.5, 0.08, fill=_LT)
-    k.c.ellipse(0.5, 0.46, 0.15, 0.06, outline=_DK2, width=0.014)
+    k.c.rrect(0.18, 0.36, 0.82, 0.5, 0.08, fill=SHINE)
+    k.c.ellipse(0.5, 0.46, 0.15, 0.06, outline=DEEP_SHADE, width=0.014)
     for x, y, rad in ((0.3, 0.28, 0.05), (0.42, 0.22, 0.035), (0.64, 0.26, 0.06), (0.76, 0.18, 0.03)):
         k.o.circle(x, y, rad, outline=(255, 255, 255, 240), width=0.012)
 
@@ -1271,15 +1347,16 @@ def _lollipop(k: _Ctx) -> None:
     k.c.line(spiral, k.acc[:3] + (230,), 0.035)
 
 
-def _ball(k: _Ctx, r=0.3, ry=None, cy=0.5, swirl=False, bands=False, string=False, scores=False,
-          navel=False, apple=False) -> None:
+def _ball(
+    k: _Ctx, r=0.3, ry=None, cy=0.5, swirl=False, bands=False, string=False, scores=False, navel=False, apple=False
+) -> None:
     ry = ry or r
     if apple:
         k.m.circle(0.42, 0.55, 0.25, _FILL)
         k.m.circle(0.58, 0.55, 0.25, _FILL)
         k.c.poly(_ell(0.5, 0.55, 0.34, 0.26), (200, 20, 30, 130))
-        k.o.line([(0.5, 0.34), (0.53, 0.18)], _BROWN, 0.025)
-        k.o.ellipse(0.61, 0.24, 0.07, 0.03, fill=_GREEN)
+        k.o.line([(0.5, 0.34), (0.53, 0.18)], BROWN, 0.025)
+        k.o.ellipse(0.61, 0.24, 0.07, 0.03, fill=GREEN)
     else:
         k.m.ellipse(0.5, cy, r, ry, _FILL)
     k.c.ellipse(0.5 - r * 0.4, cy - ry * 0.45, r * 0.22, ry * 0.14, fill=(255, 255, 255, 150))
@@ -1293,14 +1370,14 @@ def _ball(k: _Ctx, r=0.3, ry=None, cy=0.5, swirl=False, bands=False, string=Fals
         k.c.arc(0.5 + r, cy, r * 0.8, ry * 1.2, 110, 250, acc, 0.05)
     if string:
         k.o.poly([(0.5, cy + ry - 0.01), (0.46, cy + ry + 0.05), (0.54, cy + ry + 0.05)], k.acc[:3] + (255,))
-        k.o.line([(0.5, cy + ry + 0.05), (0.46, 0.8), (0.54, 0.88), (0.5, 0.96)], _INK, 0.012)
+        k.o.line([(0.5, cy + ry + 0.05), (0.46, 0.8), (0.54, 0.88), (0.5, 0.96)], INK, 0.012)
     if scores:
         for dx in (-0.12, 0.0, 0.12):
             k.c.line([(0.5 + dx - 0.04, cy - 0.1), (0.5 + dx + 0.04, cy + 0.06)], (250, 232, 190, 255), 0.025)
-        k.c.ellipse(0.5, cy + ry * 0.7, r, ry * 0.35, fill=_DK)
+        k.c.ellipse(0.5, cy + ry * 0.7, r, ry * 0.35, fill=SHADE)
     if navel:
         k.c.circle(0.56, cy - 0.1, 0.02, (120, 90, 30, 255))
-        k.o.ellipse(0.55, cy - r - 0.02, 0.05, 0.02, fill=_GREEN)
+        k.o.ellipse(0.55, cy - r - 0.02, 0.05, 0.02, fill=GREEN)
 
 
 def _lemon(k: _Ctx) -> None:
@@ -1309,7 +1386,7 @@ def _lemon(k: _Ctx) -> None:
     k.m.poly([(0.84, 0.47), (0.92, 0.52), (0.84, 0.57)], _FILL)
     k.c.poly(_ell(0.5, 0.52, 0.45, 0.25), (255, 230, 40, 150))
     k.c.ellipse(0.4, 0.44, 0.1, 0.04, fill=(255, 255, 255, 130))
-    k.o.ellipse(0.7, 0.28, 0.08, 0.035, fill=_GREEN)
+    k.o.ellipse(0.7, 0.28, 0.08, 0.035, fill=GREEN)
 
 
 def _carton(k: _Ctx) -> None:
@@ -1318,9 +1395,9 @@ def _carton(k: _Ctx) -> None:
         k.m.circle(0.2 + i * 0.2, 0.5, 0.09, _FILL)
     for i in range(3):
         x = 0.3 + i * 0.2
-        k.c.line([(x, 0.5), (x - 0.01, 0.74)], _DK2, 0.014)
-    k.c.rect(0.1, 0.5, 0.9, 0.54, fill=_DK)
-    k.o.poly([(0.12, 0.4), (0.88, 0.4), (0.9, 0.3), (0.1, 0.3)], outline=_INK, width=0.01)
+        k.c.line([(x, 0.5), (x - 0.01, 0.74)], DEEP_SHADE, 0.014)
+    k.c.rect(0.1, 0.5, 0.9, 0.54, fill=SHADE)
+    k.o.poly([(0.12, 0.4), (0.88, 0.4), (0.9, 0.3), (0.1, 0.3)], outline=INK, width=0.01)
 
 
 def _boa(k: _Ctx) -> None:
@@ -1331,131 +1408,78 @@ def _boa(k: _Ctx) -> None:
         k.m.circle(x, y, 0.075, _FILL)
         for _ in range(3):
             a = r.uniform(0, 2 * math.pi)
-            k.c.line([(x, y), (x + 0.07 * math.cos(a), y + 0.07 * math.sin(a))], _DK, 0.008)
+            k.c.line([(x, y), (x + 0.07 * math.cos(a), y + 0.07 * math.sin(a))], SHADE, 0.008)
 
 
 _SHAPES: dict[str, Callable[..., None]] = {
-    "cup": _cup, "vase": _vase, "bottle": _bottle, "teapot": _teapot, "bowl": _bowl, "plate": _plate,
-    "mirror": _mirror, "pane": _pane, "tile": _tile, "figure": _figure, "duck": _duck, "swan": _swan,
-    "bunny": _bunny, "box": _box, "book": _book, "newspaper": _newspaper, "napkin": _napkin, "bag": _bag,
-    "plane": _plane, "car": _car, "spoon": _spoon, "fork": _fork, "knife": _knife, "comb": _comb,
-    "pencil": _pencil, "nail": _nail, "bat": _bat, "log": _log, "icicle": _icicle, "candle": _candle,
-    "board": _board, "pan": _pan, "gate": _gate, "horseshoe": _horseshoe, "clip": _clip, "wrench": _wrench,
-    "wire": _wire, "coin": _coin, "ring": _ring, "necklace": _necklace, "foil": _foil, "ladder": _ladder,
-    "chair": _chair, "table": _table, "bench": _bench, "shirt": _shirt, "sock": _sock, "mitten": _mitten,
-    "boot": _boot, "shoe": _shoe, "belt": _belt, "scarf": _scarf, "towel": _towel, "sheet": _sheet,
-    "blanket": _blanket, "cushion": _cushion, "pillow": _pillow, "bread": _bread, "pebble": _pebble,
-    "blob": _blob, "crystal": _crystal, "soap": _soap, "lollipop": _lollipop, "ball": _ball, "lemon": _lemon,
-    "carton": _carton, "boa": _boa,
+    "cup": _cup,
+    "vase": _vase,
+    "bottle": _bottle,
+    "teapot": _teapot,
+    "bowl": _bowl,
+    "plate": _plate,
+    "mirror": _mirror,
+    "pane": _pane,
+    "tile": _tile,
+    "figure": _figure,
+    "duck": _duck,
+    "swan": _swan,
+    "bunny": _bunny,
+    "box": _box,
+    "book": _book,
+    "newspaper": _newspaper,
+    "napkin": _napkin,
+    "bag": _bag,
+    "plane": _plane,
+    "car": _car,
+    "spoon": _spoon,
+    "fork": _fork,
+    "knife": _knife,
+    "comb": _comb,
+    "pencil": _pencil,
+    "nail": _nail,
+    "bat": _bat,
+    "log": _log,
+    "icicle": _icicle,
+    "candle": _candle,
+    "board": _board,
+    "pan": _pan,
+    "gate": _gate,
+    "horseshoe": _horseshoe,
+    "clip": _clip,
+    "wrench": _wrench,
+    "wire": _wire,
+    "coin": _coin,
+    "ring": _ring,
+    "necklace": _necklace,
+    "foil": _foil,
+    "ladder": _ladder,
+    "chair": _chair,
+    "table": _table,
+    "bench": _bench,
+    "shirt": _shirt,
+    "sock": _sock,
+    "mitten": _mitten,
+    "boot": _boot,
+    "shoe": _shoe,
+    "belt": _belt,
+    "scarf": _scarf,
+    "towel": _towel,
+    "sheet": _sheet,
+    "blanket": _blanket,
+    "cushion": _cushion,
+    "pillow": _pillow,
+    "bread": _bread,
+    "pebble": _pebble,
+    "blob": _blob,
+    "crystal": _crystal,
+    "soap": _soap,
+    "lollipop": _lollipop,
+    "ball": _ball,
+    "lemon": _lemon,
+    "carton": _carton,
+    "boa": _boa,
 }
-
-# object -> (shape, parameters).  Shapes follow the name; the parameters separate objects that share
-# a shape (and name-hashed stretch and accent colour separate them further).
-_OBJECT_LOOKS: dict[str, tuple[str, dict]] = {
-    "glass cup": ("cup", {}),
-    "glass vase": ("vase", {}),
-    "window pane": ("pane", {}),
-    "glass bottle": ("bottle", {}),
-    "glass marble": ("ball", dict(r=0.26, swirl=True)),
-    "mirror": ("mirror", {}),
-    "glass bowl": ("bowl", {}),
-    "ceramic plate": ("plate", {}),
-    "ceramic bowl": ("bowl", dict(w=0.66, depth=0.24, foot=True, band=True)),
-    "flower pot": ("cup", dict(w=0.5, h=0.48, taper=0.1, cy=0.6, lip=True, plant=True)),
-    "ceramic tile": ("tile", {}),
-    "porcelain mug": ("cup", dict(w=0.44, h=0.5, taper=0.0, handle=True)),
-    "porcelain teapot": ("teapot", {}),
-    "porcelain doll": ("figure", dict(kind="doll")),
-    "rubber ball": ("ball", dict(r=0.33, bands=True)),
-    "rubber band": ("ring", dict(kind="band")),
-    "rubber duck": ("duck", {}),
-    "rubber boots": ("boot", {}),
-    "eraser": ("box", dict(w=0.5, h=0.24, d=0.12, sleeve=True)),
-    "balloon": ("ball", dict(r=0.26, ry=0.32, cy=0.38, string=True)),
-    "plastic bottle": ("bottle", dict(body=0.3, ridges=True, label=True)),
-    "plastic bag": ("bag", dict(kind="plastic")),
-    "plastic cup": ("cup", dict(w=0.4, h=0.58, taper=0.09, ribs=True)),
-    "plastic bucket": ("cup", dict(w=0.56, h=0.46, taper=0.08, cy=0.58, bail=True)),
-    "toy car": ("car", {}),
-    "plastic spoon": ("spoon", dict(width=0.05, head=0.1)),
-    "plastic comb": ("comb", {}),
-    "wooden chair": ("chair", {}),
-    "wooden spoon": ("spoon", dict(width=0.065, head=0.12, long=True)),
-    "wooden table": ("table", {}),
-    "pencil": ("pencil", {}),
-    "wooden block": ("box", dict(w=0.46, h=0.46, d=0.14, letter=True)),
-    "baseball bat": ("bat", {}),
-    "firewood log": ("log", {}),
-    "wine cork": ("cup", dict(w=0.3, h=0.42, taper=0.03, cork=True)),
-    "cork board": ("board", {}),
-    "iron nail": ("nail", {}),
-    "cast iron pan": ("pan", {}),
-    "iron gate": ("gate", {}),
-    "horseshoe": ("horseshoe", {}),
-    "steel spoon": ("spoon", dict(width=0.05, head=0.12)),
-    "steel fork": ("fork", {}),
-    "kitchen knife": ("knife", {}),
-    "paper clip": ("clip", {}),
-    "wrench": ("wrench", {}),
-    "aluminium can": ("cup", dict(w=0.36, h=0.62, taper=0.0, can=True)),
-    "aluminium foil": ("foil", {}),
-    "aluminium ladder": ("ladder", {}),
-    "copper wire": ("wire", {}),
-    "copper coin": ("coin", {}),
-    "copper pot": ("cup", dict(w=0.52, h=0.36, taper=0.0, cy=0.6, ears=True)),
-    "gold ring": ("ring", dict(kind="ring")),
-    "gold necklace": ("necklace", {}),
-    "book": ("book", {}),
-    "newspaper": ("newspaper", {}),
-    "paper napkin": ("napkin", {}),
-    "paper bag": ("bag", dict(kind="paper")),
-    "notebook": ("book", dict(spiral=True)),
-    "paper plane": ("plane", {}),
-    "cardboard box": ("box", dict(w=0.5, h=0.38, d=0.16, tape=True)),
-    "cereal box": ("box", dict(w=0.38, h=0.62, d=0.1, label=True)),
-    "egg carton": ("carton", {}),
-    "cotton shirt": ("shirt", dict(kind="shirt")),
-    "cotton towel": ("towel", {}),
-    "cotton sock": ("sock", {}),
-    "bed sheet": ("sheet", {}),
-    "wool sweater": ("shirt", dict(kind="sweater")),
-    "wool scarf": ("scarf", {}),
-    "wool blanket": ("blanket", {}),
-    "wool mitten": ("mitten", {}),
-    "ice cube": ("box", dict(w=0.42, h=0.42, d=0.14, shine=True)),
-    "icicle": ("icicle", {}),
-    "ice sculpture": ("swan", {}),
-    "wax candle": ("candle", {}),
-    "crayon": ("pencil", dict(crayon=True)),
-    "chocolate bar": ("box", dict(w=0.62, h=0.36, d=0.05, wrapper=True)),
-    "chocolate bunny": ("bunny", {}),
-    "stick of butter": ("box", dict(w=0.66, h=0.2, d=0.1, wrapper=True)),
-    "pebble": ("pebble", {}),
-    "stone statue": ("figure", dict(kind="statue")),
-    "stone bench": ("bench", {}),
-    "lump of clay": ("blob", {}),
-    "clay figure": ("figure", dict(kind="gingerbread")),
-    "sugar cube": ("box", dict(w=0.32, h=0.32, d=0.12)),
-    "lollipop": ("lollipop", {}),
-    "salt crystal": ("crystal", {}),
-    "bar of soap": ("soap", {}),
-    "kitchen sponge": ("box", dict(w=0.52, h=0.3, d=0.1, scrub=True)),
-    "foam cushion": ("cushion", {}),
-    "slice of bread": ("bread", {}),
-    "bread roll": ("ball", dict(r=0.34, ry=0.22, scores=True)),
-    "leather shoe": ("shoe", {}),
-    "leather belt": ("belt", {}),
-    "leather jacket": ("shirt", dict(kind="jacket")),
-    "feather boa": ("boa", {}),
-    "apple": ("ball", dict(r=0.3, apple=True)),
-    "orange": ("ball", dict(r=0.3, navel=True)),
-    "lemon": ("lemon", {}),
-    "feather pillow": ("pillow", {}),
-    "teddy bear": ("figure", dict(kind="bear")),
-}
-
-# Shapes for objects the table does not know, picked by name hash; all take no parameters.
-_GENERIC_SHAPES = ("cup", "bottle", "bowl", "plate", "box", "ball", "pencil", "sheet", "ring", "figure", "blob", "pebble")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1496,10 +1520,10 @@ def _object_sprite(name: str, w: int) -> _Sprite:
     free = Image.new("RGBA", (w, w), (0, 0, 0, 0))
     sx, sy = 1 + stretch, 1 - stretch
     k = _Ctx(_Pen(mask, sx, sy), _Pen(clipped, sx, sy), _Pen(free, sx, sy), acc, r)
-    if name in _OBJECT_LOOKS:
-        shape, kw = _OBJECT_LOOKS[name]
+    if name in OBJECT_LOOKS:
+        shape, kw = OBJECT_LOOKS[name]
     else:
-        shape, kw = _GENERIC_SHAPES[_hash("generic-shape", name) % len(_GENERIC_SHAPES)], {}
+        shape, kw = GENERIC_SHAPES[_hash("generic-shape", name) % len(GENERIC_SHAPES)], {}
     _SHAPES[shape](k, **kw)
 
     # Clip the body marks to the body, then outline the body in a dark shade of its material.
@@ -1518,8 +1542,10 @@ def _object_sprite(name: str, w: int) -> _Sprite:
     else:  # one vertical band per material ("two halves")
         cols = np.arange(w) * len(materials) // w
         m = np.asarray(mask)
-        regions = [Image.fromarray(np.where(cols[None, :] == i, m, 0).astype(np.uint8), "L") for i in range(len(materials))]
-    for region, material in zip(regions, materials):
+        regions = [
+            Image.fromarray(np.where(cols[None, :] == i, m, 0).astype(np.uint8), "L") for i in range(len(materials))
+        ]
+    for region, material in zip(regions, materials, strict=True):
         alpha = _look(material)[2]
         parts.append((region if alpha >= 1 else region.point(lambda v, a=alpha: int(v * a)), material))
     return _Sprite(parts, overlay)
@@ -1534,8 +1560,14 @@ def _material_sprite(name: str, w: int) -> _Sprite:
     x0, y0, x1, y1 = 0.5 - hw, 0.5 - hh, 0.5 + hw, 0.5 + hh
     m.rrect(x0, y0, x1, y1, rad, _FILL)
     # Bevel: a lit top-left rim and a shaded bottom-right rim make the swatch read as a slab.
-    b.poly([(x0, y0), (x1, y0), (x1 - 0.04, y0 + 0.04), (x0 + 0.04, y0 + 0.04), (x0 + 0.04, y1 - 0.04), (x0, y1)], (255, 255, 255, 90))
-    b.poly([(x1, y1), (x0, y1), (x0 + 0.04, y1 - 0.04), (x1 - 0.04, y1 - 0.04), (x1 - 0.04, y0 + 0.04), (x1, y0)], (0, 0, 0, 90))
+    b.poly(
+        [(x0, y0), (x1, y0), (x1 - 0.04, y0 + 0.04), (x0 + 0.04, y0 + 0.04), (x0 + 0.04, y1 - 0.04), (x0, y1)],
+        (255, 255, 255, 90),
+    )
+    b.poly(
+        [(x1, y1), (x0, y1), (x0 + 0.04, y1 - 0.04), (x1 - 0.04, y1 - 0.04), (x1 - 0.04, y0 + 0.04), (x1, y0)],
+        (0, 0, 0, 90),
+    )
     bevel.putalpha(ImageChops.multiply(bevel.getchannel("A"), mask))
     base, _, alpha = _look(name)
     edge = ImageChops.subtract(mask.filter(ImageFilter.MaxFilter(3 if w < 96 else 5)), mask)
@@ -1548,100 +1580,117 @@ def _material_sprite(name: str, w: int) -> _Sprite:
 
 # --- property icons and result scenes -------------------------------------------------------
 
-_WATER = (70, 145, 225, 255)
-_WATER_L = (160, 205, 245, 255)
-_FIRE = (240, 110, 30, 255)
-_FIRE_Y = (255, 210, 60, 255)
-_RED = (210, 45, 45, 255)
-_DARK = (70, 70, 80, 255)
-_WHITE = (255, 255, 255, 255)
-_YELLOW = (250, 215, 50, 255)
-_RUST = (190, 90, 40, 255)
-_PALE = (225, 232, 240, 255)
 
-
-def _flame(p: _Pen, cx: float, cy: float, s: float, outer=_FIRE, inner=_FIRE_Y) -> None:
-    p.poly([(cx, cy - s), (cx + 0.45 * s, cy - 0.1 * s), (cx + 0.4 * s, cy + 0.4 * s), (cx, cy + 0.55 * s),
-            (cx - 0.4 * s, cy + 0.4 * s), (cx - 0.45 * s, cy - 0.1 * s)], outer)
-    p.poly([(cx, cy - 0.35 * s), (cx + 0.22 * s, cy + 0.15 * s), (cx, cy + 0.45 * s), (cx - 0.22 * s, cy + 0.15 * s)], inner)
+def _flame(p: _Pen, cx: float, cy: float, s: float, outer=FIRE, inner=FIRE_YELLOW) -> None:
+    p.poly(
+        [
+            (cx, cy - s),
+            (cx + 0.45 * s, cy - 0.1 * s),
+            (cx + 0.4 * s, cy + 0.4 * s),
+            (cx, cy + 0.55 * s),
+            (cx - 0.4 * s, cy + 0.4 * s),
+            (cx - 0.45 * s, cy - 0.1 * s),
+        ],
+        outer,
+    )
+    p.poly(
+        [(cx, cy - 0.35 * s), (cx + 0.22 * s, cy + 0.15 * s), (cx, cy + 0.45 * s), (cx - 0.22 * s, cy + 0.15 * s)],
+        inner,
+    )
 
 
 def _water(p: _Pen, y: float, x0=0.14, x1=0.86, y1=0.86, fill=True) -> None:
     wave = [(x0 + (x1 - x0) * i / 24, y + 0.02 * math.sin(i * math.pi / 3)) for i in range(25)]
     if fill:
-        p.poly(wave + [(x1, y1), (x0, y1)], _WATER_L)
-    p.line(wave, _WATER, 0.025)
+        p.poly(wave + [(x1, y1), (x0, y1)], LIGHT_WATER)
+    p.line(wave, WATER, 0.025)
 
 
-def _drop(p: _Pen, cx: float, cy: float, s: float, fill=_WATER) -> None:
+def _drop(p: _Pen, cx: float, cy: float, s: float, fill=WATER) -> None:
     p.poly([(cx, cy - s)] + _arc(cx, cy + 0.3 * s, 0.6 * s, 0.6 * s, -20, 200, 10), fill)
 
 
 def _magnet(p: _Pen, cx: float, cy: float, s: float) -> None:
-    p.line(_arc(cx, cy, s, s, 0, 180), _RED, 0.06 * s / 0.2)
-    p.rect(cx - s - 0.03 * s / 0.2, cy - 0.25 * s, cx - s + 0.03 * s / 0.2, cy, fill=_PALE)
-    p.rect(cx + s - 0.03 * s / 0.2, cy - 0.25 * s, cx + s + 0.03 * s / 0.2, cy, fill=_PALE)
+    p.line(_arc(cx, cy, s, s, 0, 180), RED, 0.06 * s / 0.2)
+    p.rect(cx - s - 0.03 * s / 0.2, cy - 0.25 * s, cx - s + 0.03 * s / 0.2, cy, fill=PALE)
+    p.rect(cx + s - 0.03 * s / 0.2, cy - 0.25 * s, cx + s + 0.03 * s / 0.2, cy, fill=PALE)
 
 
 def _slash(p: _Pen, cx=0.5, cy=0.5, r=0.3) -> None:
-    p.circle(cx, cy, r, outline=_RED, width=0.035)
-    p.line([(cx - r * 0.7, cy - r * 0.7), (cx + r * 0.7, cy + r * 0.7)], _RED, 0.035)
+    p.circle(cx, cy, r, outline=RED, width=0.035)
+    p.line([(cx - r * 0.7, cy - r * 0.7), (cx + r * 0.7, cy + r * 0.7)], RED, 0.035)
 
 
-def _bolt(p: _Pen, cx: float, cy: float, s: float, fill=_YELLOW) -> None:
-    p.poly([(cx + 0.1 * s, cy - s), (cx - 0.35 * s, cy + 0.1 * s), (cx, cy + 0.1 * s), (cx - 0.1 * s, cy + s),
-            (cx + 0.35 * s, cy - 0.1 * s), (cx, cy - 0.1 * s)], fill, outline=_INK, width=0.012)
+def _bolt(p: _Pen, cx: float, cy: float, s: float, fill=YELLOW) -> None:
+    p.poly(
+        [
+            (cx + 0.1 * s, cy - s),
+            (cx - 0.35 * s, cy + 0.1 * s),
+            (cx, cy + 0.1 * s),
+            (cx - 0.1 * s, cy + s),
+            (cx + 0.35 * s, cy - 0.1 * s),
+            (cx, cy - 0.1 * s),
+        ],
+        fill,
+        outline=INK,
+        width=0.012,
+    )
 
 
 def _hammer(p: _Pen, cx: float, cy: float) -> None:
-    p.line([(cx, cy), (cx + 0.16, cy - 0.16)], _BROWN, 0.035)
-    p.poly([(cx - 0.06, cy - 0.06), (cx + 0.02, cy - 0.14), (cx + 0.07, cy - 0.09), (cx - 0.01, cy - 0.01)], _DARK)
+    p.line([(cx, cy), (cx + 0.16, cy - 0.16)], BROWN, 0.035)
+    p.poly([(cx - 0.06, cy - 0.06), (cx + 0.02, cy - 0.14), (cx + 0.07, cy - 0.09), (cx - 0.01, cy - 0.01)], DARK)
 
 
 def _bubbles(p: _Pen, spots) -> None:
     for x, y, rad in spots:
-        p.circle(x, y, rad, fill=(255, 255, 255, 150), outline=_WATER, width=0.012)
-        p.circle(x - rad * 0.35, y - rad * 0.35, rad * 0.2, _WHITE)
+        p.circle(x, y, rad, fill=(255, 255, 255, 150), outline=WATER, width=0.012)
+        p.circle(x - rad * 0.35, y - rad * 0.35, rad * 0.2, WHITE)
 
 
 def _bulb(p: _Pen, cx: float, cy: float, lit: bool) -> None:
-    p.circle(cx, cy, 0.09, fill=_YELLOW if lit else (150, 150, 150, 255), outline=_INK, width=0.012)
-    p.rect(cx - 0.045, cy + 0.08, cx + 0.045, cy + 0.13, fill=_GREY)
+    p.circle(cx, cy, 0.09, fill=YELLOW if lit else (150, 150, 150, 255), outline=INK, width=0.012)
+    p.rect(cx - 0.045, cy + 0.08, cx + 0.045, cy + 0.13, fill=GREY)
     if lit:
         for a in range(0, 360, 45):
             ca, sa = math.cos(math.radians(a)), math.sin(math.radians(a))
             if sa < 0.5:
-                p.line([(cx + 0.12 * ca, cy + 0.12 * sa), (cx + 0.17 * ca, cy + 0.17 * sa)], _FIRE, 0.015)
+                p.line([(cx + 0.12 * ca, cy + 0.12 * sa), (cx + 0.17 * ca, cy + 0.17 * sa)], FIRE, 0.015)
 
 
 def _battery(p: _Pen, cx: float, cy: float) -> None:
-    p.rect(cx - 0.1, cy - 0.06, cx + 0.1, cy + 0.06, fill=_DARK)
-    p.rect(cx + 0.1, cy - 0.025, cx + 0.13, cy + 0.025, fill=_GREY)
+    p.rect(cx - 0.1, cy - 0.06, cx + 0.1, cy + 0.06, fill=DARK)
+    p.rect(cx + 0.1, cy - 0.025, cx + 0.13, cy + 0.025, fill=GREY)
     p.rect(cx - 0.1, cy - 0.06, cx - 0.02, cy + 0.06, fill=(200, 140, 40, 255))
 
 
 def _p_icon(name: str, p: _Pen, h: Color) -> bool:
     """Draw the icon of a property; False if it has no hand-made icon."""
     if name == "brittle":
-        p.poly([(0.28, 0.3), (0.72, 0.3), (0.72, 0.7), (0.28, 0.7)], _PALE, outline=_INK, width=0.015)
-        p.line([(0.45, 0.3), (0.52, 0.42), (0.44, 0.5), (0.55, 0.6), (0.5, 0.7)], _INK, 0.025)
-        p.line([(0.44, 0.5), (0.3, 0.54)], _INK, 0.018)
-        p.line([(0.55, 0.6), (0.7, 0.56)], _INK, 0.018)
+        p.poly([(0.28, 0.3), (0.72, 0.3), (0.72, 0.7), (0.28, 0.7)], PALE, outline=INK, width=0.015)
+        p.line([(0.45, 0.3), (0.52, 0.42), (0.44, 0.5), (0.55, 0.6), (0.5, 0.7)], INK, 0.025)
+        p.line([(0.44, 0.5), (0.3, 0.54)], INK, 0.018)
+        p.line([(0.55, 0.6), (0.7, 0.56)], INK, 0.018)
     elif name == "elastic":
         zig = [(0.3 + 0.4 * i / 10, 0.5 + (0.08 if i % 2 else -0.08)) for i in range(11)]
         p.line([(0.24, 0.5)] + zig[1:-1] + [(0.76, 0.5)], h, 0.03)
-        p.arrow(0.28, 0.68, 0.16, 0.68, _INK, 0.02, 0.05)
-        p.arrow(0.72, 0.68, 0.84, 0.68, _INK, 0.02, 0.05)
+        p.arrow(0.28, 0.68, 0.16, 0.68, INK, 0.02, 0.05)
+        p.arrow(0.72, 0.68, 0.84, 0.68, INK, 0.02, 0.05)
     elif name == "flexible":
         p.line(_arc(0.5, 0.72, 0.3, 0.34, 200, 340), h, 0.06)
-        p.arrow(0.2, 0.66, 0.2, 0.76, _INK, 0.02, 0.05)
-        p.arrow(0.8, 0.66, 0.8, 0.76, _INK, 0.02, 0.05)
+        p.arrow(0.2, 0.66, 0.2, 0.76, INK, 0.02, 0.05)
+        p.arrow(0.8, 0.66, 0.8, 0.76, INK, 0.02, 0.05)
     elif name == "malleable":
-        p.poly([(0.26, 0.56), (0.42, 0.56), (0.5, 0.64), (0.58, 0.56), (0.74, 0.56), (0.74, 0.74), (0.26, 0.74)], _GREY, outline=_INK, width=0.012)
+        p.poly(
+            [(0.26, 0.56), (0.42, 0.56), (0.5, 0.64), (0.58, 0.56), (0.74, 0.56), (0.74, 0.74), (0.26, 0.74)],
+            GREY,
+            outline=INK,
+            width=0.012,
+        )
         _hammer(p, 0.5, 0.48)
     elif name == "sturdy":
-        p.rect(0.3, 0.3, 0.7, 0.68, fill=_DARK)
-        p.line([(0.2, 0.72), (0.8, 0.72)], _INK, 0.04)
+        p.rect(0.3, 0.3, 0.7, 0.68, fill=DARK)
+        p.line([(0.2, 0.72), (0.8, 0.72)], INK, 0.04)
         p.rect(0.34, 0.34, 0.66, 0.4, fill=h)
     elif name == "flammable":
         _flame(p, 0.5, 0.5, 0.3)
@@ -1652,112 +1701,123 @@ def _p_icon(name: str, p: _Pen, h: Color) -> bool:
         _magnet(p, 0.5, 0.44, 0.14)
         for rad in (0.22, 0.28):
             p.arc(0.5, 0.44, rad, rad, 10, 170, h, 0.012)
-        p.line([(0.5, 0.66), (0.5, 0.78)], _DARK, 0.03)
+        p.line([(0.5, 0.66), (0.5, 0.78)], DARK, 0.03)
     elif name == "non-magnetic":
         _magnet(p, 0.5, 0.46, 0.13)
         _slash(p)
     elif name == "buoyant":
         _water(p, 0.58)
-        p.rrect(0.36, 0.36, 0.64, 0.62, 0.04, fill=h, outline=_INK, width=0.012)
-        p.arrow(0.5, 0.34, 0.5, 0.22, _INK, 0.02, 0.05)
+        p.rrect(0.36, 0.36, 0.64, 0.62, 0.04, fill=h, outline=INK, width=0.012)
+        p.arrow(0.5, 0.34, 0.5, 0.22, INK, 0.02, 0.05)
     elif name == "hollow":
         _water(p, 0.56)
-        p.circle(0.5, 0.52, 0.14, fill=_WHITE, outline=h, width=0.045)
+        p.circle(0.5, 0.52, 0.14, fill=WHITE, outline=h, width=0.045)
     elif name == "dense":
         _water(p, 0.32, y1=0.8)
-        p.rect(0.38, 0.6, 0.62, 0.78, fill=_DARK)
-        p.arrow(0.5, 0.38, 0.5, 0.56, _INK, 0.025, 0.05)
+        p.rect(0.38, 0.6, 0.62, 0.78, fill=DARK)
+        p.arrow(0.5, 0.38, 0.5, 0.56, INK, 0.025, 0.05)
     elif name == "meltable":
-        p.poly([(0.32, 0.28), (0.68, 0.28), (0.68, 0.52), (0.6, 0.6), (0.52, 0.52), (0.44, 0.62), (0.32, 0.52)], h, outline=_INK, width=0.012)
+        p.poly(
+            [(0.32, 0.28), (0.68, 0.28), (0.68, 0.52), (0.6, 0.6), (0.52, 0.52), (0.44, 0.62), (0.32, 0.52)],
+            h,
+            outline=INK,
+            width=0.012,
+        )
         _drop(p, 0.44, 0.7, 0.05, h)
         p.ellipse(0.5, 0.78, 0.2, 0.04, fill=h)
     elif name == "heat-sensitive":
-        p.rrect(0.44, 0.22, 0.52, 0.62, 0.04, fill=_WHITE, outline=_INK, width=0.012)
-        p.circle(0.48, 0.68, 0.07, _RED)
-        p.rect(0.465, 0.4, 0.495, 0.64, fill=_RED)
-        p.circle(0.68, 0.34, 0.06, _YELLOW)
+        p.rrect(0.44, 0.22, 0.52, 0.62, 0.04, fill=WHITE, outline=INK, width=0.012)
+        p.circle(0.48, 0.68, 0.07, RED)
+        p.rect(0.465, 0.4, 0.495, 0.64, fill=RED)
+        p.circle(0.68, 0.34, 0.06, YELLOW)
         for a in range(0, 360, 60):
-            p.line([(0.68 + 0.08 * math.cos(math.radians(a)), 0.34 + 0.08 * math.sin(math.radians(a))),
-                    (0.68 + 0.12 * math.cos(math.radians(a)), 0.34 + 0.12 * math.sin(math.radians(a)))], _FIRE, 0.012)
+            p.line(
+                [
+                    (0.68 + 0.08 * math.cos(math.radians(a)), 0.34 + 0.08 * math.sin(math.radians(a))),
+                    (0.68 + 0.12 * math.cos(math.radians(a)), 0.34 + 0.12 * math.sin(math.radians(a))),
+                ],
+                FIRE,
+                0.012,
+            )
     elif name == "soluble":
-        p.poly([(0.3, 0.44), (0.7, 0.44), (0.67, 0.76), (0.33, 0.76)], _WATER_L)
-        p.line([(0.3, 0.28), (0.33, 0.76), (0.67, 0.76), (0.7, 0.28)], _INK, 0.018)
-        p.rect(0.44, 0.5, 0.54, 0.6, fill=_WHITE, outline=_INK, width=0.01)
+        p.poly([(0.3, 0.44), (0.7, 0.44), (0.67, 0.76), (0.33, 0.76)], LIGHT_WATER)
+        p.line([(0.3, 0.28), (0.33, 0.76), (0.67, 0.76), (0.7, 0.28)], INK, 0.018)
+        p.rect(0.44, 0.5, 0.54, 0.6, fill=WHITE, outline=INK, width=0.01)
         for x, y in ((0.38, 0.66), (0.58, 0.68), (0.6, 0.54), (0.45, 0.7), (0.52, 0.66)):
-            p.circle(x, y, 0.012, _WHITE)
+            p.circle(x, y, 0.012, WHITE)
     elif name == "absorbent":
-        p.rrect(0.28, 0.5, 0.72, 0.72, 0.03, fill=_YELLOW, outline=_INK, width=0.012)
+        p.rrect(0.28, 0.5, 0.72, 0.72, 0.03, fill=YELLOW, outline=INK, width=0.012)
         for x in (0.36, 0.5, 0.64):
             p.circle(x, 0.6, 0.025, (200, 160, 30, 255))
         for x, y in ((0.38, 0.32), (0.52, 0.24), (0.62, 0.36)):
             _drop(p, x, y, 0.05)
-        p.arrow(0.5, 0.36, 0.5, 0.48, _INK, 0.015, 0.04)
+        p.arrow(0.5, 0.36, 0.5, 0.48, INK, 0.015, 0.04)
     elif name == "waterproof":
         p.poly(_arc(0.5, 0.5, 0.26, 0.2, 180, 360), h)
-        p.line([(0.5, 0.5), (0.5, 0.74)], _INK, 0.02)
-        p.arc(0.46, 0.74, 0.04, 0.04, 0, 180, _INK, 0.02)
+        p.line([(0.5, 0.5), (0.5, 0.74)], INK, 0.02)
+        p.arc(0.46, 0.74, 0.04, 0.04, 0, 180, INK, 0.02)
         for x, y in ((0.2, 0.62), (0.8, 0.58), (0.28, 0.24), (0.72, 0.22)):
             _drop(p, x, y, 0.045)
     elif name == "corrodible":
-        p.rect(0.26, 0.3, 0.74, 0.7, fill=_GREY, outline=_INK, width=0.012)
+        p.rect(0.26, 0.3, 0.74, 0.7, fill=GREY, outline=INK, width=0.012)
         for x, y, rad in ((0.38, 0.42, 0.07), (0.6, 0.58, 0.09), (0.62, 0.38, 0.04)):
-            p.circle(x, y, rad, _RUST)
+            p.circle(x, y, rad, RUST)
         _drop(p, 0.36, 0.22, 0.05)
     elif name == "transparent":
-        p.rect(0.46, 0.24, 0.54, 0.76, fill=(200, 230, 250, 200), outline=_WATER, width=0.012)
+        p.rect(0.46, 0.24, 0.54, 0.76, fill=(200, 230, 250, 200), outline=WATER, width=0.012)
         for y in (0.36, 0.5, 0.64):
-            p.arrow(0.2, y, 0.8, y, _FIRE, 0.018, 0.04)
+            p.arrow(0.2, y, 0.8, y, FIRE, 0.018, 0.04)
     elif name == "opaque":
-        p.rect(0.5, 0.24, 0.6, 0.76, fill=_DARK)
+        p.rect(0.5, 0.24, 0.6, 0.76, fill=DARK)
         for y in (0.36, 0.5, 0.64):
-            p.arrow(0.2, y, 0.48, y, _FIRE, 0.018, 0.04)
+            p.arrow(0.2, y, 0.48, y, FIRE, 0.018, 0.04)
         p.rect(0.62, 0.3, 0.8, 0.7, fill=(60, 60, 70, 90))
     elif name == "conductive":
         p.line([(0.18, 0.62), (0.82, 0.62)], (190, 110, 60, 255), 0.03)
         _bolt(p, 0.5, 0.42, 0.2)
     elif name == "insulating":
         p.line([(0.18, 0.6), (0.82, 0.6)], (190, 110, 60, 255), 0.03)
-        p.rrect(0.38, 0.5, 0.62, 0.7, 0.05, fill=h, outline=_INK, width=0.012)
+        p.rrect(0.38, 0.5, 0.62, 0.7, 0.05, fill=h, outline=INK, width=0.012)
         _bolt(p, 0.28, 0.36, 0.12)
-        p.line([(0.38, 0.3), (0.5, 0.42)], _RED, 0.025)
-        p.line([(0.5, 0.3), (0.38, 0.42)], _RED, 0.025)
+        p.line([(0.38, 0.3), (0.5, 0.42)], RED, 0.025)
+        p.line([(0.5, 0.3), (0.38, 0.42)], RED, 0.025)
     elif name == "slippery":
-        p.ellipse(0.5, 0.68, 0.28, 0.06, fill=_WATER_L)
+        p.ellipse(0.5, 0.68, 0.28, 0.06, fill=LIGHT_WATER)
         p.line([(0.26, 0.56), (0.74, 0.48)], h, 0.05)
         for y in (0.34, 0.42):
-            p.line([(0.22, y + 0.06), (0.56, y)], _INK, 0.012)
-        p.arc(0.74, 0.42, 0.08, 0.08, 180, 360, _INK, 0.018)
+            p.line([(0.22, y + 0.06), (0.56, y)], INK, 0.012)
+        p.arc(0.74, 0.42, 0.08, 0.08, 180, 360, INK, 0.018)
     elif name == "foamy":
         _bubbles(p, ((0.4, 0.56, 0.1), (0.58, 0.46, 0.12), (0.62, 0.66, 0.07), (0.38, 0.36, 0.06), (0.52, 0.28, 0.04)))
     elif name == "soft":
         for x, y, rad in ((0.38, 0.56, 0.12), (0.5, 0.5, 0.14), (0.62, 0.56, 0.12)):
             p.circle(x, y, rad, h)
         p.rect(0.26, 0.56, 0.74, 0.68, fill=h)
-        p.arrow(0.5, 0.22, 0.5, 0.4, _INK, 0.025, 0.05)
+        p.arrow(0.5, 0.22, 0.5, 0.4, INK, 0.025, 0.05)
     elif name == "moldable":
         p.poly(_irregular("moldable", 0.22, 0.18, 0.15), fill=h)
         for rad in (0.03, 0.07, 0.11):
-            p.arc(0.5, 0.52, rad, rad * 0.8, 200, 470, _INK, 0.012)
-        p.arc(0.5, 0.52, 0.3, 0.28, 200, 300, _INK, 0.018)
+            p.arc(0.5, 0.52, rad, rad * 0.8, 200, 470, INK, 0.012)
+        p.arc(0.5, 0.52, 0.3, 0.28, 200, 300, INK, 0.018)
     elif name == "perishable":
-        p.circle(0.42, 0.46, 0.16, fill=_WHITE, outline=_INK, width=0.02)
-        p.line([(0.42, 0.46), (0.42, 0.36)], _INK, 0.02)
-        p.line([(0.42, 0.46), (0.5, 0.5)], _INK, 0.02)
+        p.circle(0.42, 0.46, 0.16, fill=WHITE, outline=INK, width=0.02)
+        p.line([(0.42, 0.46), (0.42, 0.36)], INK, 0.02)
+        p.line([(0.42, 0.46), (0.5, 0.5)], INK, 0.02)
         p.circle(0.66, 0.66, 0.1, h)
         p.circle(0.68, 0.64, 0.04, (110, 80, 40, 255))
     elif name == "shrinkable":
-        p.rect(0.24, 0.24, 0.76, 0.76, outline=_INK, width=0.012)
+        p.rect(0.24, 0.24, 0.76, 0.76, outline=INK, width=0.012)
         p.rect(0.42, 0.42, 0.58, 0.58, fill=h)
         for sx, sy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
-            p.arrow(0.5 + 0.24 * sx, 0.5 + 0.24 * sy, 0.5 + 0.12 * sx, 0.5 + 0.12 * sy, _INK, 0.018, 0.04)
+            p.arrow(0.5 + 0.24 * sx, 0.5 + 0.24 * sy, 0.5 + 0.12 * sx, 0.5 + 0.12 * sy, INK, 0.018, 0.04)
     elif name == "lightweight":
-        p.line([(0.34, 0.7), (0.62, 0.3)], _INK, 0.015)
+        p.line([(0.34, 0.7), (0.62, 0.3)], INK, 0.015)
         for i in range(1, 8):
             f = i / 8
             x, y = 0.34 + f * 0.28, 0.7 - f * 0.4
             p.line([(x, y), (x - 0.08, y - 0.02)], h, 0.018)
             p.line([(x, y), (x + 0.06, y + 0.05)], h, 0.018)
-        p.arc(0.7, 0.6, 0.08, 0.05, 180, 400, _WATER, 0.012)
+        p.arc(0.7, 0.6, 0.08, 0.05, 180, 400, WATER, 0.012)
     elif name == "juicy":
         _drop(p, 0.5, 0.46, 0.2, h)
         for x, y in ((0.28, 0.32), (0.72, 0.3), (0.74, 0.64), (0.26, 0.66)):
@@ -1769,126 +1829,167 @@ def _p_icon(name: str, p: _Pen, h: Color) -> bool:
 
 def _r_scene(name: str, p: _Pen, h: Color) -> bool:
     """Draw the scene of a result; False if it has no hand-made scene."""
-    floor = lambda y=0.78: p.line([(0.12, y), (0.88, y)], _INK, 0.02)  # noqa: E731
+    floor = lambda y=0.78: p.line([(0.12, y), (0.88, y)], INK, 0.02)  # noqa: E731
     if name == "shatters":
         floor()
-        for x, y, s, a in ((0.26, 0.74, 0.07, 10), (0.4, 0.72, 0.09, 80), (0.55, 0.74, 0.06, 150), (0.68, 0.71, 0.08, 220), (0.8, 0.74, 0.05, 300), (0.48, 0.6, 0.05, 40)):
-            p.poly([(x + s * math.cos(math.radians(a + k)), y + s * math.sin(math.radians(a + k))) for k in (0, 140, 250)], _PALE, outline=_WATER, width=0.01)
+        for x, y, s, a in (
+            (0.26, 0.74, 0.07, 10),
+            (0.4, 0.72, 0.09, 80),
+            (0.55, 0.74, 0.06, 150),
+            (0.68, 0.71, 0.08, 220),
+            (0.8, 0.74, 0.05, 300),
+            (0.48, 0.6, 0.05, 40),
+        ):
+            p.poly(
+                [(x + s * math.cos(math.radians(a + k)), y + s * math.sin(math.radians(a + k))) for k in (0, 140, 250)],
+                PALE,
+                outline=WATER,
+                width=0.01,
+            )
         for a in (220, 270, 320):
-            p.line([(0.5 + 0.1 * math.cos(math.radians(a)), 0.62 + 0.1 * math.sin(math.radians(a))),
-                    (0.5 + 0.18 * math.cos(math.radians(a)), 0.62 + 0.18 * math.sin(math.radians(a)))], _INK, 0.012)
+            p.line(
+                [
+                    (0.5 + 0.1 * math.cos(math.radians(a)), 0.62 + 0.1 * math.sin(math.radians(a))),
+                    (0.5 + 0.18 * math.cos(math.radians(a)), 0.62 + 0.18 * math.sin(math.radians(a))),
+                ],
+                INK,
+                0.012,
+            )
     elif name == "cracks":
-        p.rect(0.2, 0.52, 0.8, 0.76, fill=_PALE, outline=_INK, width=0.012)
+        p.rect(0.2, 0.52, 0.8, 0.76, fill=PALE, outline=INK, width=0.012)
         for a in (200, 240, 300, 340, 20):
-            p.line([(0.5, 0.54), (0.5 + 0.2 * math.cos(math.radians(a)) * 1.2, 0.64 + 0.1 * math.sin(math.radians(a)) + 0.05)], _INK, 0.014)
+            p.line(
+                [
+                    (0.5, 0.54),
+                    (0.5 + 0.2 * math.cos(math.radians(a)) * 1.2, 0.64 + 0.1 * math.sin(math.radians(a)) + 0.05),
+                ],
+                INK,
+                0.014,
+            )
         _hammer(p, 0.5, 0.44)
     elif name == "snaps":
         p.poly([(0.14, 0.62), (0.44, 0.56), (0.46, 0.6), (0.43, 0.63), (0.16, 0.7)], h)
         p.poly([(0.56, 0.56), (0.86, 0.62), (0.84, 0.7), (0.57, 0.63), (0.54, 0.6)], h)
         for a in (-60, -90, -120):
-            p.line([(0.5 + 0.06 * math.cos(math.radians(a)), 0.5 + 0.06 * math.sin(math.radians(a))),
-                    (0.5 + 0.14 * math.cos(math.radians(a)), 0.5 + 0.14 * math.sin(math.radians(a)))], _INK, 0.014)
+            p.line(
+                [
+                    (0.5 + 0.06 * math.cos(math.radians(a)), 0.5 + 0.06 * math.sin(math.radians(a))),
+                    (0.5 + 0.14 * math.cos(math.radians(a)), 0.5 + 0.14 * math.sin(math.radians(a))),
+                ],
+                INK,
+                0.014,
+            )
     elif name == "bounces":
         floor()
         pts = _arc(0.38, 0.77, 0.2, 0.5, 180, 360, 12) + _arc(0.68, 0.77, 0.1, 0.26, 180, 300, 8)
         for x, y in pts[::2]:
-            p.circle(x, y, 0.012, _INK)
+            p.circle(x, y, 0.012, INK)
         p.circle(0.74, 0.56, 0.07, h)
     elif name == "stretches and springs back":
         p.ellipse(0.5, 0.4, 0.32, 0.07, outline=h, width=0.03)
-        p.arrow(0.3, 0.56, 0.16, 0.56, _INK, 0.02, 0.04)
-        p.arrow(0.7, 0.56, 0.84, 0.56, _INK, 0.02, 0.04)
+        p.arrow(0.3, 0.56, 0.16, 0.56, INK, 0.02, 0.04)
+        p.arrow(0.7, 0.56, 0.84, 0.56, INK, 0.02, 0.04)
         p.ellipse(0.5, 0.72, 0.12, 0.07, outline=h, width=0.03)
-        p.arc(0.5, 0.62, 0.22, 0.1, 20, 160, _INK, 0.012)
+        p.arc(0.5, 0.62, 0.22, 0.1, 20, 160, INK, 0.012)
     elif name == "bends":
         p.line(_arc(0.5, 0.78, 0.34, 0.4, 200, 340), h, 0.05)
-        p.circle(0.18, 0.68, 0.05, _DARK)
-        p.circle(0.82, 0.68, 0.05, _DARK)
+        p.circle(0.18, 0.68, 0.05, DARK)
+        p.circle(0.82, 0.68, 0.05, DARK)
     elif name == "dents":
-        p.poly([(0.32, 0.26), (0.68, 0.26), (0.68, 0.78), (0.32, 0.78), (0.32, 0.6), (0.42, 0.52), (0.32, 0.44)], _GREY, outline=_INK, width=0.012)
+        p.poly(
+            [(0.32, 0.26), (0.68, 0.26), (0.68, 0.78), (0.32, 0.78), (0.32, 0.6), (0.42, 0.52), (0.32, 0.44)],
+            GREY,
+            outline=INK,
+            width=0.012,
+        )
         p.ellipse(0.5, 0.26, 0.18, 0.04, fill=(200, 200, 205, 255))
-        p.arrow(0.14, 0.52, 0.28, 0.52, _RED, 0.025, 0.05)
+        p.arrow(0.14, 0.52, 0.28, 0.52, RED, 0.025, 0.05)
     elif name == "lands with a thud":
         floor(0.76)
-        p.rect(0.34, 0.44, 0.66, 0.76, fill=_DARK)
+        p.rect(0.34, 0.44, 0.66, 0.76, fill=DARK)
         for x0, x1 in ((0.3, 0.16), (0.7, 0.84)):
-            p.line([(x0, 0.72), (x1, 0.62)], _INK, 0.018)
-            p.line([(x0, 0.76), (x1, 0.74)], _INK, 0.018)
-        p.arrow(0.5, 0.2, 0.5, 0.38, _INK, 0.025, 0.05)
+            p.line([(x0, 0.72), (x1, 0.62)], INK, 0.018)
+            p.line([(x0, 0.76), (x1, 0.74)], INK, 0.018)
+        p.arrow(0.5, 0.2, 0.5, 0.38, INK, 0.025, 0.05)
     elif name == "burns":
-        p.rrect(0.24, 0.64, 0.76, 0.78, 0.05, fill=_BROWN)
+        p.rrect(0.24, 0.64, 0.76, 0.78, 0.05, fill=BROWN)
         for x, s in ((0.38, 0.18), (0.52, 0.26), (0.64, 0.16)):
             _flame(p, x, 0.5, s)
     elif name == "does not burn":
-        p.rect(0.34, 0.3, 0.66, 0.56, fill=_GREY, outline=_INK, width=0.012)
+        p.rect(0.34, 0.3, 0.66, 0.56, fill=GREY, outline=INK, width=0.012)
         _flame(p, 0.5, 0.7, 0.12)
         p.line([(0.66, 0.34), (0.72, 0.42), (0.84, 0.24)], (40, 160, 60, 255), 0.035)
     elif name == "is attracted to the magnet":
         _magnet(p, 0.3, 0.5, 0.13)
-        p.rect(0.66, 0.44, 0.8, 0.56, fill=_GREY, outline=_INK, width=0.01)
-        p.arrow(0.64, 0.5, 0.48, 0.5, _INK, 0.02, 0.04)
+        p.rect(0.66, 0.44, 0.8, 0.56, fill=GREY, outline=INK, width=0.01)
+        p.arrow(0.64, 0.5, 0.48, 0.5, INK, 0.02, 0.04)
         for y in (0.34, 0.66):
             p.line([(0.5, y), (0.64, y)], h, 0.012)
     elif name == "is not attracted to the magnet":
         _magnet(p, 0.28, 0.5, 0.12)
         p.circle(0.76, 0.5, 0.07, h)
-        p.line([(0.48, 0.42), (0.6, 0.58)], _RED, 0.03)
-        p.line([(0.6, 0.42), (0.48, 0.58)], _RED, 0.03)
+        p.line([(0.48, 0.42), (0.6, 0.58)], RED, 0.03)
+        p.line([(0.6, 0.42), (0.48, 0.58)], RED, 0.03)
     elif name == "floats":
         _water(p, 0.56, x0=0.1, x1=0.9, y1=0.88)
-        p.ellipse(0.5, 0.5, 0.16, 0.09, fill=h, outline=_INK, width=0.012)
+        p.ellipse(0.5, 0.5, 0.16, 0.09, fill=h, outline=INK, width=0.012)
     elif name == "sinks":
         _water(p, 0.22, x0=0.1, x1=0.9, y1=0.88)
-        p.ellipse(0.5, 0.78, 0.14, 0.07, fill=_DARK)
+        p.ellipse(0.5, 0.78, 0.14, 0.07, fill=DARK)
         _bubbles(p, ((0.46, 0.6, 0.025), (0.54, 0.48, 0.02), (0.48, 0.36, 0.015)))
-        p.arrow(0.7, 0.4, 0.7, 0.7, _INK, 0.02, 0.04)
+        p.arrow(0.7, 0.4, 0.7, 0.7, INK, 0.02, 0.04)
     elif name == "melts":
         p.ellipse(0.5, 0.74, 0.3, 0.07, fill=h)
         p.poly([(0.42, 0.74), (0.44, 0.58), (0.56, 0.6), (0.58, 0.74)], h)
         _drop(p, 0.66, 0.56, 0.05, h)
         for x in (0.3, 0.5, 0.7):
-            p.line([(x, 0.38), (x + 0.03, 0.32), (x, 0.26), (x + 0.03, 0.2)], _FIRE, 0.014)
+            p.line([(x, 0.38), (x + 0.03, 0.32), (x, 0.26), (x + 0.03, 0.2)], FIRE, 0.014)
     elif name == "dissolves":
-        p.poly([(0.3, 0.38), (0.7, 0.38), (0.67, 0.8), (0.33, 0.8)], _WATER_L)
-        p.line([(0.3, 0.22), (0.33, 0.8), (0.67, 0.8), (0.7, 0.22)], _INK, 0.018)
+        p.poly([(0.3, 0.38), (0.7, 0.38), (0.67, 0.8), (0.33, 0.8)], LIGHT_WATER)
+        p.line([(0.3, 0.22), (0.33, 0.8), (0.67, 0.8), (0.7, 0.22)], INK, 0.018)
         for x, y in ((0.4, 0.5), (0.55, 0.6), (0.45, 0.7), (0.6, 0.45), (0.5, 0.55)):
-            p.circle(x, y, 0.008, _WHITE)
-        p.arc(0.5, 0.6, 0.1, 0.06, 0, 300, _WATER, 0.012)
+            p.circle(x, y, 0.008, WHITE)
+        p.arc(0.5, 0.6, 0.1, 0.06, 0, 300, WATER, 0.012)
     elif name == "gets soggy":
-        p.poly([(0.2, 0.4), (0.8, 0.4), (0.74, 0.56), (0.5, 0.7), (0.26, 0.56)], (200, 180, 140, 255), outline=_INK, width=0.012)
+        p.poly(
+            [(0.2, 0.4), (0.8, 0.4), (0.74, 0.56), (0.5, 0.7), (0.26, 0.56)],
+            (200, 180, 140, 255),
+            outline=INK,
+            width=0.012,
+        )
         for x in (0.34, 0.5, 0.64):
             _drop(p, x, 0.8, 0.04)
         p.ellipse(0.5, 0.5, 0.16, 0.05, fill=(120, 100, 70, 150))
     elif name == "gets soaked":
         for x in (0.2, 0.34, 0.48, 0.62, 0.76):
-            p.line([(x + 0.04, 0.16), (x, 0.34)], _WATER, 0.014)
-        p.ellipse(0.5, 0.62, 0.22, 0.15, fill=h, outline=_INK, width=0.012)
+            p.line([(x + 0.04, 0.16), (x, 0.34)], WATER, 0.014)
+        p.ellipse(0.5, 0.62, 0.22, 0.15, fill=h, outline=INK, width=0.012)
         p.ellipse(0.5, 0.62, 0.22, 0.15, fill=(30, 60, 120, 110))
         for x, y in ((0.42, 0.58), (0.58, 0.66)):
             _drop(p, x, y, 0.035)
     elif name == "stays dry":
         p.poly(_arc(0.5, 0.42, 0.3, 0.18, 180, 360), h)
-        p.line([(0.5, 0.42), (0.5, 0.6)], _INK, 0.018)
-        p.ellipse(0.5, 0.7, 0.16, 0.09, fill=(230, 200, 140, 255), outline=_INK, width=0.012)
+        p.line([(0.5, 0.42), (0.5, 0.6)], INK, 0.018)
+        p.ellipse(0.5, 0.7, 0.16, 0.09, fill=(230, 200, 140, 255), outline=INK, width=0.012)
         for x, y in ((0.14, 0.4), (0.86, 0.44), (0.16, 0.66), (0.84, 0.7)):
             _drop(p, x, y, 0.035)
     elif name == "rusts":
-        p.rect(0.24, 0.36, 0.76, 0.74, fill=_GREY, outline=_INK, width=0.012)
+        p.rect(0.24, 0.36, 0.76, 0.74, fill=GREY, outline=INK, width=0.012)
         for x, y, rad in ((0.36, 0.48, 0.09), (0.6, 0.62, 0.11), (0.66, 0.44, 0.06), (0.4, 0.66, 0.05)):
-            p.circle(x, y, rad, _RUST)
+            p.circle(x, y, rad, RUST)
         for x in (0.3, 0.5, 0.7):
             _drop(p, x, 0.2, 0.04)
     elif name == "lets the light through":
-        p.circle(0.18, 0.5, 0.08, _YELLOW)
-        p.rect(0.46, 0.26, 0.52, 0.74, fill=(200, 230, 250, 220), outline=_WATER, width=0.01)
+        p.circle(0.18, 0.5, 0.08, YELLOW)
+        p.rect(0.46, 0.26, 0.52, 0.74, fill=(200, 230, 250, 220), outline=WATER, width=0.01)
         for y in (0.38, 0.5, 0.62):
-            p.line([(0.28, y), (0.86, y)], _FIRE_Y, 0.02)
+            p.line([(0.28, y), (0.86, y)], FIRE_YELLOW, 0.02)
         p.rect(0.6, 0.3, 0.86, 0.7, fill=(255, 240, 150, 90))
     elif name == "blocks the light":
-        p.circle(0.18, 0.5, 0.08, _YELLOW)
-        p.rect(0.46, 0.26, 0.54, 0.74, fill=_DARK)
+        p.circle(0.18, 0.5, 0.08, YELLOW)
+        p.rect(0.46, 0.26, 0.54, 0.74, fill=DARK)
         for y in (0.38, 0.5, 0.62):
-            p.line([(0.28, y), (0.45, y)], _FIRE_Y, 0.02)
+            p.line([(0.28, y), (0.45, y)], FIRE_YELLOW, 0.02)
         p.rect(0.56, 0.26, 0.88, 0.74, fill=(40, 40, 50, 150))
     elif name == "conducts electricity":
         _battery(p, 0.28, 0.68)
@@ -1899,77 +2000,92 @@ def _r_scene(name: str, p: _Pen, h: Color) -> bool:
         p.line([(0.41, 0.68), (0.72, 0.68), (0.72, 0.56)], (190, 110, 60, 255), 0.02)
         p.rect(0.5, 0.64, 0.6, 0.72, fill=h)
         _bulb(p, 0.72, 0.42, False)
-        p.line([(0.62, 0.3), (0.82, 0.5)], _RED, 0.025)
-        p.line([(0.82, 0.3), (0.62, 0.5)], _RED, 0.025)
+        p.line([(0.62, 0.3), (0.82, 0.5)], RED, 0.025)
+        p.line([(0.82, 0.3), (0.62, 0.5)], RED, 0.025)
     elif name == "makes you slip":
         floor(0.8)
-        p.ellipse(0.5, 0.8, 0.2, 0.03, fill=_WATER_L)
-        p.circle(0.34, 0.36, 0.06, _INK)
-        p.line([(0.38, 0.42), (0.56, 0.56)], _INK, 0.03)
-        p.line([(0.56, 0.56), (0.74, 0.44)], _INK, 0.025)
-        p.line([(0.56, 0.56), (0.7, 0.66)], _INK, 0.025)
-        p.line([(0.46, 0.48), (0.4, 0.62)], _INK, 0.025)
+        p.ellipse(0.5, 0.8, 0.2, 0.03, fill=LIGHT_WATER)
+        p.circle(0.34, 0.36, 0.06, INK)
+        p.line([(0.38, 0.42), (0.56, 0.56)], INK, 0.03)
+        p.line([(0.56, 0.56), (0.74, 0.44)], INK, 0.025)
+        p.line([(0.56, 0.56), (0.7, 0.66)], INK, 0.025)
+        p.line([(0.46, 0.48), (0.4, 0.62)], INK, 0.025)
     elif name == "makes bubbles":
         p.rrect(0.34, 0.64, 0.66, 0.8, 0.06, fill=h)
-        _bubbles(p, ((0.4, 0.52, 0.06), (0.56, 0.46, 0.08), (0.66, 0.3, 0.05), (0.42, 0.3, 0.04), (0.3, 0.4, 0.035), (0.54, 0.2, 0.03)))
+        _bubbles(
+            p,
+            (
+                (0.4, 0.52, 0.06),
+                (0.56, 0.46, 0.08),
+                (0.66, 0.3, 0.05),
+                (0.42, 0.3, 0.04),
+                (0.3, 0.4, 0.035),
+                (0.54, 0.2, 0.03),
+            ),
+        )
     elif name == "squashes":
-        p.ellipse(0.5, 0.72, 0.3, 0.07, fill=h, outline=_INK, width=0.012)
+        p.ellipse(0.5, 0.72, 0.3, 0.07, fill=h, outline=INK, width=0.012)
         for x in (0.36, 0.5, 0.64):
-            p.arrow(x, 0.3, x, 0.56, _INK, 0.02, 0.04)
-        p.line([(0.2, 0.24), (0.8, 0.24)], _INK, 0.03)
+            p.arrow(x, 0.3, x, 0.56, INK, 0.02, 0.04)
+        p.line([(0.2, 0.24), (0.8, 0.24)], INK, 0.03)
     elif name == "changes shape":
         p.rect(0.16, 0.4, 0.34, 0.6, fill=h)
-        p.arrow(0.38, 0.5, 0.56, 0.5, _INK, 0.02, 0.04)
-        p.poly([(0.72 + 0.12 * math.cos(math.radians(a)) * (1 if i % 2 == 0 else 0.45),
-                 0.5 + 0.12 * math.sin(math.radians(a)) * (1 if i % 2 == 0 else 0.45)) for i, a in enumerate(range(-90, 270, 36))], h)
+        p.arrow(0.38, 0.5, 0.56, 0.5, INK, 0.02, 0.04)
+        p.poly(
+            [
+                (
+                    0.72 + 0.12 * math.cos(math.radians(a)) * (1 if i % 2 == 0 else 0.45),
+                    0.5 + 0.12 * math.sin(math.radians(a)) * (1 if i % 2 == 0 else 0.45),
+                )
+                for i, a in enumerate(range(-90, 270, 36))
+            ],
+            h,
+        )
     elif name == "hardens":
         p.poly(_arc(0.5, 0.72, 0.32, 0.46, 180, 360) + [(0.82, 0.8), (0.18, 0.8)], (170, 80, 50, 255))
         p.poly(_arc(0.5, 0.72, 0.2, 0.3, 180, 360), (60, 30, 20, 255))
         p.poly([(0.44, 0.72), (0.56, 0.72), (0.58, 0.56), (0.42, 0.56)], h)
         for x in (0.4, 0.6):
-            p.line([(x, 0.5), (x + 0.02, 0.46), (x, 0.42)], _FIRE, 0.012)
+            p.line([(x, 0.5), (x + 0.02, 0.46), (x, 0.42)], FIRE, 0.012)
     elif name == "rots":
         p.circle(0.5, 0.6, 0.18, (130, 90, 40, 255))
         for x, y, rad in ((0.44, 0.56, 0.04), (0.58, 0.66, 0.05), (0.56, 0.5, 0.03)):
             p.circle(x, y, rad, (100, 140, 60, 255))
         for x, y in ((0.3, 0.3), (0.66, 0.26), (0.74, 0.38)):
-            p.circle(x, y, 0.015, _INK)
+            p.circle(x, y, 0.015, INK)
             p.ellipse(x, y - 0.02, 0.015, 0.008, fill=(200, 200, 220, 255))
         p.line([(0.46, 0.36), (0.48, 0.3), (0.46, 0.24)], (100, 140, 60, 255), 0.012)
     elif name == "shrinks":
-        p.poly([(0.2, 0.24), (0.8, 0.24), (0.8, 0.8), (0.2, 0.8)], outline=_GREY, width=0.012)
+        p.poly([(0.2, 0.24), (0.8, 0.24), (0.8, 0.8), (0.2, 0.8)], outline=GREY, width=0.012)
         p.poly([(0.4, 0.44), (0.6, 0.44), (0.6, 0.62), (0.4, 0.62)], h)
         p.line([(0.36, 0.44), (0.4, 0.44)], h, 0.02)
         p.line([(0.6, 0.44), (0.64, 0.44)], h, 0.02)
         for sx in (-1, 1):
-            p.arrow(0.5 + 0.27 * sx, 0.52, 0.5 + 0.15 * sx, 0.52, _INK, 0.018, 0.04)
+            p.arrow(0.5 + 0.27 * sx, 0.52, 0.5 + 0.15 * sx, 0.52, INK, 0.018, 0.04)
     elif name == "blows away":
         for y, ln in ((0.34, 0.4), (0.5, 0.5), (0.66, 0.36)):
-            p.line([(0.14, y), (0.14 + ln, y)], _WATER, 0.015)
-            p.arc(0.14 + ln, y - 0.04, 0.04, 0.04, 90, 360, _WATER, 0.015)
+            p.line([(0.14, y), (0.14 + ln, y)], WATER, 0.015)
+            p.arc(0.14 + ln, y - 0.04, 0.04, 0.04, 90, 360, WATER, 0.015)
         p.poly([(0.7, 0.3), (0.86, 0.38), (0.78, 0.54), (0.64, 0.46)], h)
-        p.arrow(0.62, 0.6, 0.82, 0.68, _INK, 0.018, 0.04)
+        p.arrow(0.62, 0.6, 0.82, 0.68, INK, 0.018, 0.04)
     elif name == "leaks juice":
-        p.circle(0.5, 0.38, 0.16, _FIRE)
+        p.circle(0.5, 0.38, 0.16, FIRE)
         p.circle(0.56, 0.32, 0.03, (255, 200, 150, 255))
         for y in (0.62, 0.7):
-            _drop(p, 0.5, y, 0.03, _FIRE_Y)
-        p.ellipse(0.5, 0.8, 0.2, 0.04, fill=_FIRE_Y)
+            _drop(p, 0.5, y, 0.03, FIRE_YELLOW)
+        p.ellipse(0.5, 0.8, 0.2, 0.04, fill=FIRE_YELLOW)
     else:
         return False
     return True
-
-
-_GLYPHS = ("circle", "triangle", "square", "zigzag", "wave", "arrow", "dots", "cross")
 
 
 def _generic_icon(name: str, p: _Pen, h: Color) -> None:
     """Two or three hashed stroke glyphs for entities without a hand-made drawing."""
     r = _rand("glyph", name)
     for _ in range(r.randint(2, 3)):
-        g = r.choice(_GLYPHS)
+        g = r.choice(GLYPHS)
         cx, cy, s = r.uniform(0.36, 0.64), r.uniform(0.36, 0.64), r.uniform(0.1, 0.18)
-        col = r.choice((h, _INK, _DARK))
+        col = r.choice((h, INK, DARK))
         if g == "circle":
             p.circle(cx, cy, s, outline=col, width=0.03)
         elif g == "triangle":
@@ -2001,7 +2117,9 @@ def _icon_sprite(name: str, type_: str, w: int) -> _Sprite:
         p.circle(0.5, 0.5, 0.44, fill=_hsv(hue, 0.18, 0.97, 255), outline=_hsv(hue, 0.6, 0.55, 255), width=0.03)
         drawn = _p_icon(name, p, h)
     else:
-        p.rrect(0.06, 0.1, 0.94, 0.9, 0.08, fill=_hsv(hue, 0.25, 0.95, 255), outline=_hsv(hue, 0.6, 0.5, 255), width=0.03)
+        p.rrect(
+            0.06, 0.1, 0.94, 0.9, 0.08, fill=_hsv(hue, 0.25, 0.95, 255), outline=_hsv(hue, 0.6, 0.5, 255), width=0.03
+        )
         drawn = _r_scene(name, p, h)
     if not drawn:
         _generic_icon(name, p, h)
@@ -2169,8 +2287,9 @@ def rendered_entities() -> list[tuple[str, str]]:
     return list(_rendered())
 
 
-def render_set(per_entity: int, split: str = "train", size: int = 64, seed: int = 0,
-               names: list[str] | None = None) -> tuple[list[Image.Image], list[str]]:
+def render_set(
+    per_entity: int, split: str = "train", size: int = 64, seed: int = 0, names: list[str] | None = None
+) -> tuple[list[Image.Image], list[str]]:
     """per_entity renders of each rendered entity (or of `names` only), and the entity name of each image.
 
     Images are grouped by entity (in `names` order if given, else build_world()'s); render i of an
@@ -2192,66 +2311,3 @@ def render_set(per_entity: int, split: str = "train", size: int = 64, seed: int 
             images.append(render(name, type_, seed * 1_000_003 + i, split, size))
             labels.append(name)
     return images, labels
-
-
-def captions() -> dict[str, list[str]]:
-    """For each rendered entity, 3-6 short captions made from the world's facts."""
-    entities, triples = build_world()
-    out_edges: dict[str, dict[str, list[str]]] = {}
-    causes: dict[str, list[tuple[str, str]]] = {}  # result -> (property, action)
-    structural = {MADE_OF, IS, IS_A, FOUND_IN, USED_FOR}
-    for t in triples:
-        out_edges.setdefault(t.head, {}).setdefault(t.relation, []).append(t.tail)
-        if t.relation not in structural:
-            causes.setdefault(t.tail, []).append((t.head, t.relation))
-    made_from: dict[str, list[str]] = {}
-    for t in triples:
-        if t.relation == MADE_OF:
-            made_from.setdefault(t.tail, []).append(t.head)
-    holders: dict[str, list[str]] = {}
-    for e in entities:
-        if e.type == "material":
-            for prop in out_edges.get(e.name, {}).get(IS, []):
-                holders.setdefault(prop, []).append(e.name)
-
-    result: dict[str, list[str]] = {}
-    for e in entities:
-        if e.type not in RENDERED_TYPES:
-            continue
-        name, edges = e.name, out_edges.get(e.name, {})
-        if e.type == "object":
-            a = with_article(name)
-            mats, props = edges.get(MADE_OF, []), edges.get(IS, [])
-            caps = [a, f"a photo of {a} made of {_join(mats)}"]
-            if edges.get(IS_A) and edges.get(FOUND_IN):
-                caps.append(f"{with_article(edges[IS_A][0])} made of {_join(mats)} found in the {edges[FOUND_IN][0]}")
-            if edges.get(USED_FOR):
-                caps.append(f"{a} used for {edges[USED_FOR][0]}")
-            if props:
-                caps.append(f"{a}, which is {_join(props)}")
-            if edges.get(FOUND_IN):
-                caps.append(f"{a} in the {edges[FOUND_IN][0]}")
-        elif e.type == "material":
-            props = edges.get(IS, [])
-            caps = [f"a piece of {name}", f"{name}, which is {_join(props[:2])}"]
-            if edges.get(IS_A):
-                caps.append(f"a close-up of {name}, {with_article(edges[IS_A][0])}")
-            if len(props) > 2:
-                caps.append(f"{name} is {_join(props)}")
-            if made_from.get(name):
-                caps.append(f"{name}, the material of {with_article(made_from[name][0])}")
-        elif e.type == "property":
-            caps = [f"something {name}", e.description]
-            for action in edges:
-                if action not in structural:
-                    caps += [f"something {name} {res} {action}" for res in edges[action]]
-            if holders.get(name):
-                caps.append(f"{name}, like {_join(holders[name][:3])}")
-        else:
-            caps = [f"a thing that {name}"]
-            actions = list(dict.fromkeys(action for _, action in causes.get(name, [])))
-            caps += [f"something {name} {action}" for action in actions]
-            caps.append(e.description)
-            caps += [f"something {prop} {name} {action}" for prop, action in causes.get(name, [])]
-        result[name] = list(dict.fromkeys(caps))[:6]
-    return result

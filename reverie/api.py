@@ -1,0 +1,218 @@
+"""Reverie from Python: `Reverie(home=...)`, the same code the CLI runs and the Serve app's Pipeline.
+
+    from reverie import Reverie
+
+    with Reverie(home="~/reverie-demo") as rv:
+        rv.ingest(dataset="world")
+        verdict = rv.ask("What happens when you drop a glass cup?", seed=0)
+        print(verdict.answer_entity, [step.result for step in verdict.chain.steps])
+
+Ray starts (or, with `address`, connects) on the first call that needs it; `close()` stops the
+actors this object started. Errors a caller can fix are `reverie.errors.ReverieError`s, and a
+config's bad values `ValueError`s, raised before Ray starts where they can be.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from reverie.config import Settings
+from reverie.errors import ReverieError
+from reverie.schemas import Entity, FeedbackRecord, GraphStats, IngestReport, Query, Triple, Verdict
+
+Progress = Callable[[int, int], None]
+
+
+class Reverie:
+    """One REVERIE_HOME, asked and taught from Python.
+
+    `home`: the folder of the graph, vectors, policies and caches (default: REVERIE_HOME, else
+    ~/.local/share/reverie). `address`: a running Ray cluster (`auto`, `ray://host:10001`); None
+    starts a local one. Any other field of `reverie.config.Settings` may be given by keyword
+    (`branches=128`, `llm_backends=["ollama", "local"]`); the rest come from REVERIE_* variables."""
+
+    def __init__(self, home: str | Path | None = None, address: str | None = None, **settings: Any):
+        given = {"home": home, "address": address, **settings}
+        self.settings = Settings(**{k: v for k, v in given.items() if v is not None})
+        self._pipeline = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Reverie":
+        reverie = cls.__new__(cls)
+        reverie.settings, reverie._pipeline = settings, None
+        return reverie
+
+    @property
+    def pipeline(self):
+        """The Pipeline over Ray's actors, started on first use."""
+        if self._pipeline is None:
+            from reverie.pipeline import Pipeline
+
+            self._pipeline = Pipeline(self.settings)
+        return self._pipeline
+
+    # ---------- the graph ----------
+    def ingest(
+        self,
+        path: str | Path | None = None,
+        *,
+        dataset: str | None = None,
+        triples: Sequence[Triple | dict] | None = None,
+        entities: Sequence[Entity | dict] = (),
+        images: str | Path | None = None,
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        """Add facts from exactly one of: `path` (a .tsv/.txt/.csv/.jsonl file, or a folder with
+        train/dev/test.txt), `dataset` (a name: world, umls, kinships, nations), `triples` (with
+        optional typed `entities`), or `images` (a JSONL of images with captions or triplets).
+        The whole input is read and checked before anything is written."""
+        from reverie.data.kg import load_dataset, read_file
+
+        if sum(x is not None for x in (path, dataset, triples, images)) != 1:
+            raise ReverieError("give exactly one of path, dataset, triples or images")
+        if images is not None:
+            from reverie.graph_store.images import read_image_file
+
+            lines = read_image_file(images, self.settings.max_image_pixels)
+            return self.pipeline.ingest_images(lines, source=str(images), progress=progress)
+        if triples is not None:
+            facts = [t if isinstance(t, Triple) else Triple.model_validate(t) for t in triples]
+            typed = [e if isinstance(e, Entity) else Entity.model_validate(e) for e in entities]
+            return self.pipeline.ingest(facts, typed, source="python", progress=progress)
+        if dataset is not None or Path(path).is_dir():
+            kg = load_dataset(dataset or str(path))
+            return self.pipeline.ingest(kg.graph, kg.entities, source=kg.name, progress=progress)
+        facts, typed = read_file(path)
+        return self.pipeline.ingest(facts, typed, source=str(path), progress=progress)
+
+    def stats(self) -> GraphStats:
+        return self.pipeline.stats()
+
+    # ---------- asking ----------
+    def ask(self, question: str, image: str | Path | bytes | None = None, **options: Any) -> Verdict:
+        """Answer a question: the best chain with its provenance, the alternatives, the timings.
+        `image`: a file's path or its bytes (the question's subject). `options`: the fields of
+        `reverie.schemas.Query` (branches, hops, seed, verbalize, session_id, tree)."""
+        if image is not None:
+            options["image"] = base64.b64encode(self.check_image(image)).decode()
+        query = Query(question=question, **options)
+        return self.pipeline.answer(query)
+
+    def check_image(self, image: str | Path | bytes) -> bytes:
+        """The image's bytes, once they are known to be an image within the size limit (an ImageError otherwise)."""
+        from reverie.images import load_image
+
+        load_image(image, self.settings.max_image_pixels, name="image" if isinstance(image, bytes) else str(image))
+        return image if isinstance(image, bytes) else Path(image).read_bytes()
+
+    def warm_up(self, llm: bool = True) -> None:
+        """Start every actor and load its models (the LLM too unless `llm=False`), so that the first
+        question's stage timings measure the work, not the start-up."""
+        self.pipeline.services.warm_up(llm=llm)
+
+    def feedback(
+        self, verdict: Verdict | str, rating: Literal["good", "bad", "neutral"], note: str = ""
+    ) -> FeedbackRecord:
+        """Rate a verdict (good, bad or neutral), kept as a dataset under `home`/feedback."""
+        from reverie.schemas import Feedback
+
+        if isinstance(verdict, Verdict):
+            rated = Feedback(verdict_id=verdict.id, rating=rating, note=note, verdict=verdict)
+        else:
+            rated = Feedback(verdict_id=verdict, rating=rating, note=note)
+        return self.pipeline.feedback(rated)
+
+    # ---------- training and evaluation ----------
+    def train_policy(
+        self,
+        dataset: str | Any,
+        progress: Callable[[dict], None] | None = None,
+        message: Callable[[str], None] | None = None,
+        **config: Any,
+    ) -> Path:
+        """Train the path policy on a dataset with RLlib PPO (its world model first); returns the
+        checkpoint's folder. `dataset`: a name or folder, or a whole `PolicyTrainConfig`. `config`:
+        fields of `PolicyTrainConfig` (iterations, minutes, walks, seed) and its parts as dicts
+        (env={"hops": 2}, net={"experts": 4})."""
+        from reverie.actors import init_ray
+        from reverie.agents.path_policy.config import PolicyTrainConfig
+        from reverie.agents.path_policy.train import train_policy
+
+        base = dataset if isinstance(dataset, PolicyTrainConfig) else PolicyTrainConfig(dataset=dataset)
+        train_config = base.replace(**config)
+        init_ray(self.settings)
+        return train_policy(self.settings, train_config, progress=progress, message=message)
+
+    def train_reasoner(
+        self, dataset: str, config: Any = None, progress: Callable[[dict], None] | None = None, **fields: Any
+    ):
+        """Train the graph reasoner on a dataset and save it under `home`; a trained policy of the
+        same dataset takes it into its arbiter (weights and temperature fit on dev). Returns the
+        `GraphReasoner` (its `stats` hold the best dev MRR). `config`: a `ReasonerConfig`, or its
+        fields by keyword (dim, layers, epochs, minutes, hide, seed, ...)."""
+        import torch
+
+        from reverie.agents.path_policy.train import attach_reasoner
+        from reverie.models.graph_reasoner import train_reasoner
+        from reverie.models.reasoner_config import ReasonerConfig
+
+        reasoner_config = config if config is not None else ReasonerConfig(**fields)
+        kg = kg_dataset(dataset)
+        torch.set_num_threads(self.settings.model_threads)
+        reasoner = train_reasoner(kg, reasoner_config, progress=progress)
+        path = reasoner.save(self.settings.paths.reasoner(kg.name))
+        folder = self.settings.paths.policy(kg.name)
+        if (folder / "config.json").is_file():
+            try:
+                attach_reasoner(folder, kg, path)
+            except ValueError as exc:
+                raise ReverieError(str(exc)) from None
+        return reasoner
+
+    def evaluate(self, dataset: str, split: str = "test", beam: int | None = None) -> dict:
+        """Filtered tail ranking of the dataset's split by its trained policy (Hits@1/3/10, MRR;
+        AUC-PR for Countries), as Reverie's arbiter, the policy's paths alone, the world model alone
+        and the reasoner alone (when trained)."""
+        from reverie.agents.path_policy.bundle import load_bundle
+        from reverie.agents.path_policy.evaluate import DEFAULT_BEAM, evaluate_bundle
+
+        if beam is not None and beam < 1:
+            raise ReverieError(f"the beam must be at least 1, got {beam}")
+        kg = kg_dataset(dataset)
+        folder = self.settings.paths.policy(kg.name)
+        if not (folder / "config.json").is_file():
+            raise ReverieError(
+                f"no trained policy for {kg.name!r} in {folder}: train one first (`reverie train policy --dataset {dataset}`)"
+            )
+        bundle = load_bundle(folder, kg)
+        return {
+            "dataset": kg.name,
+            "split": split,
+            **evaluate_bundle(bundle, kg, split=split, beam=beam or DEFAULT_BEAM),
+        }
+
+    # ---------- lifetime ----------
+    def close(self) -> None:
+        """Stop the actors this object started (the graph is already on disk)."""
+        if self._pipeline is not None:
+            self._pipeline.services.stop()
+            self._pipeline = None
+
+    def __enter__(self) -> "Reverie":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def kg_dataset(name: str):
+    """A knowledge-graph dataset with a dev or test split, to learn and measure reasoning on."""
+    from reverie.data.kg import load_dataset
+
+    dataset = load_dataset(name)
+    if not dataset.test and not dataset.dev:
+        raise ReverieError(f"dataset {dataset.name!r} has no dev or test split to learn and measure reasoning on")
+    return dataset

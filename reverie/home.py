@@ -1,0 +1,90 @@
+"""The one layout of REVERIE_HOME: every folder and file Reverie keeps there is named here, and
+everything else asks `Home` for it.
+
+    graph/snapshot.npz           the knowledge graph (networkx, written then renamed)
+    qdrant/                      the embedded vector index (one process holds its lock)
+    feedback/                    ratings of verdicts, a dataset (JSONL)
+    models/                      the bundled LLM's safetensors copy; models/clip/image_tower.pt, the image tower
+    world_models/<dataset>.pt    a dataset's knowledge-graph embedding (PyKEEN)
+    reasoners/<dataset>.pt       a dataset's graph reasoner
+    policies/<dataset>/          a trained path policy, self-contained
+    tuner/                       the learning-rate control agent
+    embeddings/<corpus>-<embedder>.npy  a headline corpus, embedded once
+    runs/<kind>-<name>-...jsonl  training curves, as the web page plots them
+    tune/                        Ray Tune's experiments
+    config.yaml                  optional settings (REVERIE_* variables win)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Home:
+    root: Path
+
+    def __init__(self, root: str | os.PathLike[str]):
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def graph(self) -> Path:
+        return self.root / "graph"
+
+    @property
+    def snapshot(self) -> Path:
+        return self.graph / "snapshot.npz"
+
+    @property
+    def qdrant(self) -> Path:
+        return self.root / "qdrant"
+
+    @property
+    def feedback(self) -> Path:
+        return self.root / "feedback"
+
+    @property
+    def models(self) -> Path:
+        """Model caches: the bundled LLM's safetensors copy, and the image tower under clip/."""
+        return self.root / "models"
+
+    @property
+    def image_tower(self) -> Path:
+        """Where `reverie train clip` saves the image tower."""
+        return self.models / "clip" / "image_tower.pt"
+
+    def world_model(self, dataset: str) -> Path:
+        return self.root / "world_models" / f"{dataset}.pt"
+
+    def reasoner(self, dataset: str) -> Path:
+        return self.root / "reasoners" / f"{dataset}.pt"
+
+    @property
+    def policies(self) -> Path:
+        return self.root / "policies"
+
+    def policy(self, dataset: str) -> Path:
+        """A trained path policy's folder."""
+        return self.policies / dataset
+
+    @property
+    def lr_control(self) -> Path:
+        """The learning-rate control agent's folder (named `tuner` on disk, as homes already hold it)."""
+        return self.root / "tuner"
+
+    def embeddings(self, corpus: str, embedder: str) -> Path:
+        return self.root / "embeddings" / f"{corpus}-{embedder}.npy"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def tune(self) -> Path:
+        return self.root / "tune"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.yaml"
