@@ -38,8 +38,8 @@ browser:
 MYPY_PACKAGES := reverie/graph_store reverie/encoders reverie/llm reverie/dreams reverie/models reverie/data reverie/agents \
                  reverie/answer.py reverie/home.py reverie/ranking.py reverie/schemas.py reverie/config.py
 lint: install
-	$(BIN)/ruff check reverie tests bench
-	$(BIN)/ruff format --check reverie tests bench
+	$(BIN)/ruff check reverie tests bench testkit
+	$(BIN)/ruff format --check reverie tests bench testkit
 	$(BIN)/lint-imports
 	$(BIN)/mypy $(MYPY_PACKAGES)
 

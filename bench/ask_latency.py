@@ -82,7 +82,7 @@ def main() -> None:
         ["mode", "stage", "p50", "p90", "max"],
         rows,
         notes=f"""
-Warm pipeline, {len(world_questions())} world questions each, {settings.branches} rollouts of up to {settings.hops} hops,
+Warm pipeline, {len(world_questions())} world questions each, {settings.rollouts} rollouts of up to {settings.hops} hops,
 {settings.rollouts_per_task} rollouts per Ray task. "total" is the wall time of `Pipeline.answer` as the caller sees it.
 Whole-process runs (start Ray, load the encoder and the LLM, answer, exit):
 - {cold[0]}

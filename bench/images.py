@@ -23,10 +23,10 @@ from bench.common import RESULTS, fresh_home, write_table
 
 
 def throughput(tokenizer, images, repeats: int = 3) -> float:
-    tokenizer.tokenize(images[:64], progress=False)  # warm up
+    tokenizer.encode(images[:64], progress=False)  # warm up
     start = time.perf_counter()
     for _ in range(repeats):
-        tokenizer.tokenize(images, batch_size=64, progress=False)
+        tokenizer.encode(images, batch_size=64, progress=False)
     return repeats * len(images) / (time.perf_counter() - start)
 
 
@@ -34,7 +34,7 @@ def codebook_rows(tokenizer, train_images, held_vecs, held_names, texts, sizes) 
     from reverie.encoders.image_tower import Codebook
     from reverie.encoders.image_training import retrieval
 
-    train_vecs = tokenizer.tokenize(train_images, progress=False)
+    train_vecs = tokenizer.encode(train_images, progress=False)
     rows = []
     for size in sizes:
         book = Codebook.fit(train_vecs, size)
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         config = ClipTrainConfig(backbone=backbone, minutes=args.minutes, epochs=200, renders_per_entity=args.renders)
         tokenizer, report = train_image_tower(config, progress=sys.stderr.isatty())
         held = retrieval(
-            tokenizer.tokenize(held_images, progress=False), held_names, texts.entity_names, texts.entity_vecs
+            tokenizer.encode(held_images, progress=False), held_names, texts.entity_names, texts.entity_vecs
         )
         rate = throughput(tokenizer, held_images)
         params = sum(p.numel() for p in tokenizer.tower.parameters())
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     book_rows = codebook_rows(
         best_tokenizer,
         train_images,
-        best_tokenizer.tokenize(held_images, progress=False),
+        best_tokenizer.encode(held_images, progress=False),
         held_names,
         texts,
         args.codebooks,

@@ -2,7 +2,7 @@
 kill -9 of the whole server in the middle of ingests.
 
 One `reverie serve` subprocess over a fresh REVERIE_HOME holding the built-in world, on its own
-local Ray cluster (tests/serve_process.py, shared with tests/test_faults.py), in three phases:
+local Ray cluster (testkit/serve_process.py, shared with tests/test_faults.py), in three phases:
 1. soak: clients ask the world's questions for a bounded time (or number of requests); per time
    window, the requests answered, p50/p99 latency, and the summed RSS of every process of the
    server and its Ray cluster. Flat means the last window is like the first.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -25,15 +24,12 @@ import httpx
 import numpy as np
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the server helpers the fault tests use
-
-from serve_process import Load, ServeProcess, ingest_world  # noqa: E402
-from servers import AUTH  # noqa: E402
-
-from bench.common import fresh_home, write_table  # noqa: E402
-from reverie.config import Settings  # noqa: E402
-from reverie.data.world import world_questions  # noqa: E402
-from reverie.graph_store import GraphStore  # noqa: E402
+from bench.common import fresh_home, write_table
+from reverie.config import Settings
+from reverie.data.world import world_questions
+from reverie.graph_store import GraphStore
+from testkit.serve_process import Load, ServeProcess, ingest_world
+from testkit.servers import AUTH
 
 MIB = 1024 * 1024
 

@@ -75,6 +75,13 @@ RUNS = [
     ["bench.tune_policy"],
     ["bench.ui_screenshots"],
 ]
-for args in RUNS:
-    print(f"== {' '.join(args)}", flush=True)
-    subprocess.run([sys.executable, "-m", *args], cwd=ROOT, check=True)
+
+
+def main() -> None:
+    for args in RUNS:
+        print(f"== {' '.join(args)}", flush=True)
+        subprocess.run([sys.executable, "-m", *args], cwd=ROOT, check=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ took in the browser.
 
 A fresh REVERIE_HOME with the built-in world, real training runs logged by `reverie train policy`
 (UMLS) and `reverie train tuner` (news headlines), then `reverie serve` with an API key and the
-bundled LLM (tests/serve_process.py), driven by Selenium in Debian's Chromium (tests/browser.py).
+bundled LLM (testkit/serve_process.py), driven by Selenium in Debian's Chromium (testkit/browser.py).
 
     python -m bench.ui_screenshots [--iterations 6] [--home FOLDER]
 """
@@ -18,14 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the server and browser helpers the tests use
-
-from browser import WINDOW, chromium, drop_file, wait_for  # noqa: E402
-from serve_process import ServeProcess, ingest_world  # noqa: E402
-from servers import API_KEY  # noqa: E402
-
-from bench.common import RESULTS, fresh_home, write_table  # noqa: E402
-from reverie.data.world import SAMPLE_QUESTION  # noqa: E402
+from bench.common import RESULTS, fresh_home, write_table
+from reverie.data.world import SAMPLE_QUESTION
+from testkit.browser import WINDOW, chromium, drop_file, wait_for
+from testkit.serve_process import ServeProcess, ingest_world
+from testkit.servers import API_KEY
 
 SECOND_QUESTION = "What happens when you drop a rubber ball?"  # asked first: the sample's figures are a warm server's
 BROKEN = "lamp\tmade of\tbrass\nbrass\tis\tshiny\nbrass\twhen polished\n"  # line 3 has two fields

@@ -10,6 +10,7 @@ the rollouts are cut into batches; and the Verdict itself, with its `sure` flag.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -30,8 +31,9 @@ class Budget:
 
     @classmethod
     def of(cls, query: Query, settings: Settings) -> "Budget":
-        seed = query.seed if query.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
-        return cls(rollouts=query.branches or settings.branches, hops=query.hops or settings.hops, seed=seed)
+        # A SeedSequence made without entropy draws an int from the OS; numpy types `entropy` wider.
+        seed = query.seed if query.seed is not None else int(cast(int, np.random.SeedSequence().entropy) % (2**31))
+        return cls(rollouts=query.rollouts or settings.rollouts, hops=query.hops or settings.hops, seed=seed)
 
     def batches(self, per_task: int) -> list[int]:
         """Rollouts per batch (one Ray task each when they leave the answering process)."""

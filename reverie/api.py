@@ -32,7 +32,7 @@ class Reverie:
     `home`: the folder of the graph, vectors, policies and caches (default: REVERIE_HOME, else
     ~/.local/share/reverie). `address`: a running Ray cluster (`auto`, `ray://host:10001`); None
     starts a local one. Any other field of `reverie.config.Settings` may be given by keyword
-    (`branches=128`, `llm_backends=["ollama", "local"]`); the rest come from REVERIE_* variables."""
+    (`rollouts=128`, `llm_backends=["ollama", "local"]`); the rest come from REVERIE_* variables."""
 
     def __init__(self, home: str | Path | None = None, address: str | None = None, **settings: Any):
         given = {"home": home, "address": address, **settings}
@@ -92,14 +92,19 @@ class Reverie:
         return self.pipeline.stats()
 
     # ---------- asking ----------
-    def ask(self, question: str, image: str | Path | bytes | None = None, **options: Any) -> Verdict:
+    def ask(self, question: str | Query, image: str | Path | bytes | None = None, **options: Any) -> Verdict:
         """Answer a question: the best chain with its provenance, the alternatives, the timings.
         `image`: a file's path or its bytes (the question's subject). `options`: the fields of
-        `reverie.schemas.Query` (branches, hops, seed, verbalize, session_id, tree)."""
+        `reverie.schemas.Query` (rollouts, hops, seed, verbalize, session_id, tree). A `Query`
+        (from `query`) is answered as it is."""
+        query = question if isinstance(question, Query) else self.query(question, image, **options)
+        return self.pipeline.answer(query)
+
+    def query(self, question: str, image: str | Path | bytes | None = None, **options: Any) -> Query:
+        """The Query `ask` answers, checked (the image too) without starting anything."""
         if image is not None:
             options["image"] = base64.b64encode(self.check_image(image)).decode()
-        query = Query(question=question, **options)
-        return self.pipeline.answer(query)
+        return Query(question=question, **options)
 
     def check_image(self, image: str | Path | bytes) -> bytes:
         """The image's bytes, once they are known to be an image within the size limit (an ImageError otherwise)."""

@@ -87,11 +87,10 @@ def _show_chain(chain, indent: str = "  ") -> list[str]:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     reverie = _reverie(_settings(args))
-    options = {"branches": args.branches, "hops": args.hops, "seed": args.seed, "verbalize": not args.no_llm}
-    if args.image:
-        reverie.check_image(args.image)  # a bad file fails before Ray starts
-    reverie.warm_up(llm=not args.no_llm)  # so the stage timings printed measure the work, not start-up
-    verdict = reverie.ask(args.question, image=args.image, **options)
+    options = {"rollouts": args.rollouts, "hops": args.hops, "seed": args.seed, "verbalize": not args.no_llm}
+    query = reverie.query(args.question, image=args.image, **options)  # bad input fails before Ray starts
+    reverie.warm_up(llm=query.verbalize)  # so the stage timings printed measure the work, not start-up
+    verdict = reverie.ask(query)
     if args.json:
         print(verdict.model_dump_json(indent=2))
         return 0
@@ -469,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", help="ask a question")
     p.add_argument("question")
-    p.add_argument("--branches", type=int, help="dream rollouts (default: REVERIE_BRANCHES, 64)")
+    p.add_argument("--rollouts", "--branches", type=int, help="dream rollouts (default: REVERIE_ROLLOUTS, 64)")
     p.add_argument("--hops", type=int, help="maximum hops per rollout (default: REVERIE_HOPS, 3)")
     p.add_argument("--seed", type=int, help="seed for the rollouts")
     p.add_argument("--no-llm", action="store_true", help="skip the LLM; say the answer with a template")
@@ -511,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--experts",
         type=int,
         default=d.net.experts,
-        help=f"dream experts mixed by a gate over the query (default {d.net.experts}; the seeds' 4)",
+        help=f"dream experts mixed by a gate over the query (default {d.net.experts}; the design notes' 4)",
     )
     t.add_argument(
         "--imagined",

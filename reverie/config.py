@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         default="auto",
         description="Which walker dreams: 'auto' takes the trained path policy whose graph holds the question's entities, else the embedding walker; 'path-policy' makes a question no policy knows an error.",
     )
-    branches: int = Field(default=64, ge=1, le=4096, description="Dream rollouts per question.")
+    rollouts: int = Field(default=64, ge=1, le=4096, description="Dream rollouts per question.")
     hops: int = Field(default=3, ge=1, le=6, description="Maximum hops per rollout.")
     rollouts_per_task: int = Field(
         default=256,

@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 # ---------------------------------------------------------------------------------- scores
 
@@ -68,7 +69,9 @@ def arbiter_scores(
 # ---------------------------------------------------------------------------------- ranking
 
 
-def filtered_ranks(scores: np.ndarray, answers: np.ndarray, known: Sequence[Iterable[int]] | None = None) -> np.ndarray:
+def filtered_ranks(
+    scores: np.ndarray, answers: npt.ArrayLike, known: Sequence[Iterable[int]] | None = None
+) -> np.ndarray:
     """Rank of each row's answer (1 = best, higher score = better) among all entities except that
     row's other known answers (`known[i]` minus `answers[i]`); `known=None` gives raw ranks.
 

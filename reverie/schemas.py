@@ -45,7 +45,7 @@ class Query(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(min_length=1, max_length=2000, description="The question, in plain text.")
-    branches: int | None = Field(
+    rollouts: int | None = Field(
         default=None, ge=1, le=4096, description="Number of dream rollouts (default: settings)."
     )
     hops: int | None = Field(default=None, ge=1, le=6, description="Maximum hops per rollout (default: settings).")
@@ -94,7 +94,7 @@ class Chain(BaseModel):
 
 class Candidate(BaseModel):
     answer: str
-    score: float = Field(description="Arbiter score: agreement across branches plus path score.")
+    score: float = Field(description="Arbiter score: agreement across rollouts plus path score.")
     votes: int = Field(description="Rollouts that ended at this answer.")
     best_chain: Chain
     confidence: float | None = Field(

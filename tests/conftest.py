@@ -60,9 +60,9 @@ def world_pipeline(ray_cluster, world_settings):
 def served(world_pipeline, world_settings):
     """(base URL, settings) of `reverie serve` over the world home, with the test API key."""
     from ray import serve
-    from servers import API_KEY, free_port
 
     from reverie.serve.app import run
+    from testkit.servers import API_KEY, free_port
 
     settings = world_settings.model_copy(
         update={"port": free_port(), "api_key": API_KEY, "max_body_bytes": 64 * 1024, "max_image_pixels": 1_000_000}
@@ -81,7 +81,8 @@ def base_url(served):
 def http(base_url):
     """An HTTP client of the served app that sends the API key."""
     import httpx
-    from servers import AUTH
+
+    from testkit.servers import AUTH
 
     with httpx.Client(base_url=base_url, headers=AUTH, timeout=120) as client:
         yield client
@@ -95,12 +96,3 @@ def headline_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("headline-home")
     load_splits(str(home), "news")
     return home
-
-
-# test_serve_policy.py replaces the session's world server with its own (one Serve app per
-# cluster) and shuts it down after: it runs last, so every test that uses `served` comes before.
-LAST_MODULES = ("test_serve_policy.py",)
-
-
-def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: item.path.name in LAST_MODULES)  # stable: the rest keep their order

@@ -25,11 +25,11 @@ def chain(head: str, tail: str) -> Chain:
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(home=tmp_path, branches=64, hops=3, confidence_threshold=0.5)
+    return Settings(home=tmp_path, rollouts=64, hops=3, confidence_threshold=0.5)
 
 
 def test_the_budget_takes_the_query_values_else_the_settings(settings):
-    assert answer.Budget.of(Query(question="q", branches=10, hops=2, seed=7), settings) == answer.Budget(10, 2, 7)
+    assert answer.Budget.of(Query(question="q", rollouts=10, hops=2, seed=7), settings) == answer.Budget(10, 2, 7)
     default = answer.Budget.of(Query(question="q"), settings)
     assert (default.rollouts, default.hops) == (64, 3) and 0 <= default.seed < 2**31
 

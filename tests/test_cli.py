@@ -110,7 +110,7 @@ def test_ingest_then_ask_end_to_end(tmp_path):
 def test_train_policy_then_eval_json(tmp_path):
     """`reverie train policy` on a folder dataset prints its progress and a checkpoint; `eval --json`
     gives the field's metrics as fractions, with the policy-only and world-model-only breakdowns."""
-    from test_policy_module import write_toy_dataset  # pytest puts tests/ on sys.path
+    from testkit.datasets import write_toy_dataset
 
     folder = tmp_path / "toyfamily"
     write_toy_dataset(folder)

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the virtualenv's bin: ray, reverie
 CONFIGS = ["cluster.yaml", "cluster.aws.yaml"]
 QUESTION = "What happens when you drop a glass cup?"
-BRANCHES, PER_TASK = 1024, 64
+ROLLOUTS, PER_TASK = 1024, 64
 
 
 def _config(name: str) -> dict:
@@ -251,7 +251,7 @@ def _ask(env: dict[str, str], *address: str) -> dict:
     _check([reverie, *address, "ingest", "--dataset", "world", "--quiet"], env)
     return json.loads(
         _check(
-            [reverie, *address, "ask", QUESTION, "--json", "--no-llm", "--seed", "0", "--branches", str(BRANCHES)], env
+            [reverie, *address, "ask", QUESTION, "--json", "--no-llm", "--seed", "0", "--rollouts", str(ROLLOUTS)], env
         )
     )
 
@@ -274,7 +274,7 @@ def test_two_node_cluster_spreads_rollouts_and_keeps_the_answer(two_nodes, tmp_p
     per_task = {"REVERIE_ROLLOUTS_PER_TASK": str(PER_TASK)}  # 1024 rollouts = 16 tasks
     on_cluster = _ask(_env(REVERIE_HOME=str(tmp_path / "cluster-home"), **per_task), "--address", address)
     nodes = on_cluster["nodes"]
-    assert set(nodes) <= set(alive) and sum(nodes.values()) == BRANCHES, (nodes, alive)
+    assert set(nodes) <= set(alive) and sum(nodes.values()) == ROLLOUTS, (nodes, alive)
     # SPREAD alone does not promise this: the driver reuses its first worker lease, so 16 short tasks
     # can all run on the node whose worker was ready first. Round-robin node affinity does.
     assert sorted(nodes) == sorted(alive), f"rollouts per node {nodes}, alive nodes {alive}"
@@ -282,7 +282,7 @@ def test_two_node_cluster_spreads_rollouts_and_keeps_the_answer(two_nodes, tmp_p
 
     # The same question on a single-node Ray of its own: no --address, and _env drops RAY_ADDRESS.
     alone = _ask(_env(REVERIE_HOME=str(tmp_path / "local-home"), **per_task))
-    assert len(alone["nodes"]) == 1 and sum(alone["nodes"].values()) == BRANCHES, alone["nodes"]
+    assert len(alone["nodes"]) == 1 and sum(alone["nodes"].values()) == ROLLOUTS, alone["nodes"]
     assert not set(alone["nodes"]) & set(alive), "the single-node run joined the test cluster"
     assert _reasoning(on_cluster) == _reasoning(alone)
 

@@ -3,7 +3,8 @@ default `cors_origin_regex`), and the OpenAPI page's bearer scheme and error rep
 
 import httpx
 import pytest
-from servers import AUTH
+
+from testkit.servers import AUTH
 
 pytestmark = pytest.mark.ray
 

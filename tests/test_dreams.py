@@ -15,7 +15,7 @@ def unit(i: int) -> np.ndarray:
     return v
 
 
-def make_subgraph(nodes, rels, facts, node_vecs=None, rel_vecs=None, seeds=(0,)):
+def make_subgraph(nodes, rels, facts, node_vecs=None, rel_vecs=None, anchors=(0,)):
     """facts: (head, relation, tail) indices; inverse edges are added as the store does."""
     n, r = len(nodes), len(rels)
     src = [h for h, _, t in facts] + [t for h, _, t in facts]
@@ -39,8 +39,8 @@ def make_subgraph(nodes, rels, facts, node_vecs=None, rel_vecs=None, seeds=(0,))
         rel_vecs=rel_vecs,
         edge_ids=[f"e{i}" for i in range(len(facts))],
         edge_sources=["test"] * len(facts),
-        seeds=np.asarray(seeds),
-        seed_weights=np.ones(len(seeds)) / len(seeds),
+        anchors=np.asarray(anchors),
+        anchor_weights=np.ones(len(anchors)) / len(anchors),
     )
 
 
@@ -131,7 +131,7 @@ def test_arbiter_ranks_by_agreement_path_and_relevance():
     r = dream(walker, sub, query, 64, seed=1)
     ranked = walker.rank(sub, query, r, limit=10)
     assert ranked[0].answer == "shatters"
-    assert sum(c.votes for c in ranked) == int(((r.length > 0) & ~np.isin(r.answers, sub.seeds)).sum())
+    assert sum(c.votes for c in ranked) == int(((r.length > 0) & ~np.isin(r.answers, sub.anchors)).sum())
     assert [c.score for c in ranked] == sorted((c.score for c in ranked), reverse=True)
     chain = ranked[0].best_chain
     assert [(s.what, s.action, s.result) for s in chain.steps] == [
@@ -144,7 +144,7 @@ def test_arbiter_ranks_by_agreement_path_and_relevance():
 
 def test_arbiter_marks_inverse_steps_and_skips_seed_answers():
     sub, q = chain_graph()
-    sub.seeds = np.array([2])  # start at brittle: "glass" is reached against "is"
+    sub.anchors = np.array([2])  # start at brittle: "glass" is reached against "is"
     walker = EmbeddingWalker(temperature=5.0)
     query = walker.pose(sub, q, [], 1)
     ranked = walker.rank(sub, query, dream(walker, sub, query, 64, seed=2))

@@ -3,7 +3,7 @@ under load, and kill -9 of the whole `reverie serve` process tree in the middle 
 
 The store tests run without Ray. The server tests run `reverie serve` as a subprocess over a
 REVERIE_HOME of their own holding the built-in world, on its own local Ray cluster
-(tests/serve_process.py), so that what they kill is that server's and never the session's cluster.
+(testkit/serve_process.py), so that what they kill is that server's and never the session's cluster.
 Their server is shared in this order: a second process on its home, then the replica kill, then
 kill -9 of everything and a restart on the same home.
 """
@@ -21,14 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-from serve_process import Load, ServeProcess, ingest_world
-from servers import AUTH
 
 from reverie.config import Settings
 from reverie.data.world import SAMPLE_QUESTION
 from reverie.errors import ReverieError, SnapshotError, StoreInUseError
 from reverie.graph_store import GraphStore
 from reverie.schemas import Triple
+from testkit.serve_process import Load, ServeProcess, ingest_world
+from testkit.servers import AUTH
 
 FACTS = [
     ("glass cup", "made of", "glass"),
@@ -78,7 +78,7 @@ DAMAGE = {
 @pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
 def test_a_damaged_snapshot_is_an_error_naming_the_file(small_home, encoder, damage):
     settings, good = small_home
-    path = settings.graph_dir / "snapshot.npz"
+    path = settings.paths.snapshot
     damaged = damage(good, path)
     path.write_bytes(damaged)
     store = GraphStore(settings)  # constructing reads nothing: the first use loads
@@ -120,7 +120,7 @@ def test_a_home_another_process_holds_is_an_error_naming_the_holder(small_home):
             second.open_index()
         message = error.value.message
         assert (
-            str(settings.qdrant_path) in message
+            str(settings.paths.qdrant) in message
             and f"pid {holder.pid}" in message
             and "in use by another process" in message
         )
@@ -131,14 +131,14 @@ def test_a_home_another_process_holds_is_an_error_naming_the_holder(small_home):
     # The kernel let go of the dead holder's lock; its note is stale and names nobody.
     third = GraphStore(settings)
     third.open_index()
-    assert json.loads((settings.qdrant_path / "reverie-owner.json").read_text())["pid"] == os.getpid()
+    assert json.loads((settings.paths.qdrant / "reverie-owner.json").read_text())["pid"] == os.getpid()
     third.close()
-    assert not (settings.qdrant_path / "reverie-owner.json").exists()
+    assert not (settings.paths.qdrant / "reverie-owner.json").exists()
 
 
 def test_the_owner_clears_temporary_snapshots_a_killed_writer_left(small_home):
     settings, good = small_home
-    stale = settings.graph_dir / ".snapshot.npz.k1ll3d.tmp"
+    stale = settings.paths.graph / ".snapshot.npz.k1ll3d.tmp"
     stale.write_bytes(good[:1000])  # what atomic_file leaves when its process dies mid-write
     store = GraphStore(settings)
     assert store.stats().triples == len(FACTS) and stale.exists()  # a reader leaves it alone

@@ -9,10 +9,10 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from servers import AUTH
 
 from reverie.encoders.image import ImageEncoder
 from reverie.encoders.image_tower import ImageModelMissingError
+from testkit.servers import AUTH
 
 pytestmark = pytest.mark.ray
 QUESTION = "What happens if I drop this?"
@@ -44,7 +44,7 @@ def image_tower(world_settings, encoder):
     texts = WorldTexts.encode(encoder)
     for question in world_questions():
         obj = question.chain[0][0]
-        vec = tokenizer.tokenize([render_bytes(obj)])[0]
+        vec = tokenizer.encode([render_bytes(obj)])[0]
         if texts.entity_names[int(np.argmax(texts.entity_vecs @ vec))] == obj:
             return report, question
     pytest.fail("the short run linked no world question's object right")

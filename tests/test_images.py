@@ -66,31 +66,31 @@ def test_tokenizer_contract(backbone):
     torch.manual_seed(0)
     tokenizer = ImageTokenizer(ImageConfig(backbone=backbone))
     images = noise_images(5)
-    vecs = tokenizer.tokenize(images, batch_size=2)
+    vecs = tokenizer.encode(images, batch_size=2)
     assert vecs.shape == (5, 384) and vecs.dtype == np.float32
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     # batching does not change a vector; the same image gives the same vector
-    assert np.allclose(tokenizer.tokenize(images, batch_size=5), vecs, atol=1e-5)
-    assert np.allclose(tokenizer.tokenize([images[3]])[0], vecs[3], atol=1e-5)
+    assert np.allclose(tokenizer.encode(images, batch_size=5), vecs, atol=1e-5)
+    assert np.allclose(tokenizer.encode([images[3]])[0], vecs[3], atol=1e-5)
     # different images differ; bytes and PIL images are the same input
     assert not np.allclose(vecs[0], vecs[1])
     raw = io.BytesIO()
     images[0].save(raw, format="PNG")
-    assert np.allclose(tokenizer.tokenize([raw.getvalue()])[0], vecs[0], atol=1e-5)
+    assert np.allclose(tokenizer.encode([raw.getvalue()])[0], vecs[0], atol=1e-5)
     with pytest.raises(TypeError):
-        tokenizer.tokenize(raw.getvalue())
+        tokenizer.encode(raw.getvalue())
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 def test_checkpoint_round_trip(backbone, tmp_path):
     tokenizer = ImageTokenizer(ImageConfig(backbone=backbone))
     images = noise_images(3, seed=1)
-    vecs = tokenizer.tokenize(images)
+    vecs = tokenizer.encode(images)
     tokenizer.codebook = Codebook.fit(np.concatenate([vecs, -vecs]), 2)
     tokenizer.save(tmp_path / "tower.pt")
     loaded = ImageTokenizer.load(tmp_path / "tower.pt")
     assert loaded.config == tokenizer.config
-    assert np.allclose(loaded.tokenize(images), vecs, atol=1e-5)
+    assert np.allclose(loaded.encode(images), vecs, atol=1e-5)
     assert (loaded.tokens(vecs) == tokenizer.tokens(vecs)).all()
 
 
@@ -255,11 +255,11 @@ def test_open_clip_checkpoint_with_its_architecture_needs_no_training(tmp_path, 
     torch.manual_seed(0)
     torch.save(open_clip.create_model("reverie-tiny-clip").state_dict(), tmp_path / "tiny.pt")
     bridge = OpenClipBridge(str(config), tmp_path / "tiny.pt", text_encoder=encoder, codebook_size=8)
-    vecs = bridge.tokenize(noise_images(3))
+    vecs = bridge.encode(noise_images(3))
     assert vecs.shape == (3, 384) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
     assert bridge.codebook.size == 8 and bridge.name == "open_clip:reverie-tiny-clip"
     hosted = ImageEncoder(tmp_path / "tiny.pt", arch=str(config))
-    assert np.allclose(hosted.encode([png()]), bridge.tokenize([load_image(png())]), atol=1e-5)
+    assert np.allclose(hosted.encode([png()]), bridge.encode([load_image(png())]), atol=1e-5)
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ImageModelMissingError, match="not an open_clip"):
         OpenClipBridge(str(config), tmp_path / "junk.pt", text_encoder=encoder)

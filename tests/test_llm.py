@@ -69,7 +69,7 @@ def settings(tmp_path_factory) -> Settings:
 @pytest.fixture(scope="module")
 def local_llm(settings) -> LocalLLM:
     """Loaded once per module, from the GGUF: the home is fresh, so there is no cache yet."""
-    return LocalLLM(settings.model_cache_dir).load()
+    return LocalLLM(settings.paths.models).load()
 
 
 def unreachable_ollama(host: str = UNREACHABLE) -> OllamaLLM:
@@ -211,11 +211,11 @@ def test_build_chain_is_lazy(settings):
 @pytest.mark.slow
 def test_first_load_writes_the_safetensors_cache_and_second_load_uses_it(local_llm, settings):
     assert local_llm.loaded_from == "gguf"
-    cached = settings.model_cache_dir / CACHE_NAME
+    cached = settings.paths.models / CACHE_NAME
     for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"):
         assert (cached / name).is_file(), name
-    assert not [p for p in settings.model_cache_dir.iterdir() if p.name != CACHE_NAME]  # no staging left
-    second = LocalLLM(settings.model_cache_dir).load()
+    assert not [p for p in settings.paths.models.iterdir() if p.name != CACHE_NAME]  # no staging left
+    second = LocalLLM(settings.paths.models).load()
     assert second.loaded_from == "cache"
     assert second.load_seconds < local_llm.load_seconds
     assert second.generate(QUESTION, None, GREEDY) == local_llm.generate(QUESTION, None, GREEDY)
@@ -235,7 +235,7 @@ def backend(request, settings):
     """Each registered backend, loaded: the bundled model, and an Ollama server (Reverie's own
     Ollama API, serving the bundled model: no Ollama can be installed here)."""
     if request.param == "ollama":
-        from servers import API_KEY
+        from testkit.servers import API_KEY
 
         url, _ = request.getfixturevalue("served")
         settings = settings.model_copy(

@@ -9,11 +9,11 @@ import httpx
 import numpy as np
 import ollama
 import pytest
-from servers import API_KEY, AUTH
 
 from reverie.data.world import SAMPLE_QUESTION
 from reverie.llm.chain import BackendUnavailable, Finish
 from reverie.serve import ollama_api
+from testkit.servers import API_KEY, AUTH
 
 pytestmark = pytest.mark.ray
 

@@ -6,11 +6,11 @@ import json
 import numpy as np
 import openai
 import pytest
-from servers import API_KEY
 
 from reverie.data.world import SAMPLE_QUESTION
 from reverie.llm.chain import BackendUnavailable
 from reverie.serve import openai_api
+from testkit.servers import API_KEY
 
 pytestmark = pytest.mark.ray
 

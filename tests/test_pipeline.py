@@ -42,7 +42,7 @@ def test_world_questions_are_answered_with_their_chains(world_pipeline):
 
 
 def test_same_seed_same_verdict(world_pipeline):
-    query = Query(question="What happens when you heat a chocolate bar?", seed=5, branches=96, verbalize=False)
+    query = Query(question="What happens when you heat a chocolate bar?", seed=5, rollouts=96, verbalize=False)
     a, b = world_pipeline.answer(query), world_pipeline.answer(query)
     assert a.candidates == b.candidates and a.rollouts == 96
     assert sum(c.votes for c in a.candidates) <= 96
@@ -87,7 +87,7 @@ def test_rollouts_in_process_and_as_tasks_give_the_same_verdict(world_pipeline, 
     from reverie.pipeline import Pipeline
 
     query = Query(
-        question="What happens when you heat a chocolate bar?", seed=3, branches=300, verbalize=False
+        question="What happens when you heat a chocolate bar?", seed=3, rollouts=300, verbalize=False
     )  # batches of 256 + 44
     local = world_pipeline.answer(query)
     as_tasks = Pipeline(world_settings.model_copy(update={"local_rollouts_max": 0}), world_pipeline.services).answer(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_policy_module import write_toy_dataset  # pytest puts tests/ on sys.path
 
 from reverie.agents.path_policy.net import EXPERT_NAMES
+from testkit.datasets import write_toy_dataset
 
 
 @pytest.mark.ray
@@ -28,7 +28,7 @@ def test_ask_uses_the_trained_policy_and_keeps_every_path(ray_cluster, tmp_path)
     pipeline = Pipeline(settings)
     try:
         pipeline.ingest_dataset(data)
-        before = pipeline.answer(Query(question="who is the grandparent of p12", verbalize=False, seed=0, branches=32))
+        before = pipeline.answer(Query(question="who is the grandparent of p12", verbalize=False, seed=0, rollouts=32))
         assert before.policy == "embedding-walker"  # no policy trained yet
 
         train_policy(
@@ -38,7 +38,7 @@ def test_ask_uses_the_trained_policy_and_keeps_every_path(ray_cluster, tmp_path)
             ),
         )
         verdict = pipeline.answer(
-            Query(question="who is the grandparent of p12", verbalize=False, seed=0, branches=300)
+            Query(question="who is the grandparent of p12", verbalize=False, seed=0, rollouts=300)
         )
         assert verdict.policy == "path-policy:toyfamily"
         grandparent = next(t.tail for t in data.train if t.head == "p12" and t.relation == "grandparent")
@@ -63,7 +63,7 @@ def test_ask_uses_the_trained_policy_and_keeps_every_path(ray_cluster, tmp_path)
         scores = [c.score for c in verdict.candidates]
         assert scores == sorted(scores, reverse=True)
         # the same seed gives the same dreams
-        again = pipeline.answer(Query(question="who is the grandparent of p12", verbalize=False, seed=0, branches=300))
+        again = pipeline.answer(Query(question="who is the grandparent of p12", verbalize=False, seed=0, rollouts=300))
         assert [c.answer for c in again.candidates] == [c.answer for c in verdict.candidates]
         assert np.isfinite(scores).all()
     finally:

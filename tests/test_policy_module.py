@@ -19,6 +19,7 @@ from reverie.agents.path_policy.net import (
     rollout_success,
     save_policy,
 )
+from testkit.datasets import write_toy_dataset
 
 E, NR, HOPS, A, B = 12, 7, 3, 6, 5  # entities, relation ids (2R+1, R=3), hops, action width, batch
 
@@ -191,27 +192,6 @@ def test_rlmodule_wraps_net():
 
 
 # ---------------------------------------------------------------------------------------------- PPO
-
-
-def write_toy_dataset(folder) -> None:
-    """A small family graph: parent edges, grandparent = parent . parent, and random 'likes' edges.
-
-    Every query has a learnable 2-hop answer path (the direct edge is masked by the env):
-    grandparent -> parent, parent; likes -> another likes edge then stay; parent -> grandparent, parent^-1.
-    """
-    rng = np.random.default_rng(0)
-    n = 40
-    parent = {i: int(rng.integers(0, i)) for i in range(1, n)}
-    triples = [(f"p{c}", "parent", f"p{p}") for c, p in parent.items()]
-    triples += [(f"p{c}", "grandparent", f"p{parent[p]}") for c, p in parent.items() if p in parent]
-    for i in range(n):
-        for j in rng.choice([k for k in range(n) if k != i], size=2, replace=False):
-            triples.append((f"p{i}", "likes", f"p{j}"))
-    folder.mkdir(parents=True)
-    lines = ["\t".join(t) for t in triples]
-    (folder / "train.txt").write_text("\n".join(lines) + "\n")
-    (folder / "dev.txt").write_text("\n".join(lines[:5]) + "\n")
-    (folder / "test.txt").write_text("\n".join(lines[5:10]) + "\n")
 
 
 @pytest.mark.ray

@@ -145,23 +145,23 @@ def test_pose_asks_the_nearest_relation_from_the_linked_entities_it_knows():
         rel_vecs=rel_vecs,
         edge_ids=[],
         edge_sources=[],
-        seeds=np.array([0]),
-        seed_weights=np.ones(1),
+        anchors=np.array([0]),
+        anchor_weights=np.ones(1),
     )
-    seeds = [
+    anchors = [
         LinkedEntity(name="a", type="entity", score=0.9, how="exact"),
         LinkedEntity(name="nowhere", type="entity", score=1.0, how="vector"),
         LinkedEntity(name="b", type="entity", score=0.3, how="vector"),
     ]
     question = np.array([1, 0, 0, 0], np.float32)
-    posed = walker.pose(sub, question, seeds, hops=5)
+    posed = walker.pose(sub, question, anchors, hops=5)
     assert posed.relation == g.relation2id["q"] and posed.hops == 2  # the policy walks its own hops
     assert [g.id2entity[i] for i in posed.starts] == ["a", "b"]
     np.testing.assert_allclose(posed.start_weights, [0.75, 0.25])
     rel_vecs[0] = [0.5, 0.5, 0, 0]  # now "inverse of q" is clearly nearer: the inverse is asked
-    assert walker.pose(sub, question, seeds, hops=2).relation == g.relation2id["q"] + R
+    assert walker.pose(sub, question, anchors, hops=2).relation == g.relation2id["q"] + R
     with pytest.raises(NoMatchError):
-        walker.pose(sub, question, seeds[1:2], hops=2)
+        walker.pose(sub, question, anchors[1:2], hops=2)
 
 
 def test_arbiter_scores_mix_world_and_paths():

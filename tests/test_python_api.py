@@ -23,7 +23,7 @@ def test_ingest_ask_rate_and_close(ray_cluster, tmp_path):
         Triple(head="kettle", relation="made of", tail="steel", source="notes"),
         {"head": "steel", "relation": "when heated", "tail": "gets hot"},
     ]
-    with Reverie(home=tmp_path, branches=32) as rv:
+    with Reverie(home=tmp_path, rollouts=32) as rv:
         report = rv.ingest(triples=facts)
         assert (report.triples_added, report.entities_added) == (2, 3)
         assert rv.ingest(triples=facts).triples_added == 0  # the same facts add nothing

@@ -17,9 +17,9 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from servers import AUTH
 
 from reverie.serve.app import api
+from testkit.servers import AUTH
 
 pytestmark = pytest.mark.ray
 

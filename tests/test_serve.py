@@ -11,9 +11,9 @@ import time
 
 import httpx
 import pytest
-from servers import API_KEY, AUTH
 
 from reverie.data.world import SAMPLE_QUESTION
+from testkit.servers import API_KEY, AUTH
 
 pytestmark = pytest.mark.ray
 
@@ -76,7 +76,7 @@ def test_streamed_query_errors_before_the_stream(http):
         ({"question": "   "}, "question"),
         ({"question": ""}, "question"),
         ({}, "question"),
-        ({"question": SAMPLE_QUESTION, "branches": 0}, "branches"),
+        ({"question": SAMPLE_QUESTION, "rollouts": 0}, "rollouts"),
         ({"question": SAMPLE_QUESTION, "colour": "red"}, "colour"),
         ({"question": SAMPLE_QUESTION, "stream": "maybe"}, "stream"),
     ],
@@ -280,7 +280,7 @@ def test_search_finds_entities_by_name_then_meaning(http):
 
 def test_a_query_can_ask_for_its_rollout_tree(http):
     verdict = http.post(
-        "/v1/query", json={"question": SAMPLE_QUESTION, "seed": 3, "verbalize": False, "branches": 96, "tree": True}
+        "/v1/query", json={"question": SAMPLE_QUESTION, "seed": 3, "verbalize": False, "rollouts": 96, "tree": True}
     ).json()
     tree = verdict["tree"]
     assert tree["walks"] == 96 and 0 < tree["shown"] <= 96
@@ -301,7 +301,7 @@ def test_feedback_is_stored_as_a_dataset(http, served):
     verdict = http.post("/v1/query", json={"question": SAMPLE_QUESTION, "seed": 1, "verbalize": False}).json()
     reply = http.post("/v1/feedback", json={"verdict_id": verdict["id"], "rating": "good", "note": "right chain"})
     assert reply.status_code == 200, reply.text
-    records = FeedbackLog(served[1].feedback_dir).records()
+    records = FeedbackLog(served[1].paths.feedback).records()
     mine = [r for r in records if r.verdict_id == verdict["id"]]
     assert len(mine) == 1
     assert (mine[0].rating, mine[0].note, mine[0].answer_entity, mine[0].question) == (
@@ -316,14 +316,14 @@ def test_feedback_is_stored_as_a_dataset(http, served):
 def test_feedback_on_an_unknown_verdict(http, served):
     from reverie.feedback import FeedbackLog
 
-    before = len(FeedbackLog(served[1].feedback_dir).records())
+    before = len(FeedbackLog(served[1].paths.feedback).records())
     reply = http.post("/v1/feedback", json={"verdict_id": "f" * 32, "rating": "bad"})
     assert reply.status_code == 404 and "send the verdict itself" in reply.json()["detail"]
     verdict = http.post("/v1/query", json={"question": SAMPLE_QUESTION, "seed": 2, "verbalize": False}).json()
     verdict["id"] = "f" * 32  # a verdict from a server that has forgotten it: sent whole
     reply = http.post("/v1/feedback", json={"verdict_id": verdict["id"], "rating": "bad", "verdict": verdict})
     assert reply.status_code == 200 and reply.json()["rating"] == "bad"
-    assert len(FeedbackLog(served[1].feedback_dir).records()) == before + 1
+    assert len(FeedbackLog(served[1].paths.feedback).records()) == before + 1
     assert http.post("/v1/feedback", json={"verdict_id": verdict["id"], "rating": "great"}).status_code == 422
 
 

@@ -42,7 +42,7 @@ def test_app_builder_takes_settings_from_args(tmp_path):
 
     from reverie.serve.app import app_builder
 
-    built = build_app(app_builder({"home": str(tmp_path), "branches": 7}), name="reverie")
+    built = build_app(app_builder({"home": str(tmp_path), "rollouts": 7}), name="reverie")
     ingress = next(d for d in built.deployments if d.name == "ReverieAPI")
     settings = ingress.init_args[0]
-    assert settings["branches"] == 7 and settings["home"] == str(tmp_path.resolve())
+    assert settings["rollouts"] == 7 and settings["home"] == str(tmp_path.resolve())

@@ -1,10 +1,12 @@
 """POST /v1/query answers with the trained policy when the question is about its graph, and with
-the embedding walker otherwise: Ray Serve over real HTTP on 127.0.0.1."""
+the embedding walker otherwise: `reverie serve` as a user runs it, without an API key, on its own
+local Ray over real HTTP on 127.0.0.1 (so the session's server and its tests are left alone)."""
 
 import httpx
 import pytest
-from servers import free_port
-from test_policy_module import write_toy_dataset  # pytest puts tests/ on sys.path
+
+from testkit.datasets import write_toy_dataset
+from testkit.serve_process import ServeProcess
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 TRAINED = {}  # the policy_home fixture's settings
@@ -12,19 +14,17 @@ TRAINED = {}  # the policy_home fixture's settings
 
 @pytest.fixture(scope="module")
 def policy_home(ray_cluster, tmp_path_factory):
-    """Its own `reverie serve`: the session's world server, if it runs, gives way (one Serve per cluster)."""
-    from ray import serve
-
+    """A home with the toy family and the world ingested and a four-expert policy trained (on the
+    session's cluster), then served by its own `reverie serve` with no key."""
     from reverie.agents.path_policy.config import PolicyTrainConfig
     from reverie.agents.path_policy.train import train_policy
     from reverie.config import Settings
     from reverie.data.kg import load_dataset
     from reverie.pipeline import Pipeline
-    from reverie.serve.app import run
 
     folder = tmp_path_factory.mktemp("data") / "toyfamily"
     write_toy_dataset(folder)
-    settings = TRAINED["settings"] = Settings(home=tmp_path_factory.mktemp("policy-home"), port=free_port())
+    settings = TRAINED["settings"] = Settings(home=tmp_path_factory.mktemp("policy-home"))
     pipeline = Pipeline(settings)
     pipeline.ingest_dataset(load_dataset(str(folder)))
     pipeline.ingest_dataset(load_dataset("world"))
@@ -34,17 +34,16 @@ def policy_home(ray_cluster, tmp_path_factory):
             env={"hops": 2}, net={"experts": 4}, world_model={"dim": 16, "epochs": 5}
         ),
     )
-    serve.shutdown()
-    url = run(settings)
-    yield url
-    serve.shutdown()
-    pipeline.services.stop()
+    pipeline.services.stop()  # the server's own graph store takes the home's vector index
+    server = ServeProcess(settings.home, env={"REVERIE_API_KEY": ""}).start()
+    yield server.url
+    server.close()
 
 
 def test_http_uses_the_policy_of_the_graph_asked_about(policy_home):
     reply = httpx.post(
         f"{policy_home}/v1/query",
-        json={"question": "who is the grandparent of p12", "seed": 0, "verbalize": False, "branches": 128},
+        json={"question": "who is the grandparent of p12", "seed": 0, "verbalize": False, "rollouts": 128},
         timeout=180,
     )
     assert reply.status_code == 200, reply.text
@@ -82,10 +81,10 @@ def test_the_policy_training_run_is_listed_with_its_curve(policy_home):
 
 def test_the_web_page_marks_the_expert_of_the_policy_chain(policy_home):
     """In the browser, a chain of the four-expert policy carries its expert's badge (this server has no key)."""
-    from browser import chromium, wait_for
     from selenium.webdriver.common.by import By
 
     from reverie.agents.path_policy.net import EXPERT_NAMES
+    from testkit.browser import chromium, wait_for
 
     with chromium() as driver:
         driver.get(f"{policy_home}/ui/#ask")

@@ -74,7 +74,7 @@ def test_lost_index_is_rebuilt_from_the_snapshot(settings, encoder):
     store = GraphStore(settings)
     ingest(store, encoder)
     store.close()
-    shutil.rmtree(settings.qdrant_path)
+    shutil.rmtree(settings.paths.qdrant)
     reopened = GraphStore(settings)
     assert reopened.qdrant.count("entities", exact=True).count == 10
     hits = reopened.link("something rubbery", encoder.encode(["rubber"])[0], 1, 0.5)
@@ -85,7 +85,7 @@ def test_snapshot_write_is_atomic(settings, encoder, monkeypatch):
     """A failure while writing leaves the previous snapshot whole and no temporary file behind."""
     store = GraphStore(settings)
     ingest(store, encoder, rows=FACTS[:2])
-    before = settings.graph_dir.joinpath("snapshot.npz").read_bytes()
+    before = settings.paths.graph.joinpath("snapshot.npz").read_bytes()
 
     def broken_savez(*args, **kwargs):
         raise OSError("disk full")
@@ -95,8 +95,8 @@ def test_snapshot_write_is_atomic(settings, encoder, monkeypatch):
         ingest(store, encoder, rows=FACTS[2:])
     monkeypatch.undo()
     assert store.stats().triples == 2  # memory rolled back to what the disk holds
-    assert settings.graph_dir.joinpath("snapshot.npz").read_bytes() == before
-    assert [p.name for p in settings.graph_dir.iterdir()] == ["snapshot.npz"]
+    assert settings.paths.graph.joinpath("snapshot.npz").read_bytes() == before
+    assert [p.name for p in settings.paths.graph.iterdir()] == ["snapshot.npz"]
     store.close()
     assert GraphStore(settings).stats().triples == 2
 
@@ -151,7 +151,7 @@ def test_retrieve_matches_networkx_neighbourhood(settings, encoder):
     undirected = nx.Graph(store.graph)
     expected = set(nx.single_source_shortest_path_length(undirected, "glass cup", cutoff=2))
     assert set(sub.node_names) == expected
-    assert sub.node_names[sub.seeds[0]] == "glass cup"
+    assert sub.node_names[sub.anchors[0]] == "glass cup"
     # every CSR edge is a stored fact, forward or inverse
     stored = {(h, r, t) for h, r, t in FACTS}
     for u in range(sub.num_nodes):

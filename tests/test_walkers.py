@@ -32,7 +32,7 @@ FACTS = [
     ("steel", "is", "hard"),
 ]
 SOURCE = "toy"
-SEEDS = [LinkedEntity(name="glass cup", type="entity", score=1.0, how="exact")]
+ANCHORS = [LinkedEntity(name="glass cup", type="entity", score=1.0, how="exact")]
 QUESTION = "What happens when you drop a glass cup?"
 
 
@@ -47,7 +47,7 @@ def retrieved(tmp_path_factory, encoder, triples):
     store = GraphStore(Settings(home=tmp_path_factory.mktemp("walkers")))
     plan = store.plan(triples)
     store.apply(plan, encoder.encode(plan.entity_texts), encoder.encode(plan.relation_texts))
-    sub = store.retrieve([s.name for s in SEEDS], [s.score for s in SEEDS], hops=3, max_nodes=100)
+    sub = store.retrieve([s.name for s in ANCHORS], [s.score for s in ANCHORS], hops=3, max_nodes=100)
     store.close()
     return sub, encoder.encode([QUESTION])[0]
 
@@ -75,7 +75,7 @@ def test_a_walker_is_its_kind(walker):
 
 def test_pose_starts_at_the_linked_entities(walker, retrieved):
     sub, question = retrieved
-    query = walker.pose(sub, question, SEEDS, hops=3)
+    query = walker.pose(sub, question, ANCHORS, hops=3)
     assert query.hops == 3 and len(query.starts) == len(query.start_weights) == 1
     assert np.isclose(query.start_weights.sum(), 1.0)
     assert walker.knows(["glass cup", "steel pan"]) == 2 and walker.knows(["glass cup", "tea"]) == (
@@ -85,7 +85,7 @@ def test_pose_starts_at_the_linked_entities(walker, retrieved):
 
 def test_walks_follow_stored_facts_and_repeat_with_the_seed(walker, retrieved, triples):
     sub, question = retrieved
-    query = walker.pose(sub, question, SEEDS, hops=3)
+    query = walker.pose(sub, question, ANCHORS, hops=3)
     graph = walked_graph(walker, sub)
     walks = walker.walk(graph, query, 64, np.random.default_rng(5))
     assert len(walks) == 64 and walks.nodes.shape == (64, query.hops + 1) and walks.relations.shape == (64, query.hops)
@@ -106,7 +106,7 @@ def test_walks_follow_stored_facts_and_repeat_with_the_seed(walker, retrieved, t
 
 def test_ranked_answers_carry_chains_of_stored_facts(walker, retrieved):
     sub, question = retrieved
-    query = walker.pose(sub, question, SEEDS, hops=3)
+    query = walker.pose(sub, question, ANCHORS, hops=3)
     graph = walked_graph(walker, sub)
     walks = walker.walk(graph, query, 128, np.random.default_rng(1))
     ranked = walker.rank(graph, query, walks, limit=5)
@@ -131,7 +131,7 @@ def test_the_rollout_tree_merges_walks_by_prefix_and_its_counts_add_up(walker, r
     from reverie.dreams import arbitrate
 
     sub, question = retrieved
-    query = walker.pose(sub, question, SEEDS, hops=3)
+    query = walker.pose(sub, question, ANCHORS, hops=3)
     graph = walked_graph(walker, sub)
     walks = walker.walk(graph, query, 128, np.random.default_rng(3))
     distinct = {

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from browser import chromium, drop_file, wait_for
-from servers import API_KEY
 
 from reverie.data.world import SAMPLE_QUESTION
+from testkit.browser import chromium, drop_file, wait_for
+from testkit.servers import API_KEY
 
 pytestmark = pytest.mark.ray
 
@@ -85,7 +85,7 @@ def test_ask_see_the_chain_and_tree_then_rate_it_into_the_feedback_dataset(drive
     find(driver, "#rate-good").click()
     wait_for(driver, lambda d: find(d, "#rate-status").get_attribute("data-record-id") or "", 60)
     record_id = find(driver, "#rate-status").get_attribute("data-record-id")
-    [record] = [r for r in FeedbackLog(served[1].feedback_dir).records() if r.id == record_id]
+    [record] = [r for r in FeedbackLog(served[1].paths.feedback).records() if r.id == record_id]
     assert (record.rating, record.note, record.question) == ("good", "the chain is right", SAMPLE_QUESTION)
     assert [s.edge_id for s in record.chain.steps] == edge_ids, "the chain rated is the chain on screen"
     assert record.chain.steps[-1].result == record.answer_entity

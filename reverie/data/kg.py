@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -43,7 +44,7 @@ def _triple(
     head: str, relation: str, tail: str, source: str, where: str, confidence: str | float | None = None
 ) -> Triple:
     try:
-        kwargs = {"head": head, "relation": relation, "tail": tail, "source": source}
+        kwargs: dict[str, Any] = {"head": head, "relation": relation, "tail": tail, "source": source}
         if confidence not in (None, ""):
             kwargs["confidence"] = float(confidence)
         return Triple(**kwargs)
@@ -78,7 +79,12 @@ def _read_delimited(path: Path, delimiter: str, source: str) -> list[Triple]:
                 )
             triples.append(
                 _triple(
-                    *row[:3], source=f"{source}:{lineno}", where=where, confidence=row[3] if len(row) == 4 else None
+                    row[0],
+                    row[1],
+                    row[2],
+                    source=f"{source}:{lineno}",
+                    where=where,
+                    confidence=row[3] if len(row) == 4 else None,
                 )
             )
     return triples

@@ -30,7 +30,7 @@ class Arbiter:
         """(answer node, score, votes, index of its best rollout) per answer reached. Walks that
         stayed at a seed, or ended at one, propose nothing."""
         answers = rollouts.answers
-        valid = (rollouts.length > 0) & ~np.isin(answers, sub.seeds)
+        valid = (rollouts.length > 0) & ~np.isin(answers, sub.anchors)
         if not valid.any():
             return []
         idx = np.flatnonzero(valid)

@@ -39,7 +39,7 @@ class EmbeddingWalker:
     kind = "embedding"
     name = "embedding-walker"
     walks_retrieved = True
-    expert_names = ("walker",)
+    expert_names: tuple[str, ...] = ("walker",)
 
     def __init__(
         self,
@@ -59,12 +59,12 @@ class EmbeddingWalker:
         """All of them: it walks the subgraph retrieved around them from the store."""
         return len(entity_names)
 
-    def pose(self, sub: Subgraph, question_vec: np.ndarray, seeds: list[LinkedEntity], hops: int) -> WalkQuery:
-        """Walks start at the retrieved seeds, by their link weights."""
+    def pose(self, sub: Subgraph, question_vec: np.ndarray, anchors: list[LinkedEntity], hops: int) -> WalkQuery:
+        """Walks start at the retrieved anchors, by their link weights."""
         return WalkQuery(
             question_vec=np.asarray(question_vec, np.float32),
-            starts=sub.seeds,
-            start_weights=sub.seed_weights,
+            starts=sub.anchors,
+            start_weights=sub.anchor_weights,
             hops=hops,
         )
 
@@ -74,19 +74,21 @@ class EmbeddingWalker:
     def edge_logits(self, sub: Subgraph, question_vec: np.ndarray) -> np.ndarray:
         q = np.asarray(question_vec, np.float32)
         rel_sim = sub.rel_vecs @ q
-        node_sim = sub.node_vecs @ residual(q, sub.node_vecs[sub.seeds])
+        node_sim = sub.node_vecs @ residual(q, sub.node_vecs[sub.anchors])
         score = 0.5 * (rel_sim[sub.relations] + node_sim[sub.targets])
         score = score + self.inverse_bias * sub.is_inverse(sub.relations)
         return (score / self.temperature).astype(np.float64)
 
-    def walk(self, sub: Subgraph, query: WalkQuery, count: int, rng: np.random.Generator) -> Rollouts:
+    def walk(self, sub: Subgraph | None, query: WalkQuery, count: int, rng: np.random.Generator) -> Rollouts:
+        assert sub is not None  # walks_retrieved: it is given the retrieved subgraph
         starts = query.sample_starts(count, rng)
         return walk(
             sub, self.edge_logits(sub, query.question_vec), self.stop_bias / self.temperature, starts, query.hops, rng
         )
 
-    def rank(self, sub: Subgraph, query: WalkQuery, rollouts: Rollouts, limit: int = 10) -> list[Candidate]:
+    def rank(self, sub: Subgraph | None, query: WalkQuery, rollouts: Rollouts, limit: int = 10) -> list[Candidate]:
         """Answers by the arbiter's agreement, path probability and last-hop relevance."""
+        assert sub is not None  # walks_retrieved: it is given the retrieved subgraph
         scored = self.arbiter.score(sub, rollouts, query.question_vec)
         candidates = [
             Candidate(
@@ -97,7 +99,8 @@ class EmbeddingWalker:
         candidates.sort(key=lambda c: (-c.score, c.answer))
         return candidates[:limit]
 
-    def chain(self, sub: Subgraph, rollouts: Rollouts, index: int) -> Chain:
+    def chain(self, sub: Subgraph | None, rollouts: Rollouts, index: int) -> Chain:
+        assert sub is not None  # walks_retrieved: it is given the retrieved subgraph
         return build_chain(
             rollouts,
             index,

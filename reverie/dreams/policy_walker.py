@@ -55,11 +55,11 @@ class PolicyWalker:
         return sum(name in self.bundle.graph.entity2id for name in entity_names)
 
     # ------------------------------------------------------------------ pose
-    def pose(self, sub: Subgraph, question_vec: np.ndarray, seeds: list[LinkedEntity], hops: int) -> WalkQuery:
+    def pose(self, sub: Subgraph, question_vec: np.ndarray, anchors: list[LinkedEntity], hops: int) -> WalkQuery:
         """Walks start at the linked entities the policy knows, by link score, and walk the policy's
         own number of hops (`hops` is the embedding walker's setting)."""
         e2i = self.bundle.graph.entity2id
-        known = [e for e in seeds if e.name in e2i]
+        known = [e for e in anchors if e.name in e2i]
         if not known:
             raise NoMatchError("the trained policy's graph holds none of the linked entities")
         weights = np.array([max(e.score, 1e-6) for e in known])
@@ -83,7 +83,7 @@ class PolicyWalker:
         if not known:
             raise NoMatchError("the question's neighbourhood has no relation the trained policy knows")
         R_sub, R = sub.num_relations, graph.num_relations
-        sims = sub.rel_vecs @ residual(question_vec, sub.node_vecs[sub.seeds])
+        sims = sub.rel_vecs @ residual(question_vec, sub.node_vecs[sub.anchors])
         forward = max((float(sims[i]), graph.relation2id[sub.rel_names[i]]) for i in known)
         inverse = max((float(sims[R_sub + i]), graph.relation2id[sub.rel_names[i]] + R) for i in known)
         return inverse[1] if inverse[0] > forward[0] + INVERSE_MARGIN else forward[1]
@@ -93,6 +93,7 @@ class PolicyWalker:
     def walk(self, sub: Subgraph | None, query: WalkQuery, count: int, rng: np.random.Generator) -> Rollouts:
         """One sampled walk of the policy's hops from each of `count` start entities."""
         graph, net = self.bundle.graph, self.bundle.net
+        assert query.relation is not None  # pose asks every policy query a relation
         relation = int(query.relation)
         if not 0 <= relation < 2 * graph.num_relations:
             raise ValueError(f"query relation id {relation} is outside 0..{2 * graph.num_relations - 1}")
@@ -118,6 +119,7 @@ class PolicyWalker:
             a = action.numpy()
             taken[:, step] = graph.action_relations[cur, a]
             entities[:, step + 1] = graph.action_entities[cur, a]  # later columns stay the source: the env's padding
+        assert expert_logp is not None  # set by the first step: a policy walks hops >= 1 steps
         return self.from_steps(entities, taken, logp.numpy(), expert_logp.argmax(dim=1).numpy())
 
     def from_steps(self, entities: np.ndarray, taken: np.ndarray, logp: np.ndarray, expert: np.ndarray) -> Rollouts:
@@ -151,6 +153,8 @@ class PolicyWalker:
     def rank(self, sub: Subgraph | None, query: WalkQuery, rollouts: Rollouts, limit: int = 10) -> list[Candidate]:
         """Ranked answers, best first; walks that end where they started propose nothing."""
         graph, bundle = self.bundle.graph, self.bundle
+        relation = query.relation
+        assert relation is not None  # pose asks every policy query a relation
         ends, starts = rollouts.answers, rollouts.nodes[:, 0]
         valid = ends != starts
         if not valid.any():
@@ -159,8 +163,9 @@ class PolicyWalker:
         start = int(starts[idx[0]])
         path_logp = np.full((1, graph.num_entities), -np.inf)
         np.maximum.at(path_logp[0], ends[idx], rollouts.logp[idx])
-        scores = bundle.answer_scores(path_logp, np.array([start]), np.array([query.relation]))
-        score, confidence = scores["arbiter"][0], bundle.confidence(scores["arbiter"])[0]
+        arbiter = bundle.answer_scores(path_logp, np.array([start]), np.array([relation]))["arbiter"]
+        assert arbiter is not None  # only the world model's and the reasoner's scores may be None
+        score, confidence = arbiter[0], bundle.confidence(arbiter)[0]
         answers = set(np.unique(ends[idx]).tolist())
         if bundle.reasoner is not None:  # the reasoner's own best answers compete even where no walk ended
             top = np.argsort(-score)[: limit + 1]
@@ -173,7 +178,7 @@ class PolicyWalker:
                 self.chain(None, rollouts, int(members[np.argmax(rollouts.logp[members])])) if members.size else None
             )
             if bundle.reasoner is not None:
-                chain = self.reasoned_chain(start, query.relation, answer, rollouts, members) or chain
+                chain = self.reasoned_chain(start, relation, answer, rollouts, members) or chain
             if chain is None:
                 continue
             candidates.append(
@@ -193,6 +198,7 @@ class PolicyWalker:
         """The most probable walk to `answer` that is among the reasoner's `top` paths to it, else the
         reasoner's best path (expert "reasoner"); None when the reasoner finds no path."""
         reasoner = self.bundle.reasoner
+        assert reasoner is not None  # asked only of a bundle with a reasoner
         paths = reasoner.explain(head, relation, answer, top=top)
         if not paths:
             return None

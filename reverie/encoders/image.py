@@ -45,6 +45,7 @@ class ImageEncoder:
                 import torch
 
                 torch.set_num_threads(self.threads)
+            tokenizer: ImageTokenizer
             if self.arch:
                 tokenizer = OpenClipBridge(self.arch, self.weights)
             else:
@@ -55,7 +56,7 @@ class ImageEncoder:
     def encode(self, images: list[bytes]) -> np.ndarray:
         """Unit vectors of images sent as bytes; each is checked (format, size, mode) first."""
         checked = [load_image(im, self.max_pixels, name=f"image {i + 1}") for i, im in enumerate(images)]
-        return self.tokenizer().tokenize(checked)
+        return self.tokenizer().encode(checked)
 
     def codebook(self) -> np.ndarray | None:
         book = self.tokenizer().codebook

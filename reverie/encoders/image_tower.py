@@ -72,6 +72,7 @@ class ImageConfig:
 def _clip_tower(config: ImageConfig):
     from open_clip.transformer import VisionTransformer
 
+    assert config.width is not None and config.layers is not None  # ImageConfig.__post_init__ fills them
     return VisionTransformer(
         image_size=config.image_size,
         patch_size=config.patch_size,
@@ -86,6 +87,7 @@ def _clip_tower(config: ImageConfig):
 def _resnet_tower(config: ImageConfig):
     from open_clip.modified_resnet import ModifiedResNet
 
+    assert config.width is not None  # ImageConfig.__post_init__ fills it
     # open_clip's rule: heads = width * 32 // head_width, with head_width 64
     return ModifiedResNet(
         layers=[1, 1, 1, 1],
@@ -100,6 +102,7 @@ def _lite_tower(config: ImageConfig):
     """Seed 000's vision encoder grown up: conv stages that halve the side, then average pooling."""
     import torch.nn as nn
 
+    assert config.width is not None and config.layers is not None  # ImageConfig.__post_init__ fills them
     blocks, channels = [], 3
     for i in range(config.layers):
         out = config.width * 2 ** min(i, 3)
@@ -134,7 +137,7 @@ def preprocess(images: Sequence, size: int) -> "torch.Tensor":
     for i, image in enumerate(images):
         w, h = image.size
         scale = size / min(w, h)
-        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC)
         left, top = (image.width - size) // 2, (image.height - size) // 2
         pixels = np.asarray(image.crop((left, top, left + size, top + size)), np.float32) / 255.0
         out[i] = ((pixels - MEAN) / STD).transpose(2, 0, 1)
@@ -198,7 +201,7 @@ class ImageTokenizer:
     def name(self) -> str:
         return self.config.backbone
 
-    def tokenize(self, images: Sequence, batch_size: int = 64, progress: bool | None = None) -> np.ndarray:
+    def encode(self, images: Sequence, batch_size: int = 64, progress: bool | None = None) -> np.ndarray:
         """One unit vector per image (bytes, path or PIL image): an (n, 384) float32 array."""
         import torch
 

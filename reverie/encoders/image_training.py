@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,8 @@ class WorldTexts:
 
         entities, _ = build_world()
         texts_of = {e.name: entity_text(e) for e in entities}
-        caption_texts, positives = [], {}
+        caption_texts: list[str] = []
+        positives: dict[str, list[int]] = {}
         for name, caps in captions().items():
             rows = list(dict.fromkeys([texts_of[name], *caps]))
             positives[name] = list(range(len(caption_texts), len(caption_texts) + len(rows)))
@@ -148,8 +150,8 @@ def train_image_tower(
     labels = torch.tensor([label_of[n] for n in names])
     targets = torch.from_numpy(texts.caption_vecs)
     positive = torch.zeros(len(rendered), len(targets))
-    for name, rows in texts.positives.items():
-        positive[label_of[name], rows] = 1.0 / len(rows)
+    for name, caption_rows in texts.positives.items():
+        positive[label_of[name], caption_rows] = 1.0 / len(caption_rows)
     # The link itself: the entity's own text among every entity's (the Qdrant collection's vectors).
     entity_matrix = torch.from_numpy(texts.entity_vecs)
     entity_index = {n: i for i, n in enumerate(texts.entity_names)}
@@ -218,15 +220,15 @@ def train_image_tower(
     tower.eval()
     trained = time.perf_counter()
 
-    train_vecs = tokenizer.tokenize(images, progress=False)
+    train_vecs = tokenizer.encode(images, progress=False)
     tokenizer.codebook = Codebook.fit(train_vecs, min(config.codebook_size, len(train_vecs)), seed=config.seed)
     held_images, held_names = render_set(
         config.held_out_per_entity, "held-out", config.image_size, seed=config.seed + 1
     )
-    held_vecs = tokenizer.tokenize(held_images, progress=False)
+    held_vecs = tokenizer.encode(held_images, progress=False)
     held = retrieval(held_vecs, held_names, texts.entity_names, texts.entity_vecs)
     seen = retrieval(train_vecs, names, texts.entity_names, texts.entity_vecs)
-    report = {
+    report: dict[str, Any] = {
         "backbone": config.backbone,
         "entities": len(rendered),
         "candidates": len(texts.entity_names),

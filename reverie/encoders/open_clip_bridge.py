@@ -79,13 +79,13 @@ class OpenClipBridge(ImageTokenizer):
             clip_text = torch.cat(
                 [model.encode_text(clip_tokens(texts[i : i + 256]).to(self.device)) for i in range(0, len(texts), 256)]
             )
-        clip_text = torch.nn.functional.normalize(clip_text.float(), dim=-1).cpu().numpy()
-        self.map = torch.from_numpy(fit_map(clip_text, (text_encoder or TextEncoder()).encode(texts)))
+        clip_vectors = torch.nn.functional.normalize(clip_text.float(), dim=-1).cpu().numpy()
+        self.map = torch.from_numpy(fit_map(clip_vectors, (text_encoder or TextEncoder()).encode(texts)))
 
         from reverie.data.render import render_set
 
         renders, _ = render_set(1, "train", self.config.image_size)
-        vectors = self.tokenize(renders, progress=False)
+        vectors = self.encode(renders, progress=False)
         self.codebook = Codebook.fit(vectors, min(codebook_size, len(vectors)))
 
     @property

@@ -588,15 +588,15 @@ class GraphStore:
         return self._csr
 
     @_loaded
-    def neighbourhood(self, seeds: list[str], hops: int, max_nodes: int, sample_seed: int = 0) -> np.ndarray:
-        """Global ids of the nodes within `hops` of the seeds, seeds first.
+    def neighbourhood(self, anchors: list[str], hops: int, max_nodes: int, sample_seed: int = 0) -> np.ndarray:
+        """Global ids of the nodes within `hops` of the anchors, anchors first.
 
         Breadth-first; a layer that would pass max_nodes is sampled uniformly (seeded), so a hub
         entity yields a fair sample of its neighbourhood rather than its lowest ids."""
         rng = np.random.default_rng(sample_seed)
         indptr, dst, _, _ = self._full_csr()
         seen = np.zeros(len(self._entities), bool)
-        frontier = np.asarray([self._entity_index[s] for s in seeds], np.int64)
+        frontier = np.asarray([self._entity_index[s] for s in anchors], np.int64)
         seen[frontier] = True
         order = [frontier]
         total = len(frontier)
@@ -617,13 +617,13 @@ class GraphStore:
         return np.concatenate(order)
 
     @_loaded
-    def retrieve(self, seeds: list[str], seed_weights: list[float], hops: int, max_nodes: int) -> Subgraph:
-        """The k-hop subgraph around the seeds, as CSR arrays with the vectors the walker needs."""
+    def retrieve(self, anchors: list[str], anchor_weights: list[float], hops: int, max_nodes: int) -> Subgraph:
+        """The k-hop subgraph around the anchors, as CSR arrays with the vectors the walker needs."""
         self._require_graph()
-        unknown = [s for s in seeds if s not in self._entity_index]
+        unknown = [s for s in anchors if s not in self._entity_index]
         if unknown:
             raise ReverieError(f"unknown seed entities: {unknown}")
-        nodes = self.neighbourhood(seeds, hops, max_nodes)
+        nodes = self.neighbourhood(anchors, hops, max_nodes)
         local = np.full(len(self._entities), -1, np.int64)
         local[nodes] = np.arange(len(nodes))
         indptr, dst, rel, ref = self._full_csr()
@@ -636,7 +636,7 @@ class GraphStore:
         sub_indptr = np.zeros(len(nodes) + 1, np.int64)
         np.cumsum(np.bincount(src_local, minlength=len(nodes)), out=sub_indptr[1:])
         triple_ids, edge_refs = np.unique(ref[idx], return_inverse=True)
-        weights = np.asarray(seed_weights, np.float64)
+        weights = np.asarray(anchor_weights, np.float64)
         return Subgraph(
             node_names=[self._entities[i].name for i in nodes],
             node_types=[self._entities[i].type for i in nodes],
@@ -651,8 +651,8 @@ class GraphStore:
                 edge_id(self._triples[i].head, self._triples[i].relation, self._triples[i].tail) for i in triple_ids
             ],
             edge_sources=[self._triples[i].source for i in triple_ids],
-            seeds=local[[self._entity_index[s] for s in seeds]],
-            seed_weights=weights / weights.sum(),
+            anchors=local[[self._entity_index[s] for s in anchors]],
+            anchor_weights=weights / weights.sum(),
         )
 
     @_loaded

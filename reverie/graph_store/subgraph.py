@@ -24,8 +24,8 @@ class Subgraph:
     rel_vecs: np.ndarray  # (2R, d): forward then inverse relation vectors
     edge_ids: list[str]  # stored edge ids of the triples in this subgraph
     edge_sources: list[str]
-    seeds: np.ndarray  # local ids of the linked entities the walks start from
-    seed_weights: np.ndarray  # probability of starting at each seed
+    anchors: np.ndarray  # local ids of the linked entities the walks start from
+    anchor_weights: np.ndarray  # probability of starting at each anchor
 
     @property
     def num_nodes(self) -> int:

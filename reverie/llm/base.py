@@ -150,10 +150,16 @@ def text_of(items: Iterator[str | Finish]) -> str:
     return "".join(item for item in items if isinstance(item, str))
 
 
+class _Streams(Protocol):
+    """What GeneratesByStreaming needs of the class it is mixed into."""
+
+    def stream(self, prompt: str, system: str | None, sampling: Sampling) -> Iterator[str | Finish]: ...
+
+
 class GeneratesByStreaming:
     """A backend's `generate`: the text of its `stream`, joined, so that the two cannot differ."""
 
-    def generate(self, prompt: str, system: str | None, sampling: Sampling) -> str:
+    def generate(self: _Streams, prompt: str, system: str | None, sampling: Sampling) -> str:
         return text_of(self.stream(prompt, system, sampling))
 
 

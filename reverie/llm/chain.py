@@ -96,7 +96,7 @@ class FallbackChain:
         it has started cannot take back what was sent, so that error propagates.
         """
 
-        def named_pieces() -> Iterator[tuple[str, str]]:
+        def named_pieces() -> Iterator[tuple[str, str | Finish]]:
             errors: dict[str, str] = {}
             for backend in self.backends:
                 try:

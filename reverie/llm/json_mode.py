@@ -26,7 +26,7 @@ class JsonPrefix:
 
     __slots__ = ("stack", "mode", "in_key", "blank", "pending")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.stack: list[str] = []  # the open containers, "{" or "["
         self.mode = "start"
         self.in_key = False  # the open string is an object's key

@@ -82,8 +82,8 @@ class LocalLLM(GeneratesByStreaming):
         self.cache_path = Path(model_cache_dir) / CACHE_NAME if model_cache_dir is not None else None
         self.loaded_from: str | None = None  # "gguf" or "cache", once loaded
         self.load_seconds: float | None = None
-        self._model = None
-        self._tokenizer = None
+        self._model: Any = None  # a transformers model and its tokenizer, once loaded
+        self._tokenizer: Any = None
         self._load_lock = threading.Lock()
         self._generate_lock = threading.Lock()
 
@@ -143,6 +143,7 @@ class LocalLLM(GeneratesByStreaming):
         The rename is atomic, so a reader never sees half a copy; the marker makes a copy from an
         older GGUF count as stale. A failure here only costs speed, so it is logged, not raised.
         """
+        assert self.cache_path is not None  # called only when there is a cache
         parent = self.cache_path.parent
         staging: Path | None = None
         try:

@@ -44,7 +44,7 @@ class OllamaLLM(GeneratesByStreaming):
     def load(self) -> "OllamaLLM":
         """Check that the server answers and lists the model; BackendUnavailable if not."""
         try:
-            listed = {m.model for m in self._client.list().models}
+            listed = {m.model for m in self._client.list().models if m.model is not None}
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
         if self.model not in listed and f"{self.model}:latest" not in listed:

@@ -61,6 +61,7 @@ class Verbalizer:
         streamed = stream_verbalize(question, chain, self.chain, self.settings, seed=seed)
         for piece in streamed:
             yield {"token": piece}
+        assert streamed.backend is not None  # stream_verbalize always yields a first, named piece
         if streamed.backend == TEMPLATE_BACKEND:
             yield {"answer": streamed.text, "backend": TEMPLATE_BACKEND}
             return
@@ -82,4 +83,5 @@ class Verbalizer:
             yield json.dumps("".join(streamed))
         else:
             yield from streamed
+        assert streamed.finish is not None  # every backend's stream ends with a Finish (LLMBackend.stream)
         yield streamed.finish

@@ -195,7 +195,10 @@ class GraphReasonerNet(nn.Module):
         """[N, B] weight of each node's messages next round: 1 where reached; with max_nodes, only the
         max_nodes reached nodes of highest learned priority per query send (A*Net's pruning), weighted by
         sigmoid(priority) so that the priority learns which nodes matter."""
-        if self.priority is None or int(reached.sum(dim=0).max()) <= self.max_nodes:
+        if self.priority is None:
+            return reached.float()
+        assert self.max_nodes is not None  # the priority exists only with max_nodes
+        if int(reached.sum(dim=0).max()) <= self.max_nodes:
             return reached.float()
         n = state.shape[0]
         logit = self.priority(torch.cat([state, query[None].expand(n, -1, -1)], dim=2)).squeeze(-1)
@@ -216,7 +219,8 @@ def _grow(rows: torch.Tensor, at: torch.Tensor, count: int) -> torch.Tensor:
 
 def _names(dataset) -> tuple[list[str], list[str]]:
     """Entity and relation names sorted over every split: WalkGraph's and the world model's ids."""
-    entities, relations = set(), set()
+    entities: set[str] = set()
+    relations: set[str] = set()
     for split in (dataset.graph, dataset.train, dataset.dev, dataset.test):
         for t in split:
             entities.update((t.head, t.tail))
@@ -300,7 +304,7 @@ class GraphReasoner:
         increasing rounds (a node's state carries over through the residual); its importance is the
         mean of its edges'. Beam search keeps `beam` partial paths per node and round.
         """
-        h, r = self._check([head], [relation])
+        h, r = self._check(np.array([head]), np.array([relation]))
         if not 0 <= answer < self.num_entities:
             raise IndexError(f"entity ids must be in [0, {self.num_entities})")
         weights = [torch.ones(self.edges.shape[1], requires_grad=True) for _ in self.net.rounds]

@@ -42,7 +42,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -235,8 +235,8 @@ class WorldModel:
         }
         return cls(
             kge,
-            entities=sorted(entity2id, key=entity2id.get),
-            relations=sorted(relation2id, key=relation2id.get),
+            entities=sorted(entity2id, key=entity2id.__getitem__),
+            relations=sorted(relation2id, key=relation2id.__getitem__),
             config=config,
             graph=mapped,
             stats=stats,
@@ -251,7 +251,8 @@ class WorldModel:
 
     @score_mode.setter
     def score_mode(self, mode: str) -> None:
-        self.config = dataclasses.replace(self.config, score_mode=mode)
+        # any str may be asked for: WorldModelConfig.__post_init__ refuses one not in SCORE_MODES
+        self.config = dataclasses.replace(self.config, score_mode=cast(Literal["forward", "both"], mode))
 
     def _internal(self, relations: np.ndarray):
         """PyKEEN ids for WalkGraph relation ids: (the direction asked, the reverse direction)."""

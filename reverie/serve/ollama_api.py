@@ -489,7 +489,7 @@ def show(request: ShowRequest, settings) -> dict[str, Any]:
             "stop": '"<|im_end|>"',
         }
     elif name == REASONING_MODEL:
-        parameters = {"num_predict": settings.max_new_tokens, "branches": settings.branches, "hops": settings.hops}
+        parameters = {"num_predict": settings.max_new_tokens, "rollouts": settings.rollouts, "hops": settings.hops}
     modelfile = f"# Served by Reverie\nFROM {name}\n" + "".join(f"PARAMETER {k} {v}\n" for k, v in parameters.items())
     if card["template"]:
         modelfile += f'TEMPLATE """{card["template"]}"""\n'

@@ -202,11 +202,13 @@ def run_episode(config: ControlConfig, controller: Controller, run_seed: int, ho
     while not done:
         obs, reward, done, _, _ = env.step(controller.act(obs, env.state, env.run_config))
         total += reward
+    trainee = env.trainee
+    assert trainee is not None  # env.reset built it
     return Episode(
         run_seed,
-        env.trainee.test_score(),
+        trainee.test_score(),
         env.state.reports[-1].val_acc,
-        env.trainee.steps,
+        trainee.steps,
         list(env.state.actions),
         list(env.state.lrs),
         total,

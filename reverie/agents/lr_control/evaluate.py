@@ -101,7 +101,9 @@ def run_arm(
         controllers: list[LLMController] = []
 
         def make() -> Controller:
-            controllers.append(CONTROLLERS[arm](chain=chain))
+            controller = CONTROLLERS[arm](chain=chain)
+            assert isinstance(controller, LLMController)  # what "llm" and "llm-free" build
+            controllers.append(controller)
             return controllers[-1]
 
         episodes = over(cosine, make)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, cast
 
+import gymnasium as gym
 import numpy as np
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
@@ -18,8 +19,13 @@ class LRControlModule(TorchRLModule, ValueFunctionAPI):
     def setup(self) -> None:
         from reverie.agents.lr_control.net import LRControlNet
 
-        hidden = int((self.model_config or {}).get("hidden", 64))
-        self.net = LRControlNet(int(np.prod(self.observation_space.shape)), int(self.action_space.n), hidden)
+        # RLlib types these wider than train.py builds this module with: a dict model_config, and
+        # TrainingControlEnv's spaces (a Box of observations, Discrete actions).
+        config = cast("dict[str, Any]", self.model_config or {})
+        obs_space, action_space = self.observation_space, self.action_space
+        assert isinstance(obs_space, gym.spaces.Box) and isinstance(action_space, gym.spaces.Discrete)
+        hidden = int(config.get("hidden", 64))
+        self.net = LRControlNet(int(np.prod(obs_space.shape)), int(action_space.n), hidden)
 
     def _forward(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
         logits, _ = self.net(batch[Columns.OBS])

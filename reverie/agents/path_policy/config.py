@@ -86,7 +86,7 @@ class NetConfig:
     state_dim: int = 64
     """Size of each expert's state, which scores the actions."""
     experts: int = 1
-    """Dream experts mixed by a softmax gate over the query relation (the seeds' four: 4)."""
+    """Dream experts mixed by a softmax gate over the query relation (the design notes' four: 4)."""
     use_entities: bool = False
     """Let the policy see entity embeddings. Off on UMLS and Kinship (MINERVA's setting): with them
     on, the policy memorised training routes and its test MRR fell as training went on."""

@@ -140,6 +140,7 @@ class KGPathVectorEnv(gym.vector.VectorEnv):
 
             self.shaper = RowCache(GraphReasoner.load(cfg["reasoner_path"]).score_tails)
         if self.settings.imagined_edges > 0:
+            assert self.world_model is not None  # checked above: imagined edges need one
             self.graph = self.graph.with_imagined(self.world_model.score_tails, self.settings.imagined_edges)
         g = self.graph
         E, R, A = g.num_entities, g.num_relations, g.max_actions

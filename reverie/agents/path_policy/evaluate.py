@@ -208,9 +208,9 @@ def countries_regions(graph: WalkGraph, dataset: KGDataset) -> list[int]:
 
 def countries_auc_pr(scores: np.ndarray, queries: np.ndarray, regions: Sequence[int]) -> float:
     """MINERVA's Countries protocol: every test country is scored against every region; AUC-PR over all pairs."""
-    regions = np.asarray(regions, np.int64)
-    y_score = scores[:, regions].reshape(-1)
-    y_true = (queries[:, 2:3] == regions[None, :]).reshape(-1)
+    region_ids = np.asarray(regions, np.int64)
+    y_score = scores[:, region_ids].reshape(-1)
+    y_true = (queries[:, 2:3] == region_ids[None, :]).reshape(-1)
     finite_floor = np.nanmin(np.where(np.isfinite(y_score), y_score, np.nan)) if np.isfinite(y_score).any() else 0.0
     y_score = np.where(np.isfinite(y_score), y_score, finite_floor - 1.0)  # unreached regions score lowest
     return auc_pr(y_true.astype(int), y_score)

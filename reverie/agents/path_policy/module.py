@@ -12,7 +12,7 @@ bounds unless given), and the fields of NetConfig (reverie/agents/path_policy/co
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, cast
 
 import gymnasium as gym
 import numpy as np
@@ -23,7 +23,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from reverie.agents.path_policy.net import PathPolicyNet
 
 
-def _bound(space: gym.Space, key: str) -> Optional[int]:
+def _bound(space: Optional[gym.Space], key: str) -> Optional[int]:
     """1 + the Box upper bound of observation key `key`, when finite and sane."""
     if not isinstance(space, gym.spaces.Dict) or key not in space.spaces:
         return None
@@ -40,7 +40,8 @@ class PathPolicyModule(TorchRLModule, ValueFunctionAPI):
     """PPO-ready RLModule over KGPathVectorEnv observations; `self.net` is a `PathPolicyNet`."""
 
     def setup(self) -> None:
-        config = dict(self.model_config or {})
+        # RLlib types model_config wider (dict | DefaultModelConfig); train.py builds this module with a dict.
+        config = dict(cast("dict[str, Any]", self.model_config or {}))
         if "num_entities" not in config:
             config["num_entities"] = _bound(self.observation_space, "current")
         if "num_relation_ids" not in config:

@@ -12,7 +12,7 @@ Architecture (MINERVA-like):
     after position `step` never reaches it);
   - K expert states = MLP_k(concat(LSTM hidden, current entity emb, query relation emb));
   - expert k's action logits = state_k . W[concat(action relation emb, action entity emb)];
-  - with K > 1 experts (the seeds' dream experts), a gate softmax(G query relation emb) mixes
+  - with K > 1 experts (the design notes' dream experts), a gate softmax(G query relation emb) mixes
     them: pi(a) = sum_k gate_k pi_k(a), so the logits are log of that mixture. Which expert made a
     path is the one with the largest posterior gate_k prod_t pi_k(a_t) (`expert_log_probs`);
   - logits are masked with action_mask by a large negative constant (not -inf, so PPO's KL and
@@ -54,7 +54,7 @@ OBS_KEYS = (
 FORMAT = "reverie-path-policy/1"
 
 EXPERT_NAMES = ("spatial", "temporal", "causal", "abstract")
-"""Labels of the seeds' four dream experts. The gate learns which query relations each one
+"""Labels of the design notes' four dream experts. The gate learns which query relations each one
 takes; on a dataset without such a split they are clusters of query relations, not semantics."""
 
 
@@ -107,7 +107,10 @@ class PathPolicyNet(nn.Module):
     def from_config(cls, config: Mapping[str, Any]) -> "PathPolicyNet":
         """The net a checkpoint's `config` describes (sizes plus NetConfig fields)."""
         fields = {f.name: f.type for f in dataclasses.fields(NetConfig)}
-        net = NetConfig(**{k: (bool(v) if k == "use_entities" else int(v)) for k, v in config.items() if k in fields})
+        given: dict[str, Any] = {
+            k: (bool(v) if k == "use_entities" else int(v)) for k, v in config.items() if k in fields
+        }
+        net = NetConfig(**given)
         return cls(int(config["num_entities"]), int(config["num_relation_ids"]), net)
 
     # -- pieces -------------------------------------------------------------------------------

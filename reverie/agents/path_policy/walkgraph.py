@@ -59,10 +59,10 @@ class WalkGraph:
         if max_actions < 1:
             raise ValueError(f"max_actions must be >= 1 (column 0 is NO_OP), got {max_actions}")
         heads, rels, tails = [], [], []
-        for t in train_triples:
-            heads.append(t.head)
-            rels.append(t.relation)
-            tails.append(t.tail)
+        for triple in train_triples:
+            heads.append(triple.head)
+            rels.append(triple.relation)
+            tails.append(triple.tail)
         entity_names = sorted(set(heads) | set(tails) | set(entities))
         relation_names = sorted(set(rels) | set(relations))
         entity2id = {name: i for i, name in enumerate(entity_names)}
@@ -227,7 +227,7 @@ class WalkGraph:
         E, R2 = self.num_entities, 2 * self.num_relations
         heads = np.repeat(np.arange(E, dtype=np.int64), R2)
         rels = np.tile(np.arange(R2, dtype=np.int64), E)
-        scores = np.empty((E * R2, E), dtype=np.float32)
+        scores: np.ndarray = np.empty((E * R2, E), dtype=np.float32)
         for start in range(0, len(heads), batch):
             part = slice(start, start + batch)
             scores[part] = np.asarray(score_tails(heads[part], rels[part]), dtype=np.float32)

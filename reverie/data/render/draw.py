@@ -433,7 +433,7 @@ def _look(material: str) -> tuple[Color, list[tuple[str, dict]], float]:
     base = _hsv(r.random(), r.uniform(0.3, 0.8), r.uniform(0.4, 0.9))
     dark = tuple(int(c * 0.6) for c in base)
     kind = r.choice(FALLBACK_LAYERS)
-    kw = {
+    options: dict[str, dict] = {
         "mottle": dict(amp=20, cells=8),
         "speckle": dict(colors=[dark], n=600),
         "lines": dict(color=dark, angle=r.choice((0, 45, 90))),
@@ -441,8 +441,8 @@ def _look(material: str) -> tuple[Color, list[tuple[str, dict]], float]:
         "swirl": dict(color=dark),
         "knit": dict(color=dark),
         "facets": dict(colors=[base, dark]),
-    }[kind]
-    return base, [(kind, kw)], 1.0
+    }
+    return base, [(kind, options[kind])], 1.0
 
 
 @lru_cache(maxsize=256)
@@ -2150,7 +2150,7 @@ def _background(rng: random.Random, nr: np.random.Generator, split: str, w: int)
     if split == "train":
         kind = rng.choice(("solid", "linear", "radial"))
         if kind == "solid":
-            t = np.zeros((w, w), np.float32)
+            t: np.ndarray = np.zeros((w, w), np.float32)
         elif kind == "linear":
             d = _dir(w, rng.uniform(0, 360))
             t = (d - d.min()) / (d.max() - d.min())

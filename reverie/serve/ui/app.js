@@ -357,9 +357,9 @@ function setupAsk() {
 /** JSON, or multipart/form-data when an image goes with the question (same SSE reply). */
 function queryBody(question) {
   const extra = {};
-  const branches = parseInt($('ask-branches').value, 10);
+  const rollouts = parseInt($('ask-rollouts').value, 10);
   const hops = parseInt($('ask-hops').value, 10);
-  if (branches > 0) extra.branches = branches;
+  if (rollouts > 0) extra.rollouts = rollouts;
   if (hops > 0) extra.hops = hops;
   const image = $('question-image').files[0];
   if (!image) return { question, stream: true, tree: true, ...extra };

@@ -23,9 +23,14 @@ class TrainingReport:
 class Trainee(Protocol):
     budget: int
     """Gradient steps the run may take."""
-    epochs: float
-    """Passes over its training data the budget makes (0 for a trainee without data): what a tuner
-    needs to know to tell a run that will under-fit from one that will over-fit."""
+    steps: int
+    """Gradient steps taken so far."""
+
+    @property
+    def epochs(self) -> float:
+        """Passes over its training data the budget makes (0 for a trainee without data): what a tuner
+        needs to know to tell a run that will under-fit from one that will over-fit."""
+        ...
 
     def advance(self, steps: int, lr: Callable[[int], float], weight_decay: float) -> TrainingReport:
         """Take `steps` gradient steps; lr(step) is the learning rate of run step `step`."""

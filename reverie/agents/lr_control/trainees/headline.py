@@ -91,8 +91,13 @@ def load_splits(home: str, dataset: str, embedder: str = "minilm") -> Splits:
     data = load_texts(dataset)
     vectors = embed_dataset(home, data, embedder)
     split = stratified_split(data.labels)
-    parts = [np.flatnonzero(split == k) for k in range(3)]
-    return Splits(dataset, tuple(vectors[p] for p in parts), tuple(data.labels[p] for p in parts), data.classes)
+    train, val, test = (np.flatnonzero(split == k) for k in range(3))
+    return Splits(
+        dataset,
+        (vectors[train], vectors[val], vectors[test]),
+        (data.labels[train], data.labels[val], data.labels[test]),
+        data.classes,
+    )
 
 
 # ------------------------------------------------------------------ classifiers
@@ -178,7 +183,7 @@ class HeadlineRun:
         self._splits = splits
         self._x = [torch.from_numpy(np.ascontiguousarray(a)) for a in splits.x]
         self._y = [torch.from_numpy(np.ascontiguousarray(a)) for a in splits.y]
-        self._subset = None
+        self._subset: np.ndarray | None = None
         if config.train_subset is not None and config.train_subset < len(splits.y[0]):
             self._use_subset(
                 np.sort(

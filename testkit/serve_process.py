@@ -23,7 +23,8 @@ from pathlib import Path
 
 import httpx
 import psutil
-from servers import API_KEY, AUTH, free_port
+
+from testkit.servers import API_KEY, AUTH, free_port
 
 READY_LINE = "Reverie is serving on"
 
