@@ -54,7 +54,7 @@ def shot(driver, name: str) -> Path:
 def train(home: Path, iterations: int) -> None:
     env = {**os.environ, "REVERIE_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     for command in (
-        ["train", "policy", "--dataset", "umls", "--iterations", str(iterations), "--walks", "128"],
+        ["train", "policy", "--dataset", "umls", "--iterations", str(iterations), "--envs", "128"],
         ["train", "tuner", "--dataset", "news", "--budget", "100", "--iterations", str(iterations)],
     ):
         print("reverie", *command, flush=True)

@@ -135,7 +135,7 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         iterations=args.iterations,
         minutes=args.minutes,
-        walks=args.walks,
+        envs=args.envs,
         seed=args.seed,
         env={
             "hops": args.hops,
@@ -503,7 +503,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this much training time instead (--iterations stays the cap)",
     )
     t.add_argument(
-        "--walks", type=int, default=d.walks, help=f"walks stepped together by the vectorised env (default {d.walks})"
+        "--envs",
+        "--walks",
+        type=int,
+        default=d.envs,
+        help=f"walks stepped together by the vectorised env (default {d.envs})",
     )
     t.add_argument("--hops", type=int, default=d.env.hops, help=f"hops per walk (default {d.env.hops})")
     t.add_argument(

@@ -135,14 +135,14 @@ class TreeNode(BaseModel):
     parent: int | None = Field(description="The node one hop back; None for a walk's start.")
     entity: str
     step: Step | None = Field(description="The hop from the parent to here; None for a start.")
-    walks: int = Field(description="Rollouts that passed through this node.")
+    rollouts: int = Field(description="Rollouts that passed through this node.")
     ends: int = Field(description="Rollouts that stopped here: its votes.")
 
 
 class RolloutTree(BaseModel):
     """The rollouts as a tree of branches: the most frequent distinct walks, merged by common prefix."""
 
-    walks: int = Field(description="Rollouts in all.")
+    rollouts: int = Field(description="Rollouts in all.")
     shown: int = Field(description="Rollouts the tree holds; the rest took rarer walks.")
     nodes: list[TreeNode] = Field(description="Parents before their children.")
 

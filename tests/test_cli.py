@@ -124,7 +124,7 @@ def test_train_policy_then_eval_json(tmp_path):
         "2",
         "--hops",
         "2",
-        "--walks",
+        "--envs",
         "32",
         "--experts",
         "2",
@@ -146,7 +146,7 @@ def test_train_policy_then_eval_json(tmp_path):
 
     data = load_dataset(str(folder))
     bundle = load_bundle(home / "policies" / "toyfamily", data)
-    assert bundle.net.config["experts"] == 2 and bundle.meta.hops == 2 and bundle.meta.walks == 32
+    assert bundle.net.config["experts"] == 2 and bundle.meta.hops == 2 and bundle.meta.envs == 32
     expected = evaluate_bundle(bundle, data, beam=8)
     for part in ("policy", "world_model"):
         assert metrics[part] == pytest.approx(expected[part])

@@ -33,7 +33,7 @@ def test_ask_uses_the_trained_policy_and_keeps_every_path(ray_cluster, tmp_path)
 
         train_policy(
             settings,
-            PolicyTrainConfig(dataset=str(folder), iterations=2, walks=32).replace(
+            PolicyTrainConfig(dataset=str(folder), iterations=2, envs=32).replace(
                 env={"hops": 2, "imagined_edges": 2}, net={"experts": 4}, world_model={"dim": 16, "epochs": 5}
             ),
         )

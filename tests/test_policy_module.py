@@ -215,7 +215,7 @@ def test_ppo_training_beats_untrained(ray_cluster, tmp_path):
     reports = []
     started = time.perf_counter()
     # no world model here (shaping 0): PPO alone must learn the toy's relation patterns
-    config = PolicyTrainConfig(dataset=str(dataset), iterations=12, walks=64, seed=0).replace(
+    config = PolicyTrainConfig(dataset=str(dataset), iterations=12, envs=64, seed=0).replace(
         env={"hops": hops, "shaping": 0.0}
     )
     folder = train_policy(settings, config, progress=reports.append)
@@ -226,7 +226,7 @@ def test_ppo_training_beats_untrained(ray_cluster, tmp_path):
 
     trained = load_policy(folder)  # no Ray needed from here on
     meta = read_policy_meta(folder)
-    assert meta.dataset == "toyfamily" and meta.env == config.env and meta.iterations == 12 and meta.walks == 64
+    assert meta.dataset == "toyfamily" and meta.env == config.env and meta.iterations == 12 and meta.envs == 64
     after = rollout_success(trained, eval_env, episodes=2048, greedy=False, seed=1)
     after_greedy = rollout_success(trained, eval_env, episodes=2048, greedy=True, seed=1)
     print(
@@ -287,7 +287,7 @@ def test_training_with_a_world_model_gives_a_self_contained_bundle(ray_cluster, 
     dataset = tmp_path / "toyfamily"
     write_toy_dataset(dataset)
     settings = Settings(home=tmp_path / "home")
-    config = PolicyTrainConfig(dataset=str(dataset), iterations=2, walks=32).replace(
+    config = PolicyTrainConfig(dataset=str(dataset), iterations=2, envs=32).replace(
         env={"hops": 2, "imagined_edges": 2}, net={"experts": 4}, world_model={"dim": 16, "epochs": 5}
     )
     folder = train_policy(settings, config)

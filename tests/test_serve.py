@@ -283,7 +283,7 @@ def test_a_query_can_ask_for_its_rollout_tree(http):
         "/v1/query", json={"question": SAMPLE_QUESTION, "seed": 3, "verbalize": False, "rollouts": 96, "tree": True}
     ).json()
     tree = verdict["tree"]
-    assert tree["walks"] == 96 and 0 < tree["shown"] <= 96
+    assert tree["rollouts"] == 96 and 0 < tree["shown"] <= 96
     assert sum(n["ends"] for n in tree["nodes"]) == tree["shown"]
     ends = {n["entity"]: 0 for n in tree["nodes"]}
     for node in tree["nodes"]:

@@ -30,7 +30,7 @@ def policy_home(ray_cluster, tmp_path_factory):
     pipeline.ingest_dataset(load_dataset("world"))
     train_policy(
         settings,
-        PolicyTrainConfig(dataset=str(folder), iterations=2, walks=32).replace(
+        PolicyTrainConfig(dataset=str(folder), iterations=2, envs=32).replace(
             env={"hops": 2}, net={"experts": 4}, world_model={"dim": 16, "epochs": 5}
         ),
     )

@@ -56,7 +56,7 @@ def test_the_policy_sweep_compares_its_best_trial_with_the_defaults(ray_cluster,
 
     folder = tmp_path / "toyfamily"
     write_toy_dataset(folder)
-    base = PolicyTrainConfig(walks=32).replace(world_model={"dim": 16, "epochs": 5})
+    base = PolicyTrainConfig(envs=32).replace(world_model={"dim": 16, "epochs": 5})
     sweep = PolicySweepConfig(dataset=str(folder), samples=2, iterations=2, report_every=1, base=base)
     grid = sweep_policy(Settings(home=tmp_path / "home"), sweep, verbose=0)
     assert len(grid) == 2 and not grid.errors

@@ -140,7 +140,7 @@ def test_the_rollout_tree_merges_walks_by_prefix_and_its_counts_add_up(walker, r
     }
     candidates, tree = arbitrate(walker, graph, query, walks, 5, tree_walks=len(distinct))
     assert candidates == walker.rank(graph, query, walks, 5)
-    assert tree.walks == tree.shown == 128
+    assert tree.rollouts == tree.shown == 128
     nodes = {n.id: n for n in tree.nodes}
     children: dict[int, list] = {}
     for node in tree.nodes:
@@ -153,9 +153,9 @@ def test_the_rollout_tree_merges_walks_by_prefix_and_its_counts_add_up(walker, r
             children.setdefault(node.parent, []).append(node)
     for node in tree.nodes:
         below = children.get(node.id, [])
-        assert node.walks == node.ends + sum(c.walks for c in below)
+        assert node.rollouts == node.ends + sum(c.rollouts for c in below)
         assert len({(c.step.edge_id, c.step.inverse) for c in below}) == len(below), "one branch per hop"
-    assert sum(n.ends for n in tree.nodes) == 128 == sum(n.walks for n in tree.nodes if n.parent is None)
+    assert sum(n.ends for n in tree.nodes) == 128 == sum(n.rollouts for n in tree.nodes if n.parent is None)
     # each answer's votes are the walks that ended at it
     for cand in candidates:
         assert sum(n.ends for n in tree.nodes if n.entity == cand.answer and n.parent is not None) == cand.votes

@@ -131,9 +131,9 @@ def rollout_tree(rollouts: Rollouts, chain_of: Callable[[int], Chain], max_walks
     def reach(prefix: tuple, parent: int | None, entity: str, step: Step | None, count: int) -> int:
         if prefix not in by_prefix:
             by_prefix[prefix] = len(nodes)
-            nodes.append(TreeNode(id=len(nodes), parent=parent, entity=entity, step=step, walks=0, ends=0))
+            nodes.append(TreeNode(id=len(nodes), parent=parent, entity=entity, step=step, rollouts=0, ends=0))
         node = nodes[by_prefix[prefix]]
-        node.walks += count
+        node.rollouts += count
         return node.id
 
     for u in chosen:
@@ -146,4 +146,4 @@ def rollout_tree(rollouts: Rollouts, chain_of: Callable[[int], Chain], max_walks
             prefix = (*prefix, step.edge_id, step.inverse, step.imagined)
             at = reach(prefix, at, step.result, step, count)
         nodes[at].ends += count
-    return RolloutTree(walks=len(rollouts), shown=int(sum(int(counts[u]) for u in chosen)), nodes=nodes)
+    return RolloutTree(rollouts=len(rollouts), shown=int(sum(int(counts[u]) for u in chosen)), nodes=nodes)

@@ -84,7 +84,7 @@ def policy_trainable(config: dict) -> None:
                 dataset=env.dataset_name,
                 dataset_arg=train.dataset,
                 env=train.env,
-                walks=train.walks,
+                envs=train.envs,
                 seed=train.seed,
                 iterations=done,
             )

@@ -105,8 +105,8 @@ class PolicyTrainConfig:
 
     dataset: str = "umls"
     """A dataset name `load_dataset` accepts, or a folder in the train/dev/test[/graph] layout."""
-    walks: int = 256
-    """Walks one vectorised env steps together (RLlib's num_envs_per_env_runner)."""
+    envs: int = 256
+    """Walks one vectorised env steps together, one per sub-env (RLlib's num_envs_per_env_runner)."""
     iterations: int = 30
     """PPO iterations (algo.train() calls); with `minutes`, the cap."""
     minutes: float | None = None
@@ -123,8 +123,8 @@ class PolicyTrainConfig:
     """The world model trained first when `env.needs_world_model` (and not cached)."""
 
     def __post_init__(self) -> None:
-        if self.walks < 1:
-            raise ConfigError(f"walks must be >= 1, got {self.walks}")
+        if self.envs < 1:
+            raise ConfigError(f"envs must be >= 1, got {self.envs}")
         if self.iterations < 1:
             raise ConfigError(f"iterations must be >= 1, got {self.iterations}")
         if self.minutes is not None and self.minutes <= 0:
@@ -150,7 +150,7 @@ class PolicyMeta:
     """What `load_dataset` was given (a name or a folder), to load the same graph again."""
     env: EnvConfig = field(default_factory=EnvConfig)
     """The walks it was trained on; inference rebuilds the same action tables from it."""
-    walks: int = 0
+    envs: int = 0
     """Walks stepped together in training (the vector env's width)."""
     seed: int = 0
     """The training seed."""
@@ -187,7 +187,9 @@ class PolicyMeta:
         if "env" not in data:  # a checkpoint from before PolicyMeta kept hops and the env options apart
             env = {k: v for k, v in data.get("env_options", {}).items() if k in env_fields}
             env.update({k: data[k] for k in ("hops", "max_actions", "graph_seed") if k in data})
-            data["env"], data["walks"] = env, data.get("num_envs", 0)
+            data["env"], data["envs"] = env, data.get("num_envs", 0)
+        if "walks" in data:  # a checkpoint from before the field was named for what it counts
+            data.setdefault("envs", data.pop("walks"))
         data["env"] = EnvConfig(**{k: v for k, v in data["env"].items() if k in env_fields})
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

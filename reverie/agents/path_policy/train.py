@@ -53,14 +53,14 @@ def build_ppo_config(
     from reverie.agents.path_policy.env import KGPathVectorEnv
     from reverie.agents.path_policy.module import PathPolicyModule
 
-    hops, walks = config.env.hops, config.walks
+    hops, envs = config.env.hops, config.envs
     return (
         PPOConfig()
         .environment(env=KGPathVectorEnv, env_config=env_config(config, world_model_path, reasoner_path))
         .framework("torch")
         .env_runners(
             num_env_runners=0,
-            num_envs_per_env_runner=walks,  # handed to KGPathVectorEnv as config["num_envs"]
+            num_envs_per_env_runner=envs,  # handed to KGPathVectorEnv as config["num_envs"]
             gym_env_vectorize_mode="vector_entry_point",
             rollout_fragment_length=hops * config.ppo.batches_per_iteration,
         )
@@ -68,8 +68,8 @@ def build_ppo_config(
         .rl_module(
             rl_module_spec=RLModuleSpec(module_class=PathPolicyModule, model_config=dataclasses.asdict(config.net))
         )
-        .training(**config.ppo.rllib_training(walks, hops))
-        .reporting(metrics_num_episodes_for_smoothing=max(walks * config.ppo.batches_per_iteration, 100))
+        .training(**config.ppo.rllib_training(envs, hops))
+        .reporting(metrics_num_episodes_for_smoothing=max(envs * config.ppo.batches_per_iteration, 100))
         .debugging(seed=config.seed, log_level="ERROR")
     )
 
@@ -194,7 +194,7 @@ def train_policy(
         dataset=run.dataset_name,
         dataset_arg=str(config.dataset),
         env=config.env,
-        walks=config.walks,
+        envs=config.envs,
         seed=config.seed,
         iterations=len(run.history),
         env_steps=last["env_steps"],

@@ -635,7 +635,7 @@ function chainStyle() {
 
 function treeLabel(node) {
   const ends = node.ends > 0 ? ` ✓${node.ends}` : '';
-  return `${node.entity} (${node.walks})${ends}`;
+  return `${node.entity} (${node.rollouts})${ends}`;
 }
 
 function drawTree(verdict) {
@@ -645,16 +645,16 @@ function drawTree(verdict) {
     $('tree-summary').textContent = 'no rollout tree in this verdict';
     return;
   }
-  $('tree-summary').textContent = `${tree.walks} rollouts, the tree shows ${tree.shown}`;
+  $('tree-summary').textContent = `${tree.rollouts} rollouts, the tree shows ${tree.shown}`;
   const ids = new Set(tree.nodes.map((n) => n.id));
-  const maxWalks = Math.max(1, ...tree.nodes.map((n) => n.walks || 0));
+  const maxWalks = Math.max(1, ...tree.nodes.map((n) => n.rollouts || 0));
   const elements = [];
   for (const node of tree.nodes) {
     const isRoot = node.parent === null || node.parent === undefined || !ids.has(node.parent);
     const classes = [isRoot ? 'root' : '', node.ends > 0 ? 'ends' : '',
       node.ends > 0 && node.entity === verdict.answer_entity ? 'answer' : ''].filter(Boolean).join(' ');
     elements.push({ group: 'nodes', classes,
-      data: { id: `t${node.id}`, label: treeLabel(node), weight: Math.sqrt((node.walks || 0) / maxWalks), entity: node.entity } });
+      data: { id: `t${node.id}`, label: treeLabel(node), weight: Math.sqrt((node.rollouts || 0) / maxWalks), entity: node.entity } });
     if (isRoot) continue;
     const step = node.step || {};
     elements.push({ group: 'edges', classes: [step.imagined ? 'imagined' : '', step.inverse ? 'inverse' : ''].filter(Boolean).join(' '),
