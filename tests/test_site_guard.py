@@ -239,7 +239,9 @@ POST_PATHS = sorted(
         ]
     }
 )
-DEPTH = 100_000
+# Deep enough to pass Python's recursion limit many times over, small enough for the test server's
+# 64 KiB body limit (a 413 would never reach a parser).
+LIST_DEPTH, OBJECT_DEPTH = 25_000, 10_000
 DEEP_SCHEMA = '{"a":' * 900 + "1" + "}" * 900  # parses, then meets whatever walks a JSON schema
 HI = '"messages": [{"role": "user", "content": "hi"}]'
 
@@ -256,8 +258,8 @@ def test_the_nested_body_test_covers_every_post_route():
 @pytest.mark.parametrize(
     "body",
     [
-        "[" * DEPTH + "]" * DEPTH,
-        '{"a":' * DEPTH + "1" + "}" * DEPTH,
+        "[" * LIST_DEPTH + "]" * LIST_DEPTH,
+        '{"a":' * OBJECT_DEPTH + "1" + "}" * OBJECT_DEPTH,
         '{"question": ' + "[" * 900 + "]" * 900 + "}",
         '{"model": "reverie", "messages": ' + "[" * 900 + "]" * 900 + "}",
         '{"model": "smollm2:135m", ' + HI + ', "prompt": "hi", "format": ' + DEEP_SCHEMA + "}",
@@ -267,11 +269,11 @@ def test_the_nested_body_test_covers_every_post_route():
         + DEEP_SCHEMA
         + "}}}",
     ],
-    ids=["list-100k", "object-100k", "question-900", "messages-900", "format-900", "response-format-900"],
+    ids=["list-25k", "object-10k", "question-900", "messages-900", "format-900", "response-format-900"],
 )
 def test_a_deeply_nested_body_gets_a_4xx_on_every_route(http, path, face, body):
     reply = http.post(path, content=body.encode(), headers={"Content-Type": "application/json"})
-    assert 400 <= reply.status_code < 500, (reply.status_code, reply.text[:300])
+    assert 400 <= reply.status_code < 500 and reply.status_code != 413, (reply.status_code, reply.text[:300])
     if face == "reverie" and reply.status_code == 422:
         assert isinstance(reply.json()["detail"], list)  # FastAPI's list naming the field
     else:
