@@ -36,7 +36,7 @@ browser:
 # Code health, as CI keeps it: ruff (lint and format), import-linter (the rooms' contracts in
 # pyproject.toml), mypy over the packages that compute.
 MYPY_PACKAGES := reverie/graph_store reverie/encoders reverie/llm reverie/dreams reverie/models reverie/data reverie/agents \
-                 reverie/answer.py reverie/home.py reverie/ranking.py reverie/schemas.py reverie/config.py
+                 reverie/answer.py reverie/calibration.py reverie/home.py reverie/ranking.py reverie/schemas.py reverie/config.py
 lint: install
 	$(BIN)/ruff check reverie tests bench testkit
 	$(BIN)/ruff format --check reverie tests bench testkit

@@ -10,6 +10,7 @@ RUNS = [
     ["bench.rollouts"],
     ["bench.ingest"],
     ["bench.ask_latency"],
+    ["bench.questions"],
     ["bench.serve"],
     ["bench.world_model"],
     ["bench.reasoning", "--datasets", "umls", "--minutes", "4", "--reasoner-minutes", "4", "--shaper", "reasoner"],

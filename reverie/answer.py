@@ -17,7 +17,7 @@ import numpy as np
 from reverie.config import Settings
 from reverie.errors import NoMatchError
 from reverie.memory import Turn
-from reverie.schemas import Candidate, ImageLink, LinkedEntity, Query, RolloutTree, Verdict
+from reverie.schemas import Candidate, ImageCandidate, ImageLink, LinkedEntity, Query, RolloutTree, Verdict
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,36 @@ class Budget:
         return [min(per_task, self.rollouts - i) for i in range(0, self.rollouts, per_task)]
 
 
-def image_link(links: list[LinkedEntity], token: int | None) -> ImageLink:
-    """What the question's image was linked to: the nearest entity, with the runners-up."""
-    return ImageLink(entity=links[0].name, type=links[0].type, score=links[0].score, token=token, runners_up=links[1:])
+def image_link(
+    links: list[LinkedEntity], token: int | None, link_scale: float, candidates: int, min_probability: float
+) -> ImageLink:
+    """What the question's image was linked to: its nearest entities, each with the probability
+    softmax(link_scale * cosine) over them. The first `candidates` of them whose probability reaches
+    `min_probability` (the nearest always) are the subjects the rollouts start from."""
+    scores = np.array([e.score for e in links], np.float64)
+    probability = np.exp(link_scale * (scores - scores.max()))
+    probability /= probability.sum()
+    kept = [i for i in range(min(candidates, len(links))) if i == 0 or probability[i] >= min_probability]
+    considered = probability[kept] / probability[kept].sum()
+    return ImageLink(
+        entity=links[0].name,
+        type=links[0].type,
+        score=links[0].score,
+        token=token,
+        runners_up=links[1:],
+        probability=round(float(probability[0]), 4),
+        candidates=[
+            ImageCandidate(name=links[i].name, type=links[i].type, score=links[i].score, probability=round(float(p), 4))
+            for i, p in zip(kept, considered, strict=True)
+        ],
+    )
+
+
+def image_subjects(image: ImageLink | None) -> list[LinkedEntity]:
+    """The image's candidates as linked entities, weighted by their probability."""
+    if image is None:
+        return []
+    return [LinkedEntity(name=c.name, type=c.type, score=c.probability, how="image") for c in image.candidates]
 
 
 def may_link_nothing(history: list[Turn], image: ImageLink | None) -> bool:
@@ -52,12 +79,13 @@ def may_link_nothing(history: list[Turn], image: ImageLink | None) -> bool:
 
 
 def linked_entities(
-    linked: list[LinkedEntity], image_links: list[LinkedEntity] | None, history: list[Turn]
+    linked: list[LinkedEntity], image_subjects: list[LinkedEntity], history: list[Turn]
 ) -> list[LinkedEntity]:
-    """Every entity the question links to, its subject first: the image's entity ("What happens if I
-    drop this?"), else a follow-up's remembered subject when its words name nothing exactly."""
-    if image_links:
-        linked = [image_links[0], *(e for e in linked if e.name != image_links[0].name)]
+    """Every entity the question links to, its subjects first: the image's candidates ("What
+    happens if I drop this?"), else a follow-up's remembered subject when its words name nothing exactly."""
+    if image_subjects:
+        names = {e.name for e in image_subjects}
+        linked = [*image_subjects, *(e for e in linked if e.name not in names)]
     return with_memory(linked, history)
 
 
@@ -82,9 +110,27 @@ def no_answer(anchored: list[LinkedEntity], hops: int) -> NoMatchError:
     return NoMatchError(f"no walk from {', '.join(e.name for e in anchored)} reached an answer within {hops} hops")
 
 
-def is_sure(confidence: float | None, threshold: float) -> bool | None:
-    """Whether a verdict's calibrated confidence clears the threshold; None when nothing calibrates it."""
-    return None if confidence is None else confidence >= threshold
+def link_certainty(best: Candidate, candidates: list[Candidate], image: ImageLink | None, threshold: float) -> float:
+    """How sure the image's link is for this answer: the probability of the image candidates its
+    rollouts started from, among the candidates from which some answer does what was asked (sure on
+    its own). A look-alike that answers nothing the question asks costs no confidence; two look-alikes
+    that answer differently split it. 1 for a question without an image."""
+    if image is None or not image.candidates:
+        return 1.0
+    probability = {c.name: c.probability for c in image.candidates}
+    own = {s for s in best.subjects if s in probability}
+    if not own:
+        return 1.0  # reached from the words' own entities, not from the image
+    answering = own | {
+        s for c in candidates if (c.confidence or 0.0) >= threshold for s in c.subjects if s in probability
+    }
+    return sum(probability[s] for s in own) / sum(probability[s] for s in answering)
+
+
+def verdict_confidence(candidates: list[Candidate], image: ImageLink | None, threshold: float) -> float:
+    best = candidates[0]
+    own = best.confidence if best.confidence is not None else 0.0
+    return round(own * link_certainty(best, candidates, image, threshold), 4)
 
 
 def verdict(
@@ -101,21 +147,24 @@ def verdict(
     tree: RolloutTree | None,
     settings: Settings,
 ) -> Verdict:
-    """The answer to one question: the best candidate's chain, the others as alternatives."""
+    """The answer to one question: the best candidate's chain, the others as alternatives. When the
+    confidence misses the threshold the graph does not say: no answer, every chain an alternative."""
     best = candidates[0]
+    confidence = verdict_confidence(candidates, image, settings.confidence_threshold)
+    sure = confidence >= settings.confidence_threshold
     return Verdict(
         question=query.question,
         answer=sentence,
-        answer_entity=best.answer,
-        chain=best.best_chain,
+        answer_entity=best.answer if sure else None,
+        chain=best.best_chain if sure else None,
         candidates=candidates,
-        alternatives=[c.best_chain for c in candidates[1:]],
+        alternatives=[c.best_chain for c in (candidates[1:] if sure else candidates)],
         linked=linked,
         image=image,
         backend=backend,
         policy=policy,
-        confidence=best.confidence,
-        sure=is_sure(best.confidence, settings.confidence_threshold),
+        confidence=confidence,
+        sure=sure,
         rollouts=budget.rollouts,
         nodes=nodes,
         timings_ms=timings_ms,
@@ -124,5 +173,8 @@ def verdict(
     )
 
 
-def remembered_turn(query: Query, answer_entity: str, linked: list[LinkedEntity]) -> Turn:
-    return Turn(question=query.question, answer_entity=answer_entity, linked=[e.name for e in linked])
+def remembered_turn(query: Query, verdict: Verdict) -> Turn:
+    """What a follow-up recalls: the subject, and the answer when there was one."""
+    return Turn(
+        question=query.question, answer_entity=verdict.answer_entity or "", linked=[e.name for e in verdict.linked]
+    )

@@ -94,28 +94,46 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(verdict.model_dump_json(indent=2))
         return 0
+    print("\n".join(verdict_lines(verdict)))
+    return 0
+
+
+def verdict_lines(verdict) -> list[str]:
+    """What `reverie ask` prints of a Verdict: the answer and its chain, or, when the graph does not
+    say, that and the nearest chains."""
+
+    def path(chain) -> str:
+        return " -> ".join([chain.steps[0].what] + [f"[{s.action}] {s.result}" for s in chain.steps])
+
     best = verdict.candidates[0]
-    print(f"Q: {verdict.question}")
+    lines = [f"Q: {verdict.question}"]
     if verdict.image is not None:
         token = "" if verdict.image.token is None else f", image token {verdict.image.token}"
-        print(f"   the image shows: {verdict.image.entity} (similarity {verdict.image.score:.2f}{token})")
-    print(f"A: {verdict.answer}")
+        lines.append(f"   the image shows: {verdict.image.entity} (similarity {verdict.image.score:.2f}{token})")
+    lines.append(f"A: {verdict.answer}")
     where = f" on {len(verdict.nodes)} nodes" if len(verdict.nodes) > 1 else ""
-    print(
-        f"   answer: {verdict.answer_entity} · score {best.score:.3f} · {best.votes}/{verdict.rollouts} rollouts{where} · said by {verdict.backend}"
-    )
-    expert = verdict.chain.expert
-    print(f"Chain (by {verdict.policy}" + ("" if expert in (verdict.policy, "policy") else f", {expert} expert") + "):")
-    print("\n".join(_show_chain(verdict.chain)))
-    if verdict.alternatives:
-        print("Alternatives:")
-        for cand in verdict.candidates[1:]:
-            path = " -> ".join(
-                [cand.best_chain.steps[0].what] + [f"[{s.action}] {s.result}" for s in cand.best_chain.steps]
-            )
-            print(f"  - {cand.answer} (score {cand.score:.3f}, {cand.votes} rollouts): {path}")
-    print("Timings (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in verdict.timings_ms.items()))
-    return 0
+    if verdict.chain is None:
+        lines.append(f"   not sure: confidence {verdict.confidence:.2f} · walked by {verdict.policy}")
+        lines.append("Nearest chains (none of them an answer):")
+        lines += [
+            f"  - {c.answer} (confidence {c.confidence or 0:.2f}): {path(c.best_chain)}" for c in verdict.candidates
+        ]
+    else:
+        lines.append(
+            f"   answer: {verdict.answer_entity} · confidence {verdict.confidence:.2f} · score {best.score:.3f} · {best.votes}/{verdict.rollouts} rollouts{where} · said by {verdict.backend}"
+        )
+        expert = verdict.chain.expert
+        shown_by = "" if expert in (verdict.policy, "policy") else f", {expert} expert"
+        lines.append(f"Chain (by {verdict.policy}{shown_by}):")
+        lines += _show_chain(verdict.chain)
+        if verdict.alternatives:
+            lines.append("Alternatives:")
+            lines += [
+                f"  - {c.answer} (score {c.score:.3f}, {c.votes} rollouts): {path(c.best_chain)}"
+                for c in verdict.candidates[1:]
+            ]
+    lines.append("Timings (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in verdict.timings_ms.items()))
+    return lines
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -236,7 +254,8 @@ def cmd_train_clip(args: argparse.Namespace) -> int:
     print(
         f"image tower ({config.backbone}) saved to {path}: held-out renders link to the right entity "
         f"{report['held_out_top1']:.1%} top-1, {report['held_out_top5']:.1%} top-5 among {report['candidates']} entities "
-        f"(chance {1 / report['candidates']:.1%}); {report['epochs']} epochs in {report['train_s']:.0f}s, codebook of {report['codebook_size']} tokens"
+        f"(chance {1 / report['candidates']:.1%}); {report['epochs']} epochs ({report['steps']} steps) in {report['train_s']:.0f}s, "
+        f"codebook of {report['codebook_size']} tokens; link scale {report['link_scale']:.1f} (p = softmax(scale * cosine))"
     )
     return 0
 
@@ -590,7 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=k.backbone,
         help=f"clip (open_clip ViT), resnet (open_clip ResNet) or lite (small CNN) (default {k.backbone})",
     )
-    t.add_argument("--epochs", type=int, default=k.epochs, help=f"passes over the renders (default {k.epochs})")
+    t.add_argument(
+        "--epochs", type=int, help=f"passes over the renders, at most (default {k.epochs}, or with --minutes no cap)"
+    )
     t.add_argument(
         "--minutes", type=float, default=k.minutes, help="stop after this much training time (--epochs stays the cap)"
     )

@@ -94,7 +94,15 @@ class Settings(BaseSettings):
         default=0.5,
         ge=0.0,
         le=1.0,
-        description="A Verdict whose calibrated confidence is below this says it is not sure (`sure: false`).",
+        description="A Verdict whose calibrated confidence is below this is not sure (`sure: false`): it gives no "
+        "answer, says the graph does not say, and offers the nearest chains as alternatives.",
+    )
+    calibration_questions: int = Field(
+        default=240,
+        ge=0,
+        le=10000,
+        description="Questions made from the graph after an ingest that grows it by 5% since the last fit, to calibrate the embedding "
+        "walker's confidence on (0: keep the built-in calibrator).",
     )
     alternatives: int = Field(default=3, ge=0, le=20, description="Runner-up answers reported with their chains.")
     tree_walks: int = Field(
@@ -127,6 +135,18 @@ class Settings(BaseSettings):
     clip_arch: str | None = Field(
         default=None,
         description="The open_clip architecture of an open_clip checkpoint in `clip_weights` (e.g. ViT-B-32, or a model-config JSON file); its image vectors reach MiniLM's space by a map fit on text.",
+    )
+    image_candidates: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="The image's nearest entities that seed the rollouts, each weighted by its calibrated link probability.",
+    )
+    image_candidate_min_probability: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="A runner-up image candidate below this link probability seeds no rollouts.",
     )
     image_link_min_score: float = Field(
         default=0.1,

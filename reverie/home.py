@@ -2,6 +2,7 @@
 everything else asks `Home` for it.
 
     graph/snapshot.npz           the knowledge graph (networkx, written then renamed)
+    graph/calibration.json       the embedding walker's confidence, fit on questions made from the graph
     qdrant/                      the embedded vector index (one process holds its lock)
     feedback/                    ratings of verdicts, a dataset (JSONL)
     models/                      the bundled LLM's safetensors copy; models/clip/image_tower.pt, the image tower
@@ -36,6 +37,11 @@ class Home:
     @property
     def snapshot(self) -> Path:
         return self.graph / "snapshot.npz"
+
+    @property
+    def calibration(self) -> Path:
+        """The embedding walker's answer calibrator, refit once an ingest grows the graph by 5%."""
+        return self.graph / "calibration.json"
 
     @property
     def qdrant(self) -> Path:

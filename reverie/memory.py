@@ -10,6 +10,7 @@ from pydantic import BaseModel
 class Turn(BaseModel):
     question: str
     answer_entity: str
+    """Empty when the graph did not say."""
     linked: list[str]
 
 

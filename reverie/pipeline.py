@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,11 @@ from ray.serve.handle import DeploymentResponse
 from reverie import answer
 from reverie.actors import Services, here, init_ray, rollout_placements, rollout_task
 from reverie.batching import JoinedCalls
+from reverie.calibration import AnswerCalibrator, needs_refit
 from reverie.config import Settings
 from reverie.data.kg import KGDataset
 from reverie.dreams import Rollouts, Walker, arbitrate, dream, make_walker
+from reverie.dreams.embedding_walker import EmbeddingWalker
 from reverie.encoders.text import text_dim
 from reverie.errors import IngestError, NoMatchError, ReverieError
 from reverie.graph_store.images import DEPICTS, IMAGE_TYPE, ImageLine, ImageRef
@@ -89,8 +91,18 @@ class Walkers:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.root = settings.paths.policies
-        self.embedding = HostedWalker.host(make_walker("embedding", settings), by_reference=False)
         self.loaded: dict[Path, tuple[float, HostedWalker]] = {}
+        self._embedding: tuple[float | None, HostedWalker] | None = None
+
+    @property
+    def embedding(self) -> HostedWalker:
+        """The embedding walker, with the calibrator last fit on this graph (reloaded when refit,
+        perhaps by another replica's ingest)."""
+        path = self.settings.paths.calibration
+        stamp = path.stat().st_mtime if path.exists() else None
+        if self._embedding is None or self._embedding[0] != stamp:
+            self._embedding = (stamp, HostedWalker.host(make_walker("embedding", self.settings), by_reference=False))
+        return self._embedding[1]
 
     def for_question(self, entity_names: list[str]) -> HostedWalker:
         if self.settings.walker == "embedding":
@@ -158,12 +170,17 @@ class Pipeline:
             question_vec = self.encode_questions([query.question])[0]
             image_vec = get(image_ref)[0] if image_ref is not None else None
         with stage("link"):
-            image, image_links = None, None
+            image = None
             if image_vec is not None:
+                scale_ref = svc.images.link_scale.remote()
                 image_links, token = get(
-                    svc.store.link_image.remote(image_vec, 1 + s.alternatives, s.image_link_min_score)
+                    svc.store.link_image.remote(
+                        image_vec, max(1 + s.alternatives, s.image_candidates), s.image_link_min_score
+                    )
                 )
-                image = answer.image_link(image_links, token)
+                image = answer.image_link(
+                    image_links, token, get(scale_ref), s.image_candidates, s.image_candidate_min_probability
+                )
             history = get(svc.memory.recall.remote(query.session_id)) if query.session_id else []
             try:
                 linked = get(svc.store.link.remote(query.question, question_vec, s.link_top_k, s.link_min_score))
@@ -171,7 +188,7 @@ class Pipeline:
                 if not answer.may_link_nothing(history, image):
                     raise
                 linked = []
-            linked = answer.linked_entities(linked, image_links, history)
+            linked = answer.linked_entities(linked, answer.image_subjects(image), history)
             anchors = answer.anchors(linked)
         with stage("retrieve"):
             sub_ref = svc.store.retrieve.remote(
@@ -184,7 +201,7 @@ class Pipeline:
         walker = hosted.walker
         local = budget.rollouts <= s.local_rollouts_max
         with stage("dream"):
-            posed = walker.pose(sub, question_vec, anchors, budget.hops)
+            posed = walker.pose(sub, question_vec, anchors, budget.hops, query.question)
             if local:
                 graph = sub if walker.walks_retrieved else None
                 parts = [dream(walker, graph, posed, n, budget.seed + i) for i, n in enumerate(sizes)]
@@ -214,19 +231,23 @@ class Pipeline:
         if not candidates:
             raise answer.no_answer(anchors, posed.hops)
         best = candidates[0]
+        sure = answer.verdict_confidence(candidates, image, s.confidence_threshold) >= s.confidence_threshold
         with stage("verbalize"):
-            if query.verbalize:
+            from reverie.llm import no_fact_sentence, template_sentence
+
+            if not sure:  # no LLM: it would put the nearest chain in words as if it answered
+                sentence, backend = no_fact_sentence([c.best_chain for c in candidates]), "template"
+            elif query.verbalize:
                 [(sentence, backend)] = self.say_answers([(query.question, best.best_chain, budget.seed)])
             else:
-                from reverie.llm import template_sentence
-
                 sentence, backend = template_sentence(query.question, best.best_chain), "template"
-        with stage("remember"):
-            if query.session_id:
-                svc.memory.remember.remote(query.session_id, answer.remembered_turn(query, best.answer, linked))
         verdict = answer.verdict(
             query, budget, candidates, linked, image, sentence, backend, walker.name, nodes, timings, tree, s
         )
+        with stage("remember"):
+            if query.session_id:
+                svc.memory.remember.remote(query.session_id, answer.remembered_turn(query, verdict))
+        verdict.timings_ms.update(timings)
         # so a client can rate it by id; the tree is for the eye, not the feedback dataset
         svc.feedback.remember.remote(verdict.model_copy(update={"tree": None}) if tree else verdict)
         return verdict
@@ -283,6 +304,16 @@ class Pipeline:
         encoded = time.perf_counter()
         get(store.apply.remote(plan, entity_vecs, relation_vecs, codebook))
         written = time.perf_counter()
+        if plan.triples:
+            try:
+                self.calibrate()
+            except (
+                ReverieError,
+                ValueError,
+                np.linalg.LinAlgError,
+            ) as exc:  # the facts are in; the old confidence stays
+                log.warning("the walker's confidence was not refit: %s", exc)
+        calibrated = time.perf_counter()
         return IngestReport(
             source=source,
             triples_read=plan.triples_read,
@@ -294,8 +325,31 @@ class Pipeline:
                 "plan": round(planned - start, 3),
                 "encode": round(encoded - planned, 3),
                 "write": round(written - encoded, 3),
+                "calibrate": round(calibrated - written, 3),
             },
         )
+
+    def calibrate(self, seed: int = 0, force: bool = False) -> AnswerCalibrator | None:
+        """Fit the embedding walker's confidence on questions made from the graph (reverie/calibration.py)
+        and save it under REVERIE_HOME, where every answering process finds it. Unless forced, only
+        when the graph has grown by REFIT_GROWTH since the last fit: a stream of small ingests refits
+        now and then, not after each."""
+        s, svc = self.settings, self.services
+        if not s.calibration_questions:
+            return None
+        facts = get(svc.store.stats.remote()).triples
+        if not force and not needs_refit(s.paths.calibration, facts):
+            return None
+        questions = get(svc.store.calibration_questions.remote(s.hops, s.calibration_questions, seed))
+        if not questions:
+            return None
+        subgraphs = [svc.store.retrieve.remote([q.subject], [1.0], s.hops, s.max_subgraph_nodes) for q in questions]
+        vecs = get(svc.encoder.encode.remote([q.text for q in questions]))
+        walker = EmbeddingWalker(s.walker_temperature, s.stop_bias, s.walker_inverse_bias)
+        calibrator = walker.calibrate(questions, vecs, get(subgraphs), s.hops, s.rollouts, seed)
+        calibrator = replace(calibrator, facts=facts)
+        calibrator.save(s.paths.calibration)
+        return calibrator
 
     def ingest_images(
         self, lines: list[ImageLine], source: str = "", progress: Callable[[int, int], None] | None = None

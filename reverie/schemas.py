@@ -101,7 +101,11 @@ class Candidate(BaseModel):
         default=None,
         ge=0.0,
         le=1.0,
-        description="Calibrated probability that this answer is right (a trained policy's arbiter, fit on dev).",
+        description="Calibrated probability that this answer is right: a trained policy's arbiter fit on dev, or "
+        "the embedding walker's calibrator fit on questions made from the graph.",
+    )
+    subjects: list[str] = Field(
+        default_factory=list, description="The linked entities whose rollouts reached this answer."
     )
 
 
@@ -110,6 +114,17 @@ class LinkedEntity(BaseModel):
     type: str
     score: float
     how: Literal["exact", "vector", "memory", "image"]
+
+
+class ImageCandidate(BaseModel):
+    """An entity the question's image may show: a subject its rollouts start from."""
+
+    name: str
+    type: str
+    score: float = Field(description="Cosine similarity of the image's vector and the entity's.")
+    probability: float = Field(
+        ge=0.0, le=1.0, description="Calibrated probability that the image shows it: the share of rollouts it seeds."
+    )
 
 
 class ImageLink(BaseModel):
@@ -125,6 +140,13 @@ class ImageLink(BaseModel):
     )
     runners_up: list[LinkedEntity] = Field(
         default_factory=list, description="The next nearest entities, for a person to check the link."
+    )
+    probability: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Calibrated probability that the image shows `entity`."
+    )
+    candidates: list[ImageCandidate] = Field(
+        default_factory=list,
+        description="The entities considered as the question's subject, each seeding rollouts by its probability.",
     )
 
 
@@ -153,25 +175,29 @@ class Verdict(BaseModel):
     id: str = Field(default_factory=lambda: uuid.uuid4().hex, description="Names this verdict in POST /v1/feedback.")
     question: str
     answer: str = Field(description="The answer sentence.")
-    answer_entity: str = Field(description="The entity the best chain ends at.")
-    chain: Chain
+    answer_entity: str | None = Field(
+        description="The entity the best chain ends at; None when the graph does not say (`sure: false`)."
+    )
+    chain: Chain | None = Field(description="The chain that answers; None when the graph does not say.")
     candidates: list[Candidate] = Field(description="Ranked answers, best first.")
-    alternatives: list[Chain] = Field(description="Best chains of the runner-up answers.")
+    alternatives: list[Chain] = Field(
+        description="Best chains of the runner-up answers; when the graph does not say, the nearest chains, none "
+        "of them the answer."
+    )
     linked: list[LinkedEntity]
     image: ImageLink | None = Field(
         default=None, description="Where the question's image linked, when it came with one."
     )
     backend: str = Field(description="Which backend put the answer into words ('template' when verbalize is off).")
     policy: str = Field(description="Which policy walked the graph.")
-    confidence: float | None = Field(
-        default=None,
+    confidence: float = Field(
         ge=0.0,
         le=1.0,
-        description="Calibrated probability that the answer is right; None when the walker has no calibrated arbiter.",
+        description="Calibrated probability that the best answer is right, its image link's uncertainty included.",
     )
-    sure: bool | None = Field(
-        default=None,
-        description="Whether the confidence reaches the settable threshold (REVERIE_CONFIDENCE_THRESHOLD).",
+    sure: bool = Field(
+        description="Whether the confidence reaches the settable threshold (REVERIE_CONFIDENCE_THRESHOLD); when "
+        "not, the verdict gives no answer and says that the graph does not say.",
     )
     rollouts: int
     nodes: dict[str, int] = Field(default_factory=dict, description="Rollouts per Ray node id: where the dreams ran.")
@@ -283,6 +309,6 @@ class FeedbackRecord(BaseModel):
     rating: Literal["good", "bad", "neutral"]
     note: str
     question: str
-    answer_entity: str
-    chain: Chain
+    answer_entity: str | None = Field(description="None when the verdict said the graph does not say.")
+    chain: Chain | None
     policy: str

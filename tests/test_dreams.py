@@ -159,3 +159,21 @@ def test_arbiter_weights_are_validated():
         Arbiter(agreement=-1)
     with pytest.raises(ValueError):
         EmbeddingWalker(temperature=0)
+
+
+def test_the_asked_relation_decides_which_chain_answers():
+    sub, drop = chain_graph()
+    walker = EmbeddingWalker(temperature=0.3)
+    for question, answer in ((drop, "shatters"), (unit(2), "kitchen")):
+        query = walker.pose(sub, question, [], 3)
+        ranked = walker.rank(sub, query, dream(walker, sub, query, 256, seed=3))
+        assert ranked[0].answer == answer and ranked[0].subjects == ["cup"]
+        assert ranked[0].confidence > max(c.confidence for c in ranked[1:])
+    scores = Arbiter().score(sub, dream(walker, sub, walker.pose(sub, drop, [], 3), 256, seed=3), drop)
+    by_answer = {sub.node_names[s.answer]: s for s in scores}
+    assert by_answer["shatters"].asked == pytest.approx(1.0)  # the most asked relation scores 1
+    assert by_answer["kitchen"].asked < 1e-6  # "found in" is orthogonal to dropping
+    assert sum(s.support for s in scores) == pytest.approx(1.0) and by_answer["shatters"].support > 0.99
+    assert by_answer["shatters"].against == 0.0 and by_answer["shatters"].starts == (0,)
+    with pytest.raises(ValueError):
+        Arbiter(relation_temperature=0)

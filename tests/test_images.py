@@ -106,6 +106,65 @@ def test_bad_configs_and_missing_checkpoints(tmp_path):
         ImageTokenizer.load(tmp_path / "junk.pt")
 
 
+def test_clip_train_config_refuses_bad_settings():
+    from reverie.encoders.image_training import ClipTrainConfig
+
+    for bad, message in [
+        (dict(views=3), "multiple of views"),
+        (dict(augment="wild"), "unknown augment"),
+        (dict(margin=1.5), "margin must be"),
+        (dict(ema=1.0), "ema must be"),
+        (dict(views=0), "views must be at least 1"),
+    ]:
+        with pytest.raises(ReverieError, match=message):
+            ClipTrainConfig(**bad)
+
+
+# ---------- the calibrated link temperature ----------
+def test_fit_link_scale_minimises_the_links_nll():
+    from reverie.encoders.image_training import fit_link_scale, link_nll
+
+    rng = np.random.default_rng(0)
+    entities = rng.standard_normal((40, 16))
+    entities /= np.linalg.norm(entities, axis=1, keepdims=True)
+    names = [f"e{i}" for i in range(40)]
+    truth = rng.integers(0, 40, 300)
+    images = entities[truth] + 0.3 * rng.standard_normal((300, 16))
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    scale = fit_link_scale(images, [names[t] for t in truth], names, entities)
+    scores = images @ entities.T
+    assert scale > 0
+    assert link_nll(scale, scores, truth) < min(
+        link_nll(scale * 0.8, scores, truth), link_nll(scale * 1.25, scores, truth)
+    )
+    with pytest.raises(ReverieError, match="outside the candidates"):
+        fit_link_scale(images[:1], ["nobody"], names, entities)
+    with pytest.raises(ReverieError, match="one name per image"):
+        fit_link_scale(images[:2], names[:1], names, entities)
+
+
+def test_training_fits_the_link_scale_and_the_checkpoint_keeps_it(tmp_path, encoder):
+    import torch
+
+    from reverie.encoders.image_training import ClipTrainConfig, train_image_tower
+
+    torch.manual_seed(0)
+    tokenizer, report = train_image_tower(
+        ClipTrainConfig(renders_per_entity=1, epochs=1, held_out_per_entity=1, codebook_size=4),
+        encoder,
+        progress=False,
+    )
+    assert report["link_scale"] > 0 and tokenizer.link_scale == report["link_scale"]
+    tokenizer.save(tmp_path / "tower.pt")
+    assert ImageTokenizer.load(tmp_path / "tower.pt").link_scale == report["link_scale"]
+    # a checkpoint from before the scale was fit loads, with no scale
+    state = torch.load(tmp_path / "tower.pt", weights_only=True)
+    del state["meta"]["link_scale"]
+    torch.save(state, tmp_path / "old.pt")
+    assert ImageTokenizer.load(tmp_path / "old.pt").link_scale is None
+    assert ImageTokenizer(ImageConfig()).link_scale is None
+
+
 # ---------- image input ----------
 def test_load_image_accepts_modes_and_refuses_bad_input(tmp_path):
     assert load_image(png()).mode == "RGB"

@@ -10,7 +10,7 @@ import numpy as np
 import ollama
 import pytest
 
-from reverie.data.world import SAMPLE_QUESTION
+from reverie.data.world import NO_FACT_QUESTION, SAMPLE_QUESTION
 from reverie.llm.chain import BackendUnavailable, Finish
 from reverie.serve import ollama_api
 from testkit.servers import API_KEY, AUTH
@@ -97,6 +97,13 @@ def test_reverie_streams_its_answer_token_by_token(client):
     )
 
 
+def test_reverie_says_when_the_graph_does_not_say(client):
+    reply = client.chat(model="reverie", messages=[{"role": "user", "content": NO_FACT_QUESTION}], options={"seed": 0})
+    text = reply.message.content
+    assert text.startswith("The graph has no fact that answers this") and "not an answer" in text
+    assert "- glass cup -> [made of] glass" in text  # the nearest chains, offered as what the graph holds
+
+
 def test_reverie_cuts_its_reply_at_stop_and_num_predict(client):
     stopped = client.generate(
         model="reverie",
@@ -120,17 +127,21 @@ def test_a_follow_up_in_a_chat_keeps_its_subject(client):
     first = [{"role": "user", "content": "What happens if I drop a glass cup?"}]
     opening = client.chat(model="reverie", messages=first, options={"seed": 0}, stream=False).message.content
     assert "1. glass cup --[" in opening
-    follow_up = first + [{"role": "assistant", "content": opening}, {"role": "user", "content": "and if it is heated?"}]
+    follow_up = first + [
+        {"role": "assistant", "content": opening},
+        {"role": "user", "content": "and if I hit it with a hammer?"},
+    ]
     reply = client.chat(model="reverie", messages=follow_up, options={"seed": 0}, stream=False).message.content
-    assert "1. glass cup --[" in reply and reply != opening
+    assert "1. glass cup --[" in reply and "--> cracks" in reply and reply != opening
     # the same words opening another conversation have no subject to continue from
-    alone = client.chat(
-        model="reverie",
-        messages=[{"role": "user", "content": "and if it is heated?"}],
-        options={"seed": 0},
-        stream=False,
-    )
-    assert "1. glass cup --[" not in alone.message.content
+    with pytest.raises(ollama.ResponseError, match="no entity in the graph matches") as refused:
+        client.chat(
+            model="reverie",
+            messages=[{"role": "user", "content": "and if I hit it with a hammer?"}],
+            options={"seed": 0},
+            stream=False,
+        )
+    assert 400 <= refused.value.status_code < 500
 
 
 # ---------- the bundled LLM ----------

@@ -7,7 +7,7 @@ import numpy as np
 import openai
 import pytest
 
-from reverie.data.world import SAMPLE_QUESTION
+from reverie.data.world import NO_FACT_QUESTION, SAMPLE_QUESTION
 from reverie.llm.chain import BackendUnavailable
 from reverie.serve import openai_api
 from testkit.servers import API_KEY
@@ -41,6 +41,15 @@ def test_streamed_chat_with_the_reasoning_model(client):
     assert "glass cup --[made of]--> glass" in whole and "brittle --[when dropped on a hard floor]--> shatters" in whole
     assert len(contents) > 5  # the answer came token by token, then the chain
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (8, len(whole.split()))  # words
+
+
+def test_the_reasoning_model_says_when_the_graph_does_not_say(client):
+    reply = client.chat.completions.create(
+        model="reverie", seed=0, messages=[{"role": "user", "content": NO_FACT_QUESTION}]
+    )
+    text = reply.choices[0].message.content
+    assert text.startswith("The graph has no fact that answers this") and "Nearest chains" in text
+    assert "glass cup" in text and reply.choices[0].finish_reason == "stop"
 
 
 def test_chat_with_the_llm_reports_usage_and_length(client):

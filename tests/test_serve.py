@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from reverie.data.world import SAMPLE_QUESTION
+from reverie.data.world import NO_FACT_QUESTION, SAMPLE_QUESTION
 from testkit.servers import API_KEY, AUTH
 
 pytestmark = pytest.mark.ray
@@ -35,6 +35,23 @@ def test_query_returns_the_verdict(http, world_pipeline):
     # HTTP and the CLI run one Pipeline: the same seed gives the same dreams and ranking
     local = world_pipeline.answer(Query(question=SAMPLE_QUESTION, seed=0, verbalize=False))
     assert [(c["answer"], c["votes"]) for c in verdict["candidates"]] == [(c.answer, c.votes) for c in local.candidates]
+
+
+def test_a_question_the_graph_does_not_answer_says_so(http):
+    for body in (
+        {"question": NO_FACT_QUESTION, "seed": 0, "verbalize": False},
+        {"question": NO_FACT_QUESTION, "seed": 0},
+    ):
+        verdict = http.post("/v1/query", json=body).json()
+        assert verdict["sure"] is False and verdict["confidence"] < 0.5
+        assert verdict["answer_entity"] is None and verdict["chain"] is None
+        assert verdict["answer"].startswith("The graph has no fact that answers this")
+        assert verdict["backend"] == "template"  # no LLM makes the nearest chain sound like an answer
+        assert verdict["alternatives"] and verdict["alternatives"][0] == verdict["candidates"][0]["best_chain"]
+        assert verdict["alternatives"][0]["steps"][0]["what"] == "glass cup"
+    with http.stream("POST", "/v1/query", json={"question": NO_FACT_QUESTION, "seed": 0, "stream": True}) as reply:
+        events = read_events(reply)
+    assert [name for name, _ in events] == ["verdict"] and events[0][1]["sure"] is False
 
 
 def read_events(reply: httpx.Response) -> list[tuple[str, dict]]:

@@ -46,3 +46,20 @@ def test_app_builder_takes_settings_from_args(tmp_path):
     ingress = next(d for d in built.deployments if d.name == "ReverieAPI")
     settings = ingress.init_args[0]
     assert settings["rollouts"] == 7 and settings["home"] == str(tmp_path.resolve())
+
+
+def test_the_image_deployment_answers_every_call_the_pipeline_makes_of_the_image_actor():
+    """The Pipeline calls the ImageEncoder actor and Serve's ImageEncoder deployment alike: every
+    method it calls on `images` exists on both."""
+    import inspect
+    import re
+
+    import reverie.pipeline
+    from reverie.encoders.image import ImageEncoder
+    from reverie.serve.app import ImageEncoderDeployment
+
+    called = set(re.findall(r"\bimages\.(\w+)\.remote", inspect.getsource(reverie.pipeline)))
+    assert {"encode", "codebook", "link_scale"} <= called
+    for name in called:
+        assert callable(getattr(ImageEncoder, name, None)), name
+        assert callable(getattr(ImageEncoderDeployment.func_or_class, name, None)), name

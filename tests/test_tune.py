@@ -20,7 +20,7 @@ TINY = HeadlineConfig(dataset="news", budget=40, batch_size=32, train_subset=500
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_a_headline_sweep_runs_with_each_scheduler(scheduler, ray_cluster, headline_home):
     settings = Settings(home=headline_home)
-    sweep = HeadlineSweepConfig(scheduler=scheduler, samples=3, headline=TINY, intervals=8, seed=1)
+    sweep = HeadlineSweepConfig(scheduler=scheduler, samples=3, headline=TINY, intervals=5, seed=1)
     grid = sweep_headline(settings, sweep, verbose=0)
     assert len(grid) == 3 and not grid.errors
     frames = [r.metrics_dataframe for r in grid]

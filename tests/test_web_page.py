@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from reverie.data.world import SAMPLE_QUESTION
+from reverie.data.world import NO_FACT_QUESTION, SAMPLE_QUESTION
 from testkit.browser import chromium, drop_file, wait_for
 from testkit.servers import API_KEY
 
@@ -89,6 +89,17 @@ def test_ask_see_the_chain_and_tree_then_rate_it_into_the_feedback_dataset(drive
     assert (record.rating, record.note, record.question) == ("good", "the chain is right", SAMPLE_QUESTION)
     assert [s.edge_id for s in record.chain.steps] == edge_ids, "the chain rated is the chain on screen"
     assert record.chain.steps[-1].result == record.answer_entity
+
+
+def test_a_question_the_graph_does_not_answer_is_shown_as_such(driver, base_url):
+    open_page(driver, base_url, "ask")
+    find(driver, "#question").clear()
+    find(driver, "#question").send_keys(NO_FACT_QUESTION)
+    find(driver, "#ask-button").click()
+    wait_for(driver, lambda d: "does not say" in find(d, "#chain").text)
+    assert find(driver, "#answer").text.startswith("The graph has no fact that answers this")
+    assert "not sure" in find(driver, "#confidence").text
+    assert find_all(driver, "#alternatives .alternative")  # the nearest chains, none of them the answer
 
 
 def test_a_dropped_file_is_ingested_and_a_malformed_one_shows_its_line(driver, base_url, http):

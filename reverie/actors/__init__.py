@@ -91,8 +91,12 @@ def rollout_placements(count: int) -> list:
     return [NodeAffinitySchedulingStrategy(nodes[(first + i) % len(nodes)], soft=True) for i in range(count)]
 
 
-def _actor(cls, name: str, *args, threads: int | None = None, pin: bool = False):
+def _actor(cls, name: str, *args, threads: int | None = None, pin: bool = False, shared: bool = False):
     options = {"name": name, "namespace": NAMESPACE, "get_if_exists": True}
+    if shared:
+        # Shared by every home on the cluster: a handle found by name does not keep a non-detached
+        # actor alive, so once the Pipeline that made it is gone the next one would find it dying.
+        options["lifetime"] = "detached"
     if pin:
         # State on disk (graph, feedback) lives under REVERIE_HOME of the node that first creates the
         # actor: keep the actor there, rather than wherever a restart would find a free slot.
@@ -141,7 +145,9 @@ class Services:
         weights = tower_path(settings)
         return cls(
             encoder=encoder
-            or _actor(TextEncoderActor, f"text-encoder-{settings.model_threads}", threads=settings.model_threads),
+            or _actor(
+                TextEncoderActor, f"text-encoder-{settings.model_threads}", threads=settings.model_threads, shared=True
+            ),
             images=images
             or _actor(
                 ImageEncoderActor,
@@ -150,8 +156,9 @@ class Services:
                 settings.max_image_pixels,
                 settings.model_threads,
                 settings.clip_arch,
+                shared=True,
             ),
-            arbiter=_actor(ArbiterActor, "arbiter"),
+            arbiter=_actor(ArbiterActor, "arbiter", shared=True),
             llm=llm or _actor(LLMActor, f"llm-{_home_tag(settings)}", settings, threads=settings.model_threads),
             **state_actors(settings),
         )

@@ -38,6 +38,8 @@ from reverie.schemas import Entity, Triple
 
 WORLD_SOURCE = "world"
 SAMPLE_QUESTION = "What happens when you drop a glass cup?"
+NO_FACT_QUESTION = "What happens when you heat a glass cup?"
+"""The world says nothing about heating glass: Reverie should say that the graph does not say."""
 
 MADE_OF = "made of"
 IS = "is"
@@ -435,3 +437,46 @@ def world_questions(target: int = 24, two_hop: int = 4) -> list[WorldQuestion]:
     round_robin([c for c in candidates if len(c[2]) == 2], 1 + two_hop)
     round_robin([c for c in candidates if len(c[2]) == 3], target)
     return picked
+
+
+@dataclass(frozen=True)
+class ActionQuestion:
+    """A question of every object about every action, answerable or not: the graph decides."""
+
+    obj: str
+    action: str
+    wording: int
+    text: str
+    """The question naming the object ("What happens when you drop a glass cup?")."""
+    this_text: str
+    """The same question with the object as "this", for an image to say what it is."""
+    answers: frozenset[str]
+    """The results the graph reaches from the object through the action; empty when it says nothing."""
+
+
+def _wordings(action: str, subject: str) -> list[str]:
+    template = ACTION_QUESTIONS[action]
+    direct = template.format(a=subject)
+    you = "What happens when you "
+    rest = (template[len(you) : -1] if template.startswith(you) else template[len("What happens when ") : -1]).format(
+        a=subject
+    )
+    if template.startswith(you):
+        return [direct, f"What would happen if I {rest}?", f"If you {rest}, what happens?"]
+    return [direct, f"What would happen if {rest}?", f"If {rest}, what happens?"]
+
+
+WORDINGS = 3
+"""Each action question's wordings: the world's own, "What would happen if I ...?", "If you ..., what happens?"."""
+
+
+def action_questions() -> list[ActionQuestion]:
+    """Every object x every action x every wording, with the graph's answers (none for most)."""
+    _, triples = build_world()
+    out = []
+    for obj, *_ in OBJECTS:
+        for action in ACTIONS:
+            answers = frozenset(chain[-1][2] for chain in action_chains(triples, obj, action))
+            named, this = _wordings(action, with_article(obj)), _wordings(action, "this")
+            out += [ActionQuestion(obj, action, i, named[i], this[i], answers) for i in range(WORDINGS)]
+    return out

@@ -21,7 +21,7 @@ import torch
 
 from reverie.agents.path_policy.bundle import PolicyBundle
 from reverie.agents.path_policy.net import expert_name
-from reverie.dreams.embedding_walker import residual
+from reverie.dreams.arbiter import LEXICAL_WEIGHT, content_words, residual, shared_words
 from reverie.dreams.rollouts import Rollouts, WalkQuery, build_chain
 from reverie.edges import edge_id
 from reverie.errors import NoMatchError
@@ -55,7 +55,9 @@ class PolicyWalker:
         return sum(name in self.bundle.graph.entity2id for name in entity_names)
 
     # ------------------------------------------------------------------ pose
-    def pose(self, sub: Subgraph, question_vec: np.ndarray, anchors: list[LinkedEntity], hops: int) -> WalkQuery:
+    def pose(
+        self, sub: Subgraph, question_vec: np.ndarray, anchors: list[LinkedEntity], hops: int, question: str = ""
+    ) -> WalkQuery:
         """Walks start at the linked entities the policy knows, by link score, and walk the policy's
         own number of hops (`hops` is the embedding walker's setting)."""
         e2i = self.bundle.graph.entity2id
@@ -63,27 +65,33 @@ class PolicyWalker:
         if not known:
             raise NoMatchError("the trained policy's graph holds none of the linked entities")
         weights = np.array([max(e.score, 1e-6) for e in known])
+        words = content_words(question) - frozenset().union(*(content_words(e.name) for e in anchors))
         return WalkQuery(
             question_vec=np.asarray(question_vec, np.float32),
             starts=np.array([e2i[e.name] for e in known], np.int64),
             start_weights=weights / weights.sum(),
             hops=self.bundle.hops,
-            relation=self.query_relation(sub, question_vec),
+            relation=self.query_relation(sub, question_vec, words),
+            words=words,
         )
 
-    def query_relation(self, sub: Subgraph, question_vec: np.ndarray) -> int:
+    def query_relation(self, sub: Subgraph, question_vec: np.ndarray, words: frozenset[str] = frozenset()) -> int:
         """The relation the question asks: the policy relation (forward or inverse) whose text is
         nearest the question among those the retrieved neighbourhood holds. The linked entities are
         projected out of the question first ("what does a steroid interact with" should match
         "interacts with", not whatever steroids mostly do). The sentence encoder hardly tells
         "X interacts with ?" from "? interacts with X", so the stored direction wins unless the
-        inverse's text ("inverse of ...") is clearly nearer."""
+        inverse's text ("inverse of ...") is clearly nearer. The question's
+        own words count too, as for the embedding walker (arbiter.asked_relations)."""
         graph = self.bundle.graph
         known = [i for i, name in enumerate(sub.rel_names) if name in graph.relation2id]
         if not known:
             raise NoMatchError("the question's neighbourhood has no relation the trained policy knows")
         R_sub, R = sub.num_relations, graph.num_relations
         sims = sub.rel_vecs @ residual(question_vec, sub.node_vecs[sub.anchors])
+        if words:
+            shared = np.array([shared_words(words, name) for name in sub.rel_names], np.float32)
+            sims = sims + LEXICAL_WEIGHT * np.concatenate([shared, shared])
         forward = max((float(sims[i]), graph.relation2id[sub.rel_names[i]]) for i in known)
         inverse = max((float(sims[R_sub + i]), graph.relation2id[sub.rel_names[i]] + R) for i in known)
         return inverse[1] if inverse[0] > forward[0] + INVERSE_MARGIN else forward[1]
@@ -188,6 +196,7 @@ class PolicyWalker:
                     votes=int(members.size),
                     best_chain=chain,
                     confidence=float(confidence[answer]),
+                    subjects=[self._names[start]],
                 )
             )
         return candidates

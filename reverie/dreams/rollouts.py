@@ -26,6 +26,7 @@ class WalkQuery:
     start_weights: np.ndarray  # probability of starting at each
     hops: int  # the most hops a walk takes
     relation: int | None = None  # the query relation id, for walkers that are asked one (the path policy)
+    words: frozenset[str] = frozenset()  # the question's own words, its subjects' aside (arbiter.content_words)
 
     def sample_starts(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """`count` start nodes, drawn by the start weights."""

@@ -13,6 +13,7 @@ or none, because it walks its own (False).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -21,6 +22,8 @@ import numpy as np
 from reverie.dreams.rollouts import Rollouts, WalkQuery, rollout_tree
 from reverie.graph_store.subgraph import Subgraph
 from reverie.schemas import Candidate, Chain, LinkedEntity, RolloutTree
+
+log = logging.getLogger(__name__)
 
 
 class Walker(Protocol):
@@ -37,7 +40,11 @@ class Walker(Protocol):
         knows most of a question's entities)."""
         ...
 
-    def pose(self, sub: Subgraph, question_vec: np.ndarray, anchors: list[LinkedEntity], hops: int) -> WalkQuery: ...
+    def pose(
+        self, sub: Subgraph, question_vec: np.ndarray, anchors: list[LinkedEntity], hops: int, question: str = ""
+    ) -> WalkQuery:
+        """`question`, its text, lets a walker match the asked relation by its words too."""
+        ...
 
     def walk(self, graph: Subgraph | None, query: WalkQuery, count: int, rng: np.random.Generator) -> Rollouts: ...
 
@@ -55,9 +62,19 @@ class Walker(Protocol):
 
 
 def _embedding(settings: Any, bundle: Any = None) -> Walker:
+    """With the calibrator last fit on the graph under settings.home (the built-in one before any)."""
+    from reverie.calibration import AnswerCalibrator
     from reverie.dreams.embedding_walker import EmbeddingWalker
 
-    return EmbeddingWalker(settings.walker_temperature, settings.stop_bias, settings.walker_inverse_bias)
+    path = settings.paths.calibration
+    try:
+        calibrator = AnswerCalibrator.load(path) if path.exists() else None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("the built-in calibrator answers instead of %s: %s", path, exc)
+        calibrator = None
+    return EmbeddingWalker(
+        settings.walker_temperature, settings.stop_bias, settings.walker_inverse_bias, calibrator=calibrator
+    )
 
 
 def _path_policy(settings: Any, bundle: Any = None) -> Walker:

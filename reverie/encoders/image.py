@@ -19,6 +19,10 @@ def tower_path(settings) -> Path:
     return Path(settings.clip_weights) if settings.clip_weights else settings.paths.image_tower
 
 
+DEFAULT_LINK_SCALE = 30.0
+"""For a tower with no fitted link scale: a cosine 0.05 ahead makes a link about 4.5 times as likely."""
+
+
 class ImageEncoder:
     """What the ImageEncoder actor and Serve deployment host: the tower at `weights`, loaded on
     first use (so a server without one starts, and says how to get one when asked) and again
@@ -57,6 +61,12 @@ class ImageEncoder:
         """Unit vectors of images sent as bytes; each is checked (format, size, mode) first."""
         checked = [load_image(im, self.max_pixels, name=f"image {i + 1}") for i, im in enumerate(images)]
         return self.tokenizer().encode(checked)
+
+    def link_scale(self) -> float:
+        """The scale that turns an image's cosine similarities to entities into link probabilities
+        (softmax(scale * cosine)): fit on held-out renders when the tower was trained, else the default."""
+        scale = getattr(self.tokenizer(), "link_scale", None)
+        return float(scale) if scale else DEFAULT_LINK_SCALE
 
     def codebook(self) -> np.ndarray | None:
         book = self.tokenizer().codebook

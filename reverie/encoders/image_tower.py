@@ -51,6 +51,9 @@ class ImageConfig:
     )
     layers: int | None = None  # ViT blocks or CNN stages (ResNet: always 4 stages of one block); None: the default
     patch_size: int = 8  # ViT patch side
+    # an image's vector is the mean of its and its mirror image's: twice the tower's work for a few
+    # points of held-out top-1 (the training flips too, so both halves agree; off for older checkpoints)
+    flip_mean: bool = False
     embed_dim: int = field(default_factory=text_dim)  # the image tower's output lands in the text space
 
     def __post_init__(self) -> None:
@@ -180,6 +183,8 @@ class TowerMeta:
     trained_on: str = ""
     seconds: float = 0.0
     held_out_top1: float | None = None
+    # s of p_k = softmax(s * cosine_k): the link temperature fit on held-out renders (None: not fit)
+    link_scale: float | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -200,6 +205,12 @@ class ImageTokenizer:
     @property
     def name(self) -> str:
         return self.config.backbone
+
+    @property
+    def link_scale(self) -> float | None:
+        """The calibrated link temperature: softmax(link_scale * cosines) over candidate entities gives
+        link probabilities. None for a tower trained before it was fit, or from elsewhere."""
+        return self.meta.link_scale
 
     def encode(self, images: Sequence, batch_size: int = 64, progress: bool | None = None) -> np.ndarray:
         """One unit vector per image (bytes, path or PIL image): an (n, 384) float32 array."""
@@ -232,7 +243,12 @@ class ImageTokenizer:
 
     def embed(self, pixels):
         """The tower's output for preprocessed pixels; a tower from elsewhere maps its own here."""
-        return self.tower(pixels)
+        import torch
+
+        if not self.config.flip_mean:
+            return self.tower(pixels)
+        both = torch.nn.functional.normalize(self.tower(torch.cat([pixels, pixels.flip(-1)])), dim=-1)
+        return both[: len(pixels)] + both[len(pixels) :]
 
     def describe(self) -> dict:
         return {

@@ -36,6 +36,7 @@ import networkx as nx
 import numpy as np
 
 from reverie.atomic import atomic_file, atomic_write
+from reverie.calibration import GraphQuestion, calibration_questions
 from reverie.config import Settings
 from reverie.edges import edge_id
 from reverie.encoders.text import display, entity_text, relation_texts, text_dim
@@ -654,6 +655,11 @@ class GraphStore:
             anchors=local[[self._entity_index[s] for s in anchors]],
             anchor_weights=weights / weights.sum(),
         )
+
+    @_loaded
+    def calibration_questions(self, hops: int, count: int, seed: int = 0) -> list[GraphQuestion]:
+        """Questions made from the stored facts, to fit the walker's confidence on (reverie/calibration.py)."""
+        return calibration_questions(self._triples, hops, count, np.random.default_rng(seed), display)
 
     @_loaded
     def random_walks(self, starts: list[str], length: int, seed: int = 0) -> list[list[Triple]]:

@@ -6,7 +6,7 @@ only numpy arrays and flat lists: no networkx, no Qdrant handles.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,3 +41,19 @@ class Subgraph:
 
     def is_inverse(self, relation_ids: np.ndarray) -> np.ndarray:
         return relation_ids >= self.num_relations
+
+    def without_edges(self, edge_ids: set[str]) -> "Subgraph":
+        """The same subgraph with these stored facts (by edge id) taken out, both directions: how a
+        question looks to a graph that lacks them (reverie/calibration.py's held-out questions)."""
+        dropped = np.array([i for i, e in enumerate(self.edge_ids) if e in edge_ids], np.int64)
+        keep = ~np.isin(self.edge_refs, dropped)
+        source = np.repeat(np.arange(self.num_nodes), np.diff(self.indptr))
+        indptr = np.zeros_like(self.indptr)
+        np.cumsum(np.bincount(source[keep], minlength=self.num_nodes), out=indptr[1:])
+        return replace(
+            self,
+            indptr=indptr,
+            targets=self.targets[keep],
+            relations=self.relations[keep],
+            edge_refs=self.edge_refs[keep],
+        )

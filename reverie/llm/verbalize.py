@@ -68,6 +68,15 @@ def template_sentence(question: str, chain: Chain) -> str:
     return f"{answer} — because " + "; ".join(facts[:-1]) + f"; and {facts[-1]}."
 
 
+def no_fact_sentence(nearest: list[Chain]) -> str:
+    """What a verdict says when the graph does not say: that, then the nearest chain's facts,
+    offered as what the graph does hold rather than as an answer."""
+    if not nearest or not nearest[0].steps:
+        return "The graph has no fact that answers this."
+    facts = "; ".join(step_fact(step) for step in nearest[0].steps)
+    return f"The graph has no fact that answers this. The nearest it holds: {facts}."
+
+
 def first_sentence(text: str) -> str:
     text = text.strip()
     match = _FIRST_SENTENCE.match(text)

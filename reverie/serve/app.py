@@ -201,6 +201,9 @@ class ImageEncoderDeployment:
     def codebook(self) -> np.ndarray | None:
         return self.encoder.codebook()
 
+    def link_scale(self) -> float:
+        return self.encoder.link_scale()
+
 
 # The LLM actor's class, as a deployment: load before taking requests, not on the first question.
 LLMDeployment = serve.deployment(name="LLM", ray_actor_options=MODEL_HOST, max_ongoing_requests=8)(Verbalizer)

@@ -73,17 +73,22 @@ async def _reasoned(
     async def reply() -> AsyncIterator[str]:
         from reverie.llm.verbalize import first_sentence
 
-        written = ollama_api.FirstSentence()
-        answer = ""
-        async for item in deployments.llm.options(stream=True).stream_answer.remote(
-            query.question, verdict.chain, query.seed
-        ):
-            if "token" in item:
-                yield written.feed(item["token"])
-            else:
-                answer = item["answer"]
-        if first_sentence(written.text[: written.sent]) != answer:  # the checked sentence is not what the model wrote
-            yield f"\n\n(Checked against the chain, the answer is: {answer})"
+        if verdict.chain is None:  # the graph does not say: its own sentence, no LLM to make it sound sure
+            yield verdict.answer
+        else:
+            written = ollama_api.FirstSentence()
+            answer = ""
+            async for item in deployments.llm.options(stream=True).stream_answer.remote(
+                query.question, verdict.chain, query.seed
+            ):
+                if "token" in item:
+                    yield written.feed(item["token"])
+                else:
+                    answer = item["answer"]
+            if (
+                first_sentence(written.text[: written.sent]) != answer
+            ):  # the checked sentence is not what the model wrote
+                yield f"\n\n(Checked against the chain, the answer is: {answer})"
         for line in ollama_api.chain_lines(verdict):
             yield "\n" + line
 

@@ -520,9 +520,14 @@ def loaded(kind: Literal["generate", "chat"], model: str) -> dict[str, Any]:
 def chain_lines(verdict: Verdict) -> list[str]:
     """What the `reverie` model's reply says after its answer sentence, line by line: the image's
     entity, then the chain with each step's provenance."""
-    lines = ["", f"Chain ({verdict.policy}):"]
+    lines = ["", f"Chain ({verdict.policy}, confidence {verdict.confidence:.2f}):"]
     if verdict.image is not None:
         lines.insert(0, f"(The image shows {verdict.image.entity}, similarity {verdict.image.score:.2f}.)")
+    if verdict.chain is None:  # the graph does not say: the nearest chains, none of them the answer
+        lines[-1] = f"Nearest chains ({verdict.policy}, not an answer: confidence {verdict.confidence:.2f}):"
+        for chain in verdict.alternatives:
+            lines.append("- " + " -> ".join([chain.steps[0].what] + [f"[{s.action}] {s.result}" for s in chain.steps]))
+        return lines
     for i, step in enumerate(verdict.chain.steps, 1):
         flag = " [imagined]" if step.imagined else ""
         lines.append(f"{i}. {step.what} --[{step.action}]--> {step.result}{flag} (source {step.source})")

@@ -187,7 +187,7 @@ async def _query(request: Request) -> Query:
 async def _events(deployments: Deployments, query: Query, verdict: Verdict) -> AsyncIterator[bytes]:
     """`token` events, then the `verdict`. An LLM that fails once the stream is open cannot
     change the status: an `error` event says why, and the verdict keeps the chain's own sentence."""
-    if query.verbalize:
+    if query.verbalize and verdict.chain is not None:  # when the graph does not say, its sentence is final
         start = time.perf_counter()
         try:
             async for item in deployments.llm.options(stream=True).stream_answer.remote(

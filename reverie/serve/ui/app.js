@@ -487,14 +487,15 @@ function renderVerdict(verdict) {
   $('confidence').textContent = confidenceText(verdict);
   $('confidence').className = `confidence ${confidenceClass(verdict.confidence)}`;
   renderMeta(verdict);
-  $('chain').replaceChildren(chainView(verdict.chain, true));
+  $('chain').replaceChildren(verdict.chain ? chainView(verdict.chain, true)
+    : el('p', { class: 'muted no-fact', text: 'The graph does not say: no chain answers this. The nearest chains are below, none of them an answer.' }));
   renderAlternatives(verdict);
   $('ask-result').hidden = false;
   $('rating').hidden = false;
   drawChainGraph(verdict);
   drawTree(verdict);
   const total = verdict.timings_ms && (verdict.timings_ms.total ?? null);
-  setStatus(`Answered: ${verdict.answer_entity || verdict.answer}${typeof total === 'number' ? ` in ${Math.round(total)} ms` : ''}.`);
+  setStatus(`${verdict.chain ? 'Answered' : 'The graph does not say'}: ${verdict.answer_entity || verdict.answer}${typeof total === 'number' ? ` in ${Math.round(total)} ms` : ''}.`);
 }
 
 function confidenceText(verdict) {
@@ -562,7 +563,7 @@ function renderAlternatives(verdict) {
   const all = verdict.candidates || [];
   const chosen = String(verdict.answer_entity ?? '').toLowerCase();
   let others = all.filter((c) => String(c.answer).toLowerCase() !== chosen);
-  if (others.length === all.length && others.length) others = others.slice(1); // the first is the winner
+  if (verdict.chain && others.length === all.length && others.length) others = others.slice(1); // the first is the winner
   if (!others.length) {
     box.replaceChildren(el('p', { class: 'muted', text: 'No runner-up answers: every rollout agreed.' }));
     return;
