@@ -25,7 +25,7 @@ import json
 import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class AnswerCalibrator:
                 break
         fitted = cls(weights=tuple(float(v) for v in w[:-1]), bias=float(w[-1]), questions=len(y))
         ece = expected_calibration_error(fitted.confidence(x), y)
-        return cls(**{**asdict(fitted), "ece": round(ece, 4)})
+        return replace(fitted, ece=round(ece, 4))
 
     def save(self, path: str | os.PathLike) -> None:
         atomic_write(path, json.dumps(asdict(self), indent=1).encode())

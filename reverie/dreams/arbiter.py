@@ -78,6 +78,19 @@ def content_words(text: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def relation_match(sub: Subgraph, question_vec: np.ndarray, words: frozenset[str] = frozenset()) -> np.ndarray:
+    """How well each relation of the graph (forward, then inverse) matches what the question asks:
+    the cosine with the question, its anchors projected out, plus LEXICAL_WEIGHT times the share of
+    the relation's words the question uses (a relation that shares the question's own words, "rain",
+    beats one that is merely near). Both walkers pick the asked relation by it."""
+    asked = residual(question_vec, sub.node_vecs[sub.anchors]) if sub.anchors.size else question_vec
+    sims = sub.rel_vecs @ np.asarray(asked, np.float32)
+    if words:
+        shared = np.array([shared_words(words, name) for name in sub.rel_names], np.float32)
+        sims = sims + LEXICAL_WEIGHT * np.concatenate([shared, shared])
+    return sims
+
+
 def asked_relations(
     sub: Subgraph, question_vec: np.ndarray, temperature: float, words: frozenset[str] = frozenset()
 ) -> np.ndarray:
@@ -86,13 +99,10 @@ def asked_relations(
     temperature), the cosine taken against the question with its anchors projected out. Relative, not a softmax, so
     that a wording halfway between two relations ("leave it out in the rain": rain, or out for a
     week?) does not make either look unasked."""
-    asked = residual(question_vec, sub.node_vecs[sub.anchors]) if sub.anchors.size else question_vec
-    sims = sub.rel_vecs @ np.asarray(asked, np.float32)
+    sims = relation_match(sub, question_vec, words)
     # the kind of action asked, either way round: a relation and its inverse are one kind (MiniLM may
     # put "inverse of when left out in the rain" nearer the question than the relation itself)
     kind = np.maximum(sims[: sub.num_relations], sims[sub.num_relations :])
-    if words:  # a relation that shares the question's own words ("rain") beats one that is merely near
-        kind = kind + LEXICAL_WEIGHT * np.array([shared_words(words, name) for name in sub.rel_names], np.float32)
     asked = np.exp((kind - kind.max()) / temperature)
     return np.concatenate([asked, INVERSE_CREDIT * asked])
 

@@ -8,6 +8,8 @@ it is the walker for any graph without a trained path policy.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from reverie.calibration import DEFAULT_CALIBRATOR, AnswerCalibrator, GraphQuestion
@@ -158,7 +160,7 @@ class EmbeddingWalker:
         fitted = AnswerCalibrator.fit(np.array(features), np.array(correct, np.float64))
         right = [c for c, a in zip(correct, answerable, strict=True) if a]
         accuracy = round(float(np.mean(right)), 4) if right else None
-        return AnswerCalibrator(**{**fitted.__dict__, "accuracy": accuracy})
+        return replace(fitted, accuracy=accuracy)
 
     def chain(self, sub: Subgraph | None, rollouts: Rollouts, index: int) -> Chain:
         assert sub is not None  # walks_retrieved: it is given the retrieved subgraph

@@ -21,7 +21,7 @@ import torch
 
 from reverie.agents.path_policy.bundle import PolicyBundle
 from reverie.agents.path_policy.net import expert_name
-from reverie.dreams.arbiter import LEXICAL_WEIGHT, content_words, residual, shared_words
+from reverie.dreams.arbiter import content_words, relation_match
 from reverie.dreams.rollouts import Rollouts, WalkQuery, build_chain
 from reverie.edges import edge_id
 from reverie.errors import NoMatchError
@@ -88,10 +88,7 @@ class PolicyWalker:
         if not known:
             raise NoMatchError("the question's neighbourhood has no relation the trained policy knows")
         R_sub, R = sub.num_relations, graph.num_relations
-        sims = sub.rel_vecs @ residual(question_vec, sub.node_vecs[sub.anchors])
-        if words:
-            shared = np.array([shared_words(words, name) for name in sub.rel_names], np.float32)
-            sims = sims + LEXICAL_WEIGHT * np.concatenate([shared, shared])
+        sims = relation_match(sub, question_vec, words)
         forward = max((float(sims[i]), graph.relation2id[sub.rel_names[i]]) for i in known)
         inverse = max((float(sims[R_sub + i]), graph.relation2id[sub.rel_names[i]] + R) for i in known)
         return inverse[1] if inverse[0] > forward[0] + INVERSE_MARGIN else forward[1]
