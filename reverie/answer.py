@@ -9,8 +9,9 @@ the rollouts are cut into batches; and the Verdict itself, with its `sure` flag.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -127,10 +128,32 @@ def link_certainty(best: Candidate, candidates: list[Candidate], image: ImageLin
     return sum(probability[s] for s in own) / sum(probability[s] for s in answering)
 
 
-def verdict_confidence(candidates: list[Candidate], image: ImageLink | None, threshold: float) -> float:
+Refine = Callable[[Candidate, list[Candidate], float], float]
+"""A refinement of the best answer's confidence, from what ratings taught (the reward model)."""
+
+
+def verdict_confidence(
+    candidates: list[Candidate], image: ImageLink | None, threshold: float, refine: Refine | None = None
+) -> float:
     best = candidates[0]
     own = best.confidence if best.confidence is not None else 0.0
-    return round(own * link_certainty(best, candidates, image, threshold), 4)
+    confidence = own * link_certainty(best, candidates, image, threshold)
+    return round(refine(best, candidates, confidence) if refine is not None else confidence, 4)
+
+
+def reward_refinement(model: Any) -> Refine:
+    """The reward model's P(good) of the best chain, given the confidence before and the answer's share
+    of the votes: the features a rating records (reverie/feedback.py)."""
+    from reverie.models.reward_model import ChainFeatures
+
+    def refine(best: Candidate, candidates: list[Candidate], confidence: float) -> float:
+        votes = sum(c.votes for c in candidates)
+        features = ChainFeatures.from_chain(
+            best.best_chain, confidence=confidence, agreement=best.votes / votes if votes else 0.0
+        )
+        return model.score(features)
+
+    return refine
 
 
 def verdict(
@@ -146,11 +169,12 @@ def verdict(
     timings_ms: dict[str, float],
     tree: RolloutTree | None,
     settings: Settings,
+    refine: Refine | None = None,
 ) -> Verdict:
     """The answer to one question: the best candidate's chain, the others as alternatives. When the
     confidence misses the threshold the graph does not say: no answer, every chain an alternative."""
     best = candidates[0]
-    confidence = verdict_confidence(candidates, image, settings.confidence_threshold)
+    confidence = verdict_confidence(candidates, image, settings.confidence_threshold, refine)
     sure = confidence >= settings.confidence_threshold
     return Verdict(
         question=query.question,

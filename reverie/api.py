@@ -163,11 +163,13 @@ class Reverie:
         from reverie.agents.path_policy.train import attach_reasoner
         from reverie.models.graph_reasoner import train_reasoner
         from reverie.models.reasoner_config import ReasonerConfig
+        from reverie.runs import RunLog
 
         reasoner_config = config if config is not None else ReasonerConfig(**fields)
         kg = kg_dataset(dataset)
         torch.set_num_threads(self.settings.model_threads)
-        reasoner = train_reasoner(kg, reasoner_config, progress=progress)
+        with RunLog(self.settings.home, "reasoner", kg.name) as run_log:  # its curve: the Runs view, TensorBoard
+            reasoner = train_reasoner(kg, reasoner_config, progress=run_log.and_then(progress))
         path = reasoner.save(self.settings.paths.reasoner(kg.name))
         folder = self.settings.paths.policy(kg.name)
         if (folder / "config.json").is_file():
@@ -176,6 +178,44 @@ class Reverie:
             except ValueError as exc:
                 raise ReverieError(str(exc)) from None
         return reasoner
+
+    def learn(
+        self,
+        dataset: str | None = None,
+        from_feedback: bool = True,
+        facts: list[Triple] | None = None,
+        progress: Callable[[dict], None] | None = None,
+        **config: Any,
+    ) -> list[dict]:
+        """One learner update of each trained policy (or of `dataset`'s): the reward model refit on the
+        ratings, new ratings (`from_feedback`) and facts folded in since (`facts` are folded first) as
+        experience, then PPO with prioritised replay and EWC, published as the policy's next version.
+        `config`: fields of `LearnerConfig` (updates, minutes, replay, ewc, ...). Returns what each did."""
+        from reverie.agents.path_policy.bundle import fold_facts
+        from reverie.agents.path_policy.config import LearnerConfig
+        from reverie.agents.path_policy.online import learn, trained_policies
+
+        learner_config = LearnerConfig(**config)
+        names = [dataset] if dataset else trained_policies(self.settings)
+        if not names:
+            raise ReverieError(
+                f"no trained policy under {self.settings.paths.policies}: run `reverie train policy` first"
+            )
+        out = []
+        for name in names:
+            if facts:
+                fold_facts(self.settings.paths.policy(name), facts)
+            try:
+                out.append(learn(self.settings, name, learner_config, from_feedback, progress))
+            except (FileNotFoundError, ValueError) as exc:
+                raise ReverieError(str(exc)) from None
+        return out
+
+    def learning(self) -> list[dict]:
+        """Each trained policy's learning: its version, the ratings and facts consumed, the last update."""
+        from reverie.agents.path_policy.online import learning_status
+
+        return learning_status(self.settings)
 
     def evaluate(self, dataset: str, split: str = "test", beam: int | None = None) -> dict:
         """Filtered tail ranking of the dataset's split by its trained policy (Hits@1/3/10, MRR;

@@ -9,12 +9,13 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from reverie.agents.lr_control.config import LRControlTrainConfig
-from reverie.agents.path_policy.config import PolicyTrainConfig
+from reverie.agents.path_policy.config import LearnerConfig, PolicyTrainConfig
 from reverie.errors import ReverieError
 from reverie.models.reasoner_config import ReasonerConfig
 
@@ -162,9 +163,14 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
             **({"shaping": 0.0} if args.no_world_model else {}),
         },
         net={"experts": args.experts, "use_entities": args.entity_features},
+        teacher={"kind": args.teacher, "clone_epochs": args.clone_epochs, "weight": args.teacher_weight},
     )
     dataset = kg_dataset(args.dataset)  # a clear error before Ray starts
     settings = _settings(args)
+    if args.teacher == "reasoner" and not settings.paths.reasoner(dataset.name).is_file():
+        raise ReverieError(
+            f"--teacher reasoner needs a reasoner: run `reverie train reasoner --dataset {args.dataset}` first"
+        )
     if args.shaper == "reasoner":
         if not settings.paths.reasoner(dataset.name).is_file():
             raise ReverieError(
@@ -457,11 +463,63 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_learn(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from reverie.data.kg import read_file
+
+    facts = None
+    if args.facts:
+        try:
+            facts, _ = read_file(args.facts)
+        except OSError as exc:
+            raise ReverieError(f"{args.facts}: {exc.strerror or exc}") from None
+        if not facts:
+            raise ReverieError(f"{args.facts}: no triples in the file")
+    config = {
+        k: v for k, v in (("minutes", args.minutes), ("updates", args.updates), ("ewc", args.ewc)) if v is not None
+    }
+    if args.no_replay:
+        config["replay"] = False
+    api = _reverie(_settings(args))
+    while True:
+        bar = tqdm(unit="update", desc="learn", disable=args.json, leave=False)
+
+        def progress(point: dict) -> None:
+            bar.update(1)
+            bar.set_postfix(success=f"{point['success']:.3f}", reward=f"{point['reward']:.3f}")
+
+        done = api.learn(args.dataset, from_feedback=args.from_feedback, facts=facts, progress=progress, **config)
+        bar.close()
+        facts = None  # folded once
+        for item in done:
+            if args.json:
+                print(json.dumps(item), flush=True)
+            elif item["version"] is None:
+                print(f"{item['dataset']}: nothing new to learn from (version unchanged)", flush=True)
+            else:
+                u = item["update"]
+                print(
+                    f"{item['dataset']}: version {item['version']} from {item['ratings']} ratings and {item['facts']} new facts; "
+                    f"{u['updates']} updates in {u['seconds']:.0f} s, walks reaching the answer {u['success']:.2f}, "
+                    f"replay {u['replay_size']}",
+                    flush=True,
+                )
+        if not args.watch:
+            return 0
+        try:
+            time.sleep(args.interval)
+        except KeyboardInterrupt:
+            return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from reverie.serve.app import run
 
     settings = _settings(args)
     updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if args.learn:
+        updates["learn"] = True
     run(settings.model_copy(update=updates), blocking=True, insecure=args.insecure)
     return 0
 
@@ -497,6 +555,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the whole Verdict as JSON")
     p.set_defaults(func=cmd_ask)
 
+    lc = LearnerConfig()
+    p = sub.add_parser(
+        "learn",
+        help="go on training the path policy from use: ratings, new facts, replay and EWC; publishes a new version",
+    )
+    p.add_argument("--dataset", help="the policy to update (default: every trained policy)")
+    p.add_argument(
+        "--from-feedback",
+        action="store_true",
+        help="learn from the ratings added to the feedback dataset since the last update (and refit the reward model)",
+    )
+    p.add_argument(
+        "--facts", metavar="FILE", help="fold these triples into the policy's graph first (.tsv/.csv/.jsonl)"
+    )
+    p.add_argument("--watch", action="store_true", help="keep following the feedback dataset and folded facts")
+    p.add_argument("--interval", type=float, default=60.0, help="--watch: seconds between looks (default 60)")
+    p.add_argument("--minutes", type=float, help="stop each update after this much time")
+    p.add_argument("--updates", type=int, help=f"gradient updates per learner update (default {lc.updates})")
+    p.add_argument("--ewc", type=float, help=f"strength of the EWC penalty, 0 to turn it off (default {lc.ewc:g})")
+    p.add_argument(
+        "--no-replay", action="store_true", help="use each experience once instead of replaying it by priority"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object per policy updated")
+    p.set_defaults(func=cmd_learn)
+
     p = sub.add_parser("serve", help="serve the HTTP API with Ray Serve")
     p.add_argument("--host", help="interface to bind (default: REVERIE_HOST, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: REVERIE_PORT, 8000)")
@@ -504,6 +587,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure",
         action="store_true",
         help="serve a non-loopback --host without REVERIE_API_KEY (anyone who reaches it can read and write)",
+    )
+    p.add_argument(
+        "--learn",
+        action="store_true",
+        help="run the online learner beside the service: ratings and new facts train new policy versions "
+        "(every REVERIE_LEARN_INTERVAL_S, 60 s), answered with at once",
     )
     p.set_defaults(func=cmd_serve)
 
@@ -554,6 +643,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--shaper",
         default=d.env.shaper,
         help=f"whose belief rewards a wrong answer: world-model or reasoner (after `reverie train reasoner`; default {d.env.shaper})",
+    )
+    t.add_argument(
+        "--teacher",
+        choices=["auto", "reasoner", "none"],
+        default=d.teacher.kind,
+        help="the graph reasoner's paths as demonstrations: cloned before PPO, pulled towards during it "
+        f"(auto: when `reverie train reasoner` made one; default {d.teacher.kind})",
+    )
+    t.add_argument(
+        "--clone-epochs",
+        type=int,
+        default=d.teacher.clone_epochs,
+        help=f"behaviour-cloning passes over the reasoner's paths before PPO (default {d.teacher.clone_epochs})",
+    )
+    t.add_argument(
+        "--teacher-weight",
+        type=float,
+        default=d.teacher.weight,
+        help=f"weight of the pull towards the reasoner's paths at PPO's start, annealed to 0 (default {d.teacher.weight:g})",
     )
     t.add_argument("--seed", type=int, default=d.seed)
     t.set_defaults(func=cmd_train_policy)

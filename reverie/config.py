@@ -166,6 +166,18 @@ class Settings(BaseSettings):
         description="Torch threads of the encoder and LLM actors; Ray would give these zero-CPU actors one.",
     )
 
+    # learning from use
+    learn: bool = Field(
+        default=False,
+        description="Run the online learner beside the service (`reverie serve --learn`): each trained policy takes in new ratings and new facts and publishes a new version, which answers pick up without a restart.",
+    )
+    learn_interval_s: float = Field(
+        default=60.0, gt=0, description="Seconds between the learner's looks at the feedback dataset and new facts."
+    )
+    learn_minutes: float = Field(
+        default=2.0, gt=0, description="The most time one learner update takes beside the service."
+    )
+
     # serving
     host: str = Field(default="127.0.0.1", description="Interface the HTTP server binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP server.")

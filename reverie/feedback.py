@@ -30,7 +30,9 @@ class FeedbackLog:
         while len(self._verdicts) > self.remember_last:
             self._verdicts.popitem(last=False)
 
-    def rate(self, feedback: Feedback) -> FeedbackRecord:
+    def rate(self, feedback: Feedback, client: str = "local") -> FeedbackRecord:
+        """Append the rating with what was rated; `client` says who rated (the learner bounds how much
+        one client's ratings weigh together)."""
         remembered = self._verdicts.get(feedback.verdict_id)
         verdict = feedback.verdict or (Verdict.model_validate_json(remembered) if remembered else None)
         if verdict is None:
@@ -49,6 +51,12 @@ class FeedbackLog:
             answer_entity=verdict.answer_entity,
             chain=verdict.chain,
             policy=verdict.policy,
+            policy_version=verdict.policy_version,
+            asked_relation=verdict.asked_relation,
+            subject=rated_subject(verdict),
+            confidence=verdict.confidence,
+            agreement=agreement(verdict),
+            client=client[:64],
         )
         self._append(record.model_dump_json() + "\n")
         return record
@@ -61,3 +69,17 @@ class FeedbackLog:
         if not self.path.exists():
             return []
         return [FeedbackRecord.model_validate_json(line) for line in self.path.read_text().splitlines() if line]
+
+
+def rated_subject(verdict: Verdict) -> str | None:
+    """Where the answer's walks started: the chain's first entity, else the best candidate's subject."""
+    if verdict.chain is not None and verdict.chain.steps:
+        return verdict.chain.steps[0].what
+    best = verdict.candidates[0] if verdict.candidates else None
+    return best.subjects[0] if best is not None and best.subjects else None
+
+
+def agreement(verdict: Verdict) -> float | None:
+    """The best answer's share of the votes of the ranked answers."""
+    votes = sum(c.votes for c in verdict.candidates)
+    return round(verdict.candidates[0].votes / votes, 4) if votes else None

@@ -76,6 +76,16 @@ class Home:
         return self.policies / dataset
 
     @property
+    def reward_model(self) -> Path:
+        """The reward model fit on every rating (`reverie learn --from-feedback`): it refines verdicts' confidence."""
+        return self.root / "learning" / "reward_model.json"
+
+    def learning(self, dataset: str) -> Path:
+        """What the online learner keeps of a policy's learning from use: its replay buffer, reward
+        model, EWC anchor, facts folded in and state (the versions themselves sit in the policy's folder)."""
+        return self.root / "learning" / dataset
+
+    @property
     def lr_control(self) -> Path:
         """The learning-rate control agent's folder (named `tuner` on disk, as homes already hold it)."""
         return self.root / "tuner"

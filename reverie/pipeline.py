@@ -22,6 +22,7 @@ from ray.serve.handle import DeploymentResponse
 
 from reverie import answer
 from reverie.actors import Services, here, init_ray, rollout_placements, rollout_task
+from reverie.agents.path_policy.bundle import LEARNED_FACTS_FILE
 from reverie.batching import JoinedCalls
 from reverie.calibration import AnswerCalibrator, needs_refit
 from reverie.config import Settings
@@ -91,7 +92,7 @@ class Walkers:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.root = settings.paths.policies
-        self.loaded: dict[Path, tuple[float, HostedWalker]] = {}
+        self.loaded: dict[Path, tuple[tuple[float, float | None], HostedWalker]] = {}
         self._embedding: tuple[float | None, HostedWalker] | None = None
 
     @property
@@ -119,12 +120,31 @@ class Walkers:
             )
         return best or self.embedding
 
+    def fold(self, triples: list[Triple]) -> dict[str, int]:
+        """New facts join the graph of every trained policy that knows one of their entities: walkable
+        by its next answer, learnt from by its next `reverie learn`. Returns the facts folded per policy."""
+        from reverie.agents.path_policy.bundle import fold_facts
+        from reverie.agents.path_policy.net import read_policy_meta
+
+        out = {}
+        for config in sorted(self.root.glob("*/config.json")):
+            try:
+                known = set(read_policy_meta(config).entities)
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("not folding facts into %s: %s", config.parent, exc)
+                continue
+            touching = [t for t in triples if t.head in known or t.tail in known]
+            if touching and (count := fold_facts(config.parent, touching)):
+                out[config.parent.name] = count
+        return out
+
     def _load(self, config: Path) -> HostedWalker | None:
         from reverie.agents.path_policy.bundle import load_bundle
         from reverie.agents.path_policy.net import read_policy_meta
         from reverie.data.kg import load_dataset
 
-        stamp = config.stat().st_mtime
+        learned = config.parent / LEARNED_FACTS_FILE  # facts folded in since: walkable at once
+        stamp = (config.stat().st_mtime, learned.stat().st_mtime if learned.exists() else None)
         cached = self.loaded.get(config.parent)
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -147,6 +167,7 @@ class Pipeline:
             services = Services.start(settings)
         self.services = services
         self.walkers = Walkers(settings)
+        self._reward: tuple[float | None, answer.Refine | None] | None = None
         # Questions answered at the same time (Serve's threads) share one encoder call.
         self.encode_questions = JoinedCalls(lambda texts: get(services.encoder.encode.remote(texts)), max_items=64)
         # and concurrent answer sentences one LLM batch (on a CPU, 8 greedy replies took less time than one alone).
@@ -231,7 +252,8 @@ class Pipeline:
         if not candidates:
             raise answer.no_answer(anchors, posed.hops)
         best = candidates[0]
-        sure = answer.verdict_confidence(candidates, image, s.confidence_threshold) >= s.confidence_threshold
+        refine = self.refinement()
+        sure = answer.verdict_confidence(candidates, image, s.confidence_threshold, refine) >= s.confidence_threshold
         with stage("verbalize"):
             from reverie.llm import no_fact_sentence, template_sentence
 
@@ -242,8 +264,9 @@ class Pipeline:
             else:
                 sentence, backend = template_sentence(query.question, best.best_chain), "template"
         verdict = answer.verdict(
-            query, budget, candidates, linked, image, sentence, backend, walker.name, nodes, timings, tree, s
+            query, budget, candidates, linked, image, sentence, backend, walker.name, nodes, timings, tree, s, refine
         )
+        verdict.policy_version, verdict.asked_relation = walker.version, walker.asked(posed)
         with stage("remember"):
             if query.session_id:
                 svc.memory.remember.remote(query.session_id, answer.remembered_turn(query, verdict))
@@ -252,8 +275,26 @@ class Pipeline:
         svc.feedback.remember.remote(verdict.model_copy(update={"tree": None}) if tree else verdict)
         return verdict
 
-    def feedback(self, feedback: Feedback) -> FeedbackRecord:
-        return get(self.services.feedback.rate.remote(feedback))
+    def refinement(self) -> answer.Refine | None:
+        """The reward model's refinement of confidence, once ratings fit one that beats the confidence
+        before it (`reverie learn --from-feedback`); reloaded when refit."""
+        from reverie.models.reward_model import RewardModel
+
+        path = self.settings.paths.reward_model
+        stamp = path.stat().st_mtime if path.exists() else None
+        if self._reward is None or self._reward[0] != stamp:
+            refine = None
+            if stamp is not None:
+                try:
+                    model = RewardModel.load(path)
+                    refine = answer.reward_refinement(model) if model.use_for_confidence else None
+                except (OSError, ValueError) as exc:
+                    log.warning("confidence stays unrefined: %s", exc)
+            self._reward = (stamp, refine)
+        return self._reward[1]
+
+    def feedback(self, feedback: Feedback, client: str = "local") -> FeedbackRecord:
+        return get(self.services.feedback.rate.remote(feedback, client))
 
     def entity(self, name: str) -> EntityView:
         return get(self.services.store.entity_view.remote(name))
@@ -314,6 +355,7 @@ class Pipeline:
             ) as exc:  # the facts are in; the old confidence stays
                 log.warning("the walker's confidence was not refit: %s", exc)
         calibrated = time.perf_counter()
+        folded = self.walkers.fold(plan.triples) if plan.triples else {}
         return IngestReport(
             source=source,
             triples_read=plan.triples_read,
@@ -327,6 +369,7 @@ class Pipeline:
                 "write": round(written - encoded, 3),
                 "calibrate": round(calibrated - written, 3),
             },
+            folded=folded,
         )
 
     def calibrate(self, seed: int = 0, force: bool = False) -> AnswerCalibrator | None:

@@ -19,7 +19,7 @@ Tie handling:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -186,21 +186,25 @@ def fit_temperature(scores: np.ndarray, answers: np.ndarray, others: Sequence[se
         t = math.exp(log_t)
         return float((torch.logsumexp(shifted / t, dim=1) - right / t).mean())
 
-    # golden-section search (the NLL is convex in 1/T, unimodal in log T), one new point per step
+    # the NLL is convex in 1/T, unimodal in log T
+    return float(math.exp(golden_section_min(nll, math.log(1e-2), math.log(1e2), 40)))
+
+
+def golden_section_min(f: Callable[[float], float], lo: float, hi: float, steps: int) -> float:
+    """The x in [lo, hi] that minimises a unimodal f, by golden-section search: one new point per step."""
     ratio = (math.sqrt(5) - 1) / 2
-    lo, hi = math.log(1e-2), math.log(1e2)
     a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    fa, fb = nll(a), nll(b)
-    for _ in range(40):
+    fa, fb = f(a), f(b)
+    for _ in range(steps):
         if fa < fb:
             hi, b, fb = b, a, fa
             a = hi - ratio * (hi - lo)
-            fa = nll(a)
+            fa = f(a)
         else:
             lo, a, fa = a, b, fb
             b = lo + ratio * (hi - lo)
-            fb = nll(b)
-    return float(math.exp((lo + hi) / 2))
+            fb = f(b)
+    return (lo + hi) / 2
 
 
 def _mask_other_answers(scores: np.ndarray, answers: np.ndarray, others: Sequence[set[int]] | None) -> np.ndarray:

@@ -190,6 +190,14 @@ class Verdict(BaseModel):
     )
     backend: str = Field(description="Which backend put the answer into words ('template' when verbalize is off).")
     policy: str = Field(description="Which policy walked the graph.")
+    policy_version: int | None = Field(
+        default=None, description="The version of a trained path policy that walked (`reverie learn` makes new ones)."
+    )
+    asked_relation: str | None = Field(
+        default=None,
+        description="The relation a trained path policy took the question to ask ('inverse of X' against its "
+        "direction); what a rating of this verdict teaches it.",
+    )
     confidence: float = Field(
         ge=0.0,
         le=1.0,
@@ -214,6 +222,10 @@ class IngestReport(BaseModel):
     relations_added: int
     seconds: float
     timings_s: dict[str, float] = Field(default_factory=dict, description="Seconds per stage: plan, encode, write.")
+    folded: dict[str, int] = Field(
+        default_factory=dict,
+        description="New facts folded into each trained policy that knows their entities: walkable at once.",
+    )
 
 
 class GraphStats(BaseModel):
@@ -312,3 +324,33 @@ class FeedbackRecord(BaseModel):
     answer_entity: str | None = Field(description="None when the verdict said the graph does not say.")
     chain: Chain | None
     policy: str
+    policy_version: int | None = None
+    asked_relation: str | None = Field(default=None, description="The relation the policy took the question to ask.")
+    subject: str | None = Field(default=None, description="The entity the answer's walks started from.")
+    confidence: float | None = Field(default=None, description="The verdict's calibrated confidence.")
+    agreement: float | None = Field(default=None, description="The answer's share of the rollouts' votes.")
+    client: str = Field(default="local", description="Who rated: a digest of the API key, or the client's address.")
+
+
+class PolicyLearning(BaseModel):
+    """One trained policy's learning from use (`reverie learn`, `reverie serve --learn`)."""
+
+    dataset: str
+    version: int = Field(description="The version served now: 0 as trained, one more per learner update.")
+    teacher: str = Field(description="Who taught it before PPO: 'reasoner' or 'none'.")
+    kept_versions: list[int] = Field(description="Earlier versions kept under the policy's versions/ folder.")
+    ratings_read: int = Field(description="Lines of the feedback dataset the learner has read.")
+    ratings_used: int = Field(description="Ratings of this policy's verdicts that became experience.")
+    facts_folded: int = Field(description="Facts added after training that the learner has taken in.")
+    learned_facts: int = Field(description="Facts added after training, walkable now.")
+    experiences: int
+    last_update: dict[str, Any] | None = Field(description="The last update's numbers (reward, success, losses).")
+    reward_model: dict[str, Any] | None = Field(description="The reward model's last fit (held-out ROC-AUC, ECE).")
+    versions: list[dict[str, Any]] = Field(description="The last updates, oldest first.")
+
+
+class LearningStatus(BaseModel):
+    learner: Literal["off", "beside the service"] = Field(
+        description="Whether a learner runs beside this service (`reverie serve --learn`)."
+    )
+    policies: list[PolicyLearning]

@@ -119,3 +119,73 @@ def test_a_server_without_a_key_still_refuses_foreign_pages(policy_home):
         ).status_code
         == 200
     )
+
+
+def test_ratings_train_a_new_version_that_answers_without_a_restart(policy_home):
+    """Rate verdicts over HTTP, run one `reverie learn` update beside the running server, and the next
+    answer to the same question comes from the new version; GET /v1/learning says what it took in."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def ask() -> dict:
+        reply = httpx.post(
+            f"{policy_home}/v1/query",
+            json={"question": "who is the grandparent of p12", "seed": 0, "verbalize": False, "rollouts": 64},
+            timeout=180,
+        )
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    first = ask()
+    assert first["policy_version"] == 0 and first["asked_relation"] in ("grandparent", "inverse of grandparent")
+    rated = httpx.post(
+        f"{policy_home}/v1/feedback",
+        json={"verdict_id": first["id"], "rating": "bad", "note": "it should be p1"},
+        timeout=30,
+    )
+    assert rated.status_code == 200, rated.text
+    record = rated.json()
+    assert record["subject"] == "p12" and record["asked_relation"] == first["asked_relation"]
+    assert record["client"].startswith("addr:")  # no key on this server: the client's address
+    # bad input: an unknown verdict, a note over the size limit
+    unknown = httpx.post(f"{policy_home}/v1/feedback", json={"verdict_id": "nope", "rating": "good"}, timeout=30)
+    assert unknown.status_code == 404 and "no verdict" in unknown.json()["detail"]
+    long = httpx.post(
+        f"{policy_home}/v1/feedback", json={"verdict_id": first["id"], "rating": "bad", "note": "x" * 5000}, timeout=30
+    )
+    assert long.status_code == 422
+
+    home = TRAINED["settings"].home
+    learn = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reverie.cli",
+            "learn",
+            "--dataset",
+            "toyfamily",
+            "--from-feedback",
+            "--updates",
+            "2",
+            "--json",
+        ],
+        env={**os.environ, "REVERIE_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert learn.returncode == 0, learn.stderr
+    done = json.loads(learn.stdout.splitlines()[-1])
+    assert done["version"] == 1 and done["ratings"] == 2  # the bad answer, and p1 named in the note
+
+    second = ask()
+    assert second["policy_version"] == 1  # the running server walked with the new version
+    status = httpx.get(f"{policy_home}/v1/learning", timeout=30).json()
+    assert status["learner"] == "off"
+    [policy] = status["policies"]
+    assert policy["dataset"] == "toyfamily" and policy["version"] == 1 and policy["kept_versions"] == [0]
+    assert policy["ratings_used"] == 2 and policy["last_update"]["updates"] == 2
+    runs = httpx.get(f"{policy_home}/v1/runs", timeout=30).json()["runs"]
+    assert any(r["kind"] == "learner" and r["name"] == "toyfamily-v1" for r in runs)  # the Runs view lists it

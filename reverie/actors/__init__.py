@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import time
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ NAMESPACE = "reverie"
 # Torch's OpenMP threads sleep when idle instead of spinning. Reverie's processes share the cores
 # (rollouts, replicas, other models): with spinning threads one LLM batch of 8 took 108 s instead of 5.
 PASSIVE_THREADS = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+log = logging.getLogger(__name__)
 
 
 # The computing classes hosted as they are: every public method becomes a remote method.
@@ -192,3 +195,47 @@ def init_ray(settings: Settings) -> None:
             "env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         },
     )
+
+
+@ray.remote(num_cpus=0)
+class LearnerActor:
+    """The online learner beside the service (`reverie serve --learn`): a thread that, every
+    `learn_interval_s`, runs one learner update of each trained policy that has new ratings or facts
+    (reverie/agents/path_policy/online.py). Answers pick the new versions up from disk."""
+
+    def __init__(self, settings: Settings):
+        import threading
+
+        self.settings = settings
+        self.last: list[dict] = []
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="reverie-learner", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        import torch
+
+        from reverie.agents.path_policy.config import LearnerConfig
+        from reverie.agents.path_policy.online import learn, trained_policies
+
+        torch.set_num_threads(1)  # beside the service: leave the other cores to answers
+        config = LearnerConfig(minutes=self.settings.learn_minutes)
+        while not self._stop.wait(self.settings.learn_interval_s):
+            try:
+                self.last = [learn(self.settings, name, config) for name in trained_policies(self.settings)]
+                self.error = None
+            except Exception as exc:  # a bad update must not stop the learner; it tries again next time
+                log.exception("the online learner's update failed")
+                self.error = f"{type(exc).__name__}: {exc}"
+
+    def status(self) -> dict:
+        return {"alive": self._thread.is_alive(), "last": self.last, "error": self.error}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def learner_actor(settings: Settings) -> "ray.actor.ActorHandle":
+    """The one learner of this home (on this node, where REVERIE_HOME's files are)."""
+    return _actor(LearnerActor, f"learner-{_home_tag(settings)}", settings, pin=True)

@@ -38,6 +38,7 @@ class EmbeddingWalker:
     name = "embedding-walker"
     walks_retrieved = True
     expert_names: tuple[str, ...] = ("walker",)
+    version = None
 
     def __init__(
         self,
@@ -54,6 +55,10 @@ class EmbeddingWalker:
         self.inverse_bias = inverse_bias
         self.arbiter = arbiter or Arbiter()
         self.calibrator = calibrator or DEFAULT_CALIBRATOR
+
+    def asked(self, query: WalkQuery) -> str | None:
+        """None: it weighs every relation by how much the question asks it, answer by answer."""
+        return None
 
     def knows(self, entity_names: list[str]) -> int:
         """All of them: it walks the subgraph retrieved around them from the store."""

@@ -41,6 +41,7 @@ class PolicyWalker:
     def __init__(self, bundle: PolicyBundle):
         self.bundle = bundle
         self.name = f"path-policy:{bundle.meta.dataset}"
+        self.version = bundle.meta.version
         experts = bundle.net.config["experts"]
         self.expert_names = tuple(expert_name(k, experts) for k in range(experts))
         self._names = bundle.graph.id2entity
@@ -49,6 +50,9 @@ class PolicyWalker:
         """The walker without its world model and reasoner: walks need neither, and unpickling a world
         model imports PyKEEN (seconds per Ray worker)."""
         return PolicyWalker(dataclasses.replace(self.bundle, world_model=None, reasoner=None))
+
+    def asked(self, query: WalkQuery) -> str | None:
+        return None if query.relation is None else self.bundle.graph.relation_names[int(query.relation)]
 
     def knows(self, entity_names: list[str]) -> int:
         """How many of `entity_names` the policy's graph holds."""

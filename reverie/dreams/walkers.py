@@ -35,6 +35,11 @@ class Walker(Protocol):
     expert_names: tuple[str, ...]
     """Labels of its experts: Rollouts.expert indexes them."""
 
+    @property
+    def version(self) -> int | None:
+        """The version of a trained policy (`reverie learn` makes new ones); None for one that is not trained."""
+        ...
+
     def knows(self, entity_names: list[str]) -> int:
         """How many of `entity_names` it can start a walk from (the Pipeline picks the walker that
         knows most of a question's entities)."""
@@ -44,6 +49,11 @@ class Walker(Protocol):
         self, sub: Subgraph, question_vec: np.ndarray, anchors: list[LinkedEntity], hops: int, question: str = ""
     ) -> WalkQuery:
         """`question`, its text, lets a walker match the asked relation by its words too."""
+        ...
+
+    def asked(self, query: WalkQuery) -> str | None:
+        """The relation `query` asks, as a hop reads ("inverse of X" against its direction), when the
+        walker decides one for the whole question; what a rating of its answer teaches."""
         ...
 
     def walk(self, graph: Subgraph | None, query: WalkQuery, count: int, rng: np.random.Generator) -> Rollouts: ...

@@ -270,6 +270,14 @@ class GraphReasoner:
         """Softmax temperature fit on the dev split: softmax(scores / T) is a calibrated probability."""
         self.edges = _edge_tensor(self.graph, self.num_relations)
 
+    def on_graph(self, entities: list[str], facts: np.ndarray) -> GraphReasoner:
+        """The same trained reasoner reading another graph over the same relations: `entities` by id and
+        `facts` (head, relation, tail) ids. It is entity-inductive (its nodes are the query's own
+        states, not learned vectors), so facts and entities added after training are read at once."""
+        net = _net(self.config, len(entities), self.num_relations)
+        net.load_state_dict(self.net.state_dict())
+        return GraphReasoner(net, entities, self.relations, facts, self.config, self.stats, self.temperature)
+
     # ------------------------------------------------------------------ scoring
 
     def _check(self, heads: np.ndarray, relations: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -297,7 +305,14 @@ class GraphReasoner:
     # ------------------------------------------------------------------ explaining
 
     def explain(self, head: int, relation: int, answer: int, top: int = 3, beam: int = 10) -> list[Explanation]:
-        """The `top` paths that most make `answer` the answer of (head, relation, ?), best first.
+        """The `top` paths that most make `answer` the answer of (head, relation, ?), best first, as steps."""
+        return [Explanation(self.steps(path), mean) for mean, path in self.paths(head, relation, answer, top, beam)]
+
+    def paths(
+        self, head: int, relation: int, answer: int, top: int = 3, beam: int = 10
+    ) -> list[tuple[float, tuple[int, ...]]]:
+        """The `top` paths that most make `answer` the answer of (head, relation, ?), best first, as
+        (mean importance, edge indices into `self.edges`).
 
         An edge's importance in round l is the gradient of the answer's score with respect to a weight
         on its message in that round (all weights 1), as NBFNet reads paths. A path of k hops uses k
@@ -313,23 +328,31 @@ class GraphReasoner:
             score = self.net(h, r, self.edges, weights)[0, answer]
             grads = torch.autograd.grad(score, weights, allow_unused=True)
         src, rel, dst = (x.numpy() for x in self.edges)
+        rounds = len(self.net.rounds)
+        # near[k]: the nodes within k hops of the answer; a round's edge only matters if it ends there
+        near = [np.zeros(self.num_entities, bool)]
+        near[0][answer] = True
+        for _ in range(rounds):
+            step = near[-1].copy()
+            step[src[near[-1][dst]]] = True
+            near.append(step)
         # beams[node]: list of (sum of importance, edge indices), best first
         beams: dict[int, list[tuple[float, tuple[int, ...]]]] = {int(head): [(0.0, ())]}
-        for grad in grads:
+        for index, grad in enumerate(grads):
             if grad is None:
                 continue
             g = grad.numpy()
             # every edge the round used (a non-zero gradient), even one that lowers the score: an answer the
             # head reaches always gets its best paths, ranked by mean importance
-            live = np.flatnonzero((g != 0) & np.isin(src, list(beams)))
+            live = np.flatnonzero((g != 0) & np.isin(src, list(beams)) & near[rounds - 1 - index][dst])
             extended: dict[int, list[tuple[float, tuple[int, ...]]]] = defaultdict(list)
             for node, paths in beams.items():  # the residual carries every path on unchanged
                 extended[node].extend(paths)
-            for e in live.tolist():
-                for total, path in beams[int(src[e])]:
-                    if e in path or len(path) >= len(self.net.rounds):
+            for e, s, d, ge in zip(live.tolist(), src[live].tolist(), dst[live].tolist(), g[live].tolist()):
+                for total, path in beams[s]:
+                    if e in path or len(path) >= rounds:
                         continue
-                    extended[int(dst[e])].append((total + float(g[e]), path + (e,)))
+                    extended[d].append((total + ge, path + (e,)))
             beams = {
                 node: sorted(set(paths), key=lambda p: -p[0] / max(len(p[1]), 1))[:beam]
                 for node, paths in extended.items()
@@ -340,7 +363,7 @@ class GraphReasoner:
             if path and _is_walk(path, src, dst, head)
         ]
         found.sort(key=lambda p: -p[0])
-        return [Explanation(self.steps(path), float(mean)) for mean, path in found[:top]]
+        return [(float(mean), path) for mean, path in found[:top]]
 
     def steps(self, path: Sequence[int]) -> list[Step]:
         """A path of edge indices as (what, action, result) steps with the stored fact's edge id."""

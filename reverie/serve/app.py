@@ -241,8 +241,8 @@ class PipelineDeployment:
     def ingest(self, request: IngestRequest) -> IngestReport:
         return self.pipeline.ingest(request.triples, request.entities, source=request.source)
 
-    def feedback(self, feedback: Feedback) -> FeedbackRecord:
-        return self.pipeline.feedback(feedback)
+    def feedback(self, feedback: Feedback, client: str = "local") -> FeedbackRecord:
+        return self.pipeline.feedback(feedback, client)
 
     def entity(self, name: str) -> EntityView:
         return self.pipeline.entity(name)
@@ -313,6 +313,10 @@ def run(settings: Settings, blocking: bool = False, insecure: bool = False) -> s
     # Open the snapshot and the index before Serve starts: a damaged snapshot or a home another
     # process holds stops the server with that error (one line from the CLI), not a failing replica.
     get(store.open_index.remote())
+    if settings.learn:
+        from reverie.actors import learner_actor
+
+        learner_actor(settings)
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
     host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -99,6 +99,36 @@ class NetConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
+TEACHERS = ("auto", "reasoner", "none")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """The graph reasoner as the policy's teacher: its paths to training answers are demonstrations,
+    cloned before PPO and pulled towards during it (a cross-entropy term, annealed to 0)."""
+
+    kind: Literal["auto", "reasoner", "none"] = "auto"
+    """"reasoner" (needs `reverie train reasoner` first), "none", or "auto": the reasoner when there is one."""
+    queries: int = 4000
+    """Training queries (facts and their inverses, sampled) the reasoner explains."""
+    paths: int = 3
+    """Paths per query: their weights (the reasoner's importance) make its path distribution."""
+    clone_epochs: int = 30
+    """Behaviour-cloning passes over the demonstrations before PPO (0: none)."""
+    weight: float = 1.0
+    """Weight of the cross-entropy to the reasoner's paths at PPO's start (0: no pull during PPO)."""
+    anneal: float = 0.5
+    """Share of PPO's iterations over which that weight falls to 0."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in TEACHERS:
+            raise ConfigError(f"teacher must be one of {', '.join(TEACHERS)}, got {self.kind!r}")
+        if self.queries < 1 or self.paths < 1 or self.clone_epochs < 0:
+            raise ConfigError("teacher queries and paths must be >= 1 and clone_epochs >= 0")
+        if self.weight < 0 or not 0 < self.anneal <= 1:
+            raise ConfigError(f"teacher weight must be >= 0 and anneal in (0, 1], got {self.weight}, {self.anneal}")
+
+
 @dataclass(frozen=True)
 class PolicyTrainConfig:
     """What `reverie train policy` trains: the dataset, the budget, and each part's settings."""
@@ -121,6 +151,8 @@ class PolicyTrainConfig:
     """The optimiser."""
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
     """The world model trained first when `env.needs_world_model` (and not cached)."""
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    """The graph reasoner teaching the policy before and during PPO."""
 
     def __post_init__(self) -> None:
         if self.envs < 1:
@@ -132,9 +164,9 @@ class PolicyTrainConfig:
 
     def replace(self, **changes: Any) -> "PolicyTrainConfig":
         """A copy with top-level fields changed, and parts changed by `env=`, `net=`, `ppo=`,
-        `world_model=` dicts of their fields (or whole replacements)."""
+        `world_model=`, `teacher=` dicts of their fields (or whole replacements)."""
         parts = {}
-        for name in ("env", "net", "ppo", "world_model"):
+        for name in ("env", "net", "ppo", "world_model", "teacher"):
             if isinstance(changes.get(name), dict):
                 parts[name] = dataclasses.replace(getattr(self, name), **changes.pop(name))
         return dataclasses.replace(self, **changes, **parts)
@@ -172,6 +204,10 @@ class PolicyMeta:
     """Weight of the world model when a graph reasoner ranks too (the reasoner's weight is 1), fit on dev."""
     temperature: float = 1.0
     """Softmax temperature of the arbiter's scores, fit on dev: softmax(score / T) is a calibrated probability."""
+    version: int = 0
+    """0 as `reverie train policy` leaves it; each `reverie learn` update publishes the next."""
+    teacher: str = "none"
+    """Who taught it before PPO: "reasoner" (behaviour cloning of the graph reasoner's paths) or "none"."""
 
     @property
     def hops(self) -> int:
@@ -193,3 +229,60 @@ class PolicyMeta:
         data["env"] = EnvConfig(**{k: v for k, v in data["env"].items() if k in env_fields})
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """How the policy learns from use."""
+
+    updates: int = 40
+    """Gradient updates per `update` call (each a PPO batch); with `minutes`, the cap."""
+    minutes: float | None = None
+    """Stop an `update` call after this much time."""
+    queries_per_update: int = 128
+    """Queries walked per update (fresh experience and replayed together)."""
+    walks_per_query: int = 8
+    """Walks sampled per query: their spread is the advantage's baseline and the surprise."""
+    lr: float = 5e-4
+    """Adam's learning rate (lower than PPO's first training: it refines)."""
+    clip: float = 0.2
+    """PPO's ratio clip."""
+    epochs: int = 2
+    """Passes over each update's walks."""
+    entropy: float = 0.01
+    """Entropy bonus."""
+    replay: bool = True
+    """Keep experience in the prioritised replay buffer and draw from it (off: use each once)."""
+    replay_share: float = 0.5
+    """Share of an update's queries drawn from the replay buffer when fresh experience waits."""
+    replay_capacity: int = 20_000
+    """Experiences the buffer keeps; the least surprising go first."""
+    alpha: float = 0.6
+    """How much priority counts when drawing (0: uniform)."""
+    beta: float = 0.4
+    """Importance-sampling correction (1: full)."""
+    ewc: float = 20.0
+    """Strength of the EWC penalty (0: off), over a Fisher normalised to mean 1."""
+    fisher_queries: int = 256
+    """Queries of the previous version's data the Fisher information is estimated on."""
+    reward_model_weight: float = 0.5
+    """Weight of the reward model's centred belief (P(good) - 0.5) in the reward (0: off)."""
+    teacher_weight: float = 1.0
+    """Weight of the cross-entropy to the reasoner's paths at the first update, annealed linearly to 0."""
+    teacher_batch: int = 256
+    """Demonstrations per update."""
+    max_client_weight: float = 25.0
+    """The most that one client's ratings weigh together: a flood from one key counts as this many ratings."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("updates", "queries_per_update", "walks_per_query", "epochs", "replay_capacity"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.replay_share <= 1.0:
+            raise ConfigError(f"replay_share must be in [0, 1], got {self.replay_share}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ConfigError(f"minutes must be positive, got {self.minutes}")
+        for name in ("ewc", "reward_model_weight", "teacher_weight", "lr", "max_client_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")

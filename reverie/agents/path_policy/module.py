@@ -70,3 +70,48 @@ class PathPolicyModule(TorchRLModule, ValueFunctionAPI):
         if embeddings is None:
             embeddings = self.net.state(batch[Columns.OBS])
         return self.net.value_from_state(embeddings)
+
+
+def teacher_ppo_learner() -> type:
+    """RLlib's PPO learner with the graph reasoner as a teacher: the PPO loss plus `teacher_weight`
+    times the cross-entropy of the policy to the reasoner's paths, annealed linearly to 0 over
+    `teacher_anneal_steps` sampled env steps (learner_config_dict keys, with `teacher_demos`, the
+    Demonstrations file, and `dataset`, `max_actions`, `graph_seed` to rebuild the graph it indexes).
+    Built on first use, so importing this module does not import PPO's learner."""
+    from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+    from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    from reverie.agents.path_policy.learner import Demonstrations, teacher_loss
+    from reverie.agents.path_policy.walkgraph import WalkGraph
+    from reverie.data.kg import load_dataset
+
+    class TeacherPPOLearner(PPOTorchLearner):
+        def build(self) -> None:
+            super().build()
+            extra = self.config.learner_config_dict
+            graph = WalkGraph.from_dataset(
+                load_dataset(extra["dataset"]), max_actions=extra["max_actions"], seed=extra["graph_seed"]
+            )
+            self.demos = Demonstrations.load(extra["teacher_demos"], graph)
+            self.teacher_weight = float(extra["teacher_weight"])
+            self.anneal_steps = max(int(extra["teacher_anneal_steps"]), 1)
+            self.teacher_batch = int(extra.get("teacher_batch", 256))
+            self.coefficient = self.teacher_weight
+            self.rng = np.random.default_rng(int(extra.get("seed", 0)))
+
+        def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+            loss = super().compute_loss_for_module(module_id=module_id, config=config, batch=batch, fwd_out=fwd_out)
+            if self.coefficient <= 0 or not len(self.demos):
+                return loss
+            pick = self.rng.choice(len(self.demos), size=min(self.teacher_batch, len(self.demos)), replace=False)
+            cross_entropy = teacher_loss(self.module[module_id].unwrapped().net, self.demos, pick)
+            self.metrics.log_value((module_id, "teacher_loss"), float(cross_entropy.detach()), window=1)
+            self.metrics.log_value((module_id, "teacher_weight"), self.coefficient, window=1)
+            return loss + self.coefficient * cross_entropy.to(loss.dtype)
+
+        def after_gradient_based_update(self, *, timesteps) -> None:
+            super().after_gradient_based_update(timesteps=timesteps)
+            done = timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0) / self.anneal_steps
+            self.coefficient = self.teacher_weight * max(0.0, 1.0 - done)
+
+    return TeacherPPOLearner

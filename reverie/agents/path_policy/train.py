@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -44,9 +45,13 @@ def env_config(
 
 
 def build_ppo_config(
-    config: PolicyTrainConfig, world_model_path: str | Path | None = None, reasoner_path: str | Path | None = None
+    config: PolicyTrainConfig,
+    world_model_path: str | Path | None = None,
+    reasoner_path: str | Path | None = None,
+    teacher_demos: str | Path | None = None,
 ):
-    """The RLlib PPOConfig `run_ppo` trains with (exposed for benchmarks and tests)."""
+    """The RLlib PPOConfig `run_ppo` trains with (exposed for benchmarks and tests); with
+    `teacher_demos` (a Demonstrations file), PPO's loss also pulls towards the reasoner's paths."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
@@ -54,6 +59,21 @@ def build_ppo_config(
     from reverie.agents.path_policy.module import PathPolicyModule
 
     hops, envs = config.env.hops, config.envs
+    training = config.ppo.rllib_training(envs, hops)
+    if teacher_demos is not None and config.teacher.weight > 0:
+        from reverie.agents.path_policy.module import teacher_ppo_learner
+
+        per_iteration = envs * hops * config.ppo.batches_per_iteration
+        training["learner_class"] = teacher_ppo_learner()
+        training["learner_config_dict"] = {
+            "teacher_demos": str(teacher_demos),
+            "teacher_weight": config.teacher.weight,
+            "teacher_anneal_steps": int(config.teacher.anneal * config.iterations * per_iteration),
+            "dataset": str(config.dataset),
+            "max_actions": config.env.max_actions,
+            "graph_seed": config.env.graph_seed,
+            "seed": config.seed,
+        }
     return (
         PPOConfig()
         .environment(env=KGPathVectorEnv, env_config=env_config(config, world_model_path, reasoner_path))
@@ -68,7 +88,7 @@ def build_ppo_config(
         .rl_module(
             rl_module_spec=RLModuleSpec(module_class=PathPolicyModule, model_config=dataclasses.asdict(config.net))
         )
-        .training(**config.ppo.rllib_training(envs, hops))
+        .training(**training)
         .reporting(metrics_num_episodes_for_smoothing=max(envs * config.ppo.batches_per_iteration, 100))
         .debugging(seed=config.seed, log_level="ERROR")
     )
@@ -89,14 +109,23 @@ def run_ppo(
     world_model_path: str | Path | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     reasoner_path: str | Path | None = None,
+    start: Any | None = None,
+    teacher_demos: str | Path | None = None,
 ) -> PPORun:
     """Train with PPO for `config.iterations` algo.train() calls, or until `config.minutes` pass;
-    `progress` as in `ppo_iterations`."""
+    `progress` as in `ppo_iterations`. `start` (a PathPolicyNet, e.g. cloned from the reasoner) gives
+    the first weights; `teacher_demos` adds the reasoner's pull (build_ppo_config)."""
+    from ray.rllib.core import DEFAULT_MODULE_ID
+
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     algo = None
     try:
-        algo = build_ppo_config(config, world_model_path, reasoner_path).build_algo()
+        algo = build_ppo_config(config, world_model_path, reasoner_path, teacher_demos).build_algo()
+        if start is not None:
+            state = {f"net.{k}": v for k, v in start.state_dict().items()}
+            algo.learner_group.set_weights({DEFAULT_MODULE_ID: state})
+            algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group, inference_only=True)
         history = ppo_iterations(
             algo,
             config.iterations,
@@ -187,8 +216,19 @@ def train_policy(
         shaping_reasoner = reasoner
     from reverie.runs import RunLog
 
-    run_log = RunLog(settings.home, "policy", data.name)  # the web page's curve, written as it trains
-    run = run_ppo(config, world_model_path, run_log.and_then(progress), shaping_reasoner)
+    teacher = config.teacher.kind
+    if teacher == "auto":
+        teacher = "reasoner" if reasoner.is_file() else "none"
+    if teacher == "reasoner" and not reasoner.is_file():
+        raise FileNotFoundError(
+            f"the reasoner teaches the policy only once there is one: run `reverie train reasoner --dataset {data.name}` first"
+        )
+    start, demos_file = None, None
+    with tempfile.TemporaryDirectory() as scratch:
+        if teacher == "reasoner":
+            start, demos_file = teach(config, data, reasoner, Path(scratch), message or log.info)
+        run_log = RunLog(settings.home, "policy", data.name)  # the web page's curve, written as it trains
+        run = run_ppo(config, world_model_path, run_log.and_then(progress), shaping_reasoner, start, demos_file)
     last = run.history[-1]
     meta = PolicyMeta(
         dataset=run.dataset_name,
@@ -202,6 +242,7 @@ def train_policy(
         seconds=last["elapsed"],
         entities=list(run.graph.id2entity),
         relations=list(run.graph.id2relation),
+        teacher=teacher,
     )
     folder = save_policy_folder(
         settings.paths.policy(run.dataset_name),
@@ -217,3 +258,33 @@ def train_policy(
         fit_arbiter(bundle, data)
         save_policy(run.net, folder, meta=bundle.meta)
     return folder
+
+
+def teach(
+    config: PolicyTrainConfig, data: Any, reasoner_file: Path, scratch: Path, message: Callable[[str], None]
+) -> tuple[Any, Path]:
+    """The reasoner's demonstrations on sampled training queries and a policy cloned from them: the net
+    PPO starts from, and the demonstrations' file its teacher term reads."""
+    import numpy as np
+
+    from reverie.agents.path_policy.learner import clone, demonstrations
+    from reverie.agents.path_policy.net import PathPolicyNet
+    from reverie.agents.path_policy.walkgraph import WalkGraph
+    from reverie.models.graph_reasoner import GraphReasoner
+
+    graph = WalkGraph.from_dataset(data, max_actions=config.env.max_actions, seed=config.env.graph_seed)
+    if config.env.imagined_edges:
+        raise ValueError("the reasoner cannot teach a policy that walks imagined edges: use --teacher none")
+    train = graph.encode(data.train, skip_unknown=True)
+    R = graph.num_relations
+    queries = np.unique(np.concatenate([train, np.stack([train[:, 2], train[:, 1] + R, train[:, 0]], 1)]), axis=0)
+    rng = np.random.default_rng(config.seed)
+    queries = queries[rng.permutation(len(queries))[: config.teacher.queries]]
+    message(f"the reasoner explains {len(queries)} training answers (its paths teach the policy)")
+    demos = demonstrations(GraphReasoner.load(reasoner_file), graph, queries, config.env.hops, config.teacher.paths)
+    torch.manual_seed(config.seed)
+    net = PathPolicyNet(graph.num_entities, graph.num_relation_ids, config.net)
+    if config.teacher.clone_epochs:
+        losses = clone(net, demos, epochs=config.teacher.clone_epochs, seed=config.seed)
+        message(f"cloned {len(demos)} reasoner paths: cross-entropy {losses[0]:.2f} -> {losses[-1]:.2f}")
+    return net, demos.save(scratch / "demonstrations.npz")

@@ -294,6 +294,25 @@ class WalkGraph:
             "action_mask": np.asarray(action_mask).astype(np.int8),
         }
 
+    def columns(self, sources, relations, targets) -> np.ndarray:
+        """The action-table column of each move (source, relation id, target); -1 where the table
+        lacks it (not an edge, or left out of a high-degree entity's sample)."""
+        if getattr(self, "_column_keys", None) is None:
+            rows, cols = np.nonzero(self.action_mask[:, 1:])
+            cols = cols + 1
+            keys = self._move_key(rows, self.action_relations[rows, cols], self.action_entities[rows, cols])
+            order = np.argsort(keys)
+            self._column_keys, self._column_cols = keys[order], cols[order].astype(np.int64)
+        s, r, t = (np.asarray(x, np.int64) for x in (sources, relations, targets))
+        keys = self._move_key(s, r, t)
+        if not self._column_keys.size:
+            return np.full(keys.shape, -1, np.int64)
+        pos = np.minimum(np.searchsorted(self._column_keys, keys), self._column_keys.size - 1)
+        return np.where(self._column_keys[pos] == keys, self._column_cols[pos], -1)
+
+    def _move_key(self, s, r, t) -> np.ndarray:
+        return (np.asarray(s, np.int64) * (self.num_relation_ids + 1) + r) * max(self.num_entities, 1) + t
+
     # ------------------------------------------------------------------ encoding
     def encode(self, triples: Iterable[Triple], skip_unknown: bool = False) -> np.ndarray:
         """(n, 3) int64 array of (head id, forward relation id, tail id).

@@ -3,6 +3,7 @@ metrics, and the web page's files. Errors are {"detail": message}; a 422 is Fast
 failing fields. Request bodies are parsed as JSON or form data: nothing a client sends is unpickled."""
 
 import asyncio
+import hashlib
 import json
 import re
 import tempfile
@@ -25,6 +26,8 @@ from reverie.schemas import (
     GraphStats,
     IngestReport,
     IngestRequest,
+    LearningStatus,
+    PolicyLearning,
     Query,
     Run,
     RunSummary,
@@ -257,9 +260,19 @@ async def _uploaded(request: Request) -> IngestRequest:
 
 
 @router.post("/v1/feedback", response_model=FeedbackRecord, responses=errors(400, 404))
-async def feedback(feedback: Feedback, deployments: DeploymentsDep) -> FeedbackRecord:
-    """Rate a verdict (good, bad or neutral, with a note); kept as a dataset under REVERIE_HOME/feedback."""
-    return await result(deployments.pipeline.feedback.remote(feedback))
+async def feedback(feedback: Feedback, request: Request, deployments: DeploymentsDep) -> FeedbackRecord:
+    """Rate a verdict (good, bad or neutral, with a note); kept as a dataset under REVERIE_HOME/feedback.
+    Each rating records who sent it (a digest of the API key, else the address), so one client's
+    volume cannot steer what the policy learns."""
+    return await result(deployments.pipeline.feedback.remote(feedback, client_id(request)))
+
+
+def client_id(request: Request) -> str:
+    """Who sent a request: a digest of its bearer token when it has one, else its address."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return "key:" + hashlib.sha256(token.strip().encode()).hexdigest()[:16]
+    return "addr:" + (request.client.host if request.client else "unknown")
 
 
 @router.get("/v1/graph/entities/{entity_id:path}", response_model=EntityView, responses=errors(404))
@@ -281,6 +294,18 @@ async def search(
 async def training_runs(deployments: DeploymentsDep) -> dict[str, list[RunSummary]]:
     """The training runs under REVERIE_HOME/runs (path policy, tuning agent), newest first."""
     return {"runs": await asyncio.to_thread(list_runs, deployments.settings.home)}
+
+
+@router.get("/v1/learning", response_model=LearningStatus)
+async def learning(deployments: DeploymentsDep) -> LearningStatus:
+    """Each trained policy's learning from use: its version, the ratings and facts it took in, its last update."""
+    from reverie.agents.path_policy.online import learning_status
+
+    policies = await asyncio.to_thread(learning_status, deployments.settings)
+    return LearningStatus(
+        learner="beside the service" if deployments.settings.learn else "off",
+        policies=[PolicyLearning.model_validate(p) for p in policies],
+    )
 
 
 @router.get("/v1/runs/{run_id}", response_model=Run, responses=errors(404))
