@@ -218,6 +218,7 @@ def main() -> None:
                 f"{r[key]:.3f}",
                 f"{reasoner.get(key, float('nan')):.3f}",
                 f"{r['policy'][key]:.3f}",
+                f"{r['policy_sum'][key]:.3f}",
                 f"{wm.get(key, float('nan')):.3f}",
                 f"{published.get('MINERVA', float('nan')):.3f}",
                 f"{published['MultiHopKG']:.3f}" if "MultiHopKG" in published else "n/a",
@@ -252,6 +253,7 @@ def main() -> None:
             "Reverie (arbiter)",
             "reasoner alone",
             "policy paths alone",
+            "policy paths alone, summed",
             "world model alone",
             "MINERVA (paper)",
             "MultiHopKG (paper)",
@@ -278,7 +280,10 @@ def main() -> None:
             "trained on the walkable graph only. Graph reasoner: bench/graph_reasoner.py's setup for the dataset, "
             f"{args.reasoner_minutes:g} minutes. 'Reverie (arbiter)' ranks by log p_reasoner + w_world log p_world + "
             "w_paths log(p_path + e^-10), both weights picked on the dev split (without a reasoner: log p_world + w_paths ...); "
-            "'policy paths alone' by the best beam path's log-probability (unreached entities tie last), as MINERVA reports. "
+            "'policy paths alone' by the best beam path's log-probability (unreached entities tie last), as MINERVA reports "
+            "with its default `--pool max`; 'summed' by the log of the sum of the probabilities of all beam paths that reach "
+            "the entity, MINERVA's `--pool sum`. The policy is taught by the graph reasoner when one is trained "
+            "(cloned from its paths, then pulled towards them during PPO: docs/learning.md). "
             "ECE: the arbiter's top answer's calibrated confidence on test. 'shown chain': over the first 100 test queries, "
             "64 dreams each, the share of top answers shown with a policy walk the reasoner ranks among its top 5 paths, "
             "and with the reasoner's own best path (a walk that is not among them is never shown). 'eval ms / query': "

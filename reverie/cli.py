@@ -454,6 +454,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{metrics['dataset']} {args.split} ({metrics['queries']} queries, filtered, tail only):")
     print(line("Reverie (arbiter)", metrics))
     print(line("policy paths alone", metrics["policy"]))
+    print(line("  (paths summed)", metrics["policy_sum"]))
     if metrics["world_model"] is not None:
         print(line("world model alone", metrics["world_model"]))
     if metrics["reasoner"] is not None:
@@ -483,14 +484,17 @@ def cmd_learn(args: argparse.Namespace) -> int:
         config["replay"] = False
     api = _reverie(_settings(args))
     while True:
-        bar = tqdm(unit="update", desc="learn", disable=args.json, leave=False)
+        bars: list = []  # made at the first update: nothing is drawn when there is nothing to learn
 
         def progress(point: dict) -> None:
-            bar.update(1)
-            bar.set_postfix(success=f"{point['success']:.3f}", reward=f"{point['reward']:.3f}")
+            if not bars:
+                bars.append(tqdm(unit="update", desc="learn", disable=args.json, leave=False))
+            bars[0].update(1)
+            bars[0].set_postfix(success=f"{point['success']:.3f}", reward=f"{point['reward']:.3f}")
 
         done = api.learn(args.dataset, from_feedback=args.from_feedback, facts=facts, progress=progress, **config)
-        bar.close()
+        for bar in bars:
+            bar.close()
         facts = None  # folded once
         for item in done:
             if args.json:
@@ -787,7 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON object (policy: hits@1, hits@3, hits@10, mrr as fractions, auc_pr for Countries, 'policy', 'world_model' and 'reasoner' breakdowns and 'ece'; tuner: each arm's test accuracy)",
+        help="print one JSON object (policy: hits@1, hits@3, hits@10, mrr as fractions, auc_pr for Countries, 'policy' (best path), 'policy_sum' (all paths summed), 'world_model' and 'reasoner' breakdowns and 'ece'; tuner: each arm's test accuracy)",
     )
     p.set_defaults(func=cmd_eval)
 

@@ -54,6 +54,12 @@ def error_line(result) -> str:
             ["train", "policy", "--dataset", "umls", "--shaper", "reasoner"],
             "run `reverie train reasoner --dataset umls` first",
         ),
+        (
+            ["train", "policy", "--dataset", "umls", "--teacher", "reasoner"],
+            "--teacher reasoner needs a reasoner: run `reverie train reasoner --dataset umls` first",
+        ),
+        (["train", "policy", "--dataset", "umls", "--clone-epochs", "-1"], "clone_epochs >= 0"),
+        (["learn", "--updates", "0"], "updates must be >= 1, got 0"),
         (["train", "reasoner", "--dataset", "umls", "--max-nodes", "0"], "max_nodes must be at least 1"),
         (["tune", "headline", "--scheduler", "bogus"], "unknown scheduler 'bogus'"),
         (["tune", "headline", "--budget", "0"], "the budget must be at least 1 gradient step"),

@@ -393,3 +393,20 @@ def test_the_learner_beside_the_service_publishes_when_ratings_arrive(ray_cluste
     finally:
         ray.get(actor.stop.remote())
         ray.kill(actor)
+
+
+def test_reverie_learn_says_what_is_missing_in_one_line(tmp_path):
+    env = {**os.environ, "REVERIE_HOME": str(tmp_path / "home")}
+
+    def learn(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "reverie.cli", "learn", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    nothing = learn()
+    assert nothing.returncode == 2 and nothing.stderr.count("\n") == 1
+    assert "no trained policy" in nothing.stderr and "reverie train policy" in nothing.stderr
+    missing = learn("--dataset", "umls")
+    assert missing.returncode == 2 and "no trained policy for 'umls'" in missing.stderr
+    no_file = learn("--facts", str(tmp_path / "absent.tsv"))
+    assert no_file.returncode == 2 and "absent.tsv" in no_file.stderr and no_file.stderr.count("\n") == 1

@@ -46,6 +46,14 @@ def test_beam_ranks_follow_path_probability():
     # a beam of one keeps only the best path
     narrow = beam_scores(policy, graph, np.array([[e["a"], r["q"]]]), hops=2, beam=1)[0]
     assert np.isfinite(narrow).sum() == 1 and np.isfinite(narrow[e["c"]])
+    # MINERVA's sum pooling: an entity scores the log of the summed probability of every beam path to it
+    pooled = beam_scores(policy, graph, np.array([[e["a"], r["q"]]]), hops=2, beam=16, pools=("max", "sum"))
+    np.testing.assert_array_equal(pooled["max"][0], scores)
+    reached = np.isfinite(scores)
+    assert (pooled["sum"][0][reached] >= scores[reached]).all()
+    assert np.array_equal(np.isfinite(pooled["sum"][0]), reached)
+    # a stays at a (NO_OP twice) and comes back (r1 then its inverse): two paths, so summing adds up
+    assert pooled["sum"][0][e["a"]] > scores[e["a"]] + 1e-9
 
 
 class FixedWorld:
