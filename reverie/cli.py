@@ -73,6 +73,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"{report.entities_added} new entities, {report.relations_added} new relations in {report.seconds:.1f}s; "
             f"graph now {stats.entities} entities, {stats.relations} relations, {stats.triples} triples"
         )
+    for policy, count in report.folded.items():
+        print(f"{count} new facts joined the {policy} policy's graph: walkable now, learnt from by `reverie learn`")
     return 0
 
 

@@ -282,14 +282,15 @@ def test_learn_publishes_a_version_keeps_the_last_and_folds_new_facts(toy_home):
 
     done = learn(settings, "toy", config)
     assert done["version"] == 1 and done["ratings"] == 30 and done["facts"] == 17
-    assert done["reward_model"]["ratings"] == 20 and done["reward_model"]["auc"] is not None
+    # a fifth of the ratings is kept aside to measure the model against the confidence before it
+    assert done["reward_model"]["ratings"] == 16 and done["reward_model"]["versus_confidence"]["ratings"] == 4
     meta = read_policy_meta(folder)
     assert meta.version == 1 and "newcomer" in meta.entities  # the grown graph is the new version's
     assert (folder / "versions" / "v0000" / "config.json").is_file()
     assert json.loads((folder / "versions" / "v0000" / "config.json").read_text())["meta"]["version"] == 0
     learning = settings.paths.learning("toy")
     assert (learning / "replay.npz").is_file() and (learning / "ewc.pt").is_file()
-    assert (learning / "reward_model.json").is_file()
+    assert settings.paths.reward_model.is_file()  # one for the home: it refines every verdict's confidence
     [status] = learning_status(settings)
     assert status["version"] == 1 and status["kept_versions"] == [0] and status["ratings_used"] == 30
     assert status["facts_folded"] == 17 and status["last_update"]["updates"] == 3
@@ -378,17 +379,17 @@ def test_the_learner_beside_the_service_publishes_when_ratings_arrive(ray_cluste
     from reverie.actors import learner_actor
 
     settings, _ = toy_home
-    settings = settings.model_copy(update={"learn": True, "learn_interval_s": 0.5, "learn_minutes": 0.2})
+    settings = settings.model_copy(update={"learn": True, "learn_interval_s": 0.5, "learn_minutes": 0.05})
     actor = learner_actor(settings)
     try:
         time.sleep(2)
         assert read_policy_meta(settings.paths.policy("toy")).version == 0  # nothing new: no version
         _write_ratings(settings, [_record(f"g{i}", "good", "a1") for i in range(4)])
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # the actor's first update imports torch's optimisers: slow on a busy machine
         while time.monotonic() < deadline and read_policy_meta(settings.paths.policy("toy")).version == 0:
             time.sleep(0.5)
-        assert read_policy_meta(settings.paths.policy("toy")).version == 1
         status = ray.get(actor.status.remote())
+        assert read_policy_meta(settings.paths.policy("toy")).version == 1, status
         assert status["alive"] and status["error"] is None
     finally:
         ray.get(actor.stop.remote())
