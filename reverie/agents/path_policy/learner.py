@@ -24,7 +24,6 @@ policy --teacher reasoner` runs before PPO.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -628,7 +627,3 @@ def _remap(queries: np.ndarray, old_names: tuple[list[str], list[str]], new: Wal
     inverse = r >= R_old
     base = rel_map[np.where(inverse, r - R_old, r)]
     return np.column_stack([ent[queries[:, 0]], base + inverse * R_new, ent[queries[:, 2]]])
-
-
-def finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None

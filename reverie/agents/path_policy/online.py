@@ -248,7 +248,9 @@ def learn(
     if config.reward_model_weight > 0 and reward_path.is_file():
         from reverie.models.reward_model import RewardModel
 
-        reward_model = walk_reward(RewardModel.load(reward_path), bundle)
+        model = RewardModel.load(reward_path)
+        # only a model that beat the confidence before it on ratings kept aside shapes the reward
+        reward_model = walk_reward(model, bundle) if model.use_for_confidence else None
     graph = bundle.graph
     facts = graph.edges[graph.edges[:, 1] < graph.num_relations]
     learner = PolicyLearner(bundle.net, graph, bundle.hops, facts, config, reward_model, replay, anchor)
