@@ -89,7 +89,7 @@ RUNS = [
         "--datasets",
         "kinships",
         "--minutes",
-        "8",
+        "6",
         "--reasoner-minutes",
         "4",
         "--shaper",
