@@ -7,7 +7,7 @@ export REVERIE_HOME ?= $(CURDIR)/.reverie-demo
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install browser demo lint test bench clean
+.PHONY: install browser sshd demo cluster lint test bench clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,16 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { $(SUDO) apt-get install -y -q chromium chromium-driver || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }; }
 
+# `make cluster` and its test drive Debian's OpenSSH server and rsync; install them when missing.
+sshd:
+	@{ command -v sshd || test -x /usr/sbin/sshd; } >/dev/null && command -v rsync >/dev/null || \
+	  { $(SUDO) apt-get install -y -q openssh-server rsync || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q openssh-server rsync; }; }
+
+# `ray up cluster.yaml` for real on this machine (as root): sshd on 127.0.0.1 (the head) and 127.0.0.2
+# (the worker), then ray up, ingest, a question over both nodes, the answer and the nodes, ray down.
+cluster: install sshd
+	$(BIN)/python -m testkit.ray_up
+
 # Code health, as CI keeps it: ruff (lint and format), import-linter (the rooms' contracts in
 # pyproject.toml), mypy over the packages that compute.
 MYPY_PACKAGES := reverie/graph_store reverie/encoders reverie/llm reverie/dreams reverie/models reverie/data reverie/agents \
@@ -43,7 +53,7 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/mypy $(MYPY_PACKAGES)
 
-test: install browser lint
+test: install browser sshd lint
 	$(BIN)/pytest -q --durations=15
 
 bench: install

@@ -9,9 +9,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = [
     ["bench.rollouts"],
     ["bench.ingest"],
+    ["bench.scale"],
     ["bench.ask_latency"],
     ["bench.questions"],
     ["bench.serve"],
+    ["bench.operation"],
     ["bench.world_model"],
     ["bench.reasoning", "--datasets", "umls", "--minutes", "4", "--reasoner-minutes", "4", "--shaper", "reasoner"],
     [

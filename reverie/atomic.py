@@ -15,18 +15,21 @@ from typing import BinaryIO
 
 
 @contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+def atomic_file(path: str | os.PathLike, mode: int | None = None) -> Iterator[BinaryIO]:
     """A binary handle whose content replaces `path` when the block ends without an error.
 
     On an error the temporary file is removed and `path` keeps its old content. Missing parent
-    folders are created.
+    folders are created. `mode`: the file's permissions (default: the target's, or 0644); the file
+    never has wider ones while it is written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp makes the file private; keep the target's mode, or give a new file the usual 0644
-        os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        if mode is None:
+            mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
@@ -37,9 +40,9 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
         raise
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write(path: str | os.PathLike, data: bytes, mode: int | None = None) -> Path:
     """Replace `path` with `data` atomically; returns the path."""
-    with atomic_file(path) as handle:
+    with atomic_file(path, mode) as handle:
         handle.write(data)
     return Path(path)
 

@@ -20,6 +20,10 @@ from reverie.errors import ReverieError
 from reverie.models.reasoner_config import ReasonerConfig
 
 POLICY_DEFAULTS = PolicyTrainConfig()
+LOCAL_HELP = (
+    "do not go through the `reverie serve` that holds this home (the default when one runs): "
+    "start Reverie's own local Ray instead"
+)
 TUNER_DEFAULTS = LRControlTrainConfig()
 
 
@@ -30,6 +34,16 @@ def _settings(args: argparse.Namespace):
     if getattr(args, "address", None):
         settings = settings.model_copy(update={"address": args.address})
     return settings
+
+
+def _server(args: argparse.Namespace, settings):
+    """The `reverie serve` holding this home, asked over HTTP (no Ray started here), unless
+    `--local` or `--address` asks for Reverie's own Ray."""
+    if getattr(args, "local", False) or settings.address:
+        return None
+    from reverie.client import running_server
+
+    return running_server(settings, message=lambda text: print(f"reverie: {text}", file=sys.stderr, flush=True))
 
 
 def _reverie(settings):
@@ -45,7 +59,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if (bool(args.path) + bool(args.dataset) + bool(args.images)) != 1:
         raise ReverieError("give exactly one of PATH, --dataset NAME or --images FILE.jsonl")
     source = args.dataset or args.path or args.images
-    reverie = _reverie(_settings(args))
+    settings = _settings(args)
+    server = _server(args, settings)
+    if server is not None:
+        return _ingest_through(server, args)
+    reverie = _reverie(settings)
     bars = []  # opened at the first progress report: a bad input fails before any bar is drawn
 
     def progress(done: int, total: int) -> None:
@@ -59,6 +77,32 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     report = reverie.ingest(args.path, dataset=args.dataset, images=args.images, progress=progress)
     for bar in bars:
         bar.close()
+    _print_ingest(args, report, reverie.stats)
+    return 0
+
+
+def _ingest_through(server, args: argparse.Namespace) -> int:
+    """Ingest by the running server: the input is read and checked here, then sent as triples."""
+    from reverie.data.kg import load_dataset, read_file
+    from reverie.schemas import GraphStats
+
+    if args.images:
+        raise ReverieError(
+            f"a `reverie serve` holds this home ({server.url}) and images are not ingested over HTTP: "
+            "stop the server, then ingest the images"
+        )
+    if args.dataset or Path(args.path).is_dir():
+        kg = load_dataset(args.dataset or args.path)
+        triples, entities, source = kg.graph, kg.entities, kg.name
+    else:
+        triples, entities = read_file(args.path)
+        source = str(args.path)
+    report = server.ingest(list(triples), list(entities), source)
+    _print_ingest(args, report, lambda: GraphStats.model_validate(server.health()["graph"]))
+    return 0
+
+
+def _print_ingest(args: argparse.Namespace, report, stats_now) -> None:
     if args.json:
         print(report.model_dump_json(indent=2))
     elif args.images:
@@ -67,7 +111,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"{report.entities_added} new entities in {report.seconds:.1f}s"
         )
     else:
-        stats = reverie.stats()
+        stats = stats_now()
         print(
             f"ingested {report.source}: {report.triples_added} new of {report.triples_read} triples, "
             f"{report.entities_added} new entities, {report.relations_added} new relations in {report.seconds:.1f}s; "
@@ -75,7 +119,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
     for policy, count in report.folded.items():
         print(f"{count} new facts joined the {policy} policy's graph: walkable now, learnt from by `reverie learn`")
-    return 0
 
 
 def _show_chain(chain, indent: str = "  ") -> list[str]:
@@ -89,11 +132,16 @@ def _show_chain(chain, indent: str = "  ") -> list[str]:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    reverie = _reverie(_settings(args))
+    settings = _settings(args)
+    reverie = _reverie(settings)
     options = {"rollouts": args.rollouts, "hops": args.hops, "seed": args.seed, "verbalize": not args.no_llm}
     query = reverie.query(args.question, image=args.image, **options)  # bad input fails before Ray starts
-    reverie.warm_up(llm=query.verbalize)  # so the stage timings printed measure the work, not start-up
-    verdict = reverie.ask(query)
+    server = _server(args, settings)
+    if server is not None:
+        verdict = server.ask(query)
+    else:
+        reverie.warm_up(llm=query.verbalize)  # so the stage timings printed measure the work, not start-up
+        verdict = reverie.ask(query)
     if args.json:
         print(verdict.model_dump_json(indent=2))
         return 0
@@ -140,7 +188,18 @@ def verdict_lines(verdict) -> list[str]:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    stats = _reverie(_settings(args)).stats()
+    from reverie.schemas import GraphStats
+
+    settings = _settings(args)
+    server = _server(args, settings)
+    if server is not None:
+        stats = GraphStats.model_validate(server.health()["graph"])
+    elif settings.address:
+        stats = _reverie(settings).stats()
+    else:  # the snapshot, read in this process: counting needs no Ray
+        from reverie.graph_store import GraphStore
+
+        stats = GraphStore(settings).stats()
     print(stats.model_dump_json())
     return 0
 
@@ -520,13 +579,13 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from reverie.serve.app import run
+    from reverie.serve.lifecycle import serve_until_stopped
 
     settings = _settings(args)
     updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if args.learn:
         updates["learn"] = True
-    run(settings.model_copy(update=updates), blocking=True, insecure=args.insecure)
+    serve_until_stopped(settings.model_copy(update=updates), insecure=args.insecure)
     return 0
 
 
@@ -547,6 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the ingest report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--local", action="store_true", help=LOCAL_HELP)
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("ask", help="ask a question")
@@ -559,6 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--image", metavar="PATH", help="an image the question is about: it links to an entity, the question's subject"
     )
     p.add_argument("--json", action="store_true", help="print the whole Verdict as JSON")
+    p.add_argument("--local", action="store_true", help=LOCAL_HELP)
     p.set_defaults(func=cmd_ask)
 
     lc = LearnerConfig()
@@ -819,6 +880,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_tune_policy)
 
     p = sub.add_parser("stats", help="count the graph's entities, relations and triples")
+    p.add_argument("--local", action="store_true", help=LOCAL_HELP)
     p.set_defaults(func=cmd_stats)
     return parser
 

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         default=None, description="Qdrant server URL; when unset the embedded store under `home` is used."
     )
     qdrant_api_key: str | None = Field(default=None, description="API key for the Qdrant server, if it needs one.")
+    vector_index: Literal["edge", "embedded"] = Field(
+        default="edge",
+        description="The vector index under `home` when `qdrant_url` is unset: 'edge' (Qdrant Edge, the Qdrant engine in process, with HNSW and a write-ahead log) or 'embedded' (qdrant-client's local mode, exact search, points kept in SQLite: slow to write and to load past about 20,000 entities; bench/results/scale.md).",
+    )
     address: str | None = Field(
         default=None, description="Ray cluster address to connect to; unset starts a local single-node Ray."
     )
@@ -181,6 +185,12 @@ class Settings(BaseSettings):
     # serving
     host: str = Field(default="127.0.0.1", description="Interface the HTTP server binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP server.")
+    shutdown_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM or Ctrl-C, how long `reverie serve` lets requests in flight finish before it stops.",
+    )
     api_key: str | None = Field(
         default=None,
         description="When set, every HTTP request needs `Authorization: Bearer <key>`; without it the answer is 401.",

@@ -4,6 +4,7 @@ everything else asks `Home` for it.
     graph/snapshot.npz           the knowledge graph (networkx, written then renamed)
     graph/calibration.json       the embedding walker's confidence, fit on questions made from the graph
     qdrant/                      the embedded vector index (one process holds its lock)
+    qdrant/reverie-server.json   the `reverie serve` holding this home: its URL and key (owner-only)
     feedback/                    ratings of verdicts, a dataset (JSONL)
     models/                      the bundled LLM's safetensors copy; models/clip/image_tower.pt, the image tower
     world_models/<dataset>.pt    a dataset's knowledge-graph embedding (PyKEEN)
@@ -21,6 +22,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+LEARNED_FACTS_FILE = "learned_facts.tsv"  # in a policy's folder: facts folded in since it was trained
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,12 @@ class Home:
     @property
     def qdrant(self) -> Path:
         return self.root / "qdrant"
+
+    @property
+    def server(self) -> Path:
+        """The note of the `reverie serve` that holds this home, beside the store's lock: the CLI
+        asks it over HTTP instead of starting Ray (readable by the owner only: it holds the key)."""
+        return self.qdrant / "reverie-server.json"
 
     @property
     def feedback(self) -> Path:

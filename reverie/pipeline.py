@@ -22,7 +22,6 @@ from ray.serve.handle import DeploymentResponse
 
 from reverie import answer
 from reverie.actors import Services, here, init_ray, rollout_placements, rollout_task
-from reverie.agents.path_policy.bundle import LEARNED_FACTS_FILE
 from reverie.batching import JoinedCalls
 from reverie.calibration import AnswerCalibrator, needs_refit
 from reverie.config import Settings
@@ -32,6 +31,8 @@ from reverie.dreams.embedding_walker import EmbeddingWalker
 from reverie.encoders.text import text_dim
 from reverie.errors import IngestError, NoMatchError, ReverieError
 from reverie.graph_store.images import DEPICTS, IMAGE_TYPE, ImageLine, ImageRef
+from reverie.graph_store.triples import TripleTable
+from reverie.home import LEARNED_FACTS_FILE
 from reverie.images import decode_base64
 from reverie.schemas import (
     Entity,
@@ -187,13 +188,13 @@ class Pipeline:
 
         budget = answer.Budget.of(query, s)
         with stage("encode"):
-            image_ref = svc.images.encode.remote([decode_base64(query.image)]) if query.image else None
+            image_ref = svc.images.encode_images.remote([decode_base64(query.image)]) if query.image else None
             question_vec = self.encode_questions([query.question])[0]
             image_vec = get(image_ref)[0] if image_ref is not None else None
         with stage("link"):
             image = None
             if image_vec is not None:
-                scale_ref = svc.images.link_scale.remote()
+                scale_ref = svc.images.image_link_scale.remote()
                 image_links, token = get(
                     svc.store.link_image.remote(
                         image_vec, max(1 + s.alternatives, s.image_candidates), s.image_link_min_score
@@ -325,7 +326,7 @@ class Pipeline:
         Image entities bring their vectors (image_vecs, by name) and the tower's codebook."""
         start = time.perf_counter()
         store, encoder = self.services.store, self.services.encoder
-        plan = get(store.plan.remote(triples, entities or []))
+        plan = get(store.plan.remote(TripleTable.of(triples), entities or []))  # as columns: cheap to send
         planned = time.perf_counter()
         image_vecs = image_vecs or {}
         texts = [t for e, t in zip(plan.entities, plan.entity_texts) if e.name not in image_vecs] + plan.relation_texts
@@ -343,7 +344,7 @@ class Pipeline:
         )
         relation_vecs = np.array(list(vecs), np.float32).reshape(-1, dim)
         encoded = time.perf_counter()
-        get(store.apply.remote(plan, entity_vecs, relation_vecs, codebook))
+        parts = get(store.apply.remote(plan, entity_vecs, relation_vecs, codebook)) or {}
         written = time.perf_counter()
         if plan.triples:
             try:
@@ -367,6 +368,7 @@ class Pipeline:
                 "plan": round(planned - start, 3),
                 "encode": round(encoded - planned, 3),
                 "write": round(written - encoded, 3),
+                **{f"write_{part}": round(seconds, 3) for part, seconds in parts.items()},
                 "calibrate": round(calibrated - written, 3),
             },
             folded=folded,
@@ -386,10 +388,19 @@ class Pipeline:
         questions = get(svc.store.calibration_questions.remote(s.hops, s.calibration_questions, seed))
         if not questions:
             return None
-        subgraphs = [svc.store.retrieve.remote([q.subject], [1.0], s.hops, s.max_subgraph_nodes) for q in questions]
         vecs = get(svc.encoder.encode.remote([q.text for q in questions]))
+
+        def subgraphs():  # a few at a time: on a large graph each is tens of megabytes
+            for i in range(0, len(questions), 16):
+                yield from get(
+                    [
+                        svc.store.retrieve.remote([q.subject], [1.0], s.hops, s.max_subgraph_nodes)
+                        for q in questions[i : i + 16]
+                    ]
+                )
+
         walker = EmbeddingWalker(s.walker_temperature, s.stop_bias, s.walker_inverse_bias)
-        calibrator = walker.calibrate(questions, vecs, get(subgraphs), s.hops, s.rollouts, seed)
+        calibrator = walker.calibrate(questions, vecs, subgraphs(), s.hops, s.rollouts, seed)
         calibrator = replace(calibrator, facts=facts)
         calibrator.save(s.paths.calibration)
         return calibrator
@@ -403,11 +414,11 @@ class Pipeline:
         images = list({ref.name: ref for line in lines for ref in line.images}.values())
         vecs = []
         for i in range(0, len(images), IMAGE_BATCH):
-            vecs.append(get(svc.images.encode.remote([ref.data for ref in images[i : i + IMAGE_BATCH]])))
+            vecs.append(get(svc.images.encode_images.remote([ref.data for ref in images[i : i + IMAGE_BATCH]])))
             if progress:
                 progress(min(i + IMAGE_BATCH, len(images)), len(images))
         image_vecs = dict(zip((ref.name for ref in images), np.concatenate(vecs)))
-        codebook = get(svc.images.codebook.remote())
+        codebook = get(svc.images.image_codebook.remote())
         captions = [line.caption for line in lines if line.caption and not line.entity]
         caption_vecs = iter(get(svc.encoder.encode.remote(captions)) if captions else [])
         entities: dict[str, Entity] = {}

@@ -52,8 +52,8 @@ class ServeProcess:
         }
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 300) -> "ServeProcess":
-        """Start `reverie serve` and wait until it says it serves and /healthz answers."""
+    def launch(self) -> "ServeProcess":
+        """Start `reverie serve` in its own session (a terminal's Ctrl-C would reach its whole group)."""
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "reverie.cli", "serve", "--port", str(self.port)],
@@ -62,6 +62,11 @@ class ServeProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        return self
+
+    def start(self, timeout_s: float = 300) -> "ServeProcess":
+        """Start `reverie serve` and wait until it says it serves and /healthz answers."""
+        self.launch()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

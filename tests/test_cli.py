@@ -9,7 +9,8 @@ import pytest
 
 
 def reverie(*args, home, timeout=300):
-    env = {**os.environ, "REVERIE_HOME": str(home)}
+    # As a user's shell has it: no Ray auth mode (this session's own Ray may have set one here).
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}, "REVERIE_HOME": str(home)}
     return subprocess.run(
         [sys.executable, "-m", "reverie.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
     )
@@ -103,6 +104,8 @@ def test_ingest_then_ask_end_to_end(tmp_path):
 
     ask = reverie("ask", "What happens when you drop a glass cup?", "--json", "--no-llm", "--seed", "0", home=home)
     assert ask.returncode == 0, ask.stderr
+    # Reverie sets Ray's auth mode for the local Ray it starts: no banner from Ray on each command.
+    assert "Token authentication" not in ingest.stderr + ask.stderr
     verdict = json.loads(ask.stdout)
     assert verdict["answer_entity"] == "shatters" and len(verdict["chain"]["steps"]) == 3
 

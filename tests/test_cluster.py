@@ -1,14 +1,18 @@
-"""The `ray up` configs (cluster.yaml, cluster.aws.yaml) and a real two-node Ray cluster on this machine.
+"""The `ray up` configs (cluster.yaml, cluster.aws.yaml), `ray up cluster.yaml` for real over SSH on
+this machine, and `serve deploy` on a `ray start` head.
 
-The two-node test starts a head and a second node with `ray start --block` in their own process
-groups and ends exactly those groups (never `ray stop`, which would end every Ray on the machine).
-Nothing in this file calls ray.init in the pytest process: other tests' session cluster may live here.
+The `ray up` test runs testkit/ray_up.py (`make cluster`): the head and the worker are sshds on
+127.0.0.1 and 127.0.0.2, each the first process of PID and mount namespaces of its own, so the
+`ray stop` in the shipped commands and in `ray down` reaches only that node's Ray, and stopping the
+sshd ends all of it. The serve deploy test starts its head with `ray start --block` in a process
+group of its own and ends exactly that group (never `ray stop`, which would end every Ray on the
+machine). Nothing in this file calls ray.init in the pytest process: other tests' session cluster
+may live here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -27,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the virtualenv's bin: ray, reverie
 CONFIGS = ["cluster.yaml", "cluster.aws.yaml"]
 QUESTION = "What happens when you drop a glass cup?"
-ROLLOUTS, PER_TASK = 1024, 64
+ROLLOUTS, PER_TASK = 256, 64  # 4 Ray tasks, round robin over the nodes
 
 
 def _config(name: str) -> dict:
@@ -109,14 +113,92 @@ def test_login_environment_puts_reverie_on_the_path(tmp_path):
 
 def test_aws_config_runs_the_same_commands_as_the_local_one():
     local, aws = _config("cluster.yaml"), _config("cluster.aws.yaml")
-    assert aws["head_start_ray_commands"] == local["head_start_ray_commands"]
+    # But for the autoscaler: the local provider's head needs v1 (v2 never starts its workers,
+    # ray-project/ray#57153); AWS works with either.
+    v1 = " RAY_enable_autoscaler_v2=0"
+    assert [c.replace(v1, "") for c in aws["head_start_ray_commands"]] == [
+        c.replace(v1, "") for c in local["head_start_ray_commands"]
+    ]
     assert aws["worker_start_ray_commands"] == local["worker_start_ray_commands"]
     assert aws["setup_commands"][-len(local["setup_commands"]) :] == local["setup_commands"]
     for key in ("rsync_exclude", "rsync_filter", "file_mounts"):
         assert aws[key] == local[key]
 
 
-# ---- a two-node cluster on this machine -----------------------------------------------------------
+# ---- `ray up` for real, over SSH, on this machine ---------------------------------------------------
+
+
+def test_loopback_config_changes_only_what_the_machines_need():
+    """The config `make cluster` and the test below bring up: the shipped one with the loopback
+    addresses, root, a link to this checkout's .venv instead of `make install`, and free ports,
+    each node's address and one CPU in `ray start`. Every other command runs as shipped (the
+    `ray stop`s included: each machine has a PID namespace of its own). Ray's schema takes it."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    from testkit import ray_up
+
+    shipped = _config("cluster.yaml")
+    flags = {ip: ray_up.start_flags(ip, ip == ray_up.HEAD_IP, range(23000, 23100)) for ip in ("127.0.0.1", "127.0.0.2")}
+    args = dict(name="rv-test", gcs_port=24567, head_flags=flags["127.0.0.1"], worker_flags=flags["127.0.0.2"])
+    config = ray_up.derive_config(shipped, venv=REPO / ".venv", **args)
+    validate_config(prepare_config(config))
+    assert config["provider"] == {"type": "local", "head_ip": "127.0.0.1", "worker_ips": ["127.0.0.2"]}
+    assert config["auth"] == {"ssh_user": "root", "ssh_private_key": shipped["auth"]["ssh_private_key"]}
+    kept = (
+        "cluster_name",
+        "provider",
+        "auth",
+        "setup_commands",
+        "head_start_ray_commands",
+        "worker_start_ray_commands",
+    )
+    assert {k: v for k, v in config.items() if k not in kept} == {k: v for k, v in shipped.items() if k not in kept}
+    assert config["setup_commands"][1:] == shipped["setup_commands"][1:]
+    assert config["setup_commands"][0] == f"ln -sfn {REPO / '.venv'} ~/reverie/.venv"
+    head, worker = config["head_start_ray_commands"], config["worker_start_ray_commands"]
+    assert [c for c in head if "ray start" not in c] == [
+        c for c in shipped["head_start_ray_commands"] if "ray start" not in c
+    ]
+    assert "ray stop" in head and "ray stop" in worker
+    start = next(c for c in head if "ray start" in c)
+    assert "--port=24567 --node-ip-address=127.0.0.1 --num-cpus=1" in start and "--include-dashboard=false" in start
+    assert "RAY_enable_autoscaler_v2=0" in start and "--autoscaling-config=~/ray_bootstrap_config.yaml" in start
+    assert any("ray start --address=$RAY_HEAD_IP:24567 --node-ip-address=127.0.0.2" in c for c in worker)
+    without_server = ray_up.derive_config(shipped, venv=REPO / ".venv", server=False, **args)
+    assert without_server["head_start_ray_commands"] == [c for c in head if ray_up.SERVE not in c]
+
+
+def test_missing_sshd_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(
+        shutil, "which", lambda name, path=None: None if name in ("sshd", "rsync") else f"/usr/bin/{name}"
+    )
+    from testkit import ray_up
+
+    why = ray_up.missing()
+    assert why == "sshd, rsync not found: apt-get install openssh-server rsync (`make sshd` does)"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # about 100 s; minutes when the machine is busy
+def test_ray_up_over_ssh_spreads_rollouts_over_both_nodes():
+    """`ray up` of the shipped cluster.yaml for real (testkit/ray_up.py, what `make cluster` runs):
+    sshd on 127.0.0.1 (the head) and 127.0.0.2 (the worker), each the first process of namespaces of
+    its own, a key made for the run; `ray up -y`; the head's autoscaler sets the worker up over ssh;
+    `ray exec` ingests the built-in world and asks, every rollout a Ray task, round robin over the
+    nodes; `ray down -y`, and the machines stopped, whatever happened."""
+    from testkit import ray_up
+
+    result = ray_up.run(rollouts=ROLLOUTS, per_task=PER_TASK, server=False, timeout=600)
+    alive = {n["node_id"]: n for n in result.alive}
+    assert len(alive) == 2 and sorted(n["head"] for n in alive.values()) == [False, True], result.alive
+    assert [n["ip"] for n in alive.values() if not n["head"]] == ["127.0.0.2"], result.alive
+    assert sorted(result.nodes) == sorted(alive), f"rollouts per node {result.nodes}, alive nodes {result.alive}"
+    assert all(n > 0 for n in result.nodes.values()) and sum(result.nodes.values()) == ROLLOUTS, result.nodes
+    assert result.verdict["rollouts"] == ROLLOUTS and result.verdict["answer_entity"] == "shatters", result.verdict
+
+
+# ---- Ray processes the serve deploy test starts ----------------------------------------------------
 
 
 def _free_port() -> int:
@@ -195,96 +277,6 @@ def _check(args: list[str], env: dict[str, str]) -> str:
     done = _run(args, env)
     assert done.returncode == 0, f"{args} exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     return done.stdout
-
-
-ALIVE = "import json, sys, ray; ray.init(address=sys.argv[1], log_to_driver=False); print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))"
-
-
-def _alive(address: str) -> list[str]:
-    probe = _run([sys.executable, "-c", ALIVE, address], _env(), timeout=120)
-    lines = probe.stdout.strip().splitlines()
-    return json.loads(lines[-1]) if probe.returncode == 0 and lines else []
-
-
-@pytest.fixture
-def two_nodes():
-    """A head and a second node on this machine, one CPU each; yields (address, alive node ids)."""
-    temp_dir = tempfile.mkdtemp(prefix="rv-cluster-")  # short: Ray's socket paths live under it
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    # Ray's own ports that have fixed defaults get free ones, so other clusters here do not collide.
-    common = [
-        "--block",
-        "--num-cpus=1",
-        "--node-ip-address=127.0.0.1",
-        "--disable-usage-stats",
-        f"--temp-dir={temp_dir}",
-    ]
-    head = ["--head", f"--port={port}", "--include-dashboard=false", f"--ray-client-server-port={_free_port()}"]
-    env = _env(RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")  # SIGTERM ends a node now, not after 30 s
-    nodes: list[subprocess.Popen] = []
-    logs = [Path(temp_dir) / f"ray-start-{i}.log" for i in range(2)]
-    try:
-        for log, extra in zip(logs, (head, [f"--address={address}"])):
-            args = [str(BIN / "ray"), "start", *common, *extra, f"--dashboard-agent-listen-port={_free_port()}"]
-            with open(log, "w") as out:
-                nodes.append(
-                    subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-                )
-        deadline, alive = time.monotonic() + 180, []
-        while len(alive) < 2:
-            assert time.monotonic() < deadline, f"nodes alive after 180 s: {alive}"
-            assert all(n.poll() is None for n in nodes), "ray start exited:\n" + "\n".join(
-                log.read_text()[-2000:] for log in logs
-            )
-            alive = _alive(address)
-        yield address, alive
-    finally:
-        for node in reversed(nodes):
-            _stop(node)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _ask(env: dict[str, str], *address: str) -> dict:
-    """Ingest the built-in world into env's REVERIE_HOME, then ask; the Verdict as a dict."""
-    reverie = str(BIN / "reverie")
-    _check([reverie, *address, "ingest", "--dataset", "world", "--quiet"], env)
-    return json.loads(
-        _check(
-            [reverie, *address, "ask", QUESTION, "--json", "--no-llm", "--seed", "0", "--rollouts", str(ROLLOUTS)], env
-        )
-    )
-
-
-def _reasoning(verdict: dict) -> dict:
-    """What must not depend on where the rollouts ran."""
-    return {
-        "answer_entity": verdict["answer_entity"],
-        "steps": [(s["what"], s["action"], s["result"], s["edge_id"]) for s in verdict["chain"]["steps"]],
-        "candidates": [(c["answer"], c["votes"]) for c in verdict["candidates"]],
-        "rollouts": verdict["rollouts"],
-    }
-
-
-@pytest.mark.ray
-@pytest.mark.slow
-@pytest.mark.timeout(1500)  # four CLI runs and two Ray starts; minutes when the machine is busy
-def test_two_node_cluster_spreads_rollouts_and_keeps_the_answer(two_nodes, tmp_path):
-    address, alive = two_nodes
-    per_task = {"REVERIE_ROLLOUTS_PER_TASK": str(PER_TASK)}  # 1024 rollouts = 16 tasks
-    on_cluster = _ask(_env(REVERIE_HOME=str(tmp_path / "cluster-home"), **per_task), "--address", address)
-    nodes = on_cluster["nodes"]
-    assert set(nodes) <= set(alive) and sum(nodes.values()) == ROLLOUTS, (nodes, alive)
-    # SPREAD alone does not promise this: the driver reuses its first worker lease, so 16 short tasks
-    # can all run on the node whose worker was ready first. Round-robin node affinity does.
-    assert sorted(nodes) == sorted(alive), f"rollouts per node {nodes}, alive nodes {alive}"
-    assert all(n > 0 for n in nodes.values()), nodes
-
-    # The same question on a single-node Ray of its own: no --address, and _env drops RAY_ADDRESS.
-    alone = _ask(_env(REVERIE_HOME=str(tmp_path / "local-home"), **per_task))
-    assert len(alone["nodes"]) == 1 and sum(alone["nodes"].values()) == ROLLOUTS, alone["nodes"]
-    assert not set(alone["nodes"]) & set(alive), "the single-node run joined the test cluster"
-    assert _reasoning(on_cluster) == _reasoning(alone)
 
 
 @pytest.mark.ray

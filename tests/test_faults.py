@@ -208,14 +208,15 @@ def serve_refused(home) -> str:
 @pytest.mark.ray
 @pytest.mark.slow
 def test_the_cli_names_what_keeps_it_from_a_home(server, world_home, tmp_path):
-    """`reverie ask` on the home the server holds, and `reverie serve` on a home whose snapshot was
-    cut short: one line each, naming the holder and the file (run side by side: each starts a Ray)."""
+    """`reverie ask --local` on the home the server holds (without `--local` it would ask the server),
+    and `reverie serve` on a home whose snapshot was cut short: one line each, naming the holder and
+    the file (run side by side: each starts a Ray)."""
     damaged = tmp_path / "damaged-home"
     snapshot = (world_home / "graph" / "snapshot.npz").read_bytes()
     (damaged / "graph").mkdir(parents=True)
     (damaged / "graph" / "snapshot.npz").write_bytes(snapshot[: len(snapshot) // 2])
     with ThreadPoolExecutor(2) as pool:
-        asked = pool.submit(reverie_cli, "ask", SAMPLE_QUESTION, "--no-llm", home=world_home)
+        asked = pool.submit(reverie_cli, "ask", SAMPLE_QUESTION, "--no-llm", "--local", home=world_home)
         served = pool.submit(serve_refused, damaged)
         asked, served = asked.result(), served.result()
 

@@ -58,7 +58,7 @@ def test_a_short_training_run_beats_chance_by_a_wide_margin(image_tower):
 
 def test_a_home_without_a_tower_says_how_to_get_one(tmp_path):
     with pytest.raises(ImageModelMissingError, match="reverie train clip"):
-        ImageEncoder(tmp_path / "image_tower.pt").encode([render_bytes("glass cup")])
+        ImageEncoder(tmp_path / "image_tower.pt").encode_images([render_bytes("glass cup")])
 
 
 def this_question(question) -> str:

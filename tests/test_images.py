@@ -318,7 +318,7 @@ def test_open_clip_checkpoint_with_its_architecture_needs_no_training(tmp_path, 
     assert vecs.shape == (3, 384) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
     assert bridge.codebook.size == 8 and bridge.name == "open_clip:reverie-tiny-clip"
     hosted = ImageEncoder(tmp_path / "tiny.pt", arch=str(config))
-    assert np.allclose(hosted.encode([png()]), bridge.encode([load_image(png())]), atol=1e-5)
+    assert np.allclose(hosted.encode_images([png()]), bridge.encode([load_image(png())]), atol=1e-5)
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ImageModelMissingError, match="not an open_clip"):
         OpenClipBridge(str(config), tmp_path / "junk.pt", text_encoder=encoder)

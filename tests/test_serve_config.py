@@ -31,7 +31,7 @@ def test_config_names_every_deployment_of_the_app_and_scales_rollouts_and_encode
     built = build_app(app_builder({"home": str(tmp_path)}), name=app.name)
     assert {d.name for d in app.deployments} == {d.name for d in built.deployments}
     by_name = {d.name: d for d in app.deployments}
-    for scaled in ("Pipeline", "TextEncoder"):
+    for scaled in ("Pipeline", "Encoders"):
         autoscaling = by_name[scaled].autoscaling_config
         assert autoscaling["min_replicas"] >= 1 and autoscaling["max_replicas"] > autoscaling["min_replicas"]
     assert all(d.ray_actor_options.num_cpus == 0 for d in app.deployments)  # rollout tasks take the CPUs
@@ -49,17 +49,17 @@ def test_app_builder_takes_settings_from_args(tmp_path):
 
 
 def test_the_image_deployment_answers_every_call_the_pipeline_makes_of_the_image_actor():
-    """The Pipeline calls the ImageEncoder actor and Serve's ImageEncoder deployment alike: every
+    """The Pipeline calls the ImageEncoder actor and Serve's Encoders deployment alike: every
     method it calls on `images` exists on both."""
     import inspect
     import re
 
     import reverie.pipeline
     from reverie.encoders.image import ImageEncoder
-    from reverie.serve.app import ImageEncoderDeployment
+    from reverie.serve.app import EncodersDeployment
 
     called = set(re.findall(r"\bimages\.(\w+)\.remote", inspect.getsource(reverie.pipeline)))
-    assert {"encode", "codebook", "link_scale"} <= called
+    assert {"encode_images", "image_codebook", "image_link_scale"} <= called
     for name in called:
         assert callable(getattr(ImageEncoder, name, None)), name
-        assert callable(getattr(ImageEncoderDeployment.func_or_class, name, None)), name
+        assert callable(getattr(EncodersDeployment.func_or_class, name, None)), name

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import os
 import time
-from dataclasses import dataclass
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -114,61 +114,82 @@ def _actor(cls, name: str, *args, threads: int | None = None, pin: bool = False,
     return cls.options(**options).remote(*args)
 
 
-def _home_tag(settings: Settings) -> str:
+def home_tag(settings: Settings) -> str:
     return hashlib.sha1(str(settings.home).encode()).hexdigest()[:10]
 
 
-def state_actors(settings: Settings) -> dict[str, "ray.actor.ActorHandle"]:
-    """The actors that hold REVERIE_HOME's state (graph store, session memory, feedback log); the
-    first process to ask creates them, and the stateful ones stay on its node."""
-    tag = _home_tag(settings)
-    return {
-        "store": _actor(GraphStoreActor, f"graph-store-{tag}", settings, pin=True),
-        "memory": _actor(MemoryActor, f"memory-{tag}"),
-        "feedback": _actor(FeedbackActor, f"feedback-{tag}", settings.paths.feedback, pin=True),
-    }
+def state_actor(settings: Settings, name: str) -> "ray.actor.ActorHandle":
+    """One of the actors that hold REVERIE_HOME's state (`store`, `memory`, `feedback`); the first
+    process to ask creates it, and the stateful ones stay on its node."""
+    tag = home_tag(settings)
+    if name == "store":
+        return _actor(GraphStoreActor, f"graph-store-{tag}", settings, pin=True)
+    if name == "memory":
+        return _actor(MemoryActor, f"memory-{tag}")
+    if name == "feedback":
+        return _actor(FeedbackActor, f"feedback-{tag}", settings.paths.feedback, pin=True)
+    raise ValueError(f"no state actor named {name!r}")
 
 
-@dataclass
 class Services:
-    """Handles to the actors one REVERIE_HOME uses."""
+    """Handles to the actors one REVERIE_HOME uses, each started on first use: a one-shot `reverie ask
+    --no-llm` starts no LLM, no image encoder and (with few rollouts) no arbiter."""
 
-    encoder: "ray.actor.ActorHandle"
-    images: "ray.actor.ActorHandle"
-    store: "ray.actor.ActorHandle"
-    arbiter: "ray.actor.ActorHandle"
-    llm: "ray.actor.ActorHandle"
-    memory: "ray.actor.ActorHandle"
-    feedback: "ray.actor.ActorHandle"
+    NAMES = ("encoder", "images", "store", "arbiter", "llm", "memory", "feedback")
+
+    def __init__(self, settings: Settings, **given: "ray.actor.ActorHandle"):
+        unknown = set(given) - set(self.NAMES)
+        if unknown:
+            raise TypeError(f"unknown services: {sorted(unknown)}")
+        self.settings = settings
+        self._handles = {name: handle for name, handle in given.items() if handle is not None}
 
     @classmethod
     def start(cls, settings: Settings, encoder=None, llm=None, images=None) -> "Services":
         """The named actors of settings.home; Serve passes its own deployments' handles for the
         encoders and the LLM, which it scales (the Pipeline calls both kinds of handle alike)."""
-        weights = tower_path(settings)
-        return cls(
-            encoder=encoder
-            or _actor(
+        return cls(settings, encoder=encoder, llm=llm, images=images)
+
+    def _make(self, name: str) -> "ray.actor.ActorHandle":
+        settings = self.settings
+        if name == "encoder":
+            return _actor(
                 TextEncoderActor, f"text-encoder-{settings.model_threads}", threads=settings.model_threads, shared=True
-            ),
-            images=images
-            or _actor(
+            )
+        if name == "images":
+            weights = tower_path(settings)
+            tag = hashlib.sha1(f"{weights}|{settings.clip_arch}".encode()).hexdigest()[:10]
+            return _actor(
                 ImageEncoderActor,
-                f"image-encoder-{hashlib.sha1(f'{weights}|{settings.clip_arch}'.encode()).hexdigest()[:10]}",
+                f"image-encoder-{tag}",
                 weights,
                 settings.max_image_pixels,
                 settings.model_threads,
                 settings.clip_arch,
                 shared=True,
-            ),
-            arbiter=_actor(ArbiterActor, "arbiter", shared=True),
-            llm=llm or _actor(LLMActor, f"llm-{_home_tag(settings)}", settings, threads=settings.model_threads),
-            **state_actors(settings),
-        )
+            )
+        if name == "arbiter":
+            return _actor(ArbiterActor, "arbiter", shared=True)
+        if name == "llm":
+            return _actor(LLMActor, f"llm-{home_tag(settings)}", settings, threads=settings.model_threads)
+        return state_actor(settings, name)
+
+    def _get(self, name: str) -> "ray.actor.ActorHandle":
+        if name not in self._handles:
+            self._handles[name] = self._make(name)
+        return self._handles[name]
+
+    encoder = property(lambda self: self._get("encoder"))
+    images = property(lambda self: self._get("images"))
+    store = property(lambda self: self._get("store"))
+    arbiter = property(lambda self: self._get("arbiter"))
+    llm = property(lambda self: self._get("llm"))
+    memory = property(lambda self: self._get("memory"))
+    feedback = property(lambda self: self._get("feedback"))
 
     def warm_up(self, llm: bool = True) -> None:
         """Start every actor and load its models, so stage timings measure work, not start-up."""
-        refs = [self.encoder.encode.remote(["warm up"]), self.store.open_index.remote(), self.memory.recall.remote("")]
+        refs = [self.encoder.encode.remote(["warm up"]), self.store.open_index.remote()]
         if llm:
             refs.append(self.llm.warm_up.remote())
         ray.get(refs)
@@ -176,24 +197,57 @@ class Services:
     def stop(self) -> None:
         """End the actors of this REVERIE_HOME. The encoder and the arbiter are shared by every
         home on the cluster (they hold no state of one), so they stay for the others."""
-        for handle in (self.store, self.llm, self.memory, self.feedback):
-            ray.kill(handle)
+        for name in ("store", "llm", "memory", "feedback"):
+            if name in self._handles:
+                ray.kill(self._handles[name])
+
+
+# The local Ray starts no idle workers ahead of need: each holds ~45 MB, and a one-shot command or a
+# server that answers from its replicas may never use them (rollout tasks start them when they come).
+LOCAL_RAY_CONFIG = {"prestart_worker_first_driver": False, "enable_worker_prestart": False}
 
 
 def init_ray(settings: Settings) -> None:
-    """Connect to `settings.address`, or start a local single-node Ray."""
+    """Connect to `settings.address`, or start a local single-node Ray.
+
+    Ray's auth mode is decided here, not left to Ray's default (which says so on every call): the
+    local cluster Reverie starts keeps token auth on, because its ports listen on every interface;
+    a cluster it joins keeps the mode it has (RAY_AUTH_MODE and RAY_AUTH_TOKEN as its nodes use them)."""
     if ray.is_initialized():
         return
+    if not settings.address and "RAY_AUTH_MODE" not in os.environ:
+        # Ray's own switch to token mode (environment and its cached config, which was read at import)
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+        _enable_token_auth()
+    local = {} if settings.address else {"_system_config": LOCAL_RAY_CONFIG}
+    if not settings.address:
+        # Ray's processes run many threads, and glibc gives each its own heap: two heaps per process
+        # keep the memory a thread freed from staying with that thread.
+        os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     ray.init(
         # "local": without an address, Ray would join the last cluster `ray start` left on this machine
         address=settings.address or "local",
         namespace=NAMESPACE,
+        **local,
         include_dashboard=False,
         log_to_driver=False,
         configure_logging=False,
         runtime_env={
             "env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         },
+    )
+
+
+def ray_summary(settings: Settings) -> str:
+    """One line on the Ray this process uses, for `reverie serve` to say once."""
+    mode = os.environ.get("RAY_AUTH_MODE", "Ray's default")
+    nodes = len([n for n in ray.nodes() if n.get("Alive")])
+    if settings.address:
+        return f"Ray: joined the cluster at {settings.address} ({nodes} nodes, auth mode {mode})"
+    return (
+        f"Ray: a local single-node cluster, token auth {'on' if mode == 'token' else mode} "
+        "(its ports listen on every interface; `ray` and `serve` commands need RAY_AUTH_MODE=token)"
     )
 
 
@@ -238,4 +292,4 @@ class LearnerActor:
 
 def learner_actor(settings: Settings) -> "ray.actor.ActorHandle":
     """The one learner of this home (on this node, where REVERIE_HOME's files are)."""
-    return _actor(LearnerActor, f"learner-{_home_tag(settings)}", settings, pin=True)
+    return _actor(LearnerActor, f"learner-{home_tag(settings)}", settings, pin=True)

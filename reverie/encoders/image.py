@@ -24,7 +24,7 @@ DEFAULT_LINK_SCALE = 30.0
 
 
 class ImageEncoder:
-    """What the ImageEncoder actor and Serve deployment host: the tower at `weights`, loaded on
+    """What the ImageEncoder actor and Serve's Encoders deployment host: the tower at `weights`, loaded on
     first use (so a server without one starts, and says how to get one when asked) and again
     when the file changes (after `reverie train clip` on a running server)."""
 
@@ -57,18 +57,18 @@ class ImageEncoder:
             self._loaded = (stamp, tokenizer)
         return self._loaded[1]
 
-    def encode(self, images: list[bytes]) -> np.ndarray:
+    def encode_images(self, images: list[bytes]) -> np.ndarray:
         """Unit vectors of images sent as bytes; each is checked (format, size, mode) first."""
         checked = [load_image(im, self.max_pixels, name=f"image {i + 1}") for i, im in enumerate(images)]
         return self.tokenizer().encode(checked)
 
-    def link_scale(self) -> float:
+    def image_link_scale(self) -> float:
         """The scale that turns an image's cosine similarities to entities into link probabilities
         (softmax(scale * cosine)): fit on held-out renders when the tower was trained, else the default."""
         scale = getattr(self.tokenizer(), "link_scale", None)
         return float(scale) if scale else DEFAULT_LINK_SCALE
 
-    def codebook(self) -> np.ndarray | None:
+    def image_codebook(self) -> np.ndarray | None:
         book = self.tokenizer().codebook
         return None if book is None else book.centroids
 

@@ -2,12 +2,11 @@
 
     ReverieAPI (ingress, FastAPI) --handle--> Pipeline    link, retrieve, dream (rollout tasks), arbitrate;
                                  |                          ingest, feedback, entity views
-                                 |                          --handle--> TextEncoder   (encode)
-                                 |                          --handle--> ImageEncoder  (images -> vectors)
+                                 |                          --handle--> Encoders      (texts and images -> vectors)
                                  |                          --handle--> LLM           (verbalize)
                                  +--handle--> LLM           streamed answers, Ollama generation
 
-Pipeline and TextEncoder autoscale (see config.yaml beside this file); the graph store, arbiter,
+Pipeline and Encoders autoscale (see config.yaml beside this file); the graph store, arbiter,
 memory and feedback log stay single named actors, because the embedded Qdrant store takes a lock.
 The app is assembled here from the faces' routers (reverie/serve/faces: Reverie's, OpenAI's,
 Ollama's). Errors are JSON in the shape of the face a path belongs to: a ReverieError maps to its
@@ -22,11 +21,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
+from ray.serve.api import RunTarget
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reverie.actors import PASSIVE_THREADS
 from reverie.config import Settings, offline_hub
+from reverie.encoders.image import ImageEncoder
 from reverie.errors import ReverieError
 from reverie.llm.verbalizer import Verbalizer
 from reverie.schemas import (
@@ -40,10 +41,10 @@ from reverie.schemas import (
     SearchResult,
     Verdict,
 )
-from reverie.serve.calls import Deployments
+from reverie.serve.calls import Deployments, Readiness
 from reverie.serve.faces import FACES, error_content, face
 from reverie.serve.faces.face import STATUS_TEXT, excerpt
-from reverie.serve.guard import Guard, RequestRecorder, SitePolicy, exposure
+from reverie.serve.guard import Guard, RequestRecorder, SitePolicy, Traffic, exposure
 
 APP_NAME = "reverie"
 
@@ -156,53 +157,35 @@ MODEL_HOST = {"num_cpus": 0, "runtime_env": {"env_vars": PASSIVE_THREADS}}
 
 
 @serve.deployment(
-    name="TextEncoder",
+    name="Encoders",
     ray_actor_options=MODEL_HOST,
     max_ongoing_requests=64,
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16},
 )
-class EncoderDeployment:
-    """MiniLM. A Pipeline replica sends its concurrent questions as one batch (reverie/batching.py)."""
-
-    def __init__(self):
-        import torch
-
-        from reverie.encoders import TextEncoder
-
-        offline_hub()
-        # One thread: a loaded server's concurrency comes from batches and replicas, and on a busy
-        # machine a second intra-op thread mostly spins (one question took 300 ms of CPU, not 16).
-        torch.set_num_threads(1)
-        self.encoder = TextEncoder()
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return self.encoder.encode(texts)
-
-
-@serve.deployment(name="ImageEncoder", ray_actor_options=MODEL_HOST, max_ongoing_requests=16)
-class ImageEncoderDeployment:
-    """The image tower, hosted as the text encoder is; it loads on the first image (a server
-    without a trained tower still starts, and an image question says how to get one)."""
+class EncodersDeployment(ImageEncoder):
+    """MiniLM and the image tower in one replica: each torch process costs ~150 MB before its first
+    weight, and the two never load each other. A Pipeline replica sends its concurrent questions as
+    one batch (reverie/batching.py). The tower loads at start when there is one (a server without a
+    trained tower still starts, and an image question says how to get one)."""
 
     def __init__(self, settings: dict):
         import torch
 
-        from reverie.encoders.image import ImageEncoder, tower_path
+        from reverie.encoders import TextEncoder
+        from reverie.encoders.image import tower_path
 
-        self.settings = Settings(**settings)
-        torch.set_num_threads(self.settings.model_threads)
-        self.encoder = ImageEncoder(
-            tower_path(self.settings), self.settings.max_image_pixels, arch=self.settings.clip_arch
-        )
+        offline_hub()
+        config = Settings(**settings)
+        # One thread: a loaded server's concurrency comes from batches and replicas, and on a busy
+        # machine a second intra-op thread mostly spins (one question took 300 ms of CPU, not 16).
+        torch.set_num_threads(1)
+        super().__init__(tower_path(config), config.max_image_pixels, arch=config.clip_arch)
+        self.text = TextEncoder()
+        if self.weights.is_file():
+            self.tokenizer()  # so the first image question is as fast as the tenth
 
-    def encode(self, images: list[bytes]) -> np.ndarray:
-        return self.encoder.encode(images)
-
-    def codebook(self) -> np.ndarray | None:
-        return self.encoder.codebook()
-
-    def link_scale(self) -> float:
-        return self.encoder.link_scale()
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.text.encode(texts)
 
 
 # The LLM actor's class, as a deployment: load before taking requests, not on the first question.
@@ -257,17 +240,18 @@ class PipelineDeployment:
         return self.pipeline.embed(texts)
 
 
-def serving(deployments: Deployments) -> FastAPI:
+def serving(deployments: Deployments, traffic: Traffic) -> FastAPI:
     """`api` as an ingress replica serves it: its routes find the replica's settings and handles on
     the app's state, and every request passes the Guard first."""
     settings = deployments.settings
-    api.state.deployments = deployments
+    api.state.deployments, api.state.traffic = deployments, traffic
     api.add_middleware(
         Guard,
         site=SitePolicy.from_settings(settings),
         api_key=settings.api_key,
         max_body_bytes=settings.max_body_bytes,
         recorder=RequestRecorder(),
+        traffic=traffic,
     )
     return api
 
@@ -276,21 +260,29 @@ def serving(deployments: Deployments) -> FastAPI:
 @serve.ingress()
 class ReverieAPI:
     def __init__(self, settings: dict, pipeline: DeploymentHandle, llm: DeploymentHandle):
-        self.deployments = Deployments(Settings(**settings), pipeline, llm)
+        self.deployments = Deployments(Settings(**settings), pipeline, llm, Readiness(APP_NAME))
+        self.traffic = Traffic()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """The app this replica serves, once the constructor has run. It is built by a function of
         this module rather than here: Serve ships this class by value, with the globals it names."""
-        return serving(self.deployments)
+        return serving(self.deployments, self.traffic)
+
+    def drain(self) -> int:
+        """Refuse new requests from now on (503); the number still in flight."""
+        self.traffic.draining = True
+        return self.traffic.in_flight
+
+    def in_flight(self) -> int:
+        return self.traffic.in_flight
 
 
 def build_app(settings: Settings):
     """The application graph: handles to the encoders and the LLM go into Pipeline, and to Pipeline and the LLM into the ingress."""
     config = settings.model_dump(mode="json")
-    encoder = EncoderDeployment.bind()
+    encoders = EncodersDeployment.bind(config)
     llm = LLMDeployment.bind(config, True)
-    images = ImageEncoderDeployment.bind(config)
-    pipeline = PipelineDeployment.bind(config, encoder, llm, images)
+    pipeline = PipelineDeployment.bind(config, encoders, llm, encoders)
     return ReverieAPI.bind(config, pipeline, llm)
 
 
@@ -299,36 +291,60 @@ def app_builder(args: dict):
     return build_app(Settings(**(args or {})))
 
 
-def run(settings: Settings, blocking: bool = False, insecure: bool = False) -> str:
-    """Start Serve on settings.host:settings.port and deploy the app; returns the base URL. A host
-    other machines can reach needs an API key, or `insecure` (a ReverieError before anything starts)."""
-    from reverie.actors import init_ray, state_actors
+def run(settings: Settings, insecure: bool = False) -> str:
+    """Start Serve on settings.host:settings.port and deploy the app; returns the base URL once every
+    deployment is up. A host other machines can reach needs an API key, or `insecure` (a
+    ReverieError before anything starts). `reverie serve` runs reverie/serve/lifecycle.py instead,
+    which says each deployment as it becomes ready and stops cleanly on a signal."""
+    exposure(settings.host, settings.api_key, insecure)
+    return start(settings)
+
+
+HELD: list = []  # handles to the actors `start` made, kept while this process serves
+
+
+def start(settings: Settings, say=None) -> str:
+    """Ray (joined or started), the home's store opened, then Serve and the app; `say` hears each
+    deployment become ready."""
+    from reverie.actors import init_ray, state_actor
     from reverie.pipeline import get
 
-    reach = exposure(settings.host, settings.api_key, insecure)
     init_ray(settings)
-    store = state_actors(settings)[
-        "store"
-    ]  # created here, the graph store and feedback log stay on this node, with its REVERIE_HOME
-    # Open the snapshot and the index before Serve starts: a damaged snapshot or a home another
-    # process holds stops the server with that error (one line from the CLI), not a failing replica.
+    # Created here, the graph store stays on this node, with its REVERIE_HOME; its handle is kept for
+    # as long as this process serves (a named actor whose last handle goes is destroyed). Open the
+    # snapshot and the index before Serve starts: a damaged snapshot or a home another process
+    # holds stops the server with that error (one line from the CLI), not a failing replica.
+    store = state_actor(settings, "store")
+    HELD.append(store)
     get(store.open_index.remote())
     if settings.learn:
         from reverie.actors import learner_actor
 
-        learner_actor(settings)
+        HELD.append(learner_actor(settings))
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
+    target = RunTarget(build_app(settings), name=APP_NAME, route_prefix="/")
+    serve.run_many([target], wait_for_applications_running=False)
+    wait_until_running(say)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    url = f"http://{host}:{settings.port}"
-    if blocking:
-        print(
-            f"Reverie is serving on {url} (web page: {url}/ui/, OpenAPI page: {url}/docs); {reach}; Ctrl-C stops it",
-            flush=True,
-        )
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            serve.shutdown()
-    return url
+    return f"http://{host}:{settings.port}"
+
+
+def wait_until_running(say=None, poll_s: float = 0.25) -> None:
+    """Until the app runs (every deployment's replicas constructed: the models loaded), telling
+    `say` each deployment as it becomes healthy; a deployment that fails to start raises."""
+    from ray.serve.schema import ApplicationStatus
+
+    started, seen = time.monotonic(), set()
+    while True:
+        app = serve.status().applications.get(APP_NAME)
+        if app is not None:
+            for name, deployment in app.deployments.items():
+                if name not in seen and str(getattr(deployment.status, "value", deployment.status)) == "HEALTHY":
+                    seen.add(name)
+                    if say is not None:
+                        say(f"  {name} ready ({time.monotonic() - started:.1f} s)")
+            if app.status == ApplicationStatus.RUNNING:
+                return
+            if app.status == ApplicationStatus.DEPLOY_FAILED:
+                raise RuntimeError(f"the Reverie app failed to deploy: {app.message}")
+        time.sleep(poll_s)

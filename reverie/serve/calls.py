@@ -4,7 +4,8 @@ more when the replica that had it died."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,13 +15,45 @@ from ray.serve.handle import DeploymentHandle
 from reverie.config import Settings
 
 
+class Readiness:
+    """Whether every deployment of the app has its replicas up (models loaded), as Serve's controller
+    reports it; once it has, the answer stays yes, and /healthz becomes a liveness check."""
+
+    def __init__(self, app_name: str):
+        self.app_name = app_name
+        self.ready = False
+
+    async def waiting_for(self) -> dict[str, str]:
+        """The deployments not yet running, by name, with their state (empty once ready)."""
+        if self.ready:
+            return {}
+        waiting = await asyncio.to_thread(self._waiting)
+        self.ready = not waiting
+        return waiting
+
+    def _waiting(self) -> dict[str, str]:
+        from ray import serve
+
+        app = serve.status().applications.get(self.app_name)
+        if app is None:
+            return {"application": "not deployed"}
+        if str(app.status) in ("RUNNING", "ApplicationStatus.RUNNING"):
+            return {}
+        return {
+            name: str(getattr(d.status, "value", d.status))
+            for name, d in app.deployments.items()
+            if str(getattr(d.status, "value", d.status)) != "HEALTHY"
+        } or {"application": str(getattr(app.status, "value", app.status))}
+
+
 @dataclass(frozen=True)
 class Deployments:
-    """The settings the app runs with, and handles to the Pipeline and LLM deployments."""
+    """The settings the app runs with, handles to the Pipeline and LLM deployments, and whether they are up."""
 
     settings: Settings
     pipeline: DeploymentHandle
     llm: DeploymentHandle
+    readiness: Readiness = field(default_factory=lambda: Readiness("reverie"))
 
     @staticmethod
     def of(request: Request) -> Deployments:

@@ -219,17 +219,33 @@ class RequestRecorder:
         self.seconds.observe(seconds, tags={"route": route})
 
 
+class Traffic:
+    """The ingress replica's requests in flight, and whether it is draining: a server told to stop
+    refuses new requests (503) and lets those in flight finish."""
+
+    def __init__(self):
+        self.in_flight = 0
+        self.draining = False
+
+
 class Guard:
-    """ASGI middleware, outermost first: request metrics; 403 for a Host or an Origin of another site
+    """ASGI middleware, outermost first: 503 once the server is draining; request metrics; 403 for a Host or an Origin of another site
     (before CORS, so a foreign page's preflight is refused too); CORS (a browser's preflight carries
     no Authorization header, so it is answered before the key is asked for, and a 401 still carries
     the CORS headers the page needs to read it); 401 without the API key (when one is set); 413 over
     the body limit."""
 
     def __init__(
-        self, app, site: SitePolicy, api_key: str | None, max_body_bytes: int, recorder: RequestRecorder | None = None
+        self,
+        app,
+        site: SitePolicy,
+        api_key: str | None,
+        max_body_bytes: int,
+        recorder: RequestRecorder | None = None,
+        traffic: Traffic | None = None,
     ):
         self.app = app
+        self.traffic = traffic or Traffic()
         self.site = site
         self.api_key = api_key
         self.max_body_bytes = max_body_bytes
@@ -240,6 +256,18 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.traffic.draining:
+            await send_json(
+                send, scope.get("path", ""), 503, "the server is shutting down", [(b"connection", b"close")]
+            )
+            return
+        self.traffic.in_flight += 1
+        try:
+            await self._recorded(scope, receive, send)
+        finally:
+            self.traffic.in_flight -= 1
+
+    async def _recorded(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         status = {"code": 500}
 

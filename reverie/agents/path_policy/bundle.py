@@ -23,12 +23,12 @@ from reverie.agents.path_policy.config import PolicyMeta
 from reverie.agents.path_policy.net import PathPolicyNet, load_policy, read_policy_meta
 from reverie.agents.path_policy.walkgraph import WalkGraph
 from reverie.atomic import atomic_write
+from reverie.home import LEARNED_FACTS_FILE
 from reverie.ranking import arbiter_scores, softmax
 from reverie.schemas import Triple
 
 WORLD_MODEL_FILE = "world_model.pt"
 REASONER_FILE = "reasoner.pt"
-LEARNED_FACTS_FILE = "learned_facts.tsv"
 
 
 @dataclass(eq=False)

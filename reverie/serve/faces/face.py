@@ -21,7 +21,7 @@ STATUS_TEXT = {
     413: "The request body is over the limit",
     415: "Unsupported media type",
     422: "The body fails validation, or (questions) no entity matches",
-    503: "No LLM backend can answer",
+    503: "No LLM backend can answer, or the server is still starting or shutting down",
 }
 
 

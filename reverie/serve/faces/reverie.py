@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi import Query as QueryParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from reverie.errors import IngestError, NotFoundError, ReverieError, UnsupportedMediaError
@@ -126,10 +126,18 @@ def _sse(event: str, data: dict) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-@router.get("/healthz")
-async def healthz(deployments: DeploymentsDep) -> dict:
+@router.get("/healthz", responses={503: {"description": "Still starting: a deployment's replicas are not up yet"}})
+async def healthz(request: Request, deployments: DeploymentsDep):
+    """Readiness, then liveness: 503 `{"status": "starting"}` until every deployment is up with its
+    models loaded, then 200 with the graph's size once the Pipeline answers, and the other
+    requests this replica is serving."""
+    waiting = await deployments.readiness.waiting_for()
+    if waiting:
+        return JSONResponse({"status": "starting", "waiting_for": waiting}, status_code=503)
     stats: GraphStats = await read(deployments.pipeline.stats)
-    return {"status": "ok", "graph": stats.model_dump()}
+    traffic = getattr(request.app.state, "traffic", None)
+    in_flight = max(0, traffic.in_flight - 1) if traffic is not None else 0  # less this request
+    return {"status": "ok", "graph": stats.model_dump(), "requests_in_flight": in_flight}
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
