@@ -16,6 +16,7 @@ or not) among the graph's tails for that head and relation, "sure" the verdicts 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -118,26 +119,37 @@ def stop(pipeline: Pipeline) -> None:
     time.sleep(1.0)
 
 
-def ask_latency(pipeline: Pipeline, asked: list[tuple[str, set[str]]]) -> dict:
-    pipeline.services.warm_up(llm=False)
-    pipeline.answer(Query(question=asked[0][0], seed=0, verbalize=False))  # first-use costs aside
-    timings: dict[str, list[float]] = {s: [] for s in [*STAGES, "total"]}
-    right = sure = 0
-    for i, (question, answers) in enumerate(asked):
-        start = time.perf_counter()
-        verdict = pipeline.answer(Query(question=question, seed=i, verbalize=False))
-        timings["total"].append((time.perf_counter() - start) * 1000)
-        for stage in STAGES:
-            timings[stage].append(verdict.timings_ms[stage])
-        best = verdict.candidates[0].answer if verdict.candidates else None
-        right += best in answers  # the top answer, sure or not: calibration decides only `sure`
-        sure += bool(verdict.sure)
+def ask_rounds(targets: dict[str, tuple[Pipeline, list[tuple[str, set[str]]]]], block: int = 5) -> dict:
+    """Latency by stage of every target's questions, the targets taking turns `block` questions at a
+    time, so that each sees the machine as loaded as the others (it is shared)."""
+    timings = {key: {s: [] for s in [*STAGES, "total"]} for key in targets}
+    right = dict.fromkeys(targets, 0)
+    sure = dict.fromkeys(targets, 0)
+    for pipeline, asked in targets.values():
+        pipeline.services.warm_up(llm=False)
+        pipeline.answer(Query(question=asked[0][0], seed=0, verbalize=False))  # first-use costs aside
+    longest = max(len(asked) for _, asked in targets.values())
+    for first in range(0, longest, block):
+        for key, (pipeline, asked) in targets.items():
+            for i in range(first, min(first + block, len(asked))):
+                question, answers = asked[i]
+                start = time.perf_counter()
+                verdict = pipeline.answer(Query(question=question, seed=i, verbalize=False))
+                timings[key]["total"].append((time.perf_counter() - start) * 1000)
+                for stage in STAGES:
+                    timings[key][stage].append(verdict.timings_ms[stage])
+                best = verdict.candidates[0].answer if verdict.candidates else None
+                right[key] += best in answers  # the top answer, sure or not: calibration decides only `sure`
+                sure[key] += bool(verdict.sure)
     return {
-        "p50_ms": {s: float(np.percentile(v, 50)) for s, v in timings.items()},
-        "p99_ms": {s: float(np.percentile(v, 99)) for s, v in timings.items()},
-        "right": right,
-        "sure": sure,
-        "questions": len(asked),
+        key: {
+            "p50_ms": {s: float(np.percentile(v, 50)) for s, v in timings[key].items()},
+            "p99_ms": {s: float(np.percentile(v, 99)) for s, v in timings[key].items()},
+            "right": right[key],
+            "sure": sure[key],
+            "questions": len(targets[key][1]),
+        }
+        for key in targets
     }
 
 
@@ -155,18 +167,22 @@ def encoder_rate(encoder: TextEncoder, data, sample: int) -> tuple[float, int]:
     return len(picked) / best, len(texts)
 
 
-def measure(
-    name: str, indexes: list[str], count: int, sample: int, calibrate: bool, encoder: TextEncoder, caps: list[int]
-) -> dict:
+def ingest(name: str, indexes: list[str], count: int, sample: int, calibrate: bool, encoder: TextEncoder):
+    """Ingest a graph with the first index, build the others from its snapshot, open each in a fresh
+    process: (its row, the home of each index, its questions)."""
     data, parse_s = dataset(name)
-    raw_rate, texts = encoder_rate(encoder, data, sample)  # before Ray's actors take the cores
+    raw_before, texts = encoder_rate(encoder, data, sample)  # before Ray's actors take the cores
     load_before = os.getloadavg()[0]
     first, home = indexes[0], fresh_home(f"scale-{name}-{indexes[0]}")
     pipeline = Pipeline(Settings(**settings_for(home, first, calibrate)))
     pipeline.services.warm_up(llm=False)  # the encoder's model load and the store's start are not ingest
     report = pipeline.ingest_dataset(data)
-    asked = questions(data.graph, count)
+    load_after = os.getloadavg()[0]
     stats = pipeline.stats()
+    stop(pipeline)
+    raw_after, _ = encoder_rate(encoder, data, sample)
+    asked = questions(data.graph, count)
+    del data
     row: dict = {
         "graph": name,
         "triples": stats.triples,
@@ -177,38 +193,28 @@ def measure(
         "ingest_s": report.seconds,
         "timings_s": report.timings_s,
         "triples_per_s": stats.triples / report.seconds,
-        "encoder_texts_per_s": raw_rate,
+        "encoder_texts_per_s": (raw_before + raw_after) / 2,
+        "encoder_texts_per_s_before_after": [raw_before, raw_after],
         "snapshot_bytes": (home / "graph" / "snapshot.npz").stat().st_size,
-        "load_average": [load_before, os.getloadavg()[0]],  # other work on the machine, before and after ingest
+        "load_average": [load_before, load_after],  # other work on the machine, before and after ingest
         "indexes": {},
     }
-    del data
-    runs: dict = {}
-    for index in indexes:
-        if index != first:
-            home_i = fresh_home(f"scale-{name}-{index}")
-            (home_i / "graph").mkdir(parents=True)
-            for part in ("snapshot.npz", "calibration.json"):
-                if (home / "graph" / part).exists():
-                    shutil.copy(home / "graph" / part, home_i / "graph" / part)
-            build = load_in_fresh_process(settings_for(home_i, index, calibrate))  # builds the index from the snapshot
-            pipeline = Pipeline(Settings(**settings_for(home_i, index, calibrate)))
-        else:
-            home_i, build = home, None
-        runs[index] = {"build_s": build["seconds"] if build else None, **ask_latency(pipeline, asked)}
-        stop(pipeline)
-        if index == first:
-            for cap in caps:  # the same questions with a smaller retrieval budget
-                capped = Pipeline(Settings(**{**settings_for(home, index, calibrate), "max_subgraph_nodes": cap}))
-                row.setdefault("caps", {})[str(cap)] = ask_latency(capped, asked)
-                stop(capped)
-        runs[index]["load"] = load_in_fresh_process(settings_for(home_i, index, calibrate))
-        if home_i != home:
-            shutil.rmtree(home_i, ignore_errors=True)
-    shutil.rmtree(home, ignore_errors=True)
-    row["indexes"] = runs
+    homes = {first: home}
+    for index in indexes[1:]:
+        homes[index] = fresh_home(f"scale-{name}-{index}")
+        (homes[index] / "graph").mkdir(parents=True)
+        for part in ("snapshot.npz", "calibration.json"):
+            if (home / "graph" / part).exists():
+                shutil.copy(home / "graph" / part, homes[index] / "graph" / part)
+        build = load_in_fresh_process(settings_for(homes[index], index, calibrate))  # builds it from the snapshot
+        row["indexes"][index] = {"build_s": build["seconds"]}
+    for index, folder in homes.items():
+        row["indexes"].setdefault(index, {"build_s": None})["load"] = load_in_fresh_process(
+            settings_for(folder, index, calibrate)
+        )
+    row["indexes"] = {index: row["indexes"][index] for index in indexes}  # the first index first
     print(json.dumps(row, indent=1), flush=True)
-    return row
+    return row, homes, asked
 
 
 def baseline_rss(index: str) -> int:
@@ -363,10 +369,28 @@ def main() -> None:
         address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False
     )
     fixed = {index: baseline_rss(index) for index in args.indexes}
-    rows = [
-        measure(g, args.indexes, args.questions, args.encoder_sample, not args.no_calibrate, encoder, args.caps)
-        for g in args.graphs
-    ]
+    calibrate = not args.no_calibrate
+    rows, targets, homes = [], {}, []
+    for graph in args.graphs:
+        row, by_index, asked = ingest(graph, args.indexes, args.questions, args.encoder_sample, calibrate, encoder)
+        rows.append(row)
+        homes += by_index.values()
+        for index, home in by_index.items():
+            targets[graph, index, None] = (Pipeline(Settings(**settings_for(home, index, calibrate))), asked)
+        for cap in args.caps:  # the first index's home with a smaller retrieval budget
+            fields = {**settings_for(by_index[args.indexes[0]], args.indexes[0], calibrate), "max_subgraph_nodes": cap}
+            targets[graph, args.indexes[0], cap] = (Pipeline(Settings(**fields)), asked)
+    for (graph, index, cap), result in ask_rounds(targets).items():
+        row = next(r for r in rows if r["graph"] == graph)
+        if cap is None:
+            row["indexes"][index].update(result)
+        else:
+            row.setdefault("caps", {})[str(cap)] = result
+    for pipeline, _ in targets.values():
+        with contextlib.suppress(Exception):
+            stop(pipeline)
+    for home in homes:
+        shutil.rmtree(home, ignore_errors=True)
     ray.shutdown()
     command = "python -m bench.scale " + " ".join(sys.argv[1:])
     result = {"command": command, "fixed_rss_bytes": fixed, "rows": rows}
