@@ -361,7 +361,16 @@ def main() -> None:
     parser.add_argument(
         "--caps", type=int, nargs="*", default=[5000], help="also ask the first index with these max_subgraph_nodes"
     )
+    parser.add_argument(
+        "--render", type=Path, default=None, help="write the table of a JSON this bench wrote, without running"
+    )
     args = parser.parse_args()
+    if args.render is not None:
+        result = json.loads(args.render.read_text())
+        if args.before is not None:
+            result["before"] = json.loads(args.before.read_text())
+        report(result, args.name)
+        return
     global MAX_NODES
     MAX_NODES = args.max_nodes
     encoder = TextEncoder()
@@ -393,18 +402,33 @@ def main() -> None:
         shutil.rmtree(home, ignore_errors=True)
     ray.shutdown()
     command = "python -m bench.scale " + " ".join(sys.argv[1:])
-    result = {"command": command, "fixed_rss_bytes": fixed, "rows": rows}
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    header, out = table(rows, fixed)
+    result = {"command": command.strip(), "fixed_rss_bytes": fixed, "rows": rows}
     if args.before is not None:
         result["before"] = json.loads(args.before.read_text())
-        (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
-        out += [[""] * len(header)] + before_rows(result["before"], header)
-    fixed_note = ", ".join(f"{index} {size / 1e6:.0f} MB" for index, size in fixed.items())
+    report(result, args.name)
+
+
+def report(result: dict, name: str) -> None:
+    """bench/results/NAME.json (the figures) and NAME.md (the table, the notes, the goals)."""
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    rows, fixed = result["rows"], result["fixed_rss_bytes"]
+    header, out = table(rows, fixed)
+    notes = NOTES.replace("FIXED", ", ".join(f"{index} {size / 1e6:.0f} MB" for index, size in fixed.items()))
     loads = ", ".join(f"{r['graph']} {r['load_average'][0]:.1f}/{r['load_average'][1]:.1f}" for r in rows)
-    notes = NOTES.replace("FIXED", fixed_note) + f"\nThe machine's load average before/after each ingest: {loads}.\n"
+    notes += f"\nThe machine's load average before/after each ingest: {loads}.\n"
+    if "before" in result:
+        before = result["before"]
+        out += [[""] * len(header)] + before_rows(before, header)
+        loads = ", ".join(f"{r['graph']} {r['load_average'][0]:.1f}/{r['load_average'][1]:.1f}" for r in before["rows"])
+        notes += (
+            f"\nThe rows marked (before) are the code before this bench (`{before['command']}` on commit "
+            f"{before.get('commit', 'unknown')}, "
+            f"the JSON's \"before\"): facts as Triple objects and a networkx graph, a JSON snapshot, qdrant-client's "
+            f"embedded index, no calibration (its chain enumeration takes minutes past 100k facts). "
+            f"Load average before/after each of its ingests: {loads}.\n"
+        )
     notes += "\n" + goals(rows, fixed)
-    write_table(args.name, "Cost against graph size", command.strip(), header, out, notes=notes)
+    write_table(name, "Cost against graph size", result["command"], header, out, notes=notes)
 
 
 NOTES = """

@@ -7,6 +7,8 @@ everything else asks `Home` for it.
     qdrant/reverie-server.json   the `reverie serve` holding this home: its URL and key (owner-only)
     feedback/                    ratings of verdicts, a dataset (JSONL)
     models/                      the bundled LLM's safetensors copy; models/clip/image_tower.pt, the image tower
+    models/student/              the distilled student LLM (safetensors, config, tokenizer, its card)
+    sentences/<teacher>.jsonl    answer sentences a teacher LLM wrote for the student, cached once
     world_models/<dataset>.pt    a dataset's knowledge-graph embedding (PyKEEN)
     reasoners/<dataset>.pt       a dataset's graph reasoner
     policies/<dataset>/          a trained path policy, self-contained
@@ -69,6 +71,15 @@ class Home:
     def image_tower(self) -> Path:
         """Where `reverie train clip` saves the image tower."""
         return self.models / "clip" / "image_tower.pt"
+
+    @property
+    def student(self) -> Path:
+        """The student LLM `reverie train student` distils: a transformers folder (safetensors)."""
+        return self.models / "student"
+
+    def sentences(self, teacher: str) -> Path:
+        """The answer sentences `teacher` wrote for the student's prompts, one JSON record a line."""
+        return self.root / "sentences" / f"{teacher}.jsonl"
 
     def world_model(self, dataset: str) -> Path:
         return self.root / "world_models" / f"{dataset}.pt"
