@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.common import fresh_home, write_table
+from reverie.compare import KG_WORDINGS
 
 
 @dataclass
@@ -42,9 +43,6 @@ def world_set(all_wordings: bool) -> list[Asked]:
         turn = {pair: i % WORDINGS for i, pair in enumerate(pairs)}
         questions = [q for q in questions if q.wording == turn[q.obj, q.action]]
     return [Asked(q.text, q.answers, "answerable" if q.answers else "no chain") for q in questions]
-
-
-KG_WORDINGS = ("Tell me what {head} {relation}.", "Which entity does {head} {relation}?")
 
 
 def kg_set(dataset, per_kind: int, seed: int = 0) -> list[Asked]:

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -27,6 +30,7 @@ from reverie.config import Settings
 from reverie.data import load_dataset
 from reverie.data.world import world_questions
 from reverie.graph_store.store import display
+from reverie.home import Home
 from reverie.pipeline import Pipeline
 
 
@@ -121,6 +125,14 @@ def main() -> None:
     parser.add_argument("--llm-requests", type=int, default=32, help="cap per cell with the LLM")
     parser.add_argument("--seconds", type=float, default=45, help="time limit per cell")
     parser.add_argument("--policy-minutes", type=float, default=2.0, help="PPO time for the UMLS policy")
+    parser.add_argument("--graphs", nargs="+", default=["world", "UMLS"], choices=["world", "UMLS"])
+    parser.add_argument(
+        "--student-from",
+        type=Path,
+        default=None,
+        help="a home with a trained student (`reverie train student`): it says the answers instead of SmolLM2",
+    )
+    parser.add_argument("--name", default="serve", help="bench/results/NAME.md")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -130,7 +142,14 @@ def main() -> None:
     from reverie.agents.path_policy.train import train_policy
     from reverie.serve.app import run
 
-    settings = Settings(home=fresh_home("serve"), port=free_port())
+    settings = Settings(home=fresh_home(args.name), port=free_port())
+    if args.student_from is not None:
+        student = Home(args.student_from).student
+        if not (student / "config.json").is_file():
+            parser.error(f"no student in {args.student_from}: run `reverie train student` there first")
+        shutil.copytree(student, Home(settings.home).student)
+        settings = settings.model_copy(update={"llm_backends": ["student"]})
+    speaker = "the student" if args.student_from is not None else "SmolLM2-135M"
     ray.init(
         address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, configure_logging=False
     )
@@ -143,7 +162,8 @@ def main() -> None:
         PolicyTrainConfig(dataset="umls", iterations=10_000, minutes=args.policy_minutes).replace(env={"hops": 2}),
     )
     train_s = time.perf_counter() - train_start
-    graphs = {"world": [q.question for q in world_questions()], "UMLS": umls_questions(200)}
+    every_graph = {"world": lambda: [q.question for q in world_questions()], "UMLS": lambda: umls_questions(200)}
+    graphs = {graph: every_graph[graph]() for graph in args.graphs}
     # The ceiling, in this run: the Pipeline in this process, its encoder on 1 or 2 threads, from 1
     # thread and from as many threads as the most clients; the best rate counts.
     ceiling: dict[str, float] = {}
@@ -192,7 +212,7 @@ def main() -> None:
                 )
                 print(rows[-1], flush=True)
     policy = httpx.post(
-        f"{url}/v1/query", json={"question": graphs["UMLS"][0], "verbalize": False}, timeout=300
+        f"{url}/v1/query", json={"question": every_graph["UMLS"]()[0], "verbalize": False}, timeout=300
     ).json()["policy"]
     serve.shutdown()
     ray.shutdown()
@@ -217,11 +237,17 @@ def main() -> None:
         ]
         + ["| " + " | ".join(map(str, r)) + " |" for r in ceiling_rows]
     )
+    if args.student_from is not None and "UMLS" in graphs:
+        rate = float(cell("UMLS", "yes", most)[7])
+        goals.append(
+            f"- with the student as verbaliser: UMLS at {most} clients {rate:.2f} requests/s, {rate / 1.13:.1f}× the "
+            f"1.13 with SmolLM2 (bench/results/serve.md; goal ≥ 10×)."
+        )
     goal_lines = "\n".join(goals)
     write_table(
-        "serve",
+        args.name,
         "POST /v1/query through Ray Serve on 127.0.0.1: latency and throughput",
-        f"python -m bench.serve --clients {' '.join(map(str, args.clients))} --requests {args.requests} --llm-requests {args.llm_requests} --seconds {args.seconds:g} --policy-minutes {args.policy_minutes:g}",
+        "python -m bench.serve " + " ".join(sys.argv[1:]),
         ["graph", "LLM", "clients", "requests ok", "errors", "p50 ms", "p99 ms", "requests/s", "of the ceiling"],
         rows,
         notes=f"""
@@ -234,14 +260,15 @@ Serve), in the same run, before Serve starts; its best rate per graph is the cei
 
 Each cell stops at its request cap ({args.requests} without the LLM, {args.llm_requests} with it) or after {args.seconds:g} s.
 The load generator, Serve (as `reverie serve` starts it: one ReverieAPI and one LLM replica, Pipeline and
-TextEncoder autoscaling from 1 to 2) and the actors share this machine's 2 cores. World questions: the {len(graphs["world"])} built-in
+TextEncoder autoscaling from 1 to 2) and the actors share this machine's 2 cores. World questions: the {len(every_graph["world"]())} built-in
 questions, answered by the embedding walker (64 rollouts, dreamt in the Pipeline's process: below
 `REVERIE_LOCAL_ROLLOUTS_MAX`). UMLS questions: 200 test-split facts asked as "What does HEAD RELATION?", answered by
 `{policy}` (PPO for {train_s / 60:.1f} min including the world model, 64 sampled rollouts, arbitrated with the world model).
-"LLM: yes" adds SmolLM2-135M's answer sentence: concurrent sentences are generated as one batch, stopping at the
+Graphs measured in this run: {", ".join(graphs)}.
+"LLM: yes" adds {speaker}'s answer sentence: concurrent sentences are generated as one batch, stopping at the
 end of the first sentence, and a reply already written for the same prompt comes from the LLM's cache. Each LLM
-cell starts at questions no earlier cell asked: UMLS's {len(graphs["UMLS"])} are new to the cache in every LLM cell; the world's
-{len(graphs["world"])} come round again, so its LLM cells show the cache at work on repeated questions.
+cell starts at questions no earlier cell asked: UMLS's {len(every_graph["UMLS"]())} are new to the cache in every LLM cell; the world's
+{len(every_graph["world"]())} come round again, so its LLM cells show the cache at work on repeated questions.
 """,
     )
 

@@ -100,6 +100,54 @@ class Reverie:
         query = question if isinstance(question, Query) else self.query(question, image, **options)
         return self.pipeline.answer(query)
 
+    def ask_many(self, questions: Sequence[str], progress: Progress | None = None, **options: Any) -> list[Any]:
+        """Answer questions one after another, question i with seed i (so two homes, or one asked
+        twice, walk the same rollouts): a `reverie.compare.Answered` each, with the Verdict (None
+        when the graph links nothing or reaches no answer) and the seconds the caller waited.
+        `options`: the Query fields (rollouts, hops, verbalize). What `reverie compare` asks with."""
+        import time
+
+        from reverie.compare import Answered
+        from reverie.errors import NoMatchError
+
+        queries = [self.query(question, seed=i, **options) for i, question in enumerate(questions)]
+        answered = []
+        for query in queries:
+            start = time.perf_counter()
+            try:
+                verdict, error = self.pipeline.answer(query), None
+            except NoMatchError as exc:
+                verdict, error = None, exc.message
+            answered.append(Answered(verdict, time.perf_counter() - start, error))
+            if progress:
+                progress(len(answered), len(queries))
+        return answered
+
+    def time_llm(self, prompts: Sequence[tuple[str, str]]) -> list[tuple[int, float]]:
+        """(generated tokens, wall seconds) of each (system, user) prompt, streamed one at a time by
+        this home's LLM actor as the verbaliser decodes it (the settings' sampling, its stop
+        strings), its backends loaded first, outside the clock. Empty when no backend can answer."""
+        import time
+
+        from reverie.llm.base import BackendUnavailable, Finish
+        from reverie.llm.verbalize import SENTENCE_ENDS
+        from reverie.pipeline import get
+
+        llm = self.pipeline.services.llm
+        get(llm.warm_up.remote())
+        options = {"stop": list(SENTENCE_ENDS)}  # the rest unset: the settings' temperature, top_k, max_new_tokens
+        timed = []
+        try:
+            for system, user in prompts:
+                start, tokens = time.perf_counter(), 0
+                for ref in llm.generate.options(num_returns="streaming").remote(user, system, options):
+                    item = get(ref)
+                    tokens = item.completion_tokens if isinstance(item, Finish) else tokens
+                timed.append((tokens, time.perf_counter() - start))
+        except BackendUnavailable:
+            return []
+        return timed
+
     def query(self, question: str, image: str | Path | bytes | None = None, **options: Any) -> Query:
         """The Query `ask` answers, checked (the image too) without starting anything."""
         if image is not None:
@@ -179,6 +227,27 @@ class Reverie:
                 raise ReverieError(str(exc)) from None
         return reasoner
 
+    def train_student(
+        self,
+        teacher: str = "local",
+        graphs: Sequence[str] | None = None,
+        per_graph: int = 1200,
+        minutes: float = 12.0,
+        kd_weight: float = 0.5,
+        seed: int = 0,
+        progress: bool = False,
+        cached_only: bool = False,
+        augment: int = 8,
+    ) -> dict:
+        """Distil the teacher LLM into the home's student (the "student" LLM backend), as `reverie
+        train student` does; returns the student's card (weights, GGUF size, training time,
+        held-out grounded share)."""
+        from reverie.distil import distil_home
+
+        return distil_home(
+            self.settings, teacher, graphs, per_graph, minutes, kd_weight, seed, progress, cached_only, augment
+        )
+
     def learn(
         self,
         dataset: str | None = None,
@@ -238,6 +307,34 @@ class Reverie:
             "split": split,
             **evaluate_bundle(bundle, kg, split=split, beam=beam or DEFAULT_BEAM),
         }
+
+    # ---------- bundles ----------
+    def export(self, path: str | Path, force: bool = False):
+        """Pack this home into the bundle folder `path` (docs/bundles.md): the graph and its vectors,
+        the trained networks as safetensors, the student as GGUF with its Modelfile, and a manifest of
+        versions, settings and checksums. `force` replaces an existing bundle there. Returns its Manifest."""
+        from reverie.bundle import export_bundle
+
+        return export_bundle(self.settings, path, force=force)
+
+    @classmethod
+    def load(cls, path: str | Path, home: str | Path | None = None, **settings: Any) -> "Reverie":
+        """A Reverie on the bundle at `path`, imported into `home` (a new or empty folder; None: a fresh
+        folder `bundles/<bundle's name>[-N]` inside the default home location, ~/.local/share/reverie).
+        The bundle is checked whole first (a `reverie.bundle.BundleError` otherwise, nothing written).
+        The settings that shaped the bundle's answers come with it; `settings` given here win."""
+        from reverie.bundle import import_bundle
+        from reverie.config import _default_home
+
+        if home is None:
+            name = Path(path).expanduser().resolve().name or "bundle"
+            home = _default_home() / "bundles" / name
+            for n in range(2, 10_000):
+                if not home.exists() or not any(home.iterdir()):
+                    break
+                home = home.with_name(f"{name}-{n}")
+        manifest = import_bundle(path, Path(home))
+        return cls(home=home, **{**manifest.settings, **settings})
 
     # ---------- lifetime ----------
     def close(self) -> None:

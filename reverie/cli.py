@@ -357,6 +357,36 @@ def _embed_once(settings, headline) -> None:
         embed_dataset(settings.home, data, headline.embedder, lambda done, total: bar.update(done - bar.n))
 
 
+def cmd_train_student(args: argparse.Namespace) -> int:
+    """Distil the teacher into the home's student LLM and say what it came to."""
+    from reverie.distil import distil_home
+
+    settings = _settings(args)
+    card = distil_home(
+        settings,
+        teacher=args.teacher,
+        graphs=args.graphs,
+        per_graph=args.per_graph,
+        minutes=args.minutes,
+        kd_weight=args.kd_weight,
+        seed=args.seed,
+        progress=not args.json,
+        cached_only=args.cached_only,
+        augment=args.augment,
+    )
+    if args.json:
+        print(json.dumps(card))
+        return 0
+    held = card["held_out"]
+    print(
+        f"student saved to {settings.paths.student}: {card['weights'] / 1e6:.2f}M weights, "
+        f"{card['gguf_bytes'] / 1e6:.1f} MB as GGUF, trained in {card['training_seconds'] / 60:.1f} min "
+        f"on {card['data']['teacher_sentences']} {args.teacher} sentences and {card['data']['delexicalised']} in their words; held-out replies grounded "
+        f"{held['student_grounded']:.0%} (teacher {held['teacher_grounded']:.0%}, {held['prompts']} prompts)"
+    )
+    return 0
+
+
 def cmd_train_tuner(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -455,6 +485,7 @@ def cmd_tune_headline(args: argparse.Namespace) -> int:
         headline=_headline_config(args),
         intervals=args.intervals or 10,
         seed=args.seed,
+        synch=args.synch,
     )
     settings = _settings(args)
     _embed_once(settings, sweep.headline)
@@ -576,6 +607,70 @@ def cmd_learn(args: argparse.Namespace) -> int:
             time.sleep(args.interval)
         except KeyboardInterrupt:
             return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from reverie.bundle import export_bundle
+
+    settings = _settings(args)
+    if args.home:
+        settings = settings.model_copy(update={"home": Path(args.home).expanduser().resolve()})
+    manifest = export_bundle(settings, args.path, force=args.force)
+    size = sum(f["size"] for f in manifest.files)
+    print(f"exported {settings.home} to {args.path}: {len(manifest.files)} files, {size / 1e6:.1f} MB")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from reverie.bundle import import_bundle
+
+    home = Path(args.home).expanduser().resolve() if args.home else _settings(args).home
+    manifest = import_bundle(args.path, home)
+    print(f"imported {args.path} into {home}: {len(manifest.files)} files checked (Reverie {manifest.reverie_version})")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from tqdm import tqdm
+
+    from reverie import compare
+
+    if bool(args.dataset) == bool(args.questions):
+        raise ReverieError("give exactly one of --dataset NAME or --questions FILE")
+    if not 1 <= args.candidates <= 21:
+        raise ReverieError(f"--candidates must be between 1 and 21, got {args.candidates}")
+    if args.speed_prompts < 0:
+        raise ReverieError(f"--speed-prompts must be at least 0, got {args.speed_prompts}")
+    paths = [compare.check_side(args.a, "A"), compare.check_side(args.b, "B")]  # before Ray starts
+    if args.dataset:
+        questions, source = compare.dataset_questions(args.dataset, args.split, args.limit)
+    else:
+        questions, source = compare.file_questions(args.questions, args.limit)
+    llm = args.llm if args.llm is not None else True  # as `reverie ask`: the LLM speaks unless told not to
+    changes = {"alternatives": args.candidates - 1, **({"address": args.address} if args.address else {})}
+    with tempfile.TemporaryDirectory(prefix="reverie-compare-") as scratch:  # bundles are imported here
+        sides = [compare.open_side(path, label, Path(scratch), **changes) for path, label in zip(paths, "AB")]
+        apis = [_reverie(side.settings) for side in sides]
+        for side, api in zip(sides, apis):  # A whole, then B: neither's timings share the cores with the other's
+            api.warm_up(llm=llm)  # so the stage timings measure the work, not start-up
+            with tqdm(total=len(questions), unit="q", desc=f"compare {side.label}", disable=args.quiet) as bar:
+                side.answered = api.ask_many(
+                    [q.question for q in questions], progress=lambda done, _: bar.update(done - bar.n), verbalize=llm
+                )
+        if llm and args.speed_prompts:
+            prompts = compare.speed_prompts(sides[0].answered, args.speed_prompts) or compare.speed_prompts(
+                sides[1].answered, args.speed_prompts
+            )
+            for side, api in zip(sides, apis):
+                side.llm_speed = compare.llm_speed(api.time_llm(prompts))
+        report = compare.compare_report(*sides, questions, source, llm)
+        for side, api in zip(sides, apis):
+            if side.bundle is not None:  # its temporary home goes with the scratch folder
+                api.close()
+    print(json.dumps(report, indent=2) if args.json else compare.render_table(report))
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -827,6 +922,38 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=c.seed)
     t.set_defaults(func=cmd_train_tuner)
 
+    t = train_sub.add_parser(
+        "student", help="distil the teacher LLM into a small student LLM (the 'student' backend) on the home's graphs"
+    )
+    t.add_argument(
+        "--teacher", choices=["local", "ollama"], default="local", help="the LLM that teaches (default local)"
+    )
+    t.add_argument(
+        "--graphs",
+        nargs="+",
+        default=["world", "umls", "kinship"],
+        help="graphs whose facts make the prompts: world, umls, kinship, home (default world umls kinship)",
+    )
+    t.add_argument("--per-graph", type=int, default=1200, help="answer-sentence prompts per graph (default 1200)")
+    t.add_argument("--minutes", type=float, default=12.0, help="the time the distillation may take (default 12)")
+    t.add_argument(
+        "--kd-weight", type=float, default=0.5, help="weight of token-level KD beside the sentences (default 0.5)"
+    )
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="learn from the teacher replies already cached in the home; ask the teacher nothing new",
+    )
+    t.add_argument(
+        "--augment",
+        type=int,
+        default=8,
+        help="each chain-grounded teacher sentence also says this many other prompts in its words (default 8; 0: none)",
+    )
+    t.add_argument("--json", action="store_true", help="print the student's card as JSON")
+    t.set_defaults(func=cmd_train_student)
+
     p = sub.add_parser(
         "eval", help="measure a trained policy (filtered tail ranking) or the tuner (against static schedules)"
     )
@@ -867,6 +994,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--intervals", type=int, help="reports per trial: ASHA's rungs, PBT's perturbation points (default 10)"
     )
+    t.add_argument(
+        "--synch",
+        action="store_true",
+        help="PBT/PB2: the population waits for all at each interval (small populations)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_tune_headline)
     t = tune_sub.add_parser(
@@ -878,6 +1010,50 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--report-every", type=int, default=10, help="PPO iterations between dev evaluations (default 10)")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_tune_policy)
+
+    p = sub.add_parser("export", help="pack this home into a bundle folder another machine imports")
+    p.add_argument("path", help="the bundle folder to write (new or empty)")
+    p.add_argument("--home", help="the home to export (default: REVERIE_HOME)")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at PATH")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="import a bundle folder into a new or empty home (checked whole first)")
+    p.add_argument("path", help="the bundle folder")
+    p.add_argument("--home", help="the home to create (default: REVERIE_HOME); it must not exist or be empty")
+    p.set_defaults(func=cmd_import)
+
+    from reverie.compare import SPEED_PROMPTS
+
+    p = sub.add_parser(
+        "compare", help="ask two homes (or bundles) the same questions: agreement, MRR, faithfulness, latency, size"
+    )
+    p.add_argument("a", metavar="A", help="a home (REVERIE_HOME folder) or a bundle folder (`reverie export`)")
+    p.add_argument("b", metavar="B", help="the other home or bundle")
+    p.add_argument("--dataset", help="ask a dataset's questions: world, umls, kinships, nations or a folder")
+    p.add_argument("--split", choices=["test", "dev"], default="test", help="the KG split to ask (default test)")
+    p.add_argument(
+        "--questions",
+        metavar="FILE",
+        help='ask these: one question a line, or JSON lines {"question": ..., "answer": ...} (answer optional)',
+    )
+    p.add_argument("--limit", type=int, help="ask only the first N questions")
+    p.add_argument(
+        "--llm",
+        action=argparse.BooleanOptionalAction,
+        help="put the answers into words with each side's LLM (default) or with the template (--no-llm)",
+    )
+    p.add_argument(
+        "--candidates", type=int, default=10, help="ranked answers each verdict keeps, for MRR and Hits@10 (default 10)"
+    )
+    p.add_argument(
+        "--speed-prompts",
+        type=int,
+        default=SPEED_PROMPTS,
+        help=f"verbalize prompts each side's LLM is timed on for tokens/s (default {SPEED_PROMPTS}; 0: not timed)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON (schema in reverie/compare.py)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("stats", help="count the graph's entities, relations and triples")
     p.add_argument("--local", action="store_true", help=LOCAL_HELP)

@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     )
 
     # LLM
-    llm_backends: list[Literal["local", "ollama"]] = Field(
+    llm_backends: list[Literal["local", "ollama", "student"]] = Field(
         default=["local"], description="Fallback chain, tried in order."
     )
     ollama_host: str = Field(default="http://127.0.0.1:11434", description="Ollama server for the 'ollama' backend.")

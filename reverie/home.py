@@ -12,6 +12,7 @@ everything else asks `Home` for it.
     world_models/<dataset>.pt    a dataset's knowledge-graph embedding (PyKEEN)
     reasoners/<dataset>.pt       a dataset's graph reasoner
     policies/<dataset>/          a trained path policy, self-contained
+    datasets/<dataset>/          a policy's dataset folder that came in a bundle (train/dev/test.txt)
     tuner/                       the learning-rate control agent
     embeddings/<corpus>-<embedder>.npy  a headline corpus, embedded once
     runs/<kind>-<name>-...jsonl  training curves, as the web page plots them
@@ -94,6 +95,10 @@ class Home:
     def policy(self, dataset: str) -> Path:
         """A trained path policy's folder."""
         return self.policies / dataset
+
+    def dataset(self, name: str) -> Path:
+        """A dataset folder a bundle brought (a policy's dataset that was a folder, not a built-in name)."""
+        return self.root / "datasets" / name
 
     @property
     def reward_model(self) -> Path:

@@ -34,6 +34,7 @@ from reverie.llm import (
 )
 from reverie.llm.local import CACHE_NAME
 from reverie.schemas import Chain, Step
+from testkit.student import install_student, tiny_student
 
 # Port 9 (discard) has no listener here, so connecting is refused at once.
 UNREACHABLE = "http://127.0.0.1:9"
@@ -232,8 +233,9 @@ def test_first_load_writes_the_safetensors_cache_and_second_load_uses_it(local_l
     ],
 )
 def backend(request, settings):
-    """Each registered backend, loaded: the bundled model, and an Ollama server (Reverie's own
-    Ollama API, serving the bundled model: no Ollama can be installed here)."""
+    """Each registered backend, loaded: the bundled model, an Ollama server (Reverie's own
+    Ollama API, serving the bundled model: no Ollama can be installed here), and a tiny student
+    distilled from the bundled model."""
     if request.param == "ollama":
         from testkit.servers import API_KEY
 
@@ -247,7 +249,10 @@ def backend(request, settings):
             }
         )
     else:
-        request.getfixturevalue("local_llm")  # the module's first load, from the GGUF, comes first
+        local_llm = request.getfixturevalue("local_llm")  # the module's first load, from the GGUF, comes first
+        if request.param == "student":
+            # a tiny student the bundled model teaches here, in seconds (testkit/student.py)
+            install_student(tiny_student(local_llm), settings.paths.student)
     made = LLM_BACKENDS[request.param].from_settings(settings)
     assert made.name == request.param
     assert made.load() is made

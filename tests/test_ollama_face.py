@@ -25,6 +25,13 @@ def client(base_url):
     return ollama.Client(host=base_url, headers=AUTH, timeout=120)
 
 
+@pytest.fixture(scope="module")
+def openai_client(base_url):
+    import openai
+
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key=API_KEY, max_retries=0)
+
+
 # ---------- what clients probe first ----------
 def test_liveness_probe_and_version(http):
     alive = http.get("/")
@@ -59,6 +66,37 @@ def test_tags_show_and_ps(client):
     assert set(running) == {"reverie", "smollm2:135m", "all-minilm-l6-v2"}
     assert running["smollm2:135m"].size > 50_000_000 and running["smollm2:135m"].size_vram == 0
     assert running["smollm2:135m"].expires_at.year == 9999
+
+
+def test_the_student_is_served_under_its_own_name_where_the_home_holds_one(client, served, openai_client):
+    """`reverie-student` is listed once the home holds a student, answers with that student (the
+    reply the backend gives in this process), and leaves `smollm2:135m` to the bundled model."""
+    import shutil
+
+    from reverie.home import Home
+    from reverie.llm import LocalLLM, Sampling
+    from reverie.llm.student import StudentLLM
+    from reverie.models.student import StudentShape, build_student, save_student, weight_count
+
+    _, settings = served
+    assert "reverie-student" not in {m.model for m in client.list().models}
+    teacher = LocalLLM(settings.paths.models)
+    tiny = build_student(teacher, StudentShape(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64), seed=3)
+    folder = Home(settings.home).student
+    save_student(tiny, teacher._loaded()[1], folder, {"weights": weight_count(tiny)})
+    try:
+        listed = {m.model: m for m in client.list().models}
+        assert listed["reverie-student"].size == (folder / "model.safetensors").stat().st_size
+        assert listed["reverie-student"].details.parameter_size == f"{weight_count(tiny) / 1e6:.1f}M"
+        assert "reverie-student" in {m.id for m in openai_client.models.list()}
+        here = StudentLLM(folder).generate("Name a colour.", None, Sampling(temperature=0, top_k=1, max_new_tokens=8))
+        there = client.generate(model="reverie-student", prompt="Name a colour.", options=GREEDY)
+        assert there.response == here and there.eval_count <= 8
+        bundled = client.generate(model="smollm2:135m", prompt="Name a colour.", options=GREEDY)
+        assert bundled.response != here and bundled.response.strip()
+    finally:
+        shutil.rmtree(folder)
+    assert "reverie-student" not in {m.model for m in client.list().models}
 
 
 def test_embed_is_minilm(client, encoder):

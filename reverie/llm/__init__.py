@@ -1,5 +1,6 @@
-"""LLM backends that put an answer into words: the bundled SmolLM2, an Ollama server, and a
-fallback chain over them. No Ray here; Ray actors elsewhere host these objects.
+"""LLM backends that put an answer into words: the bundled SmolLM2, an Ollama server, the student
+distilled from SmolLM2 (reverie train student), and a fallback chain over them. No Ray here; Ray
+actors elsewhere host these objects.
 
 Importing this package is cheap: transformers loads with the local model, on its first use.
 """
@@ -9,6 +10,7 @@ from reverie.llm.chain import FallbackChain, StreamedAnswer
 from reverie.llm.local import LocalLLM, bundled_gguf_path
 from reverie.llm.ollama_backend import OllamaLLM
 from reverie.llm.registry import LLM_BACKENDS, build_chain
+from reverie.llm.student import StudentLLM
 from reverie.llm.verbalize import (
     TEMPLATE_BACKEND,
     build_prompt,
@@ -33,6 +35,7 @@ __all__ = [
     "Sampling",
     "StopStrings",
     "StreamedAnswer",
+    "StudentLLM",
     "build_chain",
     "build_prompt",
     "bundled_gguf_path",

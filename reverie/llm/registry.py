@@ -11,11 +11,12 @@ from reverie.llm.base import LLMBackend
 from reverie.llm.chain import FallbackChain
 from reverie.llm.local import LocalLLM
 from reverie.llm.ollama_backend import OllamaLLM
+from reverie.llm.student import StudentLLM
 
 if TYPE_CHECKING:
     from reverie.config import Settings
 
-LLM_BACKENDS: dict[str, type[LLMBackend]] = {backend.name: backend for backend in (LocalLLM, OllamaLLM)}
+LLM_BACKENDS: dict[str, type[LLMBackend]] = {backend.name: backend for backend in (LocalLLM, OllamaLLM, StudentLLM)}
 """LLM backend classes by the name `settings.llm_backends` lists them with; each builds with `from_settings`."""
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from reverie.config import Settings, offline_hub
 from reverie.llm.base import BackendUnavailable, Finish, Sampling
-from reverie.llm.registry import build_chain
+from reverie.llm.chain import FallbackChain
+from reverie.llm.registry import LLM_BACKENDS, build_chain
 from reverie.llm.verbalize import TEMPLATE_BACKEND, grounded_sentence, stream_verbalize, template_sentence, verbalize
 from reverie.schemas import Chain
 
@@ -42,6 +43,9 @@ class Verbalizer:
         self.settings = settings if isinstance(settings, Settings) else Settings(**settings)
         torch.set_num_threads(self.settings.model_threads)  # a host that reserves no CPU would get one thread
         self.chain = build_chain(self.settings)
+        self.by_name: dict[
+            str, FallbackChain
+        ] = {}  # one backend asked for by name (a face's model), built when first asked
         self.replies: dict[tuple, tuple[str, str]] = {}  # the model's replies by prompt: verbalize_many's cache
         self._replies_lock = threading.Lock()
         if load:
@@ -82,14 +86,29 @@ class Verbalizer:
         else:
             yield {"answer": sentence, "backend": streamed.backend}
 
-    def generate(self, prompt: str, system: str | None, options: dict[str, Any]) -> Iterator[str | Finish]:
+    def backend_chain(self, backend: str | None) -> FallbackChain:
+        """The settings' fallback chain (None), or the one backend named: the chain's own when it
+        is in the chain, else built from the settings on first use (it loads on its first call)."""
+        if backend is None:
+            return self.chain
+        if backend not in self.by_name:
+            if backend not in LLM_BACKENDS:
+                raise ValueError(f"unknown LLM backend {backend!r}; known: {', '.join(sorted(LLM_BACKENDS))}")
+            found = next((b for b in self.chain.backends if b.name == backend), None)
+            self.by_name[backend] = FallbackChain([found or LLM_BACKENDS[backend].from_settings(self.settings)])
+        return self.by_name[backend]
+
+    def generate(
+        self, prompt: str, system: str | None, options: dict[str, Any], backend: str | None = None
+    ) -> Iterator[str | Finish]:
         """Plain generation (the Ollama and OpenAI endpoints): the reply's pieces, then one Finish
         (token counts, "stop" or "length", durations). `options` are Ollama's (temperature, top_k,
         top_p, num_predict, seed, stop), unset ones take the settings', plus the structured output
         the request asked for: `json_object` (one JSON object) or `choices` (a menu: the reply is
-        one of them, JSON-encoded as Ollama sends structured output, in one piece)."""
+        one of them, JSON-encoded as Ollama sends structured output, in one piece). `backend`
+        names one backend (the model a face serves under its own name); None is the fallback chain."""
         sampling = Sampling.from_options(options, self.settings)
-        streamed = self.chain.stream(prompt, system, sampling)
+        streamed = self.backend_chain(backend).stream(prompt, system, sampling)
         if sampling.choices:
             yield json.dumps("".join(streamed))
         else:

@@ -24,7 +24,7 @@ async def generate_items(deployments: Deployments, request: ollama_api.GenerateR
     structured = ollama_api.structured_output(request.format, model)
     if model == ollama_api.REASONING_MODEL:
         return await _reasoned(deployments, request.prompt, sampling, "prompt", image)
-    return await _generated(deployments, request.prompt, request.system, {**sampling, **structured})
+    return await _generated(deployments, request.prompt, request.system, {**sampling, **structured}, model)
 
 
 async def chat_items(
@@ -46,7 +46,7 @@ async def chat_items(
         return await _reasoned(
             deployments, request.messages[-1].content, sampling, "messages", image, request.session_id(user)
         )
-    return await _generated(deployments, prompt, system, {**sampling, **structured})
+    return await _generated(deployments, prompt, system, {**sampling, **structured}, model)
 
 
 async def _reasoned(
@@ -116,10 +116,13 @@ async def _reasoned(
     return items()
 
 
-async def _generated(deployments: Deployments, prompt: str, system: str | None, options: dict) -> AsyncIterator:
+async def _generated(
+    deployments: Deployments, prompt: str, system: str | None, options: dict, model: str
+) -> AsyncIterator:
     """The LLM's pieces, then its Finish. The first is awaited here, so that a failure before
     the reply opens (no backend can answer) is an HTTP error rather than an error line."""
-    items = deployments.llm.options(stream=True).generate.remote(prompt, system, options)
+    backend = ollama_api.GENERATING_BACKENDS[model]
+    items = deployments.llm.options(stream=True).generate.remote(prompt, system, options, backend)
     try:
         first = await items.__anext__()
     except RayTaskError as exc:

@@ -6,6 +6,8 @@ Three models are offered:
 - `reverie`: the whole reasoning way. The prompt (or the last user message) is the question;
   the reply is the answer sentence, as the LLM writes it, then the chain with its provenance.
 - `smollm2:135m`: the bundled LLM itself (or whatever `llm_backends` names), for plain generation.
+- `reverie-student`: the student distilled from the LLM (`reverie train student`), for plain
+  generation; listed where the home holds one.
 - `all-minilm-l6-v2`: MiniLM, the text encoder, for embeddings only.
 
 Replies stream as NDJSON by default, as Ollama's do; `"stream": false` gives one JSON object.
@@ -21,6 +23,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,8 +35,11 @@ from reverie.schemas import Verdict
 
 REASONING_MODEL = "reverie"
 LLM_MODEL = "smollm2:135m"
+STUDENT_MODEL = "reverie-student"
 EMBEDDING_MODEL = "all-minilm-l6-v2"
-MODELS = (REASONING_MODEL, LLM_MODEL, EMBEDDING_MODEL)
+MODELS = (REASONING_MODEL, LLM_MODEL, STUDENT_MODEL, EMBEDDING_MODEL)
+GENERATING_BACKENDS: dict[str, str | None] = {LLM_MODEL: None, STUDENT_MODEL: "student"}
+"""The LLM backend that writes each plain-generation model's replies (None: the settings' fallback chain)."""
 # The Ollama version clients gate features on (structured outputs came in 0.5); the Ollama face
 # serves endpoints of that version.
 OLLAMA_VERSION = "0.6.0"
@@ -372,11 +378,37 @@ def _llm_file():
     return bundled_gguf_path()
 
 
+def _student_file(settings) -> Path:
+    from reverie.home import Home
+
+    return Home(settings.home).student / "model.safetensors"
+
+
+def _student_parameters(settings) -> str:
+    """The student's weights in millions, from the card `reverie train student` writes beside it."""
+    try:
+        card = json.loads((_student_file(settings).parent / "student.json").read_text())
+        return f"{card['weights'] / 1e6:.1f}M"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "small"
+
+
+def served_models(settings) -> tuple[str, ...]:
+    """The models this server lists: every one, the student only where the home holds one."""
+    return tuple(name for name in MODELS if name != STUDENT_MODEL or _student_file(settings).is_file())
+
+
 def _minilm_file():
     from reverie.encoders.text import bundled_minilm_path
 
     return bundled_minilm_path() / "model.safetensors"
 
+
+# SmolLM2's chat template in Ollama's template language; the student shares its tokenizer and template.
+CHAT_TEMPLATE = (
+    "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
 
 MODEL_CARDS: dict[str, dict[str, Any]] = {
     REASONING_MODEL: {
@@ -395,7 +427,7 @@ MODEL_CARDS: dict[str, dict[str, Any]] = {
             "an arbiter, and the answer put into words by the LLM",
         },
         "template": "{{ .Prompt }}",
-        "size": lambda: 0,
+        "size": lambda settings: 0,
     },
     LLM_MODEL: {
         "details": {
@@ -415,9 +447,22 @@ MODEL_CARDS: dict[str, dict[str, Any]] = {
             "llama.block_count": 30,
             "llama.vocab_size": 49152,
         },
-        "template": "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n"
-        "<|im_start|>assistant\n",
-        "size": lambda: _file_size(_llm_file),
+        "template": CHAT_TEMPLATE,
+        "size": lambda settings: _file_size(_llm_file),
+    },
+    STUDENT_MODEL: {
+        "details": {
+            "parent_model": LLM_MODEL,
+            "format": "safetensors",
+            "family": "llama",
+            "families": ["llama"],
+            "parameter_size": "small",  # read from the student's card when listed
+            "quantization_level": "F16",
+        },
+        "capabilities": ["completion"],
+        "model_info": {"general.architecture": "llama", "llama.vocab_size": 49152},
+        "template": CHAT_TEMPLATE,
+        "size": lambda settings: _file_size(lambda: _student_file(settings)),
     },
     EMBEDDING_MODEL: {
         "details": {
@@ -431,7 +476,7 @@ MODEL_CARDS: dict[str, dict[str, Any]] = {
         "capabilities": ["embedding"],
         "model_info": {"general.architecture": "bert", "bert.context_length": 128, "bert.embedding_length": text_dim()},
         "template": "",
-        "size": lambda: _file_size(_minilm_file),
+        "size": lambda settings: _file_size(_minilm_file),
     },
 }
 
@@ -440,7 +485,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def tags() -> dict[str, Any]:
+def _details(name: str, settings) -> dict[str, Any]:
+    details = MODEL_CARDS[name]["details"]
+    return {**details, "parameter_size": _student_parameters(settings)} if name == STUDENT_MODEL else details
+
+
+def tags(settings) -> dict[str, Any]:
     now = _now()
     return {
         "models": [
@@ -448,30 +498,30 @@ def tags() -> dict[str, Any]:
                 "name": name,
                 "model": name,
                 "modified_at": now,
-                "size": card["size"](),
+                "size": MODEL_CARDS[name]["size"](settings),
                 "digest": "",
-                "details": card["details"],
+                "details": _details(name, settings),
             }
-            for name, card in MODEL_CARDS.items()
+            for name in served_models(settings)
         ]
     }
 
 
-def running() -> dict[str, Any]:
+def running(settings) -> dict[str, Any]:
     """/api/ps: every model is loaded while the server runs, on the CPU (size_vram 0)."""
     return {
         "models": [
             {
                 "name": name,
                 "model": name,
-                "size": card["size"](),
+                "size": MODEL_CARDS[name]["size"](settings),
                 "digest": "",
-                "details": card["details"],
+                "details": _details(name, settings),
                 "expires_at": NEVER,
                 "size_vram": 0,
-                "context_length": LLM_CONTEXT if name == LLM_MODEL else None,
+                "context_length": LLM_CONTEXT if name in GENERATING_BACKENDS else None,
             }
-            for name, card in MODEL_CARDS.items()
+            for name in served_models(settings)
         ]
     }
 
@@ -481,7 +531,7 @@ def show(request: ShowRequest, settings) -> dict[str, Any]:
     name = model_name(request.model or request.name)
     card = MODEL_CARDS[name]
     parameters = {}
-    if name == LLM_MODEL:
+    if name in GENERATING_BACKENDS:
         parameters = {
             "temperature": settings.temperature,
             "top_k": settings.top_k,
@@ -497,7 +547,7 @@ def show(request: ShowRequest, settings) -> dict[str, Any]:
         "modelfile": modelfile,
         "parameters": "\n".join(f"{k:<30} {v}" for k, v in parameters.items()),
         "template": card["template"],
-        "details": card["details"],
+        "details": _details(name, settings),
         "model_info": card["model_info"],
         "capabilities": card["capabilities"],
         "license": "Apache-2.0",

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reverie.encoders.text import text_dim
 from reverie.errors import ReverieError
 from reverie.llm.base import Finish
-from reverie.serve.ollama_api import EMBEDDING_MODEL, MODELS, SEED_MAX, failure, model_name, words
+from reverie.serve.ollama_api import EMBEDDING_MODEL, SEED_MAX, failure, model_name, served_models, words
 
 STOP_DOC = "Up to 4 strings; the reply ends before the first of them."
 MAX_TOKENS_DOC = "Tokens to generate at most (the `reverie` model: words); unset, the server's `max_new_tokens`."
@@ -252,8 +252,8 @@ def _model_card(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "reverie"}
 
 
-def models() -> dict[str, Any]:
-    return {"object": "list", "data": [_model_card(name) for name in MODELS]}
+def models(settings) -> dict[str, Any]:
+    return {"object": "list", "data": [_model_card(name) for name in served_models(settings)]}
 
 
 def model(requested: str) -> dict[str, Any]:

@@ -50,8 +50,8 @@ async def ollama_version() -> dict:
 
 
 @router.get("/api/tags")
-async def ollama_tags() -> dict:
-    return ollama_api.tags()
+async def ollama_tags(deployments: DeploymentsDep) -> dict:
+    return ollama_api.tags(deployments.settings)
 
 
 @router.post("/api/show", responses=errors(400, 404))
@@ -60,8 +60,8 @@ async def ollama_show(request: ollama_api.ShowRequest, deployments: DeploymentsD
 
 
 @router.get("/api/ps")
-async def ollama_ps() -> dict:
-    return ollama_api.running()
+async def ollama_ps(deployments: DeploymentsDep) -> dict:
+    return ollama_api.running(deployments.settings)
 
 
 @router.post("/api/generate", responses={**STREAMED, **errors(400, 404, 409, 503)})

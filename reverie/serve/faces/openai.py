@@ -30,8 +30,8 @@ FACE = Face(
 
 
 @router.get("/v1/models")
-async def openai_models() -> dict:
-    return openai_api.models()
+async def openai_models(deployments: DeploymentsDep) -> dict:
+    return openai_api.models(deployments.settings)
 
 
 @router.get("/v1/models/{model_id:path}", responses=errors(404))
