@@ -19,15 +19,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from reverie.llm.verbalize import first_sentence, grounded_sentence, step_fact
 
 if TYPE_CHECKING:
-    from reverie.llm.sentences import SentencePrompt
     from reverie.schemas import Chain
 
 GROUNDED_WORD_SHARE = 0.8
+
+
+class AskedChain(Protocol):
+    """A question and the chain that answers it (a sentences.SentencePrompt is one)."""
+
+    @property
+    def question(self) -> str: ...
+
+    @property
+    def chain(self) -> Chain: ...
+
+
 """The least share of a sentence's content words that the chain, question and answer must hold."""
 
 _WORD = re.compile(r"[^\W_]+")  # letters and digits: "amino_acid" is two words, as the chain's text reads
@@ -101,7 +112,7 @@ def rouge_l(candidate: str, reference: str) -> float:
 
 
 def faithfulness_report(
-    prompts: Sequence[SentencePrompt], sentences: Sequence[str | None], references: Sequence[str | None] | None = None
+    prompts: Sequence[AskedChain], sentences: Sequence[str | None], references: Sequence[str | None] | None = None
 ) -> dict[str, float]:
     """Rates over the prompts of a model's replies (`sentences`, one per prompt; None for no reply):
     answer inclusion, chain grounding, and Reverie's grounded_sentence pass rate; with
