@@ -485,7 +485,6 @@ def cmd_tune_headline(args: argparse.Namespace) -> int:
         headline=_headline_config(args),
         intervals=args.intervals or 10,
         seed=args.seed,
-        synch=args.synch,
     )
     settings = _settings(args)
     _embed_once(settings, sweep.headline)
@@ -993,11 +992,6 @@ def build_parser() -> argparse.ArgumentParser:
     _headline_options(t, budget_help="gradient steps per trial")
     t.add_argument(
         "--intervals", type=int, help="reports per trial: ASHA's rungs, PBT's perturbation points (default 10)"
-    )
-    t.add_argument(
-        "--synch",
-        action="store_true",
-        help="PBT/PB2: the population waits for all at each interval (small populations)",
     )
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_tune_headline)

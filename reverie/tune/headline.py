@@ -40,9 +40,6 @@ class HeadlineSweepConfig:
     """Each trial's run; its hidden size and dropout are the sweep's to set."""
     intervals: int = 10
     """Reports per trial: the budget is cut into this many intervals."""
-    synch: bool = False
-    """PBT and PB2 only: every trial waits at each interval until the whole population reports
-    (synchronous PBT), so even a population of two running at once exploits at every interval."""
     seed: int = 0
     """Seeds every trial's run (so trials differ by their hyperparameters alone) and the search."""
     name: str | None = None
@@ -117,7 +114,6 @@ def _scheduler(sweep: HeadlineSweepConfig):
         return PopulationBasedTraining(
             time_attr="training_iteration",
             perturbation_interval=every,
-            synch=sweep.synch,
             hyperparam_mutations={"lr": tune.loguniform(*LR_BOUNDS), "weight_decay": tune.loguniform(*WD_BOUNDS)},
             custom_explore_fn=_clip,
         )
@@ -126,7 +122,6 @@ def _scheduler(sweep: HeadlineSweepConfig):
     return PB2(
         time_attr="training_iteration",
         perturbation_interval=every,
-        synch=sweep.synch,
         hyperparam_bounds={"lr": list(LR_BOUNDS), "weight_decay": list(WD_BOUNDS)},
     )
 
