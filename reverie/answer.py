@@ -198,7 +198,83 @@ def verdict(
 
 
 def remembered_turn(query: Query, verdict: Verdict) -> Turn:
-    """What a follow-up recalls: the subject, and the answer when there was one."""
+    """What a follow-up recalls: the question as asked and as posed, its subject (where the answer's
+    walks started), and the answer when there was one."""
+    from reverie.feedback import rated_subject
+
     return Turn(
-        question=query.question, answer_entity=verdict.answer_entity or "", linked=[e.name for e in verdict.linked]
+        question=query.question,
+        answer_entity=verdict.answer_entity or "",
+        linked=[e.name for e in verdict.linked],
+        subject=rated_subject(verdict) or "",
+        posed=verdict.resolved_question or query.question,
+    )
+
+
+# ---------------------------------------------------------------------- conversation
+
+
+def remembered(history: list[Turn]) -> list:
+    """The turns as the conversational memory reads them (a turn from before subjects were kept
+    counts its first linked entity as its subject, as the rule does)."""
+    from reverie.models.conversation_memory import RememberedTurn
+
+    return [RememberedTurn(t.question, t.subject or (t.linked[:1] or [""])[0], t.answer_entity) for t in history]
+
+
+def posed_question(question: str, subject: str, carries_relation: bool, in_text: bool, last: Turn) -> str:
+    """A follow-up asked as a self-contained question: the last question asked again of the new
+    subject ("What about a rubber ball?" after "What happens when you drop a glass cup?"), or the
+    referring words replaced by the subject's name ("And if you heat it?" -> "And if you heat glass
+    cup?"). The question itself when its words name the subject, or when the rewrite finds nothing
+    to replace (the subject is then its anchor all the same)."""
+    from reverie.data.conversations import name_referent, swap_subject
+    from reverie.encoders.text import display
+
+    if carries_relation:
+        last_subject = last.subject or (last.linked[:1] or [""])[0]
+        if last_subject:
+            swapped = swap_subject(last.posed or last.question, display(last_subject), display(subject))
+            if swapped is not None:
+                return swapped
+        return question
+    if in_text:
+        return question
+    return name_referent(question, display(subject)) or question
+
+
+def with_subject(linked: list[LinkedEntity], subject: str) -> list[LinkedEntity]:
+    """The resolved subject first, as the anchor the walks start from ("memory" unless the words
+    name it exactly); the other entities the words link only by vector, so they stay out of the anchors."""
+    named = next((e for e in linked if e.name == subject and e.how == "exact"), None)
+    first = named or LinkedEntity(name=subject, type="entity", score=1.0, how="memory")
+    rest = [e if e.how == "vector" else e.model_copy(update={"how": "vector"}) for e in linked if e.name != subject]
+    return [first, *rest]
+
+
+SMALL_TALK_SYSTEM = (
+    "You are Reverie, an assistant that answers questions from a knowledge graph by walking its facts. "
+    "Reply to the user's small talk in one or two short, friendly sentences."
+)
+SMALL_TALK_TEMPLATE = "Hello! I answer questions from my knowledge graph: ask me about something it holds."
+
+
+def small_talk_verdict(query: Query, reply: str, backend: str, timings_ms: dict[str, float]) -> Verdict:
+    """What small talk gets: the LLM's reply (or the template's), and nothing of the graph."""
+    return Verdict(
+        question=query.question,
+        answer=reply,
+        answer_entity=None,
+        chain=None,
+        candidates=[],
+        alternatives=[],
+        linked=[],
+        backend=backend,
+        policy="none",
+        confidence=0.0,
+        sure=False,
+        rollouts=0,
+        timings_ms=timings_ms,
+        session_id=query.session_id,
+        route="small-talk",
     )

@@ -15,7 +15,7 @@ config's bad values `ValueError`s, raised before Ray starts where they can be.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -122,6 +122,41 @@ class Reverie:
             if progress:
                 progress(len(answered), len(queries))
         return answered
+
+    def say(self, verdict: Verdict, system: str | None = None, options: dict[str, Any] | None = None) -> Iterator[Any]:
+        """A verdict's reply as the LLM writes it: text pieces, then one `reverie.llm.base.Finish`
+        (token counts and durations). Small talk: the LLM's chat reply (`system`, and `options`:
+        temperature, num_predict, top_k, seed). A graph answer: its answer sentence from the chain,
+        and when the sentence the model wrote does not hold up against the chain, the checked one
+        after it. Not sure: the verdict's own sentence. Close the iterator to stop early."""
+        import time
+
+        from reverie.answer import SMALL_TALK_SYSTEM
+        from reverie.llm.base import Finish
+        from reverie.llm.verbalize import first_sentence
+
+        options = dict(options or {})
+        if verdict.route == "small-talk":
+            yield from self.pipeline.chat(verdict.question, system or SMALL_TALK_SYSTEM, options)
+            return
+        start, pieces, written = time.perf_counter(), 0, ""
+        if verdict.chain is None:
+            pieces, written = 1, verdict.answer
+            yield verdict.answer
+        else:
+            question = verdict.resolved_question or verdict.question
+            for item in self.pipeline.stream_answer(question, verdict.chain, options.get("seed")):
+                if "token" in item:
+                    pieces, written = pieces + 1, written + item["token"]
+                    yield item["token"]
+                elif item["answer"] != first_sentence(written):  # the model's sentence did not hold
+                    yield f"\n(Checked against the chain, the answer is: {item['answer']})"
+        yield Finish(
+            prompt_tokens=len(verdict.question.split()),
+            completion_tokens=pieces,
+            reason="stop",
+            completion_ns=int((time.perf_counter() - start) * 1e9),
+        )
 
     def time_llm(self, prompts: Sequence[tuple[str, str]]) -> list[tuple[int, float]]:
         """(generated tokens, wall seconds) of each (system, user) prompt, streamed one at a time by

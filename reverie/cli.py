@@ -1,4 +1,4 @@
-"""reverie ingest | ask | serve | stats | train policy | train tuner | eval [policy] | eval tuner | tune headline | tune policy.
+"""reverie ingest | ask | chat | serve | stats | train policy | train tuner | eval [policy] | eval tuner | tune headline | tune policy.
 
 Bad input prints one line to stderr and exits 2; it is checked before Ray starts where it can be.
 """
@@ -187,6 +187,19 @@ def verdict_lines(verdict) -> list[str]:
     return lines
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    """An interactive session, as `ollama run` is one (reverie/chat.py); piped input is one turn a line."""
+    from reverie.chat import ChatSession, run_chat
+
+    session = ChatSession(stream=not args.no_stream, verbose=args.verbose, system=args.system)
+    if args.seed is not None:
+        session.parameters["seed"] = args.seed
+    settings = _settings(args)
+    server = _server(args, settings)
+    api, tty = _reverie(settings), sys.stdin.isatty()
+    return run_chat(api, sys.stdin, sys.stdout, tty, session=session, server=server, explain=verdict_lines)
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from reverie.schemas import GraphStats
 
@@ -289,6 +302,79 @@ def cmd_train_reasoner(args: argparse.Namespace) -> int:
         print(
             f"added to the policy in {folder}: arbiter weights (paths {m.arbiter_weight:g}, world model {m.world_weight:g}), "
             f"temperature {m.temperature:.2f}, fit on dev"
+        )
+    return 0
+
+
+def cmd_train_memory(args: argparse.Namespace) -> int:
+    import json
+
+    from reverie.data.conversations import CONVERSATION_GRAPHS
+    from reverie.models.conversation_memory import MemoryTraining, save_memory, train_memory
+
+    if args.conversations < 10:
+        raise ReverieError(f"--conversations must be at least 10, got {args.conversations}")
+    if args.epochs < 1:
+        raise ReverieError(f"--epochs must be at least 1, got {args.epochs}")
+    unknown = sorted(set(args.graphs) - set(CONVERSATION_GRAPHS))
+    if unknown:
+        raise ReverieError(f"unknown graph {unknown[0]!r}: use {', '.join(CONVERSATION_GRAPHS)}")
+    settings = _settings(args)
+    import torch
+
+    from reverie.encoders import TextEncoder
+
+    torch.set_num_threads(settings.model_threads)
+    training = MemoryTraining(
+        conversations_per_graph=args.conversations, graphs=tuple(args.graphs), epochs=args.epochs, seed=args.seed
+    )
+    model, report = train_memory(TextEncoder().encode, training, progress=not args.json)
+    out = Path(args.out) if args.out else settings.paths.conversation_memory
+    card = {
+        "graphs": list(training.graphs),
+        "conversations_per_graph": training.conversations_per_graph,
+        "epochs": training.epochs,
+        "seed": training.seed,
+        "examples": report.examples,
+        "train_accuracy": round(report.train_accuracy, 4),
+        "seconds": round(report.seconds, 1),
+    }
+    save_memory(model, out, card)
+    if args.json:
+        print(json.dumps({"saved_to": str(out), **card}))
+    else:
+        print(
+            f"conversational memory saved to {out}: {report.examples} follow-ups of {len(training.graphs)} graphs, "
+            f"{report.train_accuracy:.1%} resolved on its training set, {report.seconds:.0f}s"
+        )
+    return 0
+
+
+def cmd_train_hub(args: argparse.Namespace) -> int:
+    import json
+
+    from reverie.models.hub import ROUTERS, save_router, train_router
+
+    if args.router not in ROUTERS:
+        raise ReverieError(f"unknown router {args.router!r}: use {', '.join(ROUTERS)}")
+    if args.epochs < 1:
+        raise ReverieError(f"--epochs must be at least 1, got {args.epochs}")
+    settings = _settings(args)
+    import torch
+
+    from reverie.encoders import TextEncoder
+
+    torch.set_num_threads(settings.model_threads)
+    router = train_router(args.router, TextEncoder().encode, seed=args.seed, epochs=args.epochs, progress=not args.json)
+    out = Path(args.out) if args.out else settings.paths.router(args.router)
+    save_router(router, out)
+    card = {"saved_to": str(out), **router.card}
+    if args.json:
+        print(json.dumps(card))
+    else:
+        print(
+            f"{args.router} router saved to {out}: {router.card['held_out_accuracy']:.1%} of held-out messages "
+            "routed right"
         )
     return 0
 
@@ -716,6 +802,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local", action="store_true", help=LOCAL_HELP)
     p.set_defaults(func=cmd_ask)
 
+    p = sub.add_parser("chat", help="an interactive session, as `ollama run` (type /? in it for its commands)")
+    p.add_argument("--no-stream", action="store_true", help="print each answer whole rather than word by word")
+    p.add_argument("--verbose", action="store_true", help="print timings and tokens/s after each answer")
+    p.add_argument("--seed", type=int, help="seed for the rollouts and the LLM (as /set parameter seed)")
+    p.add_argument("--system", metavar="TEXT", help="the system message of the LLM's chat replies")
+    p.add_argument("--local", action="store_true", help=LOCAL_HELP)
+    p.set_defaults(func=cmd_chat)
+
     lc = LearnerConfig()
     p = sub.add_parser(
         "learn",
@@ -905,6 +999,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--seed", type=int, default=k.seed)
     t.set_defaults(func=cmd_train_clip)
+
+    t = train_sub.add_parser(
+        "memory", help="train the conversational memory (a GRU that resolves follow-ups) on generated conversations"
+    )
+    t.add_argument(
+        "--conversations", type=int, default=1500, help="generated 5-turn conversations per graph (default 1500)"
+    )
+    t.add_argument(
+        "--graphs", nargs="+", default=["world", "umls", "kinships"], help="graphs the conversations are about"
+    )
+    t.add_argument("--epochs", type=int, default=12, help="passes over the follow-ups (default 12)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", help="where to save it (default: REVERIE_HOME/models/memory)")
+    t.add_argument("--json", action="store_true", help="print the report as JSON")
+    t.set_defaults(func=cmd_train_memory)
+
+    t = train_sub.add_parser("hub", help="train the message router: the spiking hub, or the MLP of the same size")
+    t.add_argument("--router", default="spiking", help="spiking (the hub) or mlp (default spiking)")
+    t.add_argument("--epochs", type=int, default=20, help="passes over the routing set (default 20)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", help="where to save it (default: REVERIE_HOME/models/hub/ROUTER)")
+    t.add_argument("--json", action="store_true", help="print the router's card as JSON")
+    t.set_defaults(func=cmd_train_hub)
 
     t = train_sub.add_parser("tuner", help="train the training-control agent (RLlib PPO) on headline-classifier runs")
     _headline_options(t, budget_help="gradient steps per training run")

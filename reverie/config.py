@@ -94,6 +94,17 @@ class Settings(BaseSettings):
     walker_inverse_bias: float = Field(
         default=-0.3, description="Score added to hops against a fact's stored direction (cosine units)."
     )
+    conversation_memory: Literal["learned", "rule", "none"] = Field(
+        default="learned",
+        description="How a session's follow-ups are resolved: 'learned' (the GRU memory: the subject, and whether the "
+        "last relation carries over), 'rule' (a follow-up that names nothing exactly continues from the last subject), "
+        "'none' (each question alone).",
+    )
+    router: Literal["spiking", "mlp"] = Field(
+        default="spiking",
+        description="Which network routes each message (graph question, follow-up, image question or small talk): "
+        "the spiking hub, or the MLP of the same size ('mlp' turns the hub off).",
+    )
     confidence_threshold: float = Field(
         default=0.5,
         ge=0.0,

@@ -78,6 +78,15 @@ class Home:
         """The student LLM `reverie train student` distils: a transformers folder (safetensors)."""
         return self.models / "student"
 
+    @property
+    def conversation_memory(self) -> Path:
+        """The conversational memory `reverie train memory` trains (else the one Reverie ships is used)."""
+        return self.models / "memory"
+
+    def router(self, name: str) -> Path:
+        """A message router (`spiking`: the hub, or `mlp`), trained on first use."""
+        return self.models / "hub" / name
+
     def sentences(self, teacher: str) -> Path:
         """The answer sentences `teacher` wrote for the student's prompts, one JSON record a line."""
         return self.root / "sentences" / f"{teacher}.jsonl"
@@ -129,3 +138,8 @@ class Home:
     @property
     def config_file(self) -> Path:
         return self.root / "config.yaml"
+
+    @property
+    def chat_history(self) -> Path:
+        """The lines typed into `reverie chat`, for readline's history."""
+        return self.root / "chat_history"

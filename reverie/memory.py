@@ -12,6 +12,10 @@ class Turn(BaseModel):
     answer_entity: str
     """Empty when the graph did not say."""
     linked: list[str]
+    subject: str = ""
+    """The entity the turn was about (where its answer's walks started)."""
+    posed: str = ""
+    """The self-contained question asked (the question itself unless the memory rewrote a follow-up)."""
 
 
 class SessionMemory:

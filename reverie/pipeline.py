@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +34,7 @@ from reverie.graph_store.images import DEPICTS, IMAGE_TYPE, ImageLine, ImageRef
 from reverie.graph_store.triples import TripleTable
 from reverie.home import LEARNED_FACTS_FILE
 from reverie.images import decode_base64
+from reverie.memory import Turn
 from reverie.schemas import (
     Entity,
     EntityView,
@@ -41,6 +42,7 @@ from reverie.schemas import (
     FeedbackRecord,
     GraphStats,
     IngestReport,
+    LinkedEntity,
     Query,
     SearchResult,
     Triple,
@@ -169,14 +171,21 @@ class Pipeline:
         self.services = services
         self.walkers = Walkers(settings)
         self._reward: tuple[float | None, answer.Refine | None] | None = None
+        self._router: Any = None  # the hub, loaded (or trained) on the first message
+        self._memory: tuple[Any, Any] | None = None
+        self._vectors: Any = None
         # Questions answered at the same time (Serve's threads) share one encoder call.
         self.encode_questions = JoinedCalls(lambda texts: get(services.encoder.encode.remote(texts)), max_items=64)
         # and concurrent answer sentences one LLM batch (on a CPU, 8 greedy replies took less time than one alone).
         self.say_answers = JoinedCalls(lambda answers: get(services.llm.verbalize_many.remote(answers)), max_items=8)
 
     # ---------- asking ----------
-    def answer(self, query: Query) -> Verdict:
+    def answer(self, query: Query, history: list[Turn] | None = None, memory: str | None = None) -> Verdict:
+        """One question's Verdict. `history`: the conversation so far, instead of the session's
+        remembered turns, and `memory`: a `conversation_memory` setting for this question (what the
+        conversation benchmark gives each follow-up)."""
         s = self.settings
+        memory = memory or s.conversation_memory
         svc = self.services
         timings: dict[str, float] = {}
 
@@ -187,10 +196,16 @@ class Pipeline:
             timings[name] = round((time.perf_counter() - start) * 1000, 2)
 
         budget = answer.Budget.of(query, s)
+        if history is None:
+            history = get(svc.memory.recall.remote(query.session_id)) if query.session_id else []
         with stage("encode"):
             image_ref = svc.images.encode_images.remote([decode_base64(query.image)]) if query.image else None
-            question_vec = self.encode_questions([query.question])[0]
+            # the last turn's words are the hub's memory message: one encoder call for both
+            vecs = self.encode_questions([query.question, *(t.question for t in history[-1:])])
+            question_vec = vecs[0]
             image_vec = get(image_ref)[0] if image_ref is not None else None
+        with stage("route"):
+            route = self.route(question_vec, image_vec is not None, vecs[1] if history else None)
         with stage("link"):
             image = None
             if image_vec is not None:
@@ -203,15 +218,27 @@ class Pipeline:
                 image = answer.image_link(
                     image_links, token, get(scale_ref), s.image_candidates, s.image_candidate_min_probability
                 )
-            history = get(svc.memory.recall.remote(query.session_id)) if query.session_id else []
             try:
                 linked = get(svc.store.link.remote(query.question, question_vec, s.link_top_k, s.link_min_score))
-            except NoMatchError:
-                if not answer.may_link_nothing(history, image):
-                    raise
-                linked = []
-            linked = answer.linked_entities(linked, answer.image_subjects(image), history)
+            except NoMatchError as exc:
+                no_match, linked = exc, []
+            # small talk names nothing the graph holds; a message that names an entity is asked of the graph
+            if route == "small-talk" and image is None and not any(e.how == "exact" for e in linked):
+                return self.small_talk(query, timings)
+            if not linked and not answer.may_link_nothing(history, image):
+                raise no_match
+            posed = query.question
+        with stage("resolve"):
+            if history and image is None and memory == "learned":
+                posed, question_vec, linked = self.resolve(query.question, question_vec, linked, history)
+                route = "follow-up" if posed != query.question else route
+            elif memory == "rule":
+                linked = answer.linked_entities(linked, answer.image_subjects(image), history)
+            elif image is not None:
+                linked = answer.linked_entities(linked, answer.image_subjects(image), [])
             anchors = answer.anchors(linked)
+            if not anchors:
+                raise NoMatchError("no entity in the graph matches the question")
         with stage("retrieve"):
             sub_ref = svc.store.retrieve.remote(
                 [e.name for e in anchors], [e.score for e in anchors], budget.hops, s.max_subgraph_nodes
@@ -223,16 +250,16 @@ class Pipeline:
         walker = hosted.walker
         local = budget.rollouts <= s.local_rollouts_max
         with stage("dream"):
-            posed = walker.pose(sub, question_vec, anchors, budget.hops, query.question)
+            walk_query = walker.pose(sub, question_vec, anchors, budget.hops, posed)
             if local:
                 graph = sub if walker.walks_retrieved else None
-                parts = [dream(walker, graph, posed, n, budget.seed + i) for i, n in enumerate(sizes)]
+                parts = [dream(walker, graph, walk_query, n, budget.seed + i) for i, n in enumerate(sizes)]
                 nodes = {here(): budget.rollouts}
             else:
                 graph = sub_ref if walker.walks_retrieved else None
                 tasks = [
                     rollout_task.options(scheduling_strategy=where).remote(
-                        hosted.to_rollouts, graph, posed, n, budget.seed + i
+                        hosted.to_rollouts, graph, walk_query, n, budget.seed + i
                     )
                     for i, (n, where) in enumerate(zip(sizes, rollout_placements(len(sizes)), strict=True))
                 ]
@@ -244,14 +271,16 @@ class Pipeline:
             tree_walks = s.tree_walks if query.tree else 0
             if local:
                 candidates, tree = arbitrate(
-                    walker, graph, posed, Rollouts.concat(parts), 1 + s.alternatives, tree_walks
+                    walker, graph, walk_query, Rollouts.concat(parts), 1 + s.alternatives, tree_walks
                 )
             else:
                 candidates, tree = get(
-                    svc.arbiter.rank.remote(hosted.to_arbiter, graph, posed, 1 + s.alternatives, tree_walks, *parts)
+                    svc.arbiter.rank.remote(
+                        hosted.to_arbiter, graph, walk_query, 1 + s.alternatives, tree_walks, *parts
+                    )
                 )
         if not candidates:
-            raise answer.no_answer(anchors, posed.hops)
+            raise answer.no_answer(anchors, walk_query.hops)
         best = candidates[0]
         refine = self.refinement()
         sure = answer.verdict_confidence(candidates, image, s.confidence_threshold, refine) >= s.confidence_threshold
@@ -261,13 +290,15 @@ class Pipeline:
             if not sure:  # no LLM: it would put the nearest chain in words as if it answered
                 sentence, backend = no_fact_sentence([c.best_chain for c in candidates]), "template"
             elif query.verbalize:
-                [(sentence, backend)] = self.say_answers([(query.question, best.best_chain, budget.seed)])
+                [(sentence, backend)] = self.say_answers([(posed, best.best_chain, budget.seed)])
             else:
-                sentence, backend = template_sentence(query.question, best.best_chain), "template"
+                sentence, backend = template_sentence(posed, best.best_chain), "template"
         verdict = answer.verdict(
             query, budget, candidates, linked, image, sentence, backend, walker.name, nodes, timings, tree, s, refine
         )
-        verdict.policy_version, verdict.asked_relation = walker.version, walker.asked(posed)
+        verdict.policy_version, verdict.asked_relation = walker.version, walker.asked(walk_query)
+        verdict.route = "graph" if route == "follow-up" and not history else route
+        verdict.resolved_question = posed if posed != query.question else None
         with stage("remember"):
             if query.session_id:
                 svc.memory.remember.remote(query.session_id, answer.remembered_turn(query, verdict))
@@ -275,6 +306,109 @@ class Pipeline:
         # so a client can rate it by id; the tree is for the eye, not the feedback dataset
         svc.feedback.remember.remote(verdict.model_copy(update={"tree": None}) if tree else verdict)
         return verdict
+
+    # ---------- conversation ----------
+    def route(self, question_vec: np.ndarray, has_image: bool, memory_vec: np.ndarray | None) -> str:
+        """Where the hub (or the MLP, `router: mlp`) sends the message: graph, follow-up, image or small-talk."""
+        if self._router is None:
+            from reverie.models.hub import router_for_home
+
+            name = self.settings.router
+            self._router = router_for_home(self.settings.paths.router(name), name, self.embed_texts)
+        memory = np.zeros_like(question_vec) if memory_vec is None else memory_vec
+        [decision] = self._router.route(
+            np.asarray(question_vec, np.float32)[None], np.array([has_image]), np.asarray(memory, np.float32)[None]
+        )
+        return decision.route
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(get(self.services.encoder.encode.remote(list(texts))), np.float32)
+
+    def conversation_memory(self):
+        """The memory `reverie train memory` trained into the home, else the one Reverie ships;
+        reloaded when retrained."""
+        from reverie.models.conversation_memory import SHIPPED, load_memory
+
+        folder = self.settings.paths.conversation_memory
+        folder = folder if (folder / "memory.json").exists() else SHIPPED
+        stamp = (folder, (folder / "memory.safetensors").stat().st_mtime_ns if folder.exists() else None)
+        if self._memory is None or self._memory[0] != stamp:
+            self._memory = (stamp, load_memory(folder))
+        return self._memory[1]
+
+    def resolve(
+        self, question: str, question_vec: np.ndarray, linked: list[LinkedEntity], history: list[Turn]
+    ) -> tuple[str, np.ndarray, list[LinkedEntity]]:
+        """A follow-up resolved by the conversational memory: the self-contained question it poses,
+        that question's vector, and the entities linked with the resolved subject first."""
+        from reverie.models.conversation_memory import (
+            HISTORY_TURNS,
+            VectorCache,
+            entity_vectors,
+            history_matrix,
+            memory_candidates,
+        )
+
+        s = self.settings
+        if self._vectors is None or len(self._vectors.vectors) > 100_000:
+            self._vectors = VectorCache(self.embed_texts)
+        turns = answer.remembered(history)[-HISTORY_TURNS:]
+        candidates = memory_candidates(
+            [(e.name, e.how, e.score) for e in linked if e.how in ("exact", "vector")], turns
+        )
+        if not candidates:
+            return question, question_vec, linked
+        resolution = self.conversation_memory().resolve(
+            question,
+            question_vec,
+            history_matrix(self._vectors, turns),
+            candidates,
+            entity_vectors(self._vectors, [c.name for c in candidates]),
+        )
+        chosen = next(c for c in candidates if c.name == resolution.subject)
+        in_text = bool(chosen.roles & {"exact", "vector"})
+        posed = answer.posed_question(question, resolution.subject, resolution.carries_relation, in_text, history[-1])
+        if posed != question:
+            question_vec = self.encode_questions([posed])[0]
+            try:
+                linked = get(self.services.store.link.remote(posed, question_vec, s.link_top_k, s.link_min_score))
+            except NoMatchError:
+                pass
+        return posed, question_vec, answer.with_subject(linked, resolution.subject)
+
+    def small_talk(self, query: Query, timings: dict[str, float]) -> Verdict:
+        """A message the hub took for small talk: the LLM's plain chat reply (the template's when
+        `verbalize` is off), no graph."""
+        start = time.perf_counter()
+        if query.verbalize:
+            reply = "".join(
+                p
+                for p in self.chat(query.question, answer.SMALL_TALK_SYSTEM, {"seed": query.seed})
+                if isinstance(p, str)
+            )
+            backend = self.settings.llm_backends[0] if reply.strip() else "template"
+            reply = reply.strip() or answer.SMALL_TALK_TEMPLATE
+        else:
+            reply, backend = answer.SMALL_TALK_TEMPLATE, "template"
+        timings["chat"] = round((time.perf_counter() - start) * 1000, 2)
+        return answer.small_talk_verdict(query, reply, backend, timings)
+
+    def chat(self, message: str, system: str | None, options: dict) -> Iterator:
+        """The LLM's reply to a plain message, streamed: text pieces, then a Finish."""
+        from reverie.llm.base import BackendUnavailable
+
+        try:
+            for ref in self.services.llm.generate.options(num_returns="streaming").remote(
+                message, system, {k: v for k, v in options.items() if v is not None}
+            ):
+                yield get(ref)
+        except BackendUnavailable:
+            return
+
+    def stream_answer(self, question: str, chain, seed: int | None) -> Iterator[dict[str, str]]:
+        """The answer sentence as the LLM writes it ({"token"}), then the checked one ({"answer", "backend"})."""
+        for ref in self.services.llm.stream_answer.options(num_returns="streaming").remote(question, chain, seed):
+            yield get(ref)
 
     def refinement(self) -> answer.Refine | None:
         """The reward model's refinement of confidence, once ratings fit one that beats the confidence

@@ -212,6 +212,16 @@ class Verdict(BaseModel):
     timings_ms: dict[str, float] = Field(description="Milliseconds per stage.")
     session_id: str | None = None
     tree: RolloutTree | None = Field(default=None, description="The rollout tree, when the Query asked for it.")
+    route: Literal["graph", "follow-up", "image", "small-talk"] = Field(
+        default="graph",
+        description="Where the hub sent the message: a graph question, a follow-up the conversation's memory "
+        "resolved, an image question, or small talk (answered by the LLM as plain chat: no chain, no candidates).",
+    )
+    resolved_question: str | None = Field(
+        default=None,
+        description="For a follow-up, the self-contained question the conversational memory asked ('And if you "
+        "heat it?' -> 'And if you heat glass cup?'); None when the message was asked as it is.",
+    )
 
 
 class IngestReport(BaseModel):

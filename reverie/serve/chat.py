@@ -73,13 +73,25 @@ async def _reasoned(
     async def reply() -> AsyncIterator[str]:
         from reverie.llm.verbalize import first_sentence
 
+        if verdict.route == "small-talk":  # plain chat: the LLM's reply, streamed
+            from reverie.answer import SMALL_TALK_SYSTEM
+
+            options = {
+                k: v for k, v in sampling.items() if k in ("temperature", "top_k", "top_p", "seed") and v is not None
+            }
+            async for item in deployments.llm.options(stream=True).generate.remote(
+                question, SMALL_TALK_SYSTEM, options
+            ):
+                if isinstance(item, str):
+                    yield item
+            return
         if verdict.chain is None:  # the graph does not say: its own sentence, no LLM to make it sound sure
             yield verdict.answer
         else:
             written = ollama_api.FirstSentence()
             answer = ""
             async for item in deployments.llm.options(stream=True).stream_answer.remote(
-                query.question, verdict.chain, query.seed
+                verdict.resolved_question or query.question, verdict.chain, query.seed
             ):
                 if "token" in item:
                     yield written.feed(item["token"])

@@ -198,11 +198,28 @@ async def _query(request: Request) -> Query:
 async def _events(deployments: Deployments, query: Query, verdict: Verdict) -> AsyncIterator[bytes]:
     """`token` events, then the `verdict`. An LLM that fails once the stream is open cannot
     change the status: an `error` event says why, and the verdict keeps the chain's own sentence."""
+    if query.verbalize and verdict.route == "small-talk":  # plain chat: the LLM's reply as it comes
+        from reverie.answer import SMALL_TALK_SYSTEM
+
+        start, said = time.perf_counter(), ""
+        try:
+            async for item in deployments.llm.options(stream=True).generate.remote(
+                query.question, SMALL_TALK_SYSTEM, {"seed": query.seed} if query.seed is not None else {}
+            ):
+                if isinstance(item, str):
+                    said += item
+                    yield _sse("token", {"text": item})
+            timings = {**verdict.timings_ms, "chat": round((time.perf_counter() - start) * 1000, 2)}
+            if said.strip():
+                verdict = verdict.model_copy(update={"answer": said.strip(), "backend": "llm", "timings_ms": timings})
+        except Exception as exc:  # noqa: BLE001 - reported in the stream, whose 200 is already sent
+            status, message = ollama_api.failure(exc)
+            yield _sse("error", {"detail": message, "status": status})
     if query.verbalize and verdict.chain is not None:  # when the graph does not say, its sentence is final
         start = time.perf_counter()
         try:
             async for item in deployments.llm.options(stream=True).stream_answer.remote(
-                query.question, verdict.chain, query.seed
+                verdict.resolved_question or query.question, verdict.chain, query.seed
             ):
                 if "token" in item:
                     yield _sse("token", {"text": item["token"]})
