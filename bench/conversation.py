@@ -47,8 +47,8 @@ def gold_history(conv, t: int) -> list[Turn]:
     ]
 
 
-def ask(pipeline, arm: str, conv, t: int, seed: int) -> tuple[bool, str, str | None, float]:
-    """(right, route, resolved question, seconds) of turn t under the arm."""
+def ask(pipeline, arm: str, conv, t: int, seed: int) -> tuple[str | None, str, str | None, float]:
+    """(top answer, route, resolved question, seconds) of turn t under the arm."""
     turn = conv.turns[t]
     memory = {"none": "none", "rule": "rule", "learned": "learned", "ceiling": "none"}[arm]
     text = turn.self_contained if arm == "ceiling" else turn.text
@@ -57,20 +57,19 @@ def ask(pipeline, arm: str, conv, t: int, seed: int) -> tuple[bool, str, str | N
     try:
         verdict = pipeline.answer(Query(question=text, seed=seed, verbalize=False), history, memory=memory)
     except NoMatchError:
-        return False, "unlinked", None, time.perf_counter() - start
+        return None, "unlinked", None, time.perf_counter() - start
     top = verdict.candidates[0].answer if verdict.candidates else None
-    return top in turn.answers, verdict.route, verdict.resolved_question, time.perf_counter() - start
+    return top, verdict.route, verdict.resolved_question, time.perf_counter() - start
 
 
 def resolution_accuracy(pipeline, convs) -> dict:
     """The learned memory's own accuracy on the follow-ups (subject and relation carry both right),
     its candidates linked as the store links them (reverie.models.conversation_memory.NameLinker)."""
-    from reverie.models.conversation_memory import NameLinker, VectorCache, follow_up_examples, memory_accuracy
+    from reverie.models.conversation_memory import VectorCache, follow_up_examples, graph_linker, memory_accuracy
 
     graph = conversation_graph(convs[0].graph)
     cache = VectorCache(pipeline.embed_texts)
-    names = sorted({s for s, _ in graph.tails} | {t for tails in graph.tails.values() for t in tails})
-    examples = follow_up_examples(convs, {graph.name: NameLinker(names, cache)}, cache)
+    examples = follow_up_examples(convs, {graph.name: graph_linker(graph, cache)}, cache)
     accuracy = memory_accuracy(pipeline.conversation_memory(), examples)
     # a follow-up whose subject no link found cannot be resolved: it counts as wrong
     out = {}
@@ -87,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--graphs", nargs="+", default=list(CONVERSATION_GRAPHS))
     parser.add_argument("--conversations", type=int, default=1000, help="test conversations per graph")
+    parser.add_argument(
+        "--asked",
+        type=int,
+        default=None,
+        help="of those, how many are asked through the pipeline under each arm (default all); the memory's "
+        "own resolution accuracy is measured on all of them",
+    )
     parser.add_argument("--arms", nargs="+", default=list(ARMS))
     parser.add_argument("--home", help="a home to reuse (the graphs are ingested when missing)")
     parser.add_argument("--threads", type=int, default=4, help="questions in flight at once")
@@ -111,10 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ingesting {name} …", file=sys.stderr, flush=True)
             pipeline.ingest_dataset(load_dataset(name))
 
-    results: dict = {"graphs": {}, "conversations": args.conversations, "home": str(home)}
+    results: dict = {"graphs": {}, "conversations": args.conversations, "asked": args.asked, "home": str(home)}
     for name in args.graphs:
         graph = conversation_graph(name)
-        convs = conversations(graph, "test", args.conversations, seed=0)
+        all_convs = conversations(graph, "test", args.conversations, seed=0)
+        convs = all_convs[: args.asked or len(all_convs)]
         # a first turn is the same question under every arm: asked once, as the ceiling's
         jobs = [
             (arm, c, t)
@@ -125,21 +132,30 @@ def main(argv: list[str] | None = None) -> int:
         ]
         started = time.perf_counter()
 
-        def run(job, convs=convs):
+        alone: dict = {}  # a question asked with no history (no memory, the ceiling) is answered once
+
+        def run(job, convs=convs, alone=alone):
             arm, c, t = job
-            return ask(pipeline, arm, convs[c], t, seed=c * 10 + t)
+            if arm not in ("none", "ceiling"):
+                return ask(pipeline, arm, convs[c], t, seed=0)
+            turn = convs[c].turns[t]
+            key = (arm, turn.self_contained if arm == "ceiling" else turn.text)
+            if key not in alone:
+                alone[key] = ask(pipeline, arm, convs[c], t, seed=0)
+            return alone[key]
 
         with ThreadPoolExecutor(args.threads) as pool:
             outcomes = list(pool.map(run, jobs))
         elapsed = time.perf_counter() - started
         table: dict = {}
-        for (arm, c, t), (right, route, resolved, seconds) in zip(jobs, outcomes, strict=True):
+        for (arm, c, t), (top, _route, _resolved, seconds) in zip(jobs, outcomes, strict=True):
             kind = convs[c].turns[t].kind
+            right = top in convs[c].turns[t].answers
             cell = table.setdefault(arm, {}).setdefault(kind, {"right": 0, "asked": 0, "seconds": []})
             cell["right"] += right
             cell["asked"] += 1
             cell["seconds"].append(seconds)
-        summary: dict = {"resolved": resolution_accuracy(pipeline, convs)}
+        summary: dict = {"resolved": resolution_accuracy(pipeline, all_convs)}
         for arm, kinds in table.items():
             row = {k: v["right"] / v["asked"] for k, v in kinds.items()}
             follow = [v for k, v in kinds.items() if k in FOLLOW_UP_KINDS]
@@ -195,7 +211,11 @@ def write_results(args, results: dict) -> None:
     notes = [
         "Hits@1 in percent: the top candidate is one of the graph's answers to the turn's (subject, relation). "
         f"{results['conversations']} test conversations per graph (4 follow-ups each), their wording never seen in "
-        "training; one home holding the three graphs; the LLM off; the hub routes every message.",
+        "training; the memory's resolution accuracy on all of them, the arms asked through the pipeline on the first "
+        f"{results['asked'] or results['conversations']} of each graph (every arm the same conversations, every "
+        "question seed 0); one home holding the three graphs; the LLM off; the hub routes every message. The "
+        "history each follow-up is asked with is the conversation's own (each earlier turn's words, subject and "
+        "the answer it went on from).",
     ]
     if {"learned", "ceiling", "rule"} <= overall.keys():
         gap = 100 * (overall["ceiling"]["follow-ups"] - overall["learned"]["follow-ups"])

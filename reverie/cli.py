@@ -156,8 +156,12 @@ def verdict_lines(verdict) -> list[str]:
     def path(chain) -> str:
         return " -> ".join([chain.steps[0].what] + [f"[{s.action}] {s.result}" for s in chain.steps])
 
+    if verdict.route == "small-talk":  # no graph: the LLM's reply, and nothing to show of a chain
+        return [f"Q: {verdict.question}", f"A: {verdict.answer}", f"   small talk · said by {verdict.backend}"]
     best = verdict.candidates[0]
     lines = [f"Q: {verdict.question}"]
+    if verdict.resolved_question:
+        lines.append(f"   asked as: {verdict.resolved_question}")
     if verdict.image is not None:
         token = "" if verdict.image.token is None else f", image token {verdict.image.token}"
         lines.append(f"   the image shows: {verdict.image.entity} (similarity {verdict.image.score:.2f}{token})")
@@ -1017,7 +1021,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = train_sub.add_parser("hub", help="train the message router: the spiking hub, or the MLP of the same size")
     t.add_argument("--router", default="spiking", help="spiking (the hub) or mlp (default spiking)")
-    t.add_argument("--epochs", type=int, default=20, help="passes over the routing set (default 20)")
+    t.add_argument("--epochs", type=int, default=40, help="passes over the routing set (default 40)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", help="where to save it (default: REVERIE_HOME/models/hub/ROUTER)")
     t.add_argument("--json", action="store_true", help="print the router's card as JSON")

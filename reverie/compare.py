@@ -68,7 +68,7 @@ from reverie.home import Home
 from reverie.schemas import Verdict
 
 SCHEMA = "reverie.compare/1"
-STAGES = ("encode", "link", "retrieve", "dream", "arbitrate", "verbalize", "remember")
+STAGES = ("encode", "route", "link", "resolve", "retrieve", "dream", "arbitrate", "verbalize", "remember")
 KG_WORDINGS = ("Tell me what {head} {relation}.", "Which entity does {head} {relation}?")
 """How a KG fact's (head, relation) is asked, the wordings taken in turn (bench/questions.py asks with them too)."""
 SPEED_PROMPTS = 8

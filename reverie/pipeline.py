@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import ray
 from ray.exceptions import RayTaskError
-from ray.serve.handle import DeploymentResponse
+from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from reverie import answer
 from reverie.actors import Services, here, init_ray, rollout_placements, rollout_task
@@ -354,7 +354,9 @@ class Pipeline:
             self._vectors = VectorCache(self.embed_texts)
         turns = answer.remembered(history)[-HISTORY_TURNS:]
         candidates = memory_candidates(
-            [(e.name, e.how, e.score) for e in linked if e.how in ("exact", "vector")], turns
+            [(e.name, e.how, e.score) for e in linked if e.how in ("exact", "vector")],
+            turns,
+            lambda names: get(self.services.store.facts_about.remote(names)),
         )
         if not candidates:
             return question, question_vec, linked
@@ -378,37 +380,40 @@ class Pipeline:
 
     def small_talk(self, query: Query, timings: dict[str, float]) -> Verdict:
         """A message the hub took for small talk: the LLM's plain chat reply (the template's when
-        `verbalize` is off), no graph."""
+        `verbalize` is off, or when no LLM can answer), no graph."""
         start = time.perf_counter()
+        reply, backend = answer.SMALL_TALK_TEMPLATE, "template"
         if query.verbalize:
-            reply = "".join(
-                p
-                for p in self.chat(query.question, answer.SMALL_TALK_SYSTEM, {"seed": query.seed})
-                if isinstance(p, str)
-            )
-            backend = self.settings.llm_backends[0] if reply.strip() else "template"
-            reply = reply.strip() or answer.SMALL_TALK_TEMPLATE
-        else:
-            reply, backend = answer.SMALL_TALK_TEMPLATE, "template"
+            try:
+                said = "".join(
+                    p
+                    for p in self.chat(query.question, answer.SMALL_TALK_SYSTEM, {"seed": query.seed})
+                    if isinstance(p, str)
+                )
+            except Exception as exc:  # noqa: BLE001 - no LLM: small talk still gets its sentence
+                log.warning("small talk falls back to the template: %s", exc)
+                said = ""
+            if said.strip():
+                reply, backend = said.strip(), self.settings.llm_backends[0]
         timings["chat"] = round((time.perf_counter() - start) * 1000, 2)
         return answer.small_talk_verdict(query, reply, backend, timings)
 
+    def _stream(self, method: str, *args) -> Iterator:
+        """A streaming method of the LLM: an actor's (the CLI, the Python API) or a Serve deployment's."""
+        llm = self.services.llm
+        if isinstance(llm, DeploymentHandle):
+            yield from getattr(llm.options(stream=True), method).remote(*args)
+        else:
+            for ref in getattr(llm, method).options(num_returns="streaming").remote(*args):
+                yield get(ref)
+
     def chat(self, message: str, system: str | None, options: dict) -> Iterator:
         """The LLM's reply to a plain message, streamed: text pieces, then a Finish."""
-        from reverie.llm.base import BackendUnavailable
-
-        try:
-            for ref in self.services.llm.generate.options(num_returns="streaming").remote(
-                message, system, {k: v for k, v in options.items() if v is not None}
-            ):
-                yield get(ref)
-        except BackendUnavailable:
-            return
+        yield from self._stream("generate", message, system, {k: v for k, v in options.items() if v is not None})
 
     def stream_answer(self, question: str, chain, seed: int | None) -> Iterator[dict[str, str]]:
         """The answer sentence as the LLM writes it ({"token"}), then the checked one ({"answer", "backend"})."""
-        for ref in self.services.llm.stream_answer.options(num_returns="streaming").remote(question, chain, seed):
-            yield get(ref)
+        yield from self._stream("stream_answer", question, chain, seed)
 
     def refinement(self) -> answer.Refine | None:
         """The reward model's refinement of confidence, once ratings fit one that beats the confidence

@@ -1,5 +1,6 @@
-"""`reverie chat`: its commands parsed (pure), its loop over a stand-in API (no Ray), and the
-command itself, once through a pseudo-terminal as a person types and once with piped lines."""
+"""`reverie chat`: its commands parsed (pure), its loop over the real API (the session's local Ray)
+and through the real server (Ray Serve over HTTP on 127.0.0.1), and the command itself, once through
+a pseudo-terminal as a person types and once with piped lines."""
 
 from __future__ import annotations
 
@@ -11,15 +12,11 @@ import select
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from reverie.chat import ChatSession, Command, CommandError, parse_command, run_chat, unquote
-from reverie.errors import NoMatchError
-from reverie.llm.base import Finish
 
 # ---------- parse_command: pure ----------
 
@@ -97,115 +94,88 @@ def test_unquote_takes_a_multi_line_block_or_plain_quotes():
     assert unquote("as it is") == "as it is"
 
 
-# ---------- the loop, over a stand-in API (no Ray) ----------
+# ---------- the loop, over the real API (the session's local Ray) and the real server ----------
+
+QUESTION = "What happens when you drop a glass cup?"
 
 
-@dataclass
-class FakeVerdict:
-    """The fields of a Verdict the chat reads."""
+@pytest.fixture(scope="module")
+def api(world_pipeline, world_settings):
+    """The Python API over the session's world home and Ray, as `reverie chat --local` builds it."""
+    from reverie.api import Reverie
 
-    question: str
-    answer: str
-    route: str = "graph"
-    chain: object | None = None
-    candidates: list = field(default_factory=list)
-    resolved_question: str | None = None
-    session_id: str | None = None
-    policy: str = "embedding-walker"
-    timings_ms: dict = field(default_factory=lambda: {"encode": 1.0})
-    id: str = "verdict-1"
-
-    def model_copy(self, update):
-        return replace(self, **update)
+    api = Reverie.from_settings(world_settings)
+    api._pipeline = world_pipeline
+    return api
 
 
-class FakeApi:
-    """Answers "hello" as small talk, anything about a cup from the graph, and nothing else; says
-    a reply as three pieces and a Finish."""
-
-    def __init__(self):
-        self.settings = SimpleNamespace(
-            home=Path("/nowhere"),
-            temperature=0.0,
-            max_new_tokens=48,
-            top_k=40,
-            walker="auto",
-            llm_backends=["local"],
-            paths=SimpleNamespace(policies=Path("/nowhere/policies")),
-        )
-        self.asked, self.said, self.rated = [], [], []
-
-    def warm_up(self, llm=True):
-        pass
-
-    def ask(self, message, image=None, **options):
-        self.asked.append((message, image, options))
-        if message == "hello":
-            return FakeVerdict(message, "Hello.", route="small-talk", session_id=options["session_id"])
-        if "cup" not in message and "heat" not in message:
-            raise NoMatchError(f"no entity in the graph matches {message!r}")
-        resolved = "What happens when you heat a glass cup?" if message.startswith("and") else None
-        chain = SimpleNamespace(steps=[])
-        return FakeVerdict(
-            message, "It shatters.", chain=chain, resolved_question=resolved, session_id=options["session_id"]
-        )
-
-    def say(self, verdict, system=None, options=None):
-        self.said.append((verdict.question, system, options))
-        yield from ["It ", "sha"]
-        if "interrupt" in verdict.question:  # as Ctrl-C arrives while the answer streams
-            raise KeyboardInterrupt
-        yield "tters."
-        yield Finish(prompt_tokens=10, completion_tokens=3, reason="stop", prompt_ns=10**7, completion_ns=3 * 10**7)
-
-    def query(self, message, image=None, **options):
-        return SimpleNamespace(question=message, image=image, **options)
-
-    def check_image(self, image):
-        from reverie.images import load_image
-
-        load_image(image, name=str(image))
-
-    def feedback(self, verdict, rating, note=""):
-        self.rated.append((verdict.id, rating, note))
+def chat(api, lines: list[str], session: ChatSession | None = None, stdout=None, **kwargs):
+    """Piped `lines` chatted through: (exit status, stdout, the session with its last verdict)."""
+    session = session or ChatSession()
+    out = stdout if stdout is not None else io.StringIO()
+    stdin = io.StringIO("".join(line + "\n" for line in lines))
+    status = run_chat(api, stdin, out, tty=False, session=session, **kwargs)
+    return status, out.getvalue(), session
 
 
-def chat(lines: list[str], session: ChatSession | None = None) -> tuple[int, str, FakeApi]:
-    api, out = FakeApi(), io.StringIO()
-    status = run_chat(api, io.StringIO("".join(line + "\n" for line in lines)), out, tty=False, session=session)
-    return status, out.getvalue(), api
+def no_trouble(err: str) -> bool:
+    return "reverie:" not in err and "Traceback" not in err
 
 
-def test_piped_lines_are_turns_of_one_conversation(capsys):
-    status, out, api = chat(["What happens when you drop a glass cup?", "and if you heat it?", "hello"])
-    assert status == 0
-    assert out.splitlines() == ["It shatters.", "It shatters.", "It shatters."]  # streamed, no prompts
-    sessions = {options["session_id"] for _, _, options in api.asked}
-    assert len(sessions) == 1 and all(options["verbalize"] is False for _, _, options in api.asked)
+@pytest.mark.ray
+def test_piped_lines_are_turns_of_one_conversation(api, capsys):
+    status, out, session = chat(api, [QUESTION, "And if you heat it?", "/why", "hello"])
+    err = capsys.readouterr().err
+    assert status == 0 and no_trouble(err), err
+    assert "shatter" in out.lower(), out  # the first answer, streamed
+    # /why of the follow-up: the conversation's memory asked it of the glass cup
+    asked = re.search(r"\(asked: (.*)\)", out)
+    assert asked and "glass cup" in asked.group(1), out
+    assert session.last.route == "small-talk" and session.last.answer.strip()  # small talk, answered
+    assert session.last.session_id == session.session_id
 
 
-def test_settings_reach_the_llm_and_the_rollouts(capsys):
-    _, out, api = chat(["/set parameter seed 3", "/temp 0.5", "/set system Be brief.", "/show parameters", "hello"])
-    assert api.said == [("hello", "Be brief.", {"seed": 3, "temperature": 0.5})]
-    assert api.asked[0][2]["seed"] == 3
-    assert re.search(r"seed\s+3", out) and re.search(r"temperature\s+0.5", out)
+@pytest.mark.ray
+def test_settings_reach_the_llm_and_the_rollouts(api, capsys):
+    lines = ["/set parameter seed 3", "/set parameter num_predict 2", "/set system Be brief.", "/set verbose"]
+    status, out, session = chat(api, [*lines, "/show parameters", "hello", QUESTION])
+    err = capsys.readouterr().err
+    assert status == 0 and no_trouble(err), err
+    assert re.search(r"seed\s+3", out) and re.search(r"num_predict\s+2", out)
+    # the LLM got num_predict: small talk's reply stopped at 2 tokens
+    said = int(re.search(r"^eval count:\s+(\d+) token", err, re.M).group(1))
+    assert 1 <= said <= 2, err
+    # the rollouts got the seed: the chat's verdict is the one seed 3 gives
+    alone = api.ask(QUESTION, seed=3, verbalize=False)
+    assert session.last.route == "graph"
+    assert session.last.answer_entity == alone.answer_entity
+    assert session.last.chain == alone.chain and session.last.candidates == alone.candidates
 
 
-def test_no_stream_prints_the_verdicts_answer(capsys):
-    _, out, api = chat(["/stream off", "What happens when you drop a glass cup?"])
-    assert out.splitlines()[-1] == "It shatters." and api.said == []
-    assert api.asked[0][2]["verbalize"] is True
+@pytest.mark.ray
+def test_no_stream_prints_the_verdicts_answer(api, capsys):
+    status, out, session = chat(api, ["/stream off", QUESTION])
+    assert status == 0 and no_trouble(capsys.readouterr().err)
+    assert out == f"Streaming off.\n{session.last.answer}\n"
+    assert "shatter" in session.last.answer.lower()
 
 
-def test_clear_starts_a_new_session(capsys):
-    _, _, api = chat(["hello", "/clear", "hello"])
-    assert api.asked[0][2]["session_id"] != api.asked[1][2]["session_id"]
+@pytest.mark.ray
+def test_clear_starts_a_new_session(api, capsys):
+    session = ChatSession()
+    first = session.session_id
+    _, out, session = chat(api, [QUESTION, "/clear", "And if you heat it?"], session)
+    assert "Cleared session context" in out and session.session_id != first
+    # the follow-up has no conversation to lean on: not asked of the glass cup
+    assert session.last is None or "glass cup" not in (session.last.resolved_question or "")
 
 
-def test_errors_are_one_line_and_the_chat_goes_on(capsys, tmp_path):
+@pytest.mark.ray
+def test_errors_are_one_line_and_the_chat_goes_on(api, capsys, tmp_path):
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_text("not an image")
-    status, out, _ = chat(
+    status, out, session = chat(
+        api,
         [
             "/foo",
             "/set parameter temperature hot",
@@ -213,61 +183,99 @@ def test_errors_are_one_line_and_the_chat_goes_on(capsys, tmp_path):
             "/rate good",
             f"/image {tmp_path / 'missing.png'}",
             f"/image {not_an_image}",
-            "What is a quasar?",
-            "hello",
-        ]
+            "What happens when you drop a zorblax quintic?",
+            "/stream off",
+            QUESTION,
+        ],
     )
     errors = capsys.readouterr().err.splitlines()
-    assert status == 0 and out.splitlines() == ["It shatters."]
+    assert status == 0 and out.splitlines() == ["Streaming off.", session.last.answer]
+    assert "shatter" in session.last.answer.lower()
     assert errors[0] == "Unknown command '/foo'. Type /? for help."
     assert "temperature must be a number" in errors[1]
     assert errors[2].startswith("No answer yet") and errors[3].startswith("No answer to rate")
     assert errors[4].startswith("reverie: ") and "no such file" in errors[4]
     assert errors[5].startswith("reverie: ") and "image" in errors[5]
-    assert errors[6].startswith("reverie: no entity in the graph matches")
-    assert len(errors) == 7
+    assert errors[6].startswith("reverie: ")  # nothing in the graph is a zorblax
+    assert len(errors) == 7, errors
 
 
-def test_a_multi_line_message_and_rating(capsys):
-    _, _, api = chat(['"""What happens', "when you drop a glass cup?", '"""', "/rate bad it bounced", "/bye", "hello"])
-    assert api.asked[0][0] == "What happens\nwhen you drop a glass cup?"
-    assert api.rated == [("verdict-1", "bad", "it bounced")]
-    assert len(api.asked) == 1  # /bye ended the chat
+@pytest.mark.ray
+def test_a_multi_line_message_and_rating(api, world_settings, capsys):
+    from reverie.feedback import FEEDBACK_FILE
+    from reverie.schemas import FeedbackRecord
+
+    lines = ['"""What happens', "when you drop a glass cup?", '"""', "/rate good nice", "/bye", "hello"]
+    status, out, session = chat(api, lines)
+    assert status == 0 and no_trouble(capsys.readouterr().err)
+    assert "Rated the last answer good" in out
+    verdict = session.last  # the rated answer: /bye ended the chat before "hello"
+    assert verdict.question == "What happens\nwhen you drop a glass cup?" and verdict.route == "graph"
+    dataset = (world_settings.paths.feedback / FEEDBACK_FILE).read_text().splitlines()
+    records = [FeedbackRecord.model_validate_json(line) for line in dataset if line]
+    rated = [r for r in records if r.verdict_id == verdict.id]
+    assert len(rated) == 1 and rated[0].rating == "good" and rated[0].note == "nice"
+    assert rated[0].question == verdict.question and rated[0].answer_entity == verdict.answer_entity
 
 
-def test_verbose_prints_ollamas_timings(capsys):
-    chat(["/set verbose", "hello"])
+@pytest.mark.ray
+def test_verbose_prints_ollamas_timings(api, capsys):
+    chat(api, ["/set verbose", QUESTION])
     err = capsys.readouterr().err
-    for label in ("total duration:", "prompt eval count:", "eval count:", "eval rate:"):
-        assert label in err
-    assert "100.00 tokens/s" in err  # 3 tokens in 30 ms
+    for label in ("total duration:", "prompt eval count:", "eval count:", "eval duration:", "graph stages (ms):"):
+        assert label in err, err
+    assert re.search(r"^eval rate:\s+\d+\.\d\d tokens/s$", err, re.M), err
 
 
-def test_ctrl_c_stops_the_answer_not_the_chat(capsys):
-    status, out, api = chat(["What happens when you drop a glass cup? interrupt", "hello"])
-    assert status == 0 and out.splitlines() == ["It sha", "It shatters."]
+class CtrlCOnTheFirstWord(io.StringIO):
+    """A terminal where Ctrl-C is pressed as the first word of an answer arrives."""
+
+    pressed = False
+
+    def write(self, text: str) -> int:
+        if text.strip() and not self.pressed:
+            self.pressed = True
+            raise KeyboardInterrupt
+        return super().write(text)
 
 
-class FakeServer:
-    """A `reverie serve` holding the home: answers whole."""
-
-    url = "http://127.0.0.1:8000"
-
-    def __init__(self, api: FakeApi):
-        self.api = api
-
-    def ask(self, query):
-        return self.api.ask(query.question, query.image, session_id=query.session_id, verbalize=query.verbalize)
+@pytest.mark.ray
+def test_ctrl_c_stops_the_answer_not_the_chat(api, capsys):
+    stdout = CtrlCOnTheFirstWord()
+    status, out, session = chat(api, [QUESTION, "hello"], stdout=stdout)
+    assert status == 0 and stdout.pressed and no_trouble(capsys.readouterr().err)
+    first, rest = out.split("\n", 1)
+    assert first == ""  # the answer stopped at its first word: its line ended, nothing of it printed
+    assert session.last.route == "small-talk" and rest.strip()  # the next line was answered
 
 
-def test_through_a_server_answers_come_whole(capsys):
-    api, out = FakeApi(), io.StringIO()
-    server = FakeServer(api)
-    lines = "What happens when you drop a glass cup?\nand if you heat it?\n"
-    assert run_chat(api, io.StringIO(lines), out, tty=False, server=server) == 0
-    assert out.getvalue().splitlines()[:2] == ["It shatters.", "It shatters."] and api.said == []
-    assert [options["verbalize"] for _, _, options in api.asked] == [True, True]
-    assert len({options["session_id"] for _, _, options in api.asked}) == 1
+@pytest.mark.ray
+def test_through_a_server_answers_come_whole(served, capsys, tmp_path):
+    import os
+    import socket
+
+    from reverie.api import Reverie
+    from reverie.client import ServerNote, running_server
+    from reverie.config import Settings
+    from testkit.servers import API_KEY
+
+    url, settings = served
+    # As `reverie serve` notes itself in its home, and `reverie chat` finds it there.
+    client_home = Settings(home=tmp_path)
+    note = ServerNote(url, os.getpid(), socket.gethostname(), API_KEY, settings.max_body_bytes, time.time())
+    note.write(client_home.paths.server)
+    server = running_server(client_home)
+    assert server is not None and server.url == url.rstrip("/")
+
+    api = Reverie.from_settings(settings)  # the CLI's: it builds queries, and starts no Ray of its own
+    status, out, session = chat(api, [QUESTION, "And if you heat it?", "/why"], server=server)
+    err = capsys.readouterr().err
+    assert status == 0 and no_trouble(err) and f"Asking the reverie serve at {server.url}" in err, err
+    assert api._pipeline is None
+    assert "shatter" in out.splitlines()[0].lower(), out  # whole, on one line
+    assert session.last.route == "follow-up" and "glass cup" in session.last.resolved_question
+    assert session.last.session_id == session.session_id
+    assert f"(asked: {session.last.resolved_question})" in out
 
 
 # ---------- the command itself: a fresh home with the world ----------
@@ -291,15 +299,11 @@ def world_home(tmp_path_factory):
     )
     assert result.returncode == 0, result.stderr
     # What a home makes on first use, made once here rather than inside the chats' time: the bundled
-    # LLM's safetensors copy (~20 s) and the message router (30-60 s on 2 cores, trained on the first message).
+    # LLM's safetensors copy (~20 s). The message router is the one Reverie ships.
     from reverie.config import Settings
-    from reverie.encoders import TextEncoder
     from reverie.llm.local import LocalLLM
-    from reverie.models.hub import router_for_home
 
-    settings = Settings(home=home)
-    LocalLLM(settings.paths.models).load()
-    router_for_home(settings.paths.router(settings.router), settings.router, TextEncoder().encode)
+    LocalLLM(Settings(home=home).paths.models).load()
     return home
 
 

@@ -113,6 +113,11 @@ def test_ingest_then_ask_end_to_end(tmp_path):
     assert nomatch.returncode == 2
     assert "no entity in the graph matches" in error_line(nomatch)
 
+    # small talk names nothing either, but it is answered, not refused
+    hello = reverie("ask", "hello!", "--no-llm", home=home)
+    assert hello.returncode == 0, hello.stderr
+    assert "A: " in hello.stdout and "small talk" in hello.stdout
+
 
 @pytest.mark.ray
 @pytest.mark.slow

@@ -85,9 +85,9 @@ def trained(encoder):
 
     from reverie.models.conversation_memory import (
         MemoryTraining,
-        NameLinker,
         VectorCache,
         follow_up_examples,
+        graph_linker,
         train_memory,
     )
 
@@ -100,8 +100,7 @@ def trained(encoder):
     for name in ("world", "kinships"):
         graph = conversation_graph(name)
         convs = conversations(graph, "test", 40)
-        names = sorted({s for s, _ in graph.tails} | {t for v in graph.tails.values() for t in v})
-        examples[name] = follow_up_examples(convs, {graph.name: NameLinker(names, cache)}, cache)
+        examples[name] = follow_up_examples(convs, {graph.name: graph_linker(graph, cache)}, cache)
         held[name] = convs
     return model, report, examples, held, cache
 
@@ -143,6 +142,7 @@ def test_the_shipped_memory_points_at_the_subject_and_the_relation(trained):
         SHIPPED,
         RememberedTurn,
         entity_vectors,
+        graph_linker,
         history_matrix,
         load_memory,
         memory_candidates,
@@ -150,9 +150,10 @@ def test_the_shipped_memory_points_at_the_subject_and_the_relation(trained):
 
     model, cache = load_memory(SHIPPED), trained[4]
     history = [RememberedTurn("What is a glass cup made of?", "glass cup", "glass")]
+    facts = graph_linker(conversation_graph("world"), cache).facts_about
 
     def resolve(text, linked=()):
-        candidates = memory_candidates(list(linked), history)
+        candidates = memory_candidates(list(linked), history, facts)
         return model.resolve(
             text,
             cache([text])[0],
@@ -170,6 +171,10 @@ def test_the_shipped_memory_points_at_the_subject_and_the_relation(trained):
     switch = resolve("Now, where is a rubber ball found?", [("rubber ball", "exact", 1.0)])
     assert (switch.subject, switch.carries_relation) == ("rubber ball", False)
     assert 0.5 <= same.subject_probability <= 1.0
+    # an answer the graph holds no fact about is no subject, whatever the words ("shatters" after a drop)
+    history[:] = [RememberedTurn("What happens if I drop a glass cup?", "glass cup", "shatters")]
+    hammer = resolve("And if I hit it with a hammer?")
+    assert hammer.subject == "glass cup"
 
 
 def test_save_and_load_give_the_same_resolutions(trained, tmp_path):
@@ -215,7 +220,7 @@ def test_a_session_resolves_each_kind_of_follow_up(world_pipeline):
     assert first.route == "graph" and first.resolved_question is None
     heat = ask("And if you heat it?")
     assert heat.route == "follow-up" and "glass cup" in heat.resolved_question
-    assert heat.linked[0].name == "glass cup" and heat.linked[0].how == "memory"
+    assert heat.linked[0].name == "glass cup" and heat.linked[0].how in ("exact", "memory")
     ball = ask("What about a rubber ball?")
     assert ball.route == "follow-up" and ball.resolved_question.lower().startswith("and if you heat rubber ball")
     assert ball.linked[0].name == "rubber ball"
@@ -279,3 +284,27 @@ def test_the_mlp_router_gives_graph_questions_the_same_answers(world_pipeline):
         assert hub.route == mlp.route == "graph"
         assert hub.answer_entity == mlp.answer_entity and hub.answer_entity is not None
     assert with_mlp.answer(Query(question="thanks, bye!", verbalize=False)).route == "small-talk"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["memory", "--conversations", "3"], "--conversations must be at least 10"),
+        (["memory", "--graphs", "world", "nope"], "unknown graph 'nope'"),
+        (["memory", "--epochs", "0"], "--epochs must be at least 1"),
+        (["hub", "--router", "lstm"], "unknown router 'lstm'"),
+    ],
+)
+def test_training_commands_refuse_bad_input_in_one_line(args, message, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "REVERIE_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "reverie.cli", "train", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("reverie: error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not any(tmp_path.iterdir())  # nothing written

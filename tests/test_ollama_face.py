@@ -182,6 +182,15 @@ def test_a_follow_up_in_a_chat_keeps_its_subject(client):
     assert 400 <= refused.value.status_code < 500
 
 
+def test_small_talk_with_the_reasoning_model_is_a_chat_reply(client):
+    """ "hello" names nothing in the graph: the hub routes it to small talk and the LLM replies,
+    with no chain, where it was once refused."""
+    reply = client.chat(model="reverie", messages=[{"role": "user", "content": "hello!"}], stream=False)
+    assert reply.message.content.strip() and "Chain (" not in reply.message.content
+    streamed = list(client.chat(model="reverie", messages=[{"role": "user", "content": "thanks a lot!"}], stream=True))
+    assert "".join(p.message.content for p in streamed).strip() and streamed[-1].done
+
+
 # ---------- the bundled LLM ----------
 def test_generation_reports_counts_and_a_true_done_reason(client):
     cut = client.generate(model="smollm2:135m", prompt="Tell me about cats.", options=GREEDY)

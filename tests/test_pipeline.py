@@ -24,7 +24,17 @@ def test_three_hop_question_has_the_right_answer_and_chain(world_pipeline):
     assert [s.edge_id for s in verdict.chain.steps] == [edge_id(*h) for h in hops]
     assert all(s.source == WORLD_SOURCE and not s.inverse and not s.imagined for s in verdict.chain.steps)
     assert verdict.linked[0].name == "glass cup" and verdict.linked[0].how == "exact"
-    assert set(verdict.timings_ms) == {"encode", "link", "retrieve", "dream", "arbitrate", "verbalize", "remember"}
+    assert set(verdict.timings_ms) == {
+        "encode",
+        "route",
+        "link",
+        "resolve",
+        "retrieve",
+        "dream",
+        "arbitrate",
+        "verbalize",
+        "remember",
+    }
     assert verdict.candidates[0].answer == "shatters" and len(verdict.alternatives) == len(verdict.candidates) - 1
     assert verdict.backend == "template" and verdict.answer == template_sentence(SAMPLE_QUESTION, verdict.chain)
 
@@ -59,7 +69,7 @@ def test_follow_up_continues_from_the_last_subject(world_pipeline):
     follow = world_pipeline.answer(
         Query(question="And what if you hit it with a hammer?", session_id="s1", seed=0, verbalize=False)
     )
-    assert follow.linked[0].how == "memory" and follow.linked[0].name == "glass cup"
+    assert follow.linked[0].how in ("exact", "memory") and follow.linked[0].name == "glass cup"
     assert follow.answer_entity == "cracks"
     # without the session there is nothing to continue from
     with pytest.raises(NoMatchError):

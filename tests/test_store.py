@@ -111,6 +111,14 @@ def test_link_prefers_exact_longest_phrases(settings, encoder):
     assert all(e.how == "vector" for e in linked[1:])
 
 
+def test_facts_about_counts_the_facts_each_entity_heads_and_follows_ingest(settings, encoder):
+    store = GraphStore(settings)
+    ingest(store, encoder)
+    assert store.facts_about(["glass cup", "shatters", "glass", "nowhere"]) == [2, 0, 1, 0]
+    ingest(store, encoder, [("shatters", "leaves", "shards")])
+    assert store.facts_about(["shatters", "shards"]) == [1, 0]
+
+
 def test_search_finds_whole_names_then_prefixes_then_parts_then_vectors(settings, encoder):
     store = GraphStore(settings)
     assert store.search("glass", encoder.encode(["glass"])[0], 5) == []  # an empty graph finds nothing

@@ -316,6 +316,25 @@ def _paraphrase(rng: np.random.Generator, text: str) -> str:
 # -------------------------------------------------------------------------------- the set
 
 
+CONVERSATION_SHARE = 0.4
+"""Of the follow-ups (and a share of the graph questions, as topic switches), those drawn from the
+generated conversations (reverie/data/conversations.py, the same split): the wordings the memory
+resolves, "Name what this one isa.", must not look like small talk to the hub."""
+
+
+def _conversation_turns(split: Split, seed: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(follow-ups, topic switches) of the split's generated conversations, each as (text, previous turn)."""
+    from reverie.data.conversations import CONVERSATION_GRAPHS, conversation_graph, conversations
+
+    leaning: list[tuple[str, str]] = []
+    switching: list[tuple[str, str]] = []
+    for name in CONVERSATION_GRAPHS:
+        for conv in conversations(conversation_graph(name), split, 60, seed):
+            for last, turn in zip(conv.turns, conv.turns[1:], strict=False):
+                (switching if turn.kind == "topic-switch" else leaning).append((turn.text, last.text))
+    return leaning, switching
+
+
 def routing_messages(split: Split, seed: int = 0) -> list[RoutingMessage]:
     """The routing set's `split`: MESSAGES_PER_ROUTE[split] messages of each route, in a shuffled
     order, the same for the same seed. The test split uses only test wordings (seed + 1 draws
@@ -342,11 +361,20 @@ def routing_messages(split: Split, seed: int = 0) -> list[RoutingMessage]:
         """A graph question of this split (of `domain` when given) as the conversation's last turn."""
         return _pick(rng, by_domain[domain] if domain is not None else graph_texts)
 
+    leaning, switching = _conversation_turns(split, seed)
     messages: list[RoutingMessage] = []
+    previous: str | None
     for text, _domain in graph:
-        previous = previous_question() if rng.random() < PREVIOUS_SHARE else None
+        if rng.random() < CONVERSATION_SHARE:  # a topic switch in a conversation: still a graph question
+            text, previous = switching[int(rng.integers(len(switching)))]
+        else:
+            previous = previous_question() if rng.random() < PREVIOUS_SHARE else None
         messages.append(RoutingMessage(text, previous, False, "graph"))
     for _ in range(count):
+        if rng.random() < CONVERSATION_SHARE:  # a follow-up of the generated conversations, after its last turn
+            text, previous = leaning[int(rng.integers(len(leaning)))]
+            messages.append(RoutingMessage(text, previous, False, "follow-up"))
+            continue
         text, domain = draw(FOLLOW_UP[split])
         messages.append(RoutingMessage(text, previous_question(domain), False, "follow-up"))
     for _ in range(count):

@@ -172,6 +172,7 @@ class GraphStore:
         self._search_keys: list[str] | None = None  # each entity's normalised name, for search
         self._graph: nx.MultiDiGraph | None = None
         self._columns_by_id: tuple[np.ndarray, np.ndarray] | None = None  # names and types as object arrays
+        self._head_counts: np.ndarray | None = None  # facts per head entity (facts_about)
 
     def _ensure_loaded(self) -> None:
         if not self._loaded:
@@ -879,6 +880,14 @@ class GraphStore:
             anchors=local[[self._entity_index[s] for s in anchors]],
             anchor_weights=weights / weights.sum(),
         )
+
+    @_loaded
+    def facts_about(self, names: list[str]) -> list[int]:
+        """How many facts each entity is the head of (0 for a name the graph does not hold): what
+        the conversational memory weighs a candidate subject by."""
+        if self._head_counts is None:
+            self._head_counts = np.bincount(self._heads, minlength=len(self._names))
+        return [int(self._head_counts[i]) if (i := self._entity_index.get(n)) is not None else 0 for n in names]
 
     @_loaded
     def calibration_questions(self, hops: int, count: int, seed: int = 0) -> list[GraphQuestion]:

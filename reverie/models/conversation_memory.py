@@ -107,7 +107,7 @@ def message_features(text: str, candidates: Sequence[MemoryCandidate]) -> np.nda
 
 
 MESSAGE_FEATURES = len(CUE_WORDS) + 3
-CANDIDATE_FEATURES = len(ROLES) + 3
+CANDIDATE_FEATURES = len(ROLES) + 5
 
 
 class MemoryLoadError(ReverieError):
@@ -130,6 +130,8 @@ class MemoryCandidate:
     roles: frozenset[str]
     score: float = 1.0
     """Its link score for the message's words (1.0 for an exact name or a remembered entity)."""
+    facts: int = 0
+    """How many facts the graph holds with it as the subject: an entity with none cannot be asked about."""
 
     def cover(self, words: Sequence[str]) -> float:
         """The share of its name's words the message uses."""
@@ -139,8 +141,9 @@ class MemoryCandidate:
         return sum(w in words for w in own) / len(own) if own else 0.0
 
     def features(self, words: Sequence[str]) -> list[float]:
-        """Its roles, its link score, the share of its name the message says, and how long a name
-        that is (a fully said longer name, "ceramic tiles", beats the shorter one inside it)."""
+        """Its roles, its link score, the share of its name the message says, how long a name that
+        is (a fully said longer name, "ceramic tiles", beats the shorter one inside it), and whether
+        the graph holds facts about it, and how many."""
         from reverie.encoders.text import display
 
         cover = self.cover(words)
@@ -148,6 +151,8 @@ class MemoryCandidate:
             self.score,
             cover,
             cover * min(len(stems(display(self.name))), 4) / 4,
+            float(self.facts == 0),
+            min(float(np.log1p(self.facts) / np.log1p(64)), 1.0),
         ]
 
 
@@ -171,11 +176,13 @@ class Resolution:
 
 
 def memory_candidates(
-    linked: Sequence[tuple[str, str, float]], history: Sequence[RememberedTurn]
+    linked: Sequence[tuple[str, str, float]],
+    history: Sequence[RememberedTurn],
+    facts_about: Callable[[list[str]], list[int]],
 ) -> list[MemoryCandidate]:
     """The candidate subjects of a follow-up: the message's linked entities ((name, how, score),
     how "exact" or "vector"), the last subject, the last answer and the subjects before, each once
-    with every role it has."""
+    with every role it has, and how many facts the graph holds about it (`facts_about`)."""
     roles: dict[str, set[str]] = {}
     scores: dict[str, float] = {}
 
@@ -192,7 +199,9 @@ def memory_candidates(
         add(history[-1].answer, "last-answer")
         for turn in history[-HISTORY_TURNS:-1]:
             add(turn.subject, "earlier")
-    return [MemoryCandidate(n, frozenset(r), scores[n]) for n, r in roles.items()]
+    names = list(roles)
+    counts = facts_about(names) if names else []
+    return [MemoryCandidate(n, frozenset(roles[n]), scores[n], c) for n, c in zip(names, counts, strict=True)]
 
 
 class ConversationMemory(nn.Module):
@@ -342,6 +351,10 @@ class NameLinker:
             self.phrases.setdefault(normalise(display(name)), []).append(name)
         self.vectors = entity_vectors(cache, self.names)
         self.cache, self.top_k, self.min_score = cache, top_k, min_score
+        self.head_counts: dict[str, int] = {}
+
+    def facts_about(self, names: list[str]) -> list[int]:
+        return [self.head_counts.get(n, 0) for n in names]
 
     def link(self, text: str) -> list[tuple[str, str, float]]:
         from reverie.graph_store.store import normalise
@@ -374,7 +387,7 @@ def follow_up_examples(conversations, linkers: dict[str, NameLinker], cache: Vec
         for t in range(1, len(conv.turns)):
             turn = conv.turns[t]
             history = [RememberedTurn(p.text, p.subject, p.said) for p in conv.turns[:t]][-HISTORY_TURNS:]
-            candidates = memory_candidates(linker.link(turn.text), history)
+            candidates = memory_candidates(linker.link(turn.text), history, linker.facts_about)
             names = [c.name for c in candidates]
             if turn.subject not in names:
                 missed[turn.kind] = missed.get(turn.kind, 0) + 1
@@ -460,7 +473,7 @@ def train_memory(
     for name in training.graphs:
         graph = conversation_graph(name)
         convs += conversations(graph, "train", training.conversations_per_graph, training.seed)
-        linkers[graph.name] = NameLinker(sorted({s for s, _ in graph.tails} | _tails(graph)), cache)
+        linkers[graph.name] = graph_linker(graph, cache)
     examples = follow_up_examples(convs, linkers, cache)
     model = ConversationMemory(MemoryShape(dim=examples.question.shape[1] - MESSAGE_FEATURES))
     optimizer = torch.optim.AdamW(model.parameters(), lr=training.lr, weight_decay=1e-4)
@@ -486,8 +499,14 @@ def train_memory(
     return model, MemoryReport(len(examples), examples.missed, time.perf_counter() - start, accuracy, losses)
 
 
-def _tails(graph) -> set[str]:
-    return {t for tails in graph.tails.values() for t in tails}
+def graph_linker(graph, cache: VectorCache) -> NameLinker:
+    """A NameLinker over a conversation graph's entities, knowing how many facts each heads."""
+    linker = NameLinker(
+        sorted({s for s, _ in graph.tails} | {t for tails in graph.tails.values() for t in tails}), cache
+    )
+    for (head, _), tails in graph.tails.items():
+        linker.head_counts[head] = linker.head_counts.get(head, 0) + len(tails)
+    return linker
 
 
 @torch.no_grad()

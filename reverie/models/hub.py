@@ -101,7 +101,7 @@ class Router(Protocol):
 class HubTraining:
     """How a router is fitted: Adam on mini-batches, the learning rate on a cosine."""
 
-    epochs: int = 20
+    epochs: int = 40
     batch_size: int = 64
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
