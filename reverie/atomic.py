@@ -53,3 +53,24 @@ def atomic_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:
         while chunk := src.read(1 << 20):
             out.write(chunk)
     return Path(target)
+
+
+def replace_folder(staging: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename a finished `staging` folder to `target`; an old `target` is moved aside first and
+    removed after, and put back if the rename fails: the one way a saved model folder is replaced."""
+    import shutil
+    import time
+
+    staging, target = Path(staging), Path(target)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}-old-{os.getpid()}-{time.monotonic_ns()}")
+        os.rename(target, old)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        if old is not None:
+            os.rename(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

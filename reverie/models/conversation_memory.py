@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from reverie.atomic import replace_folder
 from reverie.errors import ReverieError
 
 ROLES: tuple[str, ...] = ("exact", "vector", "last-subject", "last-answer", "earlier")
@@ -540,12 +541,7 @@ def save_memory(model: ConversationMemory, folder: Path, card: dict | None = Non
     staging.mkdir()
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / "memory.safetensors"))
     (staging / "memory.json").write_text(json.dumps({"shape": asdict(model.shape), **(card or {})}, indent=2))
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    staging.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(staging, folder)
 
 
 def load_memory(folder: Path) -> ConversationMemory:

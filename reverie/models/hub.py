@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -50,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from reverie.atomic import replace_folder
 from reverie.errors import ReverieError
 
 ROUTES: tuple[str, ...] = ("graph", "follow-up", "image", "small-talk")
@@ -481,26 +481,10 @@ def save_router(router, folder: Path) -> None:
         state = {key: value.detach().contiguous() for key, value in router.state_dict().items()}
         save_file(state, str(staging / WEIGHTS_FILE))
         (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        _replace_folder(staging, folder)
+        replace_folder(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _replace_folder(staging: Path, target: Path) -> None:
-    """Rename `staging` to `target`; an old `target` is moved aside first and removed after."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}-old-{os.getpid()}-{time.monotonic_ns()}")
-        os.rename(target, old)
-    try:
-        os.rename(staging, target)
-    except BaseException:
-        if old is not None:
-            os.rename(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_card(folder: Path) -> dict[str, Any]:

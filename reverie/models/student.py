@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reverie.atomic import replace_folder
 from reverie.config import offline_hub
 from reverie.errors import ReverieError
 
@@ -454,27 +455,11 @@ def save_student(model, tokenizer, out_dir: str | os.PathLike, card: dict[str, A
         model.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
         (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        _replace_folder(staging, out_dir)
+        replace_folder(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
-
-
-def _replace_folder(staging: Path, target: Path) -> None:
-    """Rename `staging` to `target`; an old `target` is moved aside first and removed after."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}-old-{os.getpid()}-{time.monotonic_ns()}")
-        os.rename(target, old)
-    try:
-        os.rename(staging, target)
-    except BaseException:
-        if old is not None:
-            os.rename(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def load_student(student_dir: str | os.PathLike):
