@@ -200,6 +200,7 @@ class Reverie:
         """Start every actor and load its models (the LLM too unless `llm=False`), so that the first
         question's stage timings measure the work, not the start-up."""
         self.pipeline.services.warm_up(llm=llm)
+        self.pipeline.load_conversation_models()
 
     def feedback(
         self, verdict: Verdict | str, rating: Literal["good", "bad", "neutral"], note: str = ""

@@ -308,15 +308,24 @@ class Pipeline:
         return verdict
 
     # ---------- conversation ----------
-    def route(self, question_vec: np.ndarray, has_image: bool, memory_vec: np.ndarray | None) -> str:
-        """Where the hub (or the MLP, `router: mlp`) sends the message: graph, follow-up, image or small-talk."""
+    def load_conversation_models(self) -> None:
+        """Load the router and the conversational memory now (start-up), not on the first message."""
+        self.router()
+        self.conversation_memory()
+
+    def router(self):
+        """The hub (or the MLP, `router: mlp`): the home's, else the one Reverie ships."""
         if self._router is None:
             from reverie.models.hub import router_for_home
 
             name = self.settings.router
             self._router = router_for_home(self.settings.paths.router(name), name, self.embed_texts)
+        return self._router
+
+    def route(self, question_vec: np.ndarray, has_image: bool, memory_vec: np.ndarray | None) -> str:
+        """Where the router sends the message: graph, follow-up, image or small-talk."""
         memory = np.zeros_like(question_vec) if memory_vec is None else memory_vec
-        [decision] = self._router.route(
+        [decision] = self.router().route(
             np.asarray(question_vec, np.float32)[None], np.array([has_image]), np.asarray(memory, np.float32)[None]
         )
         return decision.route

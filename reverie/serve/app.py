@@ -212,6 +212,7 @@ class PipelineDeployment:
         self.settings = Settings(**settings)
         self.pipeline = Pipeline(self.settings, Services.start(self.settings, encoder=encoder, llm=llm, images=images))
         ray.get(self.pipeline.services.store.open_index.remote())
+        self.pipeline.load_conversation_models()
 
     def check_health(self) -> None:
         import ray
