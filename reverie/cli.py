@@ -1,4 +1,4 @@
-"""reverie ingest | ask | chat | serve | stats | train policy | train tuner | eval [policy] | eval tuner | tune headline | tune policy.
+"""reverie ingest | ask | chat | serve | stats | fractal train|chat|talk|save|load | train policy | train tuner | eval [policy] | eval tuner | tune headline | tune policy.
 
 Bad input prints one line to stderr and exits 2; it is checked before Ray starts where it can be.
 """
@@ -762,6 +762,179 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fractal(args: argparse.Namespace):
+    from reverie.fractal import FractalAssistant
+
+    settings = _settings(args)
+    import torch
+
+    torch.set_num_threads(1)  # a tree of small layers: a second thread only waits on the first
+    return FractalAssistant(settings.home)
+
+
+def cmd_fractal_train(args: argparse.Namespace) -> int:
+    from reverie.data.qa import QA_GRAPHS, read_qa_file
+
+    graphs = [] if args.graphs == ["none"] else args.graphs
+    unknown = sorted(set(graphs) - set(QA_GRAPHS))
+    if unknown:
+        raise ReverieError(f"unknown graph {unknown[0]!r}: use {', '.join(QA_GRAPHS)} or none")
+    if args.qa is not None:
+        read_qa_file(args.qa)  # a bad file: one line, before anything loads
+    if args.qa is None and not graphs:
+        raise ReverieError("nothing to train on: give --qa FILE.json, or graphs")
+    if args.epochs < 1:
+        raise ReverieError(f"--epochs must be at least 1, got {args.epochs}")
+    shape = {}
+    if args.depth is not None:
+        if not 1 <= args.depth <= 12:
+            raise ReverieError(f"--depth must be between 1 and 12, got {args.depth}")
+        shape["max_depth"] = args.depth
+        shape["start_depth"] = min(3, args.depth)
+    if args.max_nodes is not None:
+        if args.max_nodes < 1:
+            raise ReverieError(f"--max-nodes must be at least 1, got {args.max_nodes}")
+        shape["max_nodes"] = args.max_nodes
+    assistant = _fractal(args)
+    from tqdm import tqdm
+
+    bar = tqdm(total=args.epochs, desc="fractal", unit="epoch", disable=args.json, file=sys.stderr)
+
+    def progress(point: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{point['loss']:.3f}", nodes=point.get("nodes"), depth=point.get("depth"))
+
+    report = assistant.train(
+        qa_file=args.qa,
+        graphs=graphs,
+        epochs=args.epochs,
+        seed=args.seed,
+        fractal=shape,
+        resume=args.resume,
+        progress=progress,
+    )
+    bar.close()
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps({"saved_to": str(assistant.home.fractal), **asdict(report)}))
+        return 0
+    print(
+        f"fractal network saved to {assistant.home.fractal}: {report.pairs} pairs, {report.epochs} epochs, "
+        f"loss {report.loss:.3f}, {report.nodes} nodes, depth {report.depth}, {report.weights:,} weights"
+    )
+    if report.exact_match is not None:
+        print(
+            f"held out ({report.held_out} pairs): exact match {report.exact_match:.1%}, token F1 "
+            f"{report.token_f1:.1%}, parroting {report.parroting:.1%}"
+        )
+    print(f"plot: {assistant.home.fractal_plot}")
+    return 0
+
+
+FRACTAL_CHAT_HELP = "/temp T sets the temperature (0 to 2), /help shows this, /quit or /bye ends"
+
+
+def cmd_fractal_chat(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.temperature <= 2.0:
+        raise ReverieError(f"--temperature must be between 0 and 2, got {args.temperature}")
+    assistant = _fractal(args)
+    assistant.model()  # no network: one line now, not at the first message
+    interactive = sys.stdin.isatty()
+    temperature = args.temperature
+    if interactive:
+        print(f"fractal network ({FRACTAL_CHAT_HELP})")
+    turn = 0
+    while True:
+        try:
+            line = input(">>> " if interactive else "")
+        except EOFError:
+            break
+        except KeyboardInterrupt:
+            print()
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("/"):
+            command, _, value = text.partition(" ")
+            if command in ("/quit", "/bye", "/exit"):
+                break
+            if command in ("/help", "/?"):
+                print(FRACTAL_CHAT_HELP)
+            elif command == "/temp":
+                try:
+                    number = float(value)
+                    if not 0.0 <= number <= 2.0:
+                        raise ValueError
+                    temperature = number
+                    print(f"temperature {temperature:g}")
+                except ValueError:
+                    print(f"reverie: /temp takes a number from 0 to 2, not {value!r}", file=sys.stderr)
+            else:
+                print(f"reverie: unknown command {command}: {FRACTAL_CHAT_HELP}", file=sys.stderr)
+            continue
+        turn += 1
+        seed = None if args.seed is None else args.seed + turn
+        print(assistant.reply(text, temperature=temperature, seed=seed), flush=True)
+    return 0
+
+
+def cmd_fractal_talk(args: argparse.Namespace) -> int:
+    from reverie.fractal import talk
+
+    if args.turns < 1:
+        raise ReverieError(f"--turns must be at least 1, got {args.turns}")
+    if args.delay < 0:
+        raise ReverieError(f"--delay must be 0 or more, got {args.delay}")
+    if not args.server.startswith(("http://", "https://")):
+        raise ReverieError(f"--server is a URL (http://host:port), not {args.server!r}")
+    assistant = _fractal(args)
+    lines = []
+
+    def show(line) -> None:
+        lines.append(line.as_dict())
+        if args.json:
+            print(json.dumps(line.as_dict()), flush=True)
+        else:
+            print(f"[{line.speaker}] {line.text}", flush=True)
+
+    try:
+        talk(
+            assistant,
+            args.server,
+            args.model,
+            turns=args.turns,
+            delay=args.delay,
+            opening=args.opening,
+            api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
+            temperature=args.temperature,
+            on_line=show,
+        )
+    finally:
+        if args.transcript:
+            from reverie.atomic import atomic_write
+
+            atomic_write(args.transcript, "".join(json.dumps(line) + "\n" for line in lines).encode())
+    return 0
+
+
+def cmd_fractal_save(args: argparse.Namespace) -> int:
+    path = _fractal(args).save(args.path)
+    print(f"fractal network saved to {path}")
+    return 0
+
+
+def cmd_fractal_load(args: argparse.Namespace) -> int:
+    assistant = _fractal(args)
+    status = assistant.load(args.path)
+    print(
+        f"fractal network loaded from {args.path} into {assistant.home.fractal}: {status['nodes']} nodes, "
+        f"depth {status['depth']}, {status['weights']:,} weights"
+    )
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from reverie.serve.lifecycle import serve_until_stopped
 
@@ -1169,6 +1342,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON (schema in reverie/compare.py)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("fractal", help="the fractal network of seed 001: train it on Q&A, chat, talk, save, load")
+    fractal_sub = p.add_subparsers(dest="what", required=True)
+    f = fractal_sub.add_parser("train", help="train it on Q&A pairs: a JSON file and pairs generated from the graphs")
+    f.add_argument("--qa", help='a JSON file: [{"question": ..., "answer": ...}, ...] (seed 001\'s format)')
+    f.add_argument(
+        "--graphs", nargs="+", default=["world", "umls"], help="graphs to generate pairs from (world umls; none)"
+    )
+    f.add_argument("--epochs", type=int, default=40, help="passes over the pairs (default 40)")
+    f.add_argument("--depth", type=int, help="the deepest the tree may grow (default 7)")
+    f.add_argument("--max-nodes", type=int, help="the most nodes the tree may have (default 24)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--resume", action="store_true", help="go on training the saved network instead of a new one")
+    f.add_argument("--json", action="store_true", help="print the report as JSON, no progress bar")
+    f.set_defaults(func=cmd_fractal_train)
+    f = fractal_sub.add_parser("chat", help="chat with it (piped input: one line a turn)")
+    f.add_argument("--temperature", type=float, default=0.0, help="0 answers greedily (default); up to 2")
+    f.add_argument("--seed", type=int, help="seeds sampling, so a session replays the same")
+    f.set_defaults(func=cmd_fractal_chat)
+    f = fractal_sub.add_parser("talk", help="hold a conversation with another OpenAI-compatible server's model")
+    f.add_argument("--server", required=True, help="the other server, e.g. http://127.0.0.1:1234 (LM Studio)")
+    f.add_argument("--model", required=True, help="the other server's model")
+    f.add_argument("--turns", type=int, default=5, help="exchanges (default 5)")
+    f.add_argument("--delay", type=float, default=0.0, help="seconds to wait between messages (default 0)")
+    f.add_argument("--opening", default="Hello! What do you know about glass?", help="the first message")
+    f.add_argument("--temperature", type=float, default=0.7, help="the fractal network's temperature (default 0.7)")
+    f.add_argument("--api-key", help="the other server's key (default: OPENAI_API_KEY)")
+    f.add_argument("--transcript", help="also write the transcript here (JSON lines)")
+    f.add_argument("--json", action="store_true", help="print each line as JSON")
+    f.set_defaults(func=cmd_fractal_talk)
+    f = fractal_sub.add_parser("save", help="copy the home's network to a file")
+    f.add_argument("path")
+    f.set_defaults(func=cmd_fractal_save)
+    f = fractal_sub.add_parser("load", help="make a saved network the home's (a file that is not one is refused)")
+    f.add_argument("path")
+    f.set_defaults(func=cmd_fractal_load)
 
     p = sub.add_parser("stats", help="count the graph's entities, relations and triples")
     p.add_argument("--local", action="store_true", help=LOCAL_HELP)

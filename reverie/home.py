@@ -8,6 +8,7 @@ everything else asks `Home` for it.
     feedback/                    ratings of verdicts, a dataset (JSONL)
     models/                      the bundled LLM's safetensors copy; models/clip/image_tower.pt, the image tower
     models/student/              the distilled student LLM (safetensors, config, tokenizer, its card)
+    models/fractal.safetensors   the fractal network (`reverie fractal train`), its card inside; fractal.png its plot
     sentences/<teacher>.jsonl    answer sentences a teacher LLM wrote for the student, cached once
     world_models/<dataset>.pt    a dataset's knowledge-graph embedding (PyKEEN)
     reasoners/<dataset>.pt       a dataset's graph reasoner
@@ -77,6 +78,16 @@ class Home:
     def student(self) -> Path:
         """The student LLM `reverie train student` distils: a transformers folder (safetensors)."""
         return self.models / "student"
+
+    @property
+    def fractal(self) -> Path:
+        """The fractal network `reverie fractal train` grows: one safetensors file, its card inside."""
+        return self.models / "fractal.safetensors"
+
+    @property
+    def fractal_plot(self) -> Path:
+        """The fractal network's complexity, node count and depth over training (PNG)."""
+        return self.models / "fractal.png"
 
     @property
     def conversation_memory(self) -> Path:

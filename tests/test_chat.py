@@ -288,16 +288,13 @@ def cli_env(home: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def world_home(tmp_path_factory):
+def world_home(tmp_path_factory, encoder):
+    """The world, written without Ray as `reverie ingest --dataset world` writes it (the CLI's
+    ingest has its own tests; a Ray of its own here would only cost the chats' time)."""
+    from testkit.serve_process import ingest_world
+
     home = tmp_path_factory.mktemp("chat-home")
-    result = subprocess.run(
-        [sys.executable, "-m", "reverie.cli", "ingest", "--dataset", "world", "--quiet", "--local"],
-        env=cli_env(home),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+    ingest_world(home, encoder)
     # What a home makes on first use, made once here rather than inside the chats' time: the bundled
     # LLM's safetensors copy (~20 s). The message router is the one Reverie ships.
     from reverie.config import Settings

@@ -228,6 +228,8 @@ POST_PATHS = sorted(
             ("/v1/query", "reverie"),
             ("/v1/ingest", "reverie"),
             ("/v1/feedback", "reverie"),
+            ("/v1/fractal/train", "reverie"),
+            ("/v1/fractal/chat", "reverie"),
             ("/api/show", "ollama"),
             ("/api/generate", "ollama"),
             ("/api/chat", "ollama"),

@@ -5,6 +5,8 @@
                                  |                          --handle--> Encoders      (texts and images -> vectors)
                                  |                          --handle--> LLM           (verbalize)
                                  +--handle--> LLM           streamed answers, Ollama generation
+                                 +--handle--> Fractal     the fractal network: training, chat, its state
+                                                            --handle--> Encoders
 
 Pipeline and Encoders autoscale (see config.yaml beside this file); the graph store, arbiter,
 memory and feedback log stay single named actors, because the embedded Qdrant store takes a lock.
@@ -44,6 +46,8 @@ from reverie.schemas import (
 from reverie.serve.calls import Deployments, Readiness
 from reverie.serve.faces import FACES, error_content, face
 from reverie.serve.faces.face import STATUS_TEXT, excerpt
+from reverie.serve.faces.reverie import FRACTAL_STATE_PATH
+from reverie.serve.fractal import STATE_MAX_BYTES, FractalHost
 from reverie.serve.guard import Guard, RequestRecorder, SitePolicy, Traffic, exposure
 
 APP_NAME = "reverie"
@@ -241,6 +245,25 @@ class PipelineDeployment:
         return self.pipeline.embed(texts)
 
 
+@serve.deployment(name="Fractal", ray_actor_options=MODEL_HOST, num_replicas=1, max_ongoing_requests=16)
+class FractalDeployment(FractalHost):
+    """The home's fractal network (reverie/serve/fractal.py). One replica: a training runs in its
+    thread, and every status call must see that training's progress. The network loads when first
+    used; its questions are encoded by the Encoders deployment."""
+
+    def __init__(self, settings: dict, encoder: DeploymentHandle):
+        import torch
+
+        from reverie.pipeline import get
+
+        # One thread, as the encoders: the training must leave a core to the questions.
+        torch.set_num_threads(1)
+        config = Settings(**settings)
+        super().__init__(
+            config.home, encode=lambda texts: np.asarray(get(encoder.encode.remote(list(texts))), np.float32)
+        )
+
+
 def serving(deployments: Deployments, traffic: Traffic) -> FastAPI:
     """`api` as an ingress replica serves it: its routes find the replica's settings and handles on
     the app's state, and every request passes the Guard first."""
@@ -251,6 +274,7 @@ def serving(deployments: Deployments, traffic: Traffic) -> FastAPI:
         site=SitePolicy.from_settings(settings),
         api_key=settings.api_key,
         max_body_bytes=settings.max_body_bytes,
+        body_limits={FRACTAL_STATE_PATH: max(settings.max_body_bytes, STATE_MAX_BYTES)},
         recorder=RequestRecorder(),
         traffic=traffic,
     )
@@ -260,8 +284,8 @@ def serving(deployments: Deployments, traffic: Traffic) -> FastAPI:
 @serve.deployment(name="ReverieAPI", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
 @serve.ingress()
 class ReverieAPI:
-    def __init__(self, settings: dict, pipeline: DeploymentHandle, llm: DeploymentHandle):
-        self.deployments = Deployments(Settings(**settings), pipeline, llm, Readiness(APP_NAME))
+    def __init__(self, settings: dict, pipeline: DeploymentHandle, llm: DeploymentHandle, fractal: DeploymentHandle):
+        self.deployments = Deployments(Settings(**settings), pipeline, llm, Readiness(APP_NAME), fractal)
         self.traffic = Traffic()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
@@ -279,12 +303,14 @@ class ReverieAPI:
 
 
 def build_app(settings: Settings):
-    """The application graph: handles to the encoders and the LLM go into Pipeline, and to Pipeline and the LLM into the ingress."""
+    """The application graph: handles to the encoders and the LLM go into Pipeline, to the encoders
+    into Fractal, and to Pipeline, the LLM and Fractal into the ingress."""
     config = settings.model_dump(mode="json")
     encoders = EncodersDeployment.bind(config)
     llm = LLMDeployment.bind(config, True)
     pipeline = PipelineDeployment.bind(config, encoders, llm, encoders)
-    return ReverieAPI.bind(config, pipeline, llm)
+    fractal = FractalDeployment.bind(config, encoders)
+    return ReverieAPI.bind(config, pipeline, llm, fractal)
 
 
 def app_builder(args: dict):

@@ -48,12 +48,13 @@ class Readiness:
 
 @dataclass(frozen=True)
 class Deployments:
-    """The settings the app runs with, handles to the Pipeline and LLM deployments, and whether they are up."""
+    """The settings the app runs with, handles to the Pipeline, LLM and Fractal deployments, and whether they are up."""
 
     settings: Settings
     pipeline: DeploymentHandle
     llm: DeploymentHandle
     readiness: Readiness = field(default_factory=lambda: Readiness("reverie"))
+    fractal: DeploymentHandle | None = None
 
     @staticmethod
     def of(request: Request) -> Deployments:

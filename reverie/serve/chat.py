@@ -1,5 +1,5 @@
 """The chat code the Ollama and OpenAI faces share: a prompt or a conversation turned into a reply's
-items (its text pieces, then a Finish), by the `reverie` model or the LLM. Each face writes the items
+items (its text pieces, then a Finish), by the `reverie` model, the fractal network or the LLM. Each face writes the items
 in its own wire format (ollama_api, openai_api), so the two cannot drift."""
 
 import time
@@ -24,6 +24,8 @@ async def generate_items(deployments: Deployments, request: ollama_api.GenerateR
     structured = ollama_api.structured_output(request.format, model)
     if model == ollama_api.REASONING_MODEL:
         return await _reasoned(deployments, request.prompt, sampling, "prompt", image)
+    if model == ollama_api.FRACTAL_MODEL:
+        return await _fractal(deployments, request.prompt, sampling)
     return await _generated(deployments, request.prompt, request.system, {**sampling, **structured}, model)
 
 
@@ -46,6 +48,9 @@ async def chat_items(
         return await _reasoned(
             deployments, request.messages[-1].content, sampling, "messages", image, request.session_id(user)
         )
+    if model == ollama_api.FRACTAL_MODEL:
+        last = next(m.content for m in reversed(request.messages) if m.role == "user")
+        return await _fractal(deployments, last, sampling)
     return await _generated(deployments, prompt, system, {**sampling, **structured}, model)
 
 
@@ -123,6 +128,34 @@ async def _reasoned(
             reason=limits.reason,
             prompt_ns=int((reasoned - started) * 1e9),
             completion_ns=int((time.perf_counter() - reasoned) * 1e9),
+        )
+
+    return items()
+
+
+async def _fractal(deployments: Deployments, message: str, sampling: dict) -> AsyncIterator:
+    """The fractal network's reply to one message (greedy unless a temperature is given; seeded),
+    then a Finish counting words. Its reply is whole before the reply opens, so errors (no network
+    yet: 404) are HTTP errors; stop strings cut it, and "length" says it ran to num_predict words."""
+    from reverie.models.fractal_qa import words as tokens
+
+    started = time.perf_counter()
+    limit = sampling["num_predict"] or ollama_api.FRACTAL_WORDS
+    text: str = await read(deployments.fractal.reply, message, sampling["temperature"] or 0.0, sampling["seed"], limit)
+    replied = time.perf_counter()
+    limits = ollama_api.ReplyLimits(sampling["stop"], None)
+    said = limits.feed(text) + limits.flush()
+    reason = "length" if not limits.stops.stopped and len(tokens(text)) >= limit else "stop"
+
+    async def items() -> AsyncIterator:
+        if said:
+            yield said
+        yield Finish(
+            prompt_tokens=ollama_api.words(message),
+            completion_tokens=ollama_api.words(said),
+            reason=reason,
+            prompt_ns=0,
+            completion_ns=int((replied - started) * 1e9),
         )
 
     return items()

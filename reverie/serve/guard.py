@@ -243,8 +243,10 @@ class Guard:
         max_body_bytes: int,
         recorder: RequestRecorder | None = None,
         traffic: Traffic | None = None,
+        body_limits: dict[str, int] | None = None,
     ):
         self.app = app
+        self.body_limits = body_limits or {}  # paths whose bodies have a limit of their own (a state file)
         self.traffic = traffic or Traffic()
         self.site = site
         self.api_key = api_key
@@ -304,11 +306,10 @@ class Guard:
                 [(b"www-authenticate", b"Bearer")],
             )
             return
+        limit = self.body_limits.get(path, self.max_body_bytes)
         declared = next((v for k, v in headers if k.lower() == b"content-length"), None)
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await send_json(
-                send, path, 413, f"the request body is {int(declared)} bytes; the limit is {self.max_body_bytes}"
-            )
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await send_json(send, path, 413, f"the request body is {int(declared)} bytes; the limit is {limit}")
             return
         # Without a declared length (chunked uploads) the body is read here, up to the limit.
         body, more = [], True
@@ -319,8 +320,8 @@ class Guard:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                await send_json(send, path, 413, f"the request body passes the limit of {self.max_body_bytes} bytes")
+            if size > limit:
+                await send_json(send, path, 413, f"the request body passes the limit of {limit} bytes")
                 return
             body.append(chunk)
             more = message.get("more_body", False)

@@ -96,17 +96,19 @@ def serve_until_stopped(settings: Settings, insecure: bool = False) -> str:
         )
         while True:
             time.sleep(3600)
-    except Stop as stop:
+    except BaseException:
+        # A Stop raised while Ray's C code waits (ray.get while starting) reaches here wrapped, as
+        # a SystemError; the signal that came is what counts.
+        if signals.received is None:
+            with contextlib.suppress(BaseException):
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                shut_down(settings, serving=False, grace_s=0)
+            raise
         finished, left = shut_down(settings, serving=bool(url), grace_s=settings.shutdown_grace_s)
         in_flight = f"{finished} request{'s' * (finished != 1)} in flight finished"
         if left:
             in_flight += f", {left} cut off after {settings.shutdown_grace_s:g} s"
-        say(f"Reverie stopped on {stop}: {in_flight}, the store closed, Ray stopped")
-    except BaseException:
-        with contextlib.suppress(BaseException):
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            shut_down(settings, serving=False, grace_s=0)
-        raise
+        say(f"Reverie stopped on {signals.received}: {in_flight}, the store closed, Ray stopped")
     return url
 
 

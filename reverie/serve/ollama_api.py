@@ -8,6 +8,9 @@ Three models are offered:
 - `smollm2:135m`: the bundled LLM itself (or whatever `llm_backends` names), for plain generation.
 - `reverie-student`: the student distilled from the LLM (`reverie train student`), for plain
   generation; listed where the home holds one.
+- `fractal`: the home's fractal network (`reverie fractal train`, or POST /v1/fractal/train), which
+  answers the last user message on its own (no history, no system message); listed where the home
+  holds one. It honours temperature, seed, num_predict (words) and stop.
 - `all-minilm-l6-v2`: MiniLM, the text encoder, for embeddings only.
 
 Replies stream as NDJSON by default, as Ollama's do; `"stream": false` gives one JSON object.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from collections.abc import AsyncIterator
@@ -30,16 +34,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reverie.encoders.text import text_dim
 from reverie.errors import NotFoundError, ReverieError
+from reverie.fractal import FRACTAL_MODEL
 from reverie.llm.base import Finish, StopStrings
 from reverie.schemas import Verdict
+from reverie.serve.fractal import REPLY_WORDS as FRACTAL_WORDS
 
 REASONING_MODEL = "reverie"
 LLM_MODEL = "smollm2:135m"
 STUDENT_MODEL = "reverie-student"
 EMBEDDING_MODEL = "all-minilm-l6-v2"
-MODELS = (REASONING_MODEL, LLM_MODEL, STUDENT_MODEL, EMBEDDING_MODEL)
+MODELS = (REASONING_MODEL, LLM_MODEL, STUDENT_MODEL, FRACTAL_MODEL, EMBEDDING_MODEL)
 GENERATING_BACKENDS: dict[str, str | None] = {LLM_MODEL: None, STUDENT_MODEL: "student"}
-"""The LLM backend that writes each plain-generation model's replies (None: the settings' fallback chain)."""
+"""The LLM backend that writes each plain-generation model's replies (None: the settings' fallback chain).
+The fractal network is no LLM backend: reverie/serve/chat.py sends its requests to the Fractal deployment."""
+OWN_TEXT_MODELS = (REASONING_MODEL, FRACTAL_MODEL)
+"""Models that write their replies their own way: no system message, no `format`."""
 # The Ollama version clients gate features on (structured outputs came in 0.5); the Ollama face
 # serves endpoints of that version.
 OLLAMA_VERSION = "0.6.0"
@@ -167,6 +176,8 @@ def structured_output(format: str | dict[str, Any] | None, model: str) -> dict[s
             f"the {REASONING_MODEL!r} model replies in text: `format` is for {LLM_MODEL!r} "
             "(POST /v1/query gives the verdict as JSON)"
         )
+    if model == FRACTAL_MODEL:
+        raise ReverieError(f"the {FRACTAL_MODEL!r} model replies in text: `format` is for {LLM_MODEL!r}")
     if format == "json":
         return {"json_object": True}
     choices = choices_of(format)
@@ -229,8 +240,8 @@ class GenerateRequest(BaseModel):
         ]
         if refused:
             raise ReverieError(f"not supported: {', '.join(refused)}")
-        if self.system and model_name(self.model) == REASONING_MODEL:
-            raise ReverieError(f"the {REASONING_MODEL!r} model takes no system message")
+        if self.system and model_name(self.model) in OWN_TEXT_MODELS:
+            raise ReverieError(f"the {model_name(self.model)!r} model takes no system message")
 
 
 class ChatMessage(BaseModel):
@@ -393,9 +404,28 @@ def _student_parameters(settings) -> str:
         return "small"
 
 
+def _fractal_file(settings) -> Path:
+    from reverie.home import Home
+
+    return Home(settings.home).fractal
+
+
+def _fractal_parameters(settings) -> str:
+    """The fractal network's weights, counted from its state file's tensor shapes."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(_fractal_file(settings)), framework="pt") as handle:
+            count = sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys())
+        return f"{count / 1e6:.2f}M"
+    except Exception:  # noqa: BLE001 - a file being replaced or damaged: the listing still answers
+        return "small"
+
+
 def served_models(settings) -> tuple[str, ...]:
-    """The models this server lists: every one, the student only where the home holds one."""
-    return tuple(name for name in MODELS if name != STUDENT_MODEL or _student_file(settings).is_file())
+    """The models this server lists: every one, the student and the fractal network only where the home holds one."""
+    held = {STUDENT_MODEL: _student_file, FRACTAL_MODEL: _fractal_file}
+    return tuple(name for name in MODELS if name not in held or held[name](settings).is_file())
 
 
 def _minilm_file():
@@ -464,6 +494,24 @@ MODEL_CARDS: dict[str, dict[str, Any]] = {
         "template": CHAT_TEMPLATE,
         "size": lambda settings: _file_size(lambda: _student_file(settings)),
     },
+    FRACTAL_MODEL: {
+        "details": {
+            "parent_model": "",
+            "format": "safetensors",
+            "family": "fractal",
+            "families": ["fractal"],
+            "parameter_size": "small",  # read from the state file when listed
+            "quantization_level": "F32",
+        },
+        "capabilities": ["completion"],
+        "model_info": {
+            "general.architecture": "fractal",
+            "general.description": "a growing fractal network (VAE latent, a tree of nodes) over the message's "
+            "MiniLM vector, and a word-level GRU that writes the reply; trained on Q&A pairs",
+        },
+        "template": "{{ .Prompt }}",
+        "size": lambda settings: _file_size(lambda: _fractal_file(settings)),
+    },
     EMBEDDING_MODEL: {
         "details": {
             "parent_model": "",
@@ -487,7 +535,11 @@ def _now() -> str:
 
 def _details(name: str, settings) -> dict[str, Any]:
     details = MODEL_CARDS[name]["details"]
-    return {**details, "parameter_size": _student_parameters(settings)} if name == STUDENT_MODEL else details
+    if name == STUDENT_MODEL:
+        return {**details, "parameter_size": _student_parameters(settings)}
+    if name == FRACTAL_MODEL:
+        return {**details, "parameter_size": _fractal_parameters(settings)}
+    return details
 
 
 def tags(settings) -> dict[str, Any]:
@@ -540,6 +592,8 @@ def show(request: ShowRequest, settings) -> dict[str, Any]:
         }
     elif name == REASONING_MODEL:
         parameters = {"num_predict": settings.max_new_tokens, "rollouts": settings.rollouts, "hops": settings.hops}
+    elif name == FRACTAL_MODEL:
+        parameters = {"temperature": 0, "num_predict": FRACTAL_WORDS}
     modelfile = f"# Served by Reverie\nFROM {name}\n" + "".join(f"PARAMETER {k} {v}\n" for k, v in parameters.items())
     if card["template"]:
         modelfile += f'TEMPLATE """{card["template"]}"""\n'

@@ -17,7 +17,7 @@ STATUS_TEXT = {
     401: "Missing or wrong API key",
     403: "Refused: a Host the server does not answer to, or an Origin not allowed (docs/security.md)",
     404: "Not found",
-    409: "The knowledge graph is empty",
+    409: "The knowledge graph is empty, or (the fractal network) a training is running",
     413: "The request body is over the limit",
     415: "Unsupported media type",
     422: "The body fails validation, or (questions) no entity matches",

@@ -1,5 +1,5 @@
-"""Reverie's own face: questions, ingest, feedback, the graph's views, training runs, health and
-metrics, and the web page's files. Errors are {"detail": message}; a 422 is FastAPI's list of the
+"""Reverie's own face: questions, ingest, feedback, the graph's views, training runs, the fractal
+network (training, chat, its state and plot), health and metrics, and the web page's files. Errors are {"detail": message}; a 422 is FastAPI's list of the
 failing fields. Request bodies are parsed as JSON or form data: nothing a client sends is unpickled."""
 
 import asyncio
@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from pydantic import BaseModel, ValidationError
 
 from reverie.errors import IngestError, NotFoundError, ReverieError, UnsupportedMediaError
+from reverie.fractal import FRACTAL_MODEL
 from reverie.runs import list_runs, read_run
 from reverie.schemas import (
     EntityView,
@@ -37,6 +38,7 @@ from reverie.schemas import (
 from reverie.serve import ollama_api
 from reverie.serve.calls import Deployments, DeploymentsDep, read, result
 from reverie.serve.faces.face import SSE, Face, errors
+from reverie.serve.fractal import FractalChat, FractalJob, FractalReply, FractalStatus, FractalTrain
 from reverie.serve.metrics import PROMETHEUS_TEXT, cluster_metrics
 
 router = APIRouter()
@@ -252,13 +254,11 @@ async def ingest(request: Request, deployments: DeploymentsDep) -> IngestReport:
     return await result(deployments.pipeline.ingest.remote(body))
 
 
-async def _uploaded(request: Request) -> IngestRequest:
+async def _file_field(request: Request):
+    """The multipart form's `file` field (a starlette UploadFile); a 422 naming it when missing."""
     from starlette.datastructures import UploadFile
 
-    from reverie.data.kg import read_file
-
-    form = await request.form()
-    upload = form.get("file")
+    upload = (await request.form()).get("file")
     if not isinstance(upload, UploadFile):
         raise RequestValidationError(
             [
@@ -270,6 +270,13 @@ async def _uploaded(request: Request) -> IngestRequest:
                 }
             ]
         )
+    return upload
+
+
+async def _uploaded(request: Request) -> IngestRequest:
+    from reverie.data.kg import read_file
+
+    upload = await _file_field(request)
     # The file keeps its name (made safe) so errors read "triples.tsv:3: ..." as in the CLI.
     name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload.filename or "").name)[:100] or "upload.tsv"
     with tempfile.TemporaryDirectory() as folder:
@@ -337,6 +344,95 @@ async def learning(deployments: DeploymentsDep) -> LearningStatus:
 async def training_run(run_id: str, deployments: DeploymentsDep) -> Run:
     """One run's numbers by iteration: the curves on the web page."""
     return await asyncio.to_thread(read_run, deployments.settings.home, run_id)
+
+
+# ------------------------------------------------------------------------- the fractal network
+
+FRACTAL_STATE_PATH = "/v1/fractal/state"
+STATE_TYPE = "application/octet-stream"
+STATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A state file, as GET /v1/fractal/state gives one (a safetensors file, its card inside).",
+        "content": {
+            STATE_TYPE: {"schema": {"type": "string", "format": "binary", "minLength": 1}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary", "description": "the state file"}},
+                }
+            },
+        },
+    }
+}
+
+
+@router.get("/v1/fractal", response_model=FractalStatus)
+async def fractal_status(deployments: DeploymentsDep) -> dict:
+    """The home's fractal network (trained or not; its nodes, depth, complexity, weights and history
+    by epoch), and the last training's progress (`training`): poll it while one runs."""
+    return await read(deployments.fractal.status)
+
+
+@router.post("/v1/fractal/train", status_code=202, response_model=FractalJob, responses=errors(409))
+async def fractal_train(body: FractalTrain, deployments: DeploymentsDep) -> dict:
+    """Train a new fractal network in the background on Q&A pairs (a file's, as JSON) and/or the
+    graphs' facts; 202 with the training's progress, which GET /v1/fractal follows. The network in
+    use keeps answering until the new one replaces it. Bad pairs are a 422 naming the entry, and
+    nothing starts; a training already running is a 409."""
+    return await result(deployments.fractal.train.remote(body.pairs, body.graphs, body.epochs, body.seed))
+
+
+@router.delete("/v1/fractal/train", response_model=FractalJob)
+async def fractal_stop(deployments: DeploymentsDep) -> dict:
+    """Stop the running training after its epoch; what it learned so far becomes the home's network."""
+    return await result(deployments.fractal.stop.remote())
+
+
+@router.post("/v1/fractal/chat", response_model=FractalReply, responses=errors(404))
+async def fractal_chat(body: FractalChat, deployments: DeploymentsDep) -> FractalReply:
+    """The fractal network's reply to a message (greedy at temperature 0, else sampled)."""
+    reply = await read(deployments.fractal.reply, body.message, body.temperature, body.seed, body.max_words)
+    return FractalReply(model=FRACTAL_MODEL, reply=reply)
+
+
+@router.get(
+    FRACTAL_STATE_PATH,
+    response_class=Response,
+    responses={200: {"content": {STATE_TYPE: {}}, "description": "The state file."}, **errors(404)},
+)
+async def fractal_state(deployments: DeploymentsDep) -> Response:
+    """The home's fractal network as one file (safetensors, its card inside), to keep or load elsewhere."""
+    data = await read(deployments.fractal.state)
+    return Response(
+        data, media_type=STATE_TYPE, headers={"Content-Disposition": 'attachment; filename="fractal.safetensors"'}
+    )
+
+
+@router.put(
+    FRACTAL_STATE_PATH, response_model=FractalStatus, openapi_extra=STATE_BODY, responses=errors(400, 409, 413, 422)
+)
+async def fractal_load(request: Request, deployments: DeploymentsDep) -> dict:
+    """Make an uploaded state file the home's network (the body is the file; multipart form data
+    with a `file` field works too). A file that is not a fractal state is a 422, and the home's
+    network stays as it was; a training running is a 409."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        data = await (await _file_field(request)).read()
+    else:
+        data = await request.body()
+    return await result(deployments.fractal.load.remote(data))
+
+
+@router.get(
+    "/v1/fractal/plot.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "The plot."}, **errors(404)},
+)
+async def fractal_plot(deployments: DeploymentsDep) -> Response:
+    """Loss, complexity (spectral entropy), nodes and depth of the home's network by epoch, as a PNG."""
+    return Response(await read(deployments.fractal.plot), media_type="image/png", headers={"Cache-Control": "no-cache"})
 
 
 @router.api_route("/ui", methods=["GET", "HEAD"], include_in_schema=False)

@@ -1,12 +1,13 @@
 /* Reverie's web page: plain ES2020, one file, no build step, no network beyond the same-origin API.
  *
  * Sections: helpers · API (key + 401 retry) · views/tabs · Ask (SSE, chain, graphs, rating) ·
- * Graph explorer · Ingest · Runs (SVG plots) · start-up.
+ * Graph explorer · Ingest · Runs (SVG plots) · Fractal (chat, training, state, plot) · start-up.
  */
 'use strict';
 
 const KEY_STORE = 'reverie.apiKey';        // sessionStorage: the key lives as long as the tab
-const VIEWS = ['ask', 'graph', 'ingest', 'runs'];
+const VIEWS = ['ask', 'graph', 'ingest', 'runs', 'fractal'];
+const FRACTAL_POLL_MS = 400;               // how often the Fractal view asks how a training goes
 const MAX_GRAPH_NODES = 300;               // the explorer stops adding nodes past this
 const MAX_FACT_ROWS = 200;                 // rows listed per direction in the entity detail
 const COLORS = {
@@ -27,6 +28,7 @@ const state = {
   selectedRuns: [],
   runCache: new Map(),
   plotToken: 0,
+  fractal: { status: null, polling: false, chatting: false, plotUrl: null, plotOf: null },
 };
 
 // ------------------------------------------------------------------ helpers
@@ -132,7 +134,10 @@ async function api(method, path, body, opts = {}) {
     if (opts.accept) headers.Accept = opts.accept;
     let payload;
     if (body instanceof FormData) payload = body;
-    else if (body !== undefined && body !== null) {
+    else if (body instanceof Blob) {       // a file as the whole body (a state file); it can be sent again
+      headers['Content-Type'] = 'application/octet-stream';
+      payload = body;
+    } else if (body !== undefined && body !== null) {
       headers['Content-Type'] = 'application/json';
       payload = JSON.stringify(body);
     }
@@ -227,6 +232,7 @@ function showView(name) {
   // Cytoscape measures its box when drawn: a canvas drawn or resized while hidden needs a resize.
   requestAnimationFrame(() => refitCanvases(name));
   if (name === 'runs' && changed) loadRuns();
+  if (name === 'fractal' && changed) loadFractal();
 }
 
 function refitCanvases(view) {
@@ -1163,6 +1169,211 @@ function lineChart({ title, xLabel, yLabel, series, width, height }) {
   return root;
 }
 
+// ------------------------------------------------------------------ Fractal
+
+function setupFractal() {
+  $('fractal-send').addEventListener('click', chatFractal);
+  $('fractal-message').addEventListener('keydown', (evt) => {
+    if (evt.key === 'Enter' && !evt.isComposing) { evt.preventDefault(); chatFractal(); }
+  });
+  const slider = $('fractal-temperature');
+  slider.addEventListener('input', () => { $('fractal-temperature-value').textContent = Number(slider.value).toFixed(1); });
+  $('fractal-train').addEventListener('click', trainFractal);
+  $('fractal-stop').addEventListener('click', stopFractal);
+  $('fractal-save').addEventListener('click', saveFractal);
+  $('fractal-load-file').addEventListener('change', (evt) => {
+    const file = evt.target.files[0];
+    if (file) loadFractalState(file).finally(() => { evt.target.value = ''; });
+  });
+}
+
+/** The network's status and its training's progress; polls while a training runs. */
+async function loadFractal() {
+  try {
+    renderFractal(await api('GET', '/v1/fractal'));
+    showError('fractal-error', '');
+  } catch (err) {
+    showError('fractal-error', err.message);
+  }
+}
+
+function renderFractal(status) {
+  state.fractal.status = status;
+  const summary = $('fractal-summary');
+  summary.textContent = status.trained
+    ? `${status.nodes ?? '?'} nodes · depth ${status.depth ?? '?'} · complexity ${fmtShort(status.complexity)} · `
+      + `${fmtShort(status.weights)} weights · ${status.vocabulary ?? '?'} words · ${status.epochs} epochs`
+    : 'not trained yet: train it on a Q&A file, or load a saved state';
+  $('fractal-save').disabled = !status.trained;
+  renderFractalJob(status.training || { state: 'idle' });
+  const running = status.training && status.training.state === 'running';
+  if (running) pollFractal();
+  else refreshFractalPlot(status);
+}
+
+function renderFractalJob(job) {
+  const running = job.state === 'running';
+  $('fractal-train').disabled = running;
+  $('fractal-stop').hidden = !running;
+  const bar = $('fractal-progress');
+  bar.max = Math.max(job.epochs || 1, 1);
+  bar.value = job.state === 'idle' ? 0 : job.epoch || 0;
+  const text = $('fractal-progress-text');
+  text.classList.toggle('failed', job.state === 'failed');
+  const numbers = job.epoch
+    ? ` · loss ${fmt(job.loss, 3)} · ${job.nodes ?? '?'} nodes · depth ${job.depth ?? '?'} · complexity ${fmtShort(job.complexity)}`
+    : '';
+  const took = typeof job.seconds === 'number' ? ` in ${job.seconds.toFixed(1)} s` : '';
+  text.textContent = {
+    idle: '',
+    running: `epoch ${job.epoch} of ${job.epochs} · ${job.phase || 'training'}${numbers}`,
+    done: `done: ${job.epoch} epochs on ${job.pairs ?? '?'} pairs${took}${numbers}`,
+    stopped: `stopped after epoch ${job.epoch} of ${job.epochs}${took}${numbers}`,
+    failed: `failed: ${job.error || 'the training stopped with an error'}`,
+  }[job.state] ?? job.state;
+}
+
+/** Follows a running training, one status call every FRACTAL_POLL_MS, until it ends. */
+async function pollFractal() {
+  if (state.fractal.polling) return;
+  state.fractal.polling = true;
+  try {
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, FRACTAL_POLL_MS));
+      const status = await api('GET', '/v1/fractal');
+      state.fractal.status = status;
+      renderFractalJob(status.training);
+      if (status.training.state !== 'running') {
+        state.fractal.polling = false;
+        renderFractal(status);
+        const job = status.training;
+        setStatus(job.state === 'failed' ? `Training failed: ${job.error}` : `Training ${job.state}.`, job.state === 'failed');
+        return;
+      }
+    }
+  } catch (err) {
+    showError('fractal-error', err.message);
+  } finally {
+    state.fractal.polling = false;
+  }
+}
+
+/** The Q&A file, read here and sent as JSON with the epochs and the graphs ticked. */
+async function trainFractal() {
+  showError('fractal-error', '');
+  const body = { epochs: parseInt($('fractal-epochs').value, 10) || 40 };
+  const graphs = ['world', 'umls'].filter((name) => $(`fractal-graph-${name}`).checked);
+  const file = $('fractal-file').files[0];
+  if (file) {
+    const text = await file.text();
+    try {
+      body.pairs = JSON.parse(text);
+    } catch (err) {
+      showError('fractal-error', `${file.name} is not JSON: ${err.message}`);
+      return;
+    }
+  }
+  if (graphs.length) body.graphs = graphs;
+  if (!file && !graphs.length) {
+    showError('fractal-error', 'Choose a Q&A file, or tick a graph whose facts to learn.');
+    return;
+  }
+  try {
+    renderFractalJob(await api('POST', '/v1/fractal/train', body));
+    setStatus(`training the fractal network${file ? ` on ${file.name}` : ''}…`);
+    pollFractal();
+  } catch (err) {
+    showError('fractal-error', err.message);  // a bad file: the server names the entry
+  }
+}
+
+async function stopFractal() {
+  try {
+    renderFractalJob(await api('DELETE', '/v1/fractal/train'));
+  } catch (err) {
+    showError('fractal-error', err.message);
+  }
+}
+
+async function chatFractal() {
+  if (state.fractal.chatting) return;
+  const message = $('fractal-message').value.trim();
+  if (!message) { $('fractal-message').focus(); return; }
+  const chat = $('fractal-chat');
+  if (!chat.querySelector('.bubble')) chat.replaceChildren();
+  chat.append(el('div', { class: 'bubble user', text: message }));
+  const pending = el('div', { class: 'bubble pending', text: 'thinking…' });
+  chat.append(pending);
+  chat.scrollTop = chat.scrollHeight;
+  $('fractal-message').value = '';
+  state.fractal.chatting = true;
+  $('fractal-send').disabled = true;
+  try {
+    const temperature = Number($('fractal-temperature').value);
+    const reply = await api('POST', '/v1/fractal/chat', { message, temperature });
+    pending.replaceWith(el('div', { class: 'bubble fractal', text: reply.reply }));
+    showError('fractal-error', '');
+  } catch (err) {
+    pending.remove();
+    showError('fractal-error', err.message);
+  } finally {
+    state.fractal.chatting = false;
+    $('fractal-send').disabled = false;
+    chat.scrollTop = chat.scrollHeight;
+  }
+}
+
+/** The plot (fetched with the key, so it is shown from a blob URL), drawn again when the network changed. */
+async function refreshFractalPlot(status) {
+  const img = $('fractal-plot');
+  const which = status.trained ? `${status.epochs}:${status.weights}:${JSON.stringify(status.history.slice(-1))}` : null;
+  if (which === state.fractal.plotOf && (which === null || !img.hidden)) return;
+  state.fractal.plotOf = which;
+  if (!status.trained) {
+    img.hidden = true;
+    $('fractal-plot-empty').hidden = false;
+    return;
+  }
+  try {
+    const blob = await (await api('GET', '/v1/fractal/plot.png', null, { raw: true })).blob();
+    if (state.fractal.plotUrl) URL.revokeObjectURL(state.fractal.plotUrl);
+    state.fractal.plotUrl = URL.createObjectURL(blob);
+    img.src = state.fractal.plotUrl;
+    img.hidden = false;
+    $('fractal-plot-empty').hidden = true;
+  } catch (err) {
+    img.hidden = true;
+    $('fractal-plot-empty').hidden = false;
+    if (err.status !== 404) showError('fractal-error', err.message);
+  }
+}
+
+/** Downloads the state file (fetched with the key, then saved from a blob URL). */
+async function saveFractal() {
+  try {
+    const blob = await (await api('GET', '/v1/fractal/state', null, { raw: true })).blob();
+    const url = URL.createObjectURL(blob);
+    const link = el('a', { href: url, download: 'fractal.safetensors' });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    setStatus('State saved as fractal.safetensors.');
+  } catch (err) {
+    showError('fractal-error', err.message);
+  }
+}
+
+async function loadFractalState(file) {
+  try {
+    renderFractal(await api('PUT', '/v1/fractal/state', file));
+    showError('fractal-error', '');
+    setStatus(`Loaded ${file.name}.`);
+  } catch (err) {
+    showError('fractal-error', `${file.name}: ${err.message}`);  // the server's network is as it was
+  }
+}
+
 // ------------------------------------------------------------------ start-up
 
 function init() {
@@ -1172,6 +1383,7 @@ function init() {
   setupGraph();
   setupIngest();
   setupRuns();
+  setupFractal();
   showView(viewFromHash());
   loadHealth();
 }
